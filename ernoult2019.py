@@ -1,0 +1,260 @@
+"""Ernoult et al., NeurIPS 2019 — "Updates of EP match gradients of BPTT in an RNN with static input".
+
+Its flag group (spec A.1, same names and meanings) and its actions: train (EP or BPTT, --benchmark trains both from
+the same initial weights), plotcurves (GDU traces of one mini-batch, also reachable as gducheck) and receipe (sign
+agreement of EP and BPTT over 20 mini-batches). Networks in netClasses.py, algorithms in netFunctions.py.
+"""
+import copy
+import os
+import time
+
+import pandas as pd
+import torch
+
+import data
+import netFunctions as nf
+import plotFunctions
+import results
+from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
+from netClasses import ACTIVATIONS, build_net
+
+NAME = 'ernoult2019'
+DEFAULTS = dict(T=100, Kmax=25, beta=1.0, epochs=1, padding=0, Fpool=2, dataset='mnist')
+METHODS = {'EP': 'EP', 'eqprop': 'EP', 'BPTT': 'BPTT'}
+
+
+def add_args(parser):
+    g = parser.add_argument_group('Ernoult et al. 2019 (EP updates match BPTT gradients): layers are listed from '
+                                  'the output to the input')
+    g.add_argument('--batch-size', type=int, default=20, help='training mini-batch (also plotcurves/receipe)')
+    g.add_argument('--test-batch-size', type=int, default=1000, help='test mini-batch')
+    g.add_argument('--lr_tab', type=float, nargs='+', default=[0.05, 0.1],
+                   help='learning rates from the output layer towards the input (one per weight layer)')
+    g.add_argument('--size_tab', type=int, nargs='+', default=[10],
+                   help='layer sizes from the output to the input (e.g. 10 512 784); conv nets: fc classifier only')
+    g.add_argument('--C_tab', type=int, nargs='+', default=[],
+                   help='conv channels from the classifier side to the input (e.g. 64 32 1): selects convEP')
+    g.add_argument('--discrete', action='store_true', help='prototypical setting (EPdisc, dt = 1 unless --dt)')
+    g.add_argument('--toymodel', action='store_true', help='toy model of Fig. 2 (toyEPcont)')
+    g.add_argument('--no-clamp', action='store_true', help='do not clip the energy-based states to [0, 1]')
+    g.add_argument('--dt', type=float, default=None,
+                   help='Euler step ε of the energy-based setting (default 0.2); the prototypical setting uses 1 '
+                        'unless --dt is given')
+    g.add_argument('--activation-function', default='sigm', choices=sorted(ACTIVATIONS),
+                   help="ρ: 'sigm' (1/(1+exp(-4(x-0.5)))), 'hardsigm' (clip to [0,1]) or 'tanh'")
+    g.add_argument('--training-method', default='eqprop', choices=sorted(METHODS),
+                   help='EP (alias eqprop) or BPTT')
+    g.add_argument('--benchmark', action='store_true',
+                   help='also train a BPTT twin from the same initial weights, with the same hyperparameters')
+    g.add_argument('--Fconv', type=int, default=5, help='conv kernel size')
+    g.add_argument('--device-label', type=int, default=None, help='CUDA index, -1 = CPU (alias of --device)')
+
+
+FLAGS = {'--batch-size', '--test-batch-size', '--lr_tab', '--size_tab', '--C_tab', '--discrete', '--toymodel',
+         '--no-clamp', '--dt', '--activation-function', '--training-method', '--benchmark', '--Fconv',
+         '--device-label'}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+def n_weight_layers(args):
+    if args.toymodel:
+        return 3
+    if args.C_tab:
+        return len(args.size_tab) + len(args.C_tab) - 1
+    return len(args.size_tab) - 1
+
+
+def check_args(args):
+    """Every inconsistency is reported before anything is loaded or written."""
+    apply_defaults(args, DEFAULTS)
+    args.method = METHODS[args.training_method]
+    if args.action == 'gducheck':
+        args.action = 'plotcurves'
+    if args.action == 'evaluate':
+        raise UsageError('--action evaluate is not an action of the Ernoult-2019 commands; use train, plotcurves '
+                         'or receipe')
+    if args.dataset not in ('mnist', 'mnist5k'):
+        raise UsageError(f'--dataset {args.dataset}: this paper runs on MNIST; use mnist or mnist5k')
+    for flag in ('T', 'Kmax', 'epochs', 'batch_size', 'test_batch_size', 'Fconv', 'Fpool'):
+        if getattr(args, flag) < 1:
+            raise UsageError(f'--{flag.replace("_", "-") if "size" in flag else flag} must be at least 1')
+    if args.T < args.Kmax:
+        raise UsageError(f'--T {args.T} is smaller than --Kmax {args.Kmax}: the last Kmax steps (BPTT window, GDU '
+                         f'traces) must fit in the T free steps; raise --T or lower --Kmax')
+    if args.toymodel and len(args.size_tab) != 3:
+        raise UsageError(f'--toymodel needs --size_tab with 3 entries (output hidden input), got {args.size_tab}')
+    if not args.C_tab and not args.toymodel and len(args.size_tab) < 2:
+        raise UsageError(f'--size_tab {" ".join(map(str, args.size_tab))}: give the layer sizes from the output to '
+                         f'the input, e.g. --size_tab 10 512 784 (or --C_tab for a conv net)')
+    if not args.C_tab and args.size_tab[-1] != 784 and not (args.toymodel and args.action == 'plotcurves'):
+        raise UsageError(f'--size_tab ends with {args.size_tab[-1]}: the input layer must be 784 (28×28 MNIST)')
+    if args.C_tab and args.C_tab[-1] != 1:
+        raise UsageError(f'--C_tab {" ".join(map(str, args.C_tab))}: the last entry is the input channels, 1 for '
+                         f'MNIST')
+    if args.action == 'train' and len(args.lr_tab) != n_weight_layers(args):
+        raise UsageError(f'--lr_tab has {len(args.lr_tab)} values but this network has {n_weight_layers(args)} '
+                         f'weight layers (--size_tab {" ".join(map(str, args.size_tab))}'
+                         f'{" --C_tab " + " ".join(map(str, args.C_tab)) if args.C_tab else ""}); give one learning '
+                         f'rate per layer, from the output towards the input')
+    args.dt_disc = 1.0 if args.dt is None else args.dt   # prototypical setting: dt = 1 (paper), see EPdisc
+    args.dt = 0.2 if args.dt is None else args.dt
+    if args.dry_run:
+        args.T, args.Kmax = dry_cap(args.T, args.Kmax)
+        args.epochs = 1
+    if args.device_label is not None and args.device is None:
+        args.device = args.device_label
+
+
+def model_name(args):
+    kind = '_conv' if args.C_tab else ('_disc' if args.discrete else '_cont')
+    return 'ep' + kind + ('_toymodel' if args.toymodel else f'_{len(args.size_tab) - 2}hidden')
+
+
+def hyperparameters(args, seed, device):
+    items = [('action', args.action), ('model', model_name(args)), ('dataset', args.dataset),
+             ('T', args.T), ('Kmax', args.Kmax), ('beta', f'{args.beta:.3f}'), ('batch size', args.batch_size),
+             ('activation function', args.activation_function), ('training method', args.method),
+             ('benchmark', args.benchmark)]
+    if args.action == 'train':
+        items += [('number of epochs', args.epochs), ('learning rates', args.lr_tab)]
+    items.append(('dt', f'{args.dt_disc if args.discrete else args.dt:.3f}' if not args.C_tab else 'n/a (P-conv)'))
+    if not args.discrete and not args.C_tab:
+        items.append(('clamp', not args.no_clamp))
+    if args.C_tab:
+        items += [('channel sizes', args.C_tab), ('classifier sizes', args.size_tab), ('filter size', args.Fconv),
+                  ('pool size', args.Fpool), ('padded layers', 'yes' if args.padding else 'no')]
+    else:
+        items.append(('layer sizes', args.size_tab))
+    items += [('seed', seed), ('device', device), ('dry run', args.dry_run)]
+    return items
+
+
+def load_data(args, train):
+    """Dataset tensors; --dry-run falls back to synthetic digits when the real files are absent."""
+    try:
+        return data.load(args.dataset, args.data_root, train)
+    except data.DataError:
+        if not args.dry_run:
+            raise
+        return data.synthetic((1, 28, 28), 64, seed=int(train))
+
+
+def make_batches(args, x, y, batch_size, shuffle, device, gen):
+    flat = not args.C_tab
+    return data.Batches(x, y, batch_size, shuffle=shuffle, flatten=flat, device=device, generator=gen,
+                        max_batches=1 if args.dry_run else None)
+
+
+def new_run_dir(args):
+    parent = os.path.join(args.results_dir, NAME, model_name(args), results.today())
+    return results.claim_run_dir(parent)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Actions
+
+def run(args, argv):
+    check_args(args)
+    device = pick_device(args.device)
+    seed = seed_everything(args.seed)
+    gen = torch.Generator().manual_seed(seed)
+    if args.action == 'train':
+        return train_action(args, argv, device, seed, gen)
+    return gdu_action(args, argv, device, seed, gen)
+
+
+def train_action(args, argv, device, seed, gen):
+    if args.toymodel and args.size_tab[-1] != 784:
+        raise UsageError('--toymodel with --action train needs an MNIST input layer: --size_tab 10 <hidden> 784')
+    xtr, ytr = load_data(args, True)
+    xte, yte = load_data(args, False)
+    net = build_net(args).to(device)
+    nets = {args.method: net}
+    if args.benchmark:                                    # BPTT twin from the same initial weights, trained first
+        nets = {'BPTT': copy.deepcopy(net), 'EP': net}
+    folder = new_run_dir(args)
+    results.write_hyperparameters(folder, argv, hyperparameters(args, seed, device),
+                                  header=f' TRAINING: list of hyperparameters ({model_name(args)}, {results.today()})')
+    results.copy_plot_script(folder)
+    say(f'results: {folder}')
+    train_b = make_batches(args, xtr, ytr, args.batch_size, True, device, gen)
+    test_b = make_batches(args, xte, yte, args.test_batch_size, False, device, gen)
+    rows = []
+    for method, m in nets.items():
+        opt = torch.optim.SGD(m.lr_groups(args.lr_tab), lr=args.lr_tab[0])
+        t0 = time.time()
+        for epoch in range(1, args.epochs + 1):
+            tr_err = nf.train(m, opt, train_b, method, desc=f'{method} epoch {epoch}/{args.epochs}')
+            te_err, te_loss = nf.evaluate(m, test_b)
+            rows.append(dict(epoch=epoch, method=method, train_error=tr_err, test_error=te_err,
+                             test_loss=te_loss, seconds=time.time() - t0))
+            results.write_csv(os.path.join(folder, 'metrics.csv'), pd.DataFrame(rows))
+            results.save({'model': m.state_dict(), 'optimizer': opt.state_dict(), 'epoch': epoch, 'seed': seed,
+                          'method': method}, os.path.join(folder, f'checkpoint_{method}.pt'))
+            say(f'{method} epoch {epoch}: train error {tr_err:.2f} %, test error {te_err:.2f} %, '
+                f'test loss {te_loss:.4f}, {time.time() - t0:.1f} s')
+    plotFunctions.plot_folder(folder, show=False)
+    return folder
+
+
+def gdu_sampler(args, device, gen):
+    """Draws GDU mini-batches (x, y one-hot); the toy model gets uniform inputs and one random class per batch."""
+    B = args.batch_size
+    if args.toymodel:
+        nx, n0 = args.size_tab[-1], args.size_tab[0]
+
+        def draw():
+            x = torch.rand(B, nx, generator=gen)
+            label = torch.randint(0, n0, (1,), generator=gen).repeat(B)
+            return x.to(device), nf.one_hot(label, n0).to(device)
+        return draw
+    xtr, ytr = load_data(args, True)
+    batches = make_batches(args, xtr, ytr, B, True, device, gen)
+
+    def draw():
+        x, label = next(iter(batches))                    # a fresh shuffle: a new mini-batch each call
+        return x, nf.one_hot(label, 10).to(x)
+    return draw
+
+
+def gdu_action(args, argv, device, seed, gen):
+    draw = gdu_sampler(args, device, gen)                 # fails on absent data before the folder exists
+    net = build_net(args).to(device)
+    folder = new_run_dir(args)
+    header = f' NABLA-DELTA CURVES ({args.action}): list of hyperparameters ({model_name(args)}, {results.today()})'
+    results.write_hyperparameters(folder, argv, hyperparameters(args, seed, device), header=header)
+    results.copy_plot_script(folder)
+    say(f'results: {folder}')
+    if args.action == 'receipe':
+        return receipe_action(args, net, folder, draw)
+    x, y = draw()
+    tr = nf.gdu_traces(net, x, y)
+    tr = {k: ([t.cpu() for t in v] if isinstance(v, list) else {n: t.cpu() for n, t in v.items()})
+          for k, v in tr.items()}
+    tr['labels'] = plotFunctions.param_labels(list(tr['nT']), toymodel=args.toymodel)
+    results.save(tr, os.path.join(folder, 'gdu.pt'))
+    table = pd.DataFrame(nf.gdu_table(tr, param_labels=tr['labels']))
+    results.write_csv(os.path.join(folder, 'gdu_stats.csv'), table)
+    say(table.to_string(index=False, float_format=lambda v: f'{v:.4f}'))
+    plotFunctions.plot_folder(folder, show=False)
+    return folder
+
+
+def receipe_action(args, net, folder, draw):
+    n_trials = 1 if args.dry_run else 20
+    stats = nf.receipe(net, draw, n_trials)
+    rows, summary = [], []
+    for k, v in stats.items():
+        for trial, (ps, pz) in enumerate(v.tolist()):
+            rows.append(dict(key=k, trial=trial, p_sign=ps, p_zero=pz, p_total=ps + pz))
+        tot = v.sum(1)
+        summary.append(dict(key=k, total_mean=tot.mean().item(), total_std=tot.std().item() if len(v) > 1 else 0.,
+                            sign_mean=v[:, 0].mean().item(), sign_std=v[:, 0].std().item() if len(v) > 1 else 0.,
+                            zero_mean=v[:, 1].mean().item(), zero_std=v[:, 1].std().item() if len(v) > 1 else 0.))
+        s = summary[-1]
+        say(f'{k}: same sign (total) {s["total_mean"]:.2f} ± {s["total_std"]:.2f} %, strictly non-zero '
+            f'{s["sign_mean"]:.2f} ± {s["sign_std"]:.2f} %, both zero {s["zero_mean"]:.2f} ± {s["zero_std"]:.2f} %')
+    results.write_csv(os.path.join(folder, 'receipe.csv'), pd.DataFrame(rows))
+    results.write_csv(os.path.join(folder, 'receipe_summary.csv'), pd.DataFrame(summary))
+    return folder

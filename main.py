@@ -1,0 +1,46 @@
+"""One entry point for the suite: `python main.py --action <train|plotcurves|receipe|gducheck|evaluate> ...`.
+
+Every paper adds an argument group (its own flags, same names as its original code) and a `run(args, argv)`;
+the paper a command belongs to is inferred from the flags it uses, so the papers' commands run unchanged.
+"""
+import sys
+
+import cli
+import ernoult2019
+
+# Each paper module has FLAGS (the flags only it uses), add_args(parser) and run(args, argv).
+# The first paper is the default when a command uses no paper-specific flag.
+PAPERS = [ernoult2019]
+
+
+def build_parser():
+    parser = cli.SuiteParser(
+        prog='main.py', description='Equilibrium Propagation research suite: one command line for five papers.',
+        formatter_class=lambda prog: cli.argparse.HelpFormatter(prog, max_help_position=36, width=110))
+    cli.add_suite_args(parser)
+    for paper in PAPERS:
+        paper.add_args(parser)
+    return parser
+
+
+def paper_of(argv):
+    """The paper whose own flags the command uses (the first paper when none is specific)."""
+    used = {a.split('=')[0] for a in argv if a.startswith('--')}
+    for paper in PAPERS:
+        if used & paper.FLAGS:
+            return paper
+    return PAPERS[0]
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+        return paper_of(argv).run(args, argv)
+    except cli.UsageError as e:                     # bad flags, absent data: one line, exit 2, no traceback
+        print(f'main.py: error: {e}', file=sys.stderr)
+        raise SystemExit(2)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,385 @@
+"""Networks of Ernoult et al., NeurIPS 2019, on one shared base.
+
+Every network is a dynamical system on a list of neuron layers s = [s_0, s_1, ...] (s_0 = output, as in the paper:
+layers are indexed from the output towards the input) driven by a static input x. It is defined by a primitive
+function Φ(x, s, θ) (per sample) and one step
+
+    h_t     = ∂Φ/∂s (x, s_t, θ)                      (closed form in `dphi_ds`; autograd of `phi` in the oracle)
+    s_{t+1} = update(s_t, h_t, y, β)                 (transfer function + nudging, class specific)
+
+The closed form is the hot path; `stepper_autograd` differentiates `phi` and is kept as the oracle (tests) and as the
+fallback for a network whose Φ has no closed-form gradient. The input drive, constant during a phase, is computed
+once per phase by `drive(x)`.
+
+β may be a float or a per-sample column tensor (N, 1): the engine stacks the +β and −β phases in one batch.
+The EP synaptic update uses the same Φ: ĝ_θ = −(1/(β₂−β₁)) mean_b [∂Φ/∂θ(s^{β₂}) − ∂Φ/∂θ(s^{β₁})] (gradient sign,
+consumed by a descent optimiser), see netFunctions.ep_gradients.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Activations ρ and their derivatives ρ' (Ernoult 2019, A.3)
+
+class Activation:
+    """ρ and ρ' as a pair, so that closed-form dynamics never need autograd for ρ'."""
+
+    def __init__(self, name, rho, rhop):
+        self.name, self.rho, self.rhop = name, rho, rhop
+
+    def __repr__(self):
+        return self.name
+
+
+def _sigm(x):
+    return torch.sigmoid(4 * (x - 0.5))
+
+
+def _sigm_p(x):
+    r = _sigm(x)
+    return 4 * r * (1 - r)
+
+
+def _tanh_p(x):
+    return 1 - torch.tanh(x) ** 2
+
+
+def _hardsigm_p(x):
+    # Same convention as autograd of clamp: derivative 1 on the closed interval [0, 1].
+    return ((x >= 0) & (x <= 1)).to(x.dtype)
+
+
+ACTIVATIONS = {
+    'sigm': Activation('sigm', _sigm, _sigm_p),
+    'hardsigm': Activation('hardsigm', lambda x: x.clamp(0, 1), _hardsigm_p),
+    'tanh': Activation('tanh', torch.tanh, _tanh_p),
+}
+
+
+def get_activation(name):
+    return ACTIVATIONS[name]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The shared base
+
+class EPNet(nn.Module):
+    """Base of every network trained by the suite's EP engine (netFunctions.py).
+
+    Subclasses define `state_shapes`, `drive`, `dphi_ds`, `phi`, `update` and `lr_groups`. `phi(x, s, y, β)` is
+    the per-sample primitive; it takes y and β so that a family whose nudging term depends on θ (a readout) can put
+    −β ℓ inside Φ, while the Ernoult-2019 nets nudge in `update` (their cost does not depend on θ).
+    `dt` is the time step ε of the dynamics: the EP neural update is (s^β_{t+1} − s^β_t)/(β ε).
+    """
+    dt = 1.0
+
+    def __init__(self, T, Kmax, beta, activation):
+        super().__init__()
+        self.T, self.Kmax, self.beta = T, Kmax, beta
+        self.act = get_activation(activation) if isinstance(activation, str) else activation
+
+    # -- state ----------------------------------------------------------------------------------------------------
+    def init_state(self, batch, device=None, dtype=None):
+        p = next(self.parameters())
+        return [torch.zeros(batch, *shape, device=device or p.device, dtype=dtype or p.dtype)
+                for shape in self.state_shapes()]
+
+    def initHidden(self, batch, device=None):
+        """Name of the original code: zero initial state of every layer."""
+        return self.init_state(batch, device)
+
+    def output(self, s):
+        """Prediction-carrying layer: s_0."""
+        return s[0]
+
+    @property
+    def output_size(self):
+        return self.state_shapes()[0][0]
+
+    # -- dynamics -------------------------------------------------------------------------------------------------
+    def stepper(self, s, drive, y=None, beta=0.0):
+        """One closed-form step s_{t+1} = update(s_t, ∂Φ/∂s(s_t), y, β)."""
+        return self.update(s, self.dphi_ds(s, drive), y, beta)
+
+    def stepper_autograd(self, x, s, y=None, beta=0.0):
+        """Oracle step: ∂Φ/∂s by autograd of the per-sample primitive Φ (never used in the hot loop)."""
+        with torch.enable_grad():
+            leaves = [si.detach().requires_grad_(True) for si in s]
+            h = torch.autograd.grad(self.phi(x, leaves, y, beta).sum(), leaves)
+        return self.update(s, list(h), y, beta)
+
+    def forward(self, x, s=None, y=None, beta=0.0, steps=None):
+        """Relax for `steps` steps (default T) from `s` (default zeros); returns the final state list."""
+        from netFunctions import relax
+        if s is None:
+            s = self.init_state(x.shape[0])
+        return relax(self, x, s, y, beta, self.T if steps is None else steps)
+
+    # -- learning -------------------------------------------------------------------------------------------------
+    def computeGradients(self, x, s_a, s_b, beta_a, beta_b):
+        """EP estimate of ∂L/∂θ, written to .grad: −(1/(β_b−β_a)) mean_b [∂Φ/∂θ(s_b) − ∂Φ/∂θ(s_a)]."""
+        from netFunctions import write_ep_grads
+        write_ep_grads(self, x, s_a, s_b, beta_a, beta_b)
+
+    def updateWeights(self, optimizer):
+        """θ ← θ − lr_k ĝ_θ (per-layer learning rates live in the optimiser's parameter groups)."""
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def cost(self, s, y):
+        """Per-sample loss ℓ = ½||s_0 − y||² (the BPTT loss and the nudging cost)."""
+        return 0.5 * ((self.output(s) - y) ** 2).sum(1)
+
+    def nudge(self, s0, y, beta):
+        """β (y − s_0): the −β ∂ℓ/∂s_0 term of ℓ = ½||y − s_0||², with β a float or an (N, 1) column."""
+        return beta * (y - s0)
+
+
+def _linear_T(w, s):
+    """Wᵀ s for row-vector batches (feedback through the transposed forward weights)."""
+    return s @ w.weight
+
+
+def _bilinear(a, lin, b):
+    """Per-sample a · (W b + bias)."""
+    return (a * lin(b)).flatten(1).sum(1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fully connected layered networks (size_tab from the output to the input)
+
+class _LayeredFC(EPNet):
+    """w[i] = Linear(n_{i+1} → n_i), i = 0 … L−1, with n_L the input size; w[L−1] is the input weight W_{L−1,x}."""
+
+    def __init__(self, size_tab, T, Kmax, beta, activation):
+        super().__init__(T, Kmax, beta, activation)
+        self.size_tab = list(size_tab)
+        self.ns = len(size_tab) - 1
+        self.w = nn.ModuleList(nn.Linear(size_tab[i + 1], size_tab[i]) for i in range(self.ns))
+
+    def state_shapes(self):
+        return [(n,) for n in self.size_tab[:-1]]
+
+    def lr_groups(self, lr_tab):
+        return [{'params': list(self.w[i].parameters()), 'lr': lr_tab[i]} for i in range(self.ns)]
+
+
+class EPdisc(_LayeredFC):
+    """Prototypical setting ("P"), Ernoult et al. 2019, Eq. for the discrete-time RNN with static input.
+
+    Φ(x, s) = Σ_{i<L−1} s_i · (W_{i,i+1} s_{i+1} + b_i) + s_{L−1} · (W_{L−1,x} x + b_{L−1})
+    s_{t+1} = σ(∂Φ/∂s (x, s_t)),   output when nudged: s_0 ← σ(∂Φ/∂s_0) + β (y − s_{0,t})
+
+    dt: the paper's dynamics is dt = 1 (the first upload of the original code). The later original code silently
+    used the leaky update s ← s + dt(−s + σ(·)) with dt = 0.2 for the README commands; the suite uses dt = 1 unless
+    --dt is given explicitly, in which case the leaky update of step dt is run.
+    """
+
+    def __init__(self, size_tab, T, Kmax, beta, activation, dt=1.0):
+        super().__init__(size_tab, T, Kmax, beta, activation)
+        self.dt = dt
+
+    def drive(self, x):
+        return self.w[-1](x)
+
+    def dphi_ds(self, s, drive):
+        L, w = self.ns, self.w
+        h = []
+        for i in range(L):
+            hi = w[i](s[i + 1]) if i < L - 1 else drive
+            if i > 0:
+                hi = hi + _linear_T(w[i - 1], s[i - 1])
+            h.append(hi)
+        return h
+
+    def phi(self, x, s, y=None, beta=0.0):
+        L, w = self.ns, self.w
+        return sum(_bilinear(s[i], w[i], s[i + 1] if i < L - 1 else x) for i in range(L))
+
+    def update(self, s, h, y, beta):
+        new = [self.act.rho(hi) for hi in h]
+        if y is not None:
+            new[0] = new[0] + self.nudge(s[0], y, beta)
+        if self.dt != 1.0:
+            new = [si + self.dt * (ni - si) for si, ni in zip(s, new)]
+        return new
+
+
+class EPcont(_LayeredFC):
+    """Energy-based setting ("EB"): explicit Euler steps of size ε on the Hopfield-like energy
+
+    E(x, s) = ½ Σ_i ||s_i||² − Σ_{i<L−1} ρ(s_i) · (W_{i,i+1} ρ(s_{i+1}) + b_i) − ρ(s_{L−1}) · (W_{L−1,x} ρ(x) + b_{L−1})
+    Φ = −E (per sample),  s_{t+1} = s_t + ε (∂Φ/∂s + β (y − s_0) on the output),  then clip to [0, 1] unless no_clamp.
+
+    Departure from the original code (a fix): its output layer omitted the factor ρ'(s_0), so its dynamics were not
+    the gradient of any energy while its weight update used ρ(s_0). Here every layer, the output included, follows
+    −∂E/∂s exactly, so that Φ, the dynamics and the EP update are consistent (the GDU theorem's hypothesis).
+    """
+
+    def __init__(self, size_tab, T, Kmax, beta, activation, dt=0.2, clamp=True):
+        super().__init__(size_tab, T, Kmax, beta, activation)
+        self.dt, self.clamp = dt, clamp
+
+    def drive(self, x):
+        return self.w[-1](self.act.rho(x))
+
+    def dphi_ds(self, s, drive):
+        L, w, rho, rhop = self.ns, self.w, self.act.rho, self.act.rhop
+        r = [rho(si) for si in s]
+        h = []
+        for i in range(L):
+            field = w[i](r[i + 1]) if i < L - 1 else drive
+            if i > 0:
+                field = field + _linear_T(w[i - 1], r[i - 1])
+            h.append(rhop(s[i]) * field - s[i])
+        return h
+
+    def phi(self, x, s, y=None, beta=0.0):
+        L, w, rho = self.ns, self.w, self.act.rho
+        r = [rho(si) for si in s]
+        coupling = sum(_bilinear(r[i], w[i], r[i + 1] if i < L - 1 else rho(x)) for i in range(L))
+        return coupling - 0.5 * sum((si ** 2).sum(1) for si in s)
+
+    def update(self, s, h, y, beta):
+        if y is not None:
+            h = [h[0] + self.nudge(s[0], y, beta)] + list(h[1:])
+        new = [si + self.dt * hi for si, hi in zip(s, h)]
+        return [ni.clamp(0, 1) for ni in new] if self.clamp else new
+
+
+class toyEPcont(EPNet):
+    """Toy model of Fig. 2 (energy-based): output s_0 and hidden s_1 both see the input, no lateral connections.
+
+    E = ½||s_0||² + ½||s_1||² − ρ(s_0)·(W_01 ρ(s_1) + b_01) − ρ(s_0)·(W_0x ρ(x) + b_0x) − ρ(s_1)·(W_1x ρ(x) + b_1x)
+    Same Euler/clamp update as EPcont. Unlike the original (which returned no bias updates), it is trainable.
+    size_tab = [n_0 (output), n_1 (hidden), n_x (input)].
+    """
+
+    def __init__(self, size_tab, T, Kmax, beta, activation, dt=0.2, clamp=True):
+        super().__init__(T, Kmax, beta, activation)
+        n0, n1, nx = size_tab
+        self.size_tab, self.dt, self.clamp = list(size_tab), dt, clamp
+        self.W01, self.W0x, self.W1x = nn.Linear(n1, n0), nn.Linear(nx, n0), nn.Linear(nx, n1)
+
+    def state_shapes(self):
+        return [(self.size_tab[0],), (self.size_tab[1],)]
+
+    def lr_groups(self, lr_tab):
+        layers = [self.W01, self.W0x, self.W1x]
+        return [{'params': list(m.parameters()), 'lr': lr} for m, lr in zip(layers, lr_tab)]
+
+    def drive(self, x):
+        rx = self.act.rho(x)
+        return self.W0x(rx), self.W1x(rx)
+
+    def dphi_ds(self, s, drive):
+        rho, rhop = self.act.rho, self.act.rhop
+        r0, r1 = rho(s[0]), rho(s[1])
+        h0 = rhop(s[0]) * (self.W01(r1) + drive[0]) - s[0]
+        h1 = rhop(s[1]) * (drive[1] + _linear_T(self.W01, r0)) - s[1]
+        return [h0, h1]
+
+    def phi(self, x, s, y=None, beta=0.0):
+        rho = self.act.rho
+        r0, r1, rx = rho(s[0]), rho(s[1]), rho(x)
+        return (_bilinear(r0, self.W01, r1) + _bilinear(r0, self.W0x, rx) + _bilinear(r1, self.W1x, rx)
+                - 0.5 * ((s[0] ** 2).sum(1) + (s[1] ** 2).sum(1)))
+
+    update = EPcont.update
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Prototypical convolutional network ("P-conv")
+
+class convEP(EPNet):
+    """Prototypical conv net: conv + max-pool layers, fully connected classifier, symmetric feedback.
+
+    C_tab = [C_top, …, C_in] (classifier side first), size_tab = fc sizes from the output (e.g. [10]).
+    conv[k] = Conv2d(C_tab[k+1] → C_tab[k], F, padding P), pool P_k = max-pool(Fpool, stride Fpool).
+    State s = [fc layers from the output …, conv layers from the top to the bottom]; nc = number of fc layers.
+
+    Φ(x, s) = Σ_{k<nc} s_k · (fc_k(flatten s_{k+1}) + b_k) + Σ_j ⟨ s_{nc+j}, P_j(conv_j(s_{nc+j+1})) ⟩,  s_{nc+ncv} = x
+    s_{t+1} = σ(∂Φ/∂s), output nudged as EPdisc. ∂Φ/∂s through a max-pool routes each upper unit to the argmax of the
+    current pre-pool map (MaxUnpool with the current indices) followed by a transposed convolution with the forward
+    kernel: the feedback weights are the forward ones. Padding: --padding 1 means P = (F−1)/2 ("same" convolution).
+    """
+
+    def __init__(self, size_tab, C_tab, T, Kmax, beta, activation, Fconv=5, Fpool=2, padding=0, in_size=28):
+        super().__init__(T, Kmax, beta, activation)
+        self.C_tab, self.Fconv, self.Fpool = list(C_tab), Fconv, Fpool
+        self.P = (Fconv - 1) // 2 if padding else 0
+        self.ncv = len(C_tab) - 1
+        # spatial sizes from the input upwards: conv then pool
+        sizes, n = [], in_size
+        for _ in range(self.ncv):
+            n = math.floor((n - Fconv + 1 + 2 * self.P - Fpool) / Fpool + 1)
+            if n < 1:
+                raise ValueError(f'--C_tab {C_tab}: the feature map vanishes (input {in_size}, Fconv {Fconv}, '
+                                 f'Fpool {Fpool}, padding {self.P}); use fewer conv layers or --padding 1')
+            sizes.append(n)
+        self.conv_sizes = sizes[::-1]                      # top conv layer first, as the state list
+        self.fc_tab = list(size_tab) + [C_tab[0] * self.conv_sizes[0] ** 2]
+        self.nc = len(size_tab)
+        self.fc = nn.ModuleList(nn.Linear(self.fc_tab[k + 1], self.fc_tab[k]) for k in range(self.nc))
+        self.conv = nn.ModuleList(nn.Conv2d(C_tab[k + 1], C_tab[k], Fconv, padding=self.P) for k in range(self.ncv))
+
+    def state_shapes(self):
+        return [(n,) for n in self.fc_tab[:-1]] + [(c, n, n) for c, n in zip(self.C_tab[:-1], self.conv_sizes)]
+
+    def lr_groups(self, lr_tab):
+        layers = list(self.fc) + list(self.conv)
+        return [{'params': list(m.parameters()), 'lr': lr} for m, lr in zip(layers, lr_tab)]
+
+    def _pool(self, a):
+        return F.max_pool2d(a, self.Fpool, self.Fpool, return_indices=True)
+
+    def drive(self, x):
+        return self._pool(self.conv[-1](x))[0]
+
+    def dphi_ds(self, s, drive):
+        nc, ncv, fc, conv = self.nc, self.ncv, self.fc, self.conv
+        h = []
+        for k in range(nc):                                # fully connected layers
+            hk = fc[k](s[k + 1].flatten(1))
+            if k > 0:
+                hk = hk + _linear_T(fc[k - 1], s[k - 1])
+            h.append(hk)
+        for j in range(ncv):                               # conv layers, top first
+            i = nc + j
+            hj = self._pool(conv[j](s[i + 1]))[0] if j < ncv - 1 else drive
+            if j == 0:
+                hj = hj + _linear_T(fc[nc - 1], s[nc - 1]).view_as(s[i])
+            else:
+                pre = conv[j - 1](s[i])                    # pre-pool map of the layer above, current state
+                pooled, idx = self._pool(pre)
+                up = F.max_unpool2d(s[i - 1], idx, self.Fpool, self.Fpool, output_size=pre.shape[-2:])
+                hj = hj + F.conv_transpose2d(up, conv[j - 1].weight, padding=self.P)
+            h.append(hj)
+        return h
+
+    def phi(self, x, s, y=None, beta=0.0):
+        nc, ncv = self.nc, self.ncv
+        total = sum(_bilinear(s[k], self.fc[k], s[k + 1].flatten(1)) for k in range(nc))
+        for j in range(ncv):
+            below = s[nc + j + 1] if j < ncv - 1 else x
+            total = total + (s[nc + j] * self._pool(self.conv[j](below))[0]).flatten(1).sum(1)
+        return total
+
+    update = EPdisc.update
+
+
+def build_net(args):
+    """The network of the Ernoult-2019 command line (model selection of A.1)."""
+    act = args.activation_function
+    if args.toymodel:
+        return toyEPcont(args.size_tab, args.T, args.Kmax, args.beta, act, dt=args.dt, clamp=not args.no_clamp)
+    if args.C_tab:
+        return convEP(args.size_tab, args.C_tab, args.T, args.Kmax, args.beta, act, Fconv=args.Fconv,
+                      Fpool=args.Fpool, padding=args.padding)
+    if args.discrete:
+        return EPdisc(args.size_tab, args.T, args.Kmax, args.beta, act, dt=args.dt_disc)
+    return EPcont(args.size_tab, args.T, args.Kmax, args.beta, act, dt=args.dt, clamp=not args.no_clamp)

@@ -1,0 +1,309 @@
+"""The EP engine: relaxation, gradient estimators, BPTT, training/evaluation and the GDU (theorem) checks.
+
+Models (netClasses.py) only say what one step is; everything that loops lives here, once, for every paper.
+
+Notation (Ernoult et al. 2019, discrete-time setting): s_{t+1} = update(s_t, ∂Φ/∂s), free phase of T steps to
+s* ≈ s_T, nudged phase of K steps from s^β_0 = s*. ℓ = ½||s_0 − y||², L = mean_b ℓ.
+All estimates are stored with *gradient* sign (positive = increases the loss), so that an optimiser descends on them:
+  ΔEP_s(β, t) = (s^β_{t+1} − s^β_t)/(β ε)         →  −∂L/∂s_{T−t}      (stored as dS = −ΔEP_s)
+  ΔEP_θ(β, t) = (∂Φ/∂θ(s^β_{t+1}) − ∂Φ/∂θ(s^β_t))/β →  −∂L/∂θ_{T−t}    (stored as dT = −ΔEP_θ)
+and the GDU property says dS(t) ≈ nS(t) = ∂L/∂s_{T−t}, dT(t) ≈ nT(t) = contribution of step T−t to ∂L/∂θ.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Relaxation
+
+def relax(net, x, s, y, beta, steps, drive=None):
+    """`steps` closed-form steps; the input drive is computed once (it is constant during a phase)."""
+    if drive is None:
+        drive = net.drive(x)
+    for _ in range(steps):
+        s = net.stepper(s, drive, y, beta)
+    return s
+
+
+def relax_autograd(net, x, s, y, beta, steps):
+    """The same relaxation through the autograd-of-Φ oracle (tests, benchmarks, fallback)."""
+    for _ in range(steps):
+        s = [si.detach() for si in net.stepper_autograd(x, s, y, beta)]
+    return s
+
+
+def _repeat(obj, n):
+    """Stack n copies along the batch dimension (tensors, or tuples/lists of tensors)."""
+    if obj is None:
+        return None
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_repeat(o, n) for o in obj)
+    return obj.repeat(n, *([1] * (obj.dim() - 1)))
+
+
+def free_phase(net, x, steps=None, s=None, drive=None):
+    """β = 0 relaxation from zeros (or from s), without graph."""
+    with torch.no_grad():
+        s = net.init_state(x.shape[0]) if s is None else s
+        return relax(net, x, s, None, 0.0, net.T if steps is None else steps, drive)
+
+
+def nudged_phases(net, x, y, s_free, betas, steps, drive=None, relax_fn=None):
+    """Nudged phases for several β at once, as one batched tensor (the ±β phases cost one pass).
+
+    Returns one state list per β, each started from s_free.
+    """
+    n, B = len(betas), x.shape[0]
+    with torch.no_grad():
+        s = _repeat(s_free, n)
+        beta = torch.tensor(betas, dtype=s_free[0].dtype, device=x.device).repeat_interleave(B).view(-1, 1)
+        yy = _repeat(y, n)
+        if relax_fn is None:
+            s = relax(net, None, s, yy, beta, steps, _repeat(net.drive(x) if drive is None else drive, n))
+        else:
+            s = relax_fn(net, _repeat(x, n), s, yy, beta, steps)
+    return [[si[k * B:(k + 1) * B] for si in s] for k in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Gradient estimators
+
+def ep_param_grads(net, x, s_a, s_b, beta_a, beta_b, y=None):
+    """−(1/(β_b − β_a)) mean_b [∂Φ/∂θ(x, s_b) − ∂Φ/∂θ(x, s_a)], both states in one Φ evaluation.
+
+    Returns one tensor per parameter of net.parameters() (zeros where Φ does not depend on it).
+    """
+    B = x.shape[0]
+    params = list(net.parameters())
+    s = [torch.cat([a.detach(), b.detach()]) for a, b in zip(s_a, s_b)]
+    c = torch.cat([torch.full((B,), 1.0), torch.full((B,), -1.0)]).to(x) / (B * (beta_b - beta_a))
+    beta = torch.cat([torch.full((B, 1), float(beta_a)), torch.full((B, 1), float(beta_b))]).to(x)
+    with torch.enable_grad():
+        obj = (c * net.phi(_repeat(x, 2), s, _repeat(y, 2), beta)).sum()
+        grads = torch.autograd.grad(obj, params, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+def write_ep_grads(net, x, s_a, s_b, beta_a, beta_b, y=None):
+    for p, g in zip(net.parameters(), ep_param_grads(net, x, s_a, s_b, beta_a, beta_b, y)):
+        p.grad = g
+
+
+ESTIMATORS = ('one-sided', 'random-sign', 'symmetric')
+
+
+def ep_step(net, x, y, beta, estimator='one-sided', T=None, K=None, generator=None):
+    """Free phase, nudged phase(s), EP estimate of ∂L/∂θ written to .grad. Returns the free state s*.
+
+    one-sided:   ĝ = −(1/β)  [∂Φ/∂θ(s^β)  − ∂Φ/∂θ(s*)]
+    random-sign: the same with β ← ±β drawn per mini-batch
+    symmetric:   ĝ = −(1/2β) [∂Φ/∂θ(s^β)  − ∂Φ/∂θ(s^−β)]   (the ±β phases run as one batch)
+    """
+    T = net.T if T is None else T
+    K = net.Kmax if K is None else K
+    with torch.no_grad():
+        drive = net.drive(x)
+        s_free = free_phase(net, x, T, drive=drive)
+    if estimator == 'random-sign':
+        beta = beta if torch.rand((), generator=generator) < 0.5 else -beta
+    if estimator == 'symmetric':
+        s_pos, s_neg = nudged_phases(net, x, y, s_free, [beta, -beta], K, drive)
+        write_ep_grads(net, x, s_neg, s_pos, -beta, beta, y)
+    else:
+        (s_beta,) = nudged_phases(net, x, y, s_free, [beta], K, drive)
+        write_ep_grads(net, x, s_free, s_beta, 0.0, beta, y)
+    return s_free
+
+
+def bptt_step(net, x, y, T=None, K=None):
+    """Truncated BPTT: T − K free steps without graph, K steps with graph, L = mean_b ℓ(s_T) backpropagated."""
+    T = net.T if T is None else T
+    K = net.Kmax if K is None else K
+    s = free_phase(net, x, T - K)
+    drive = net.drive(x)
+    s = relax(net, x, s, None, 0.0, K, drive)
+    loss = net.cost(s, y).mean()
+    loss.backward()
+    return [si.detach() for si in s]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training and evaluation
+
+def one_hot(label, n):
+    return F.one_hot(label, n).float()
+
+
+def train(net, optimizer, batches, method='EP', estimator='one-sided', desc='train'):
+    """One epoch. Returns the training error (%) measured at the free equilibrium before each update."""
+    net.train()
+    wrong = torch.zeros((), dtype=torch.long, device=next(net.parameters()).device)
+    seen = 0
+    for x, label in tqdm(batches, desc=desc, leave=False, dynamic_ncols=True):
+        y = one_hot(label, net.output_size)
+        optimizer.zero_grad(set_to_none=True)
+        if method == 'EP':
+            s = ep_step(net, x, y, net.beta, estimator)
+        else:
+            s = bptt_step(net, x, y)
+        net.updateWeights(optimizer)
+        wrong += (net.output(s).argmax(1) != label).sum()   # stays on the device: no sync per batch
+        seen += label.shape[0]
+    return 100.0 * wrong.item() / max(seen, 1)
+
+
+def evaluate(net, batches, T=None):
+    """Test error (%) and mean ½||s_0 − y||² at the free equilibrium (T steps from zeros)."""
+    net.eval()
+    dev = next(net.parameters()).device
+    wrong, loss, seen = torch.zeros((), device=dev), torch.zeros((), device=dev), 0
+    with torch.no_grad():
+        for x, label in batches:
+            s = free_phase(net, x, T)
+            wrong += (net.output(s).argmax(1) != label).sum()
+            loss += net.cost(s, one_hot(label, net.output_size)).sum()
+            seen += label.shape[0]
+    return 100.0 * wrong.item() / max(seen, 1), loss.item() / max(seen, 1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GDU property (Ernoult et al. 2019, Theorem 1) — BPTT side and EP side, step by step
+
+def _bptt_window(net, x, y, T, K):
+    """Exact BPTT over the last K steps of a T-step free phase.
+
+    Returns (s_T, nS, nT): nS[i][t] = Σ_b ∂L/∂s_{i, T−t}, nT[p][t] = contribution to ∂L/∂θ_p of the step that
+    produced s_{T−t} (a vector-Jacobian product of that single step), t = 0 … K−1.
+    """
+    s_ref = free_phase(net, x, T - K)
+    params = list(net.parameters())
+    with torch.enable_grad():
+        drive = net.drive(x)
+        states = [[si.detach().requires_grad_(True) for si in s_ref]]
+        for _ in range(K):
+            states.append(net.stepper(states[-1], drive, None, 0.0))
+        loss = net.cost(states[-1], y).mean()
+        flat = [si for st in states[1:] for si in st]
+        lam = torch.autograd.grad(loss, flat, allow_unused=True, retain_graph=True)
+        n = len(s_ref)
+        lam = [[torch.zeros_like(flat[k * n + i]) if lam[k * n + i] is None else lam[k * n + i]
+                for i in range(n)] for k in range(K)]              # lam[k] = ∂L/∂s_{T−K+k+1}
+        nS = [torch.stack([lam[K - 1 - t][i].sum(0) for t in range(K)]) for i in range(n)]
+        nT = [[] for _ in params]
+        for t in range(K):                                        # step producing s_{T−t}
+            k = K - 1 - t
+            out = net.stepper([si.detach() for si in states[k]], drive, None, 0.0)
+            g = torch.autograd.grad(out, params, grad_outputs=lam[k], allow_unused=True, retain_graph=True)
+            for p_i, (p, gi) in enumerate(zip(params, g)):
+                nT[p_i].append(torch.zeros_like(p) if gi is None else gi)
+    s_T = [si.detach() for si in states[-1]]
+    return s_T, nS, [torch.stack(v) for v in nT]
+
+
+def _ep_window(net, x, y, s_star, beta, K):
+    """K nudged steps from s*: instantaneous EP updates with gradient sign, dS[i][t] and dT[p][t]."""
+    drive = net.drive(x)
+    dS = [[] for _ in s_star]
+    dT = [[] for _ in net.parameters()]
+    s = s_star
+    with torch.no_grad():
+        for _ in range(K):
+            s_next = net.stepper(s, drive, y, beta)
+            for i, (a, b) in enumerate(zip(s, s_next)):
+                dS[i].append(-(b - a).mean(0) / (beta * net.dt))
+            for p_i, g in enumerate(ep_param_grads(net, x, s, s_next, 0.0, beta, y)):
+                dT[p_i].append(g)
+            s = s_next
+    return [torch.stack(v) for v in dS], [torch.stack(v) for v in dT]
+
+
+def gdu_traces(net, x, y, T=None, K=None, beta=None):
+    """Both sides of the GDU property on one mini-batch.
+
+    Returns a dict of per-step (instantaneous) traces nS, dS (lists over layers, shape (K, *layer)) and nT, dT
+    (dicts over parameter names, shape (K, *param)), plus their cumulative sums NT, DT over t (NT[t] is the
+    BPTT gradient truncated to the last t+1 steps, DT[t] the EP estimate after t+1 nudged steps).
+    """
+    T = net.T if T is None else T
+    K = net.Kmax if K is None else K
+    beta = net.beta if beta is None else beta
+    s_T, nS, nT = _bptt_window(net, x, y, T, K)
+    dS, dT = _ep_window(net, x, y, s_T, beta, K)
+    names = [n for n, _ in net.named_parameters()]
+    nT, dT = dict(zip(names, nT)), dict(zip(names, dT))
+    return {'nS': nS, 'dS': dS, 'nT': nT, 'dT': dT,
+            'NT': {k: v.cumsum(0) for k, v in nT.items()}, 'DT': {k: v.cumsum(0) for k, v in dT.items()}}
+
+
+def compute_nSdSDT(net, x, y):
+    """Original API: (nS, dS, DT, s*) — BPTT and EP neural traces and cumulative EP synaptic updates."""
+    s_T, nS, _ = _bptt_window(net, x, y, net.T, net.Kmax)
+    dS, dT = _ep_window(net, x, y, s_T, net.beta, net.Kmax)
+    names = [n for n, _ in net.named_parameters()]
+    return nS, dS, {k: v.cumsum(0) for k, v in zip(names, dT)}, s_T
+
+
+def compute_NT(net, x, y):
+    """Original API: cumulative truncated-BPTT gradients NT[p][t] (through the last t+1 steps)."""
+    _, _, nT = _bptt_window(net, x, y, net.T, net.Kmax)
+    return {n: v.cumsum(0) for (n, _), v in zip(net.named_parameters(), nT)}
+
+
+def compute_nTdT(NT, DT):
+    """Original API: instantaneous traces from cumulative ones by first differences (nT[0] = NT[0])."""
+    def diff(c):
+        return torch.cat([c[:1], c[1:] - c[:-1]])
+    return {k: diff(v) for k, v in NT.items()}, {k: diff(v) for k, v in DT.items()}
+
+
+def rmse(n, d):
+    """Relative RMSE over time per unit, then mean over units (Ernoult 2019, compute_Hist):
+    RMSE_j = sqrt( Σ_t (n_jt − d_jt)² / max(Σ_t n_jt², Σ_t d_jt²) ), 0 when both traces are identically 0.
+    Returns (mean, std) over units."""
+    n, d = n.flatten(1).double(), d.flatten(1).double()
+    num = ((n - d) ** 2).sum(0)
+    den = torch.maximum((n ** 2).sum(0), (d ** 2).sum(0))
+    r = torch.where(den > 0, torch.sqrt(num / den.clamp_min(1e-300)), torch.zeros_like(den))
+    return r.mean().item(), r.std().item() if r.numel() > 1 else 0.0
+
+
+def sign_agreement(n, d):
+    """(p_sign, p_zero) in %: units where both are non-zero with the same sign, and where both are exactly 0."""
+    same = ((torch.sign(n) == torch.sign(d)) & (n != 0) & (d != 0)).double().mean().item()
+    zero = ((n == 0) & (d == 0)).double().mean().item()
+    return 100 * same, 100 * zero
+
+
+def gdu_table(tr, layer_names=None, param_labels=None):
+    """Rows of per-layer statistics of a gdu_traces dict: RMSE of the instantaneous traces; sign agreement of the
+    cumulative synaptic estimates after K steps (the quantity the EP update uses) and, for neurons, over every
+    (t, unit) where the BPTT gradient is non-zero."""
+    rows = []
+    for i, (n, d) in enumerate(zip(tr['nS'], tr['dS'])):
+        m, sd = rmse(n, d)
+        ps, pz = sign_agreement(n[n != 0], d[n != 0]) if (n != 0).any() else (float('nan'), 100.0)
+        rows.append({'kind': 'neurons', 'key': f's_{i}', 'label': (layer_names or {}).get(i, f's_{i}'),
+                     'rmse_mean': m, 'rmse_std': sd, 'sign_pct': ps, 'zero_pct': pz})
+    for k in tr['nT']:
+        m, sd = rmse(tr['nT'][k], tr['dT'][k])
+        ps, pz = sign_agreement(tr['NT'][k][-1], tr['DT'][k][-1])
+        rows.append({'kind': 'synapses', 'key': k, 'label': (param_labels or {}).get(k, k),
+                     'rmse_mean': m, 'rmse_std': sd, 'sign_pct': ps, 'zero_pct': pz})
+    return rows
+
+
+def receipe(net, draw_batch, n_trials=20):
+    """Proportion of synapses whose EP estimate (after Kmax nudged steps) has the sign of the truncated-BPTT
+    gradient, per weight tensor, over n_trials fresh mini-batches (Ernoult 2019's tuning "recipe" for T, K, β).
+    Returns {name: tensor (n_trials, 2) of (p_sign, p_zero)}."""
+    stats = {}
+    for _ in tqdm(range(n_trials), desc='receipe', leave=False, dynamic_ncols=True):
+        x, y = draw_batch()
+        tr = gdu_traces(net, x, y)
+        for k in tr['NT']:
+            if k.endswith('weight'):
+                stats.setdefault(k, []).append(sign_agreement(tr['NT'][k][-1], tr['DT'][k][-1]))
+    return {k: torch.tensor(v) for k, v in stats.items()}

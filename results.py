@@ -1,0 +1,88 @@
+"""Result folders and crash-safe writes, shared by every paper of the suite.
+
+A run folder is date-stamped and numbered (Trial-1, Trial-2, … with no upper limit) and is never reused: it is
+claimed with an atomic mkdir. Every file is written to a temporary name in the same folder and renamed, so an
+interrupted run never leaves a half-written CSV or checkpoint.
+"""
+import datetime
+import os
+import re
+import shlex
+import shutil
+import sys
+import tempfile
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def claim_run_dir(parent, prefix='Trial-'):
+    """Create parent/<prefix><k> with k = 1 + the largest existing number (atomic: concurrent runs cannot collide)."""
+    os.makedirs(parent, exist_ok=True)
+    pat = re.compile(re.escape(prefix) + r'(\d+)$')
+    k = 1 + max([int(m.group(1)) for m in map(pat.match, os.listdir(parent)) if m] or [0])
+    while True:
+        path = os.path.join(parent, f'{prefix}{k}')
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            k += 1
+
+
+def today():
+    return datetime.date.today().isoformat()
+
+
+def command_line(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    return 'python main.py ' + ' '.join(shlex.quote(a) for a in argv)
+
+
+def _atomic(path, write):
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_text(path, text):
+    def w(tmp):
+        with open(tmp, 'w') as f:
+            f.write(text)
+    _atomic(path, w)
+
+
+def write_csv(path, frame):
+    """pandas DataFrame → CSV, atomically (the whole table is rewritten each epoch)."""
+    _atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def save(obj, path):
+    """torch.save, atomically (checkpoints are state dicts, never pickled modules)."""
+    _atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def write_hyperparameters(folder, argv, items, header=None):
+    """hyperparameters.txt: the full command line first, then '- key: value' lines."""
+    lines = [command_line(argv)]
+    if header:
+        lines.append(header)
+    lines += [f'- {k}: {v}' for k, v in items]
+    write_text(os.path.join(folder, 'hyperparameters.txt'), '\n'.join(lines) + '\n')
+
+
+def append_hyperparameters(folder, lines):
+    with open(os.path.join(folder, 'hyperparameters.txt'), 'a') as f:
+        f.write(''.join(line + '\n' for line in lines))
+
+
+def copy_plot_script(folder, name='plotFunctions.py'):
+    shutil.copy(os.path.join(HERE, name), os.path.join(folder, name))
