@@ -8,7 +8,6 @@ Images are scaled to [0, 1] (ToTensor, no normalisation, as in Ernoult et al. 20
 """
 import gzip
 import os
-import warnings
 
 import numpy as np
 import torch
@@ -53,25 +52,25 @@ def _mnist_raw(root, train):
 
 
 def _mnist_torchvision(root, train):
+    """(x, y), or the reason why torchvision could not provide MNIST."""
     try:
         import torchvision                          # the CPU machines have a CUDA build that cannot import
-    except Exception:
-        return None
+    except Exception as e:
+        return f'torchvision does not import here ({type(e).__name__})'
     try:
         ds = torchvision.datasets.MNIST(root, train=train, download=True)
     except Exception as e:
-        warnings.warn(f'torchvision could not provide MNIST under {root}: {e}')
-        return None
+        return f'torchvision could not download it ({type(e).__name__})'
     return ds.data, ds.targets.long()
 
 
 def load_mnist(root, train):
     got = _mnist_raw(root, train) or _mnist_torchvision(root, train)
-    if got is None:
+    if isinstance(got, str):
         raise DataError(
             f"MNIST not found under --data-root {os.path.abspath(root)} (looked for {MNIST_FILES[train][0]}[.gz] in "
-            f"it, in MNIST/raw/ and in mnist/) and it could not be downloaded. Put the four MNIST idx files there, or "
-            f"use the embedded offline digits with --dataset mnist5k.")
+            f"it, in MNIST/raw/ and in mnist/) and {got}. Put the four MNIST idx files there, or use the embedded "
+            f"offline digits with --dataset mnist5k.")
     x, y = got
     return x.float().div_(255).unsqueeze(1), y
 

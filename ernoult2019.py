@@ -178,10 +178,11 @@ def train_action(args, argv, device, seed, gen):
                                   header=f' TRAINING: list of hyperparameters ({model_name(args)}, {results.today()})')
     results.copy_plot_script(folder)
     say(f'results: {folder}')
-    train_b = make_batches(args, xtr, ytr, args.batch_size, True, device, gen)
-    test_b = make_batches(args, xte, yte, args.test_batch_size, False, device, gen)
     rows = []
     for method, m in nets.items():
+        gen.manual_seed(seed)                             # EP and its BPTT twin see the same mini-batches
+        train_b = make_batches(args, xtr, ytr, args.batch_size, True, device, gen)
+        test_b = make_batches(args, xte, yte, args.test_batch_size, False, device, gen)
         opt = torch.optim.SGD(m.lr_groups(args.lr_tab), lr=args.lr_tab[0])
         t0 = time.time()
         for epoch in range(1, args.epochs + 1):

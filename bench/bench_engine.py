@@ -1,0 +1,139 @@
+"""Closed-form EP engine vs the autograd-of-Φ oracle: milliseconds per training mini-batch.
+
+One mini-batch = free phase (T steps from zeros) + nudged phase (Kmax steps) + EP parameter gradients + SGD step.
+  engine: netFunctions.ep_step as is (closed-form ∂Φ/∂s, input drive computed once per phase)
+  oracle: the same update, every relaxation step through stepper_autograd (relax_autograd), then write_ep_grads
+Both paths are first run on identical weights and their gradients compared, then timed in the same run
+(warm-up, then interleaved repetitions, median).
+
+    python bench/bench_engine.py [--config P-1h EB-1h] [--quick] [--reps 5] [--device cpu]
+
+To benchmark another paper's network, append a Config to CONFIGS.
+"""
+import argparse
+import copy
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import netFunctions as nf                                   # noqa: E402
+from netClasses import EPcont, EPdisc, convEP              # noqa: E402
+
+
+@dataclass
+class Config:
+    name: str
+    build: Callable[..., torch.nn.Module]    # build(**overrides) -> network
+    x_shape: tuple                           # one input sample
+    lr_tab: list                             # one learning rate per lr group (does not affect the timing)
+    batch: int = 20
+    quick: dict = field(default_factory=dict)  # build overrides under --quick
+
+
+CONFIGS = [
+    Config('P-1h', lambda T=40: EPdisc([10, 512, 784], T=T, Kmax=15, beta=0.1, activation='sigm'),
+           (784,), [0.08, 0.04]),
+    Config('EB-1h', lambda T=100: EPcont([10, 512, 784], T=T, Kmax=12, beta=0.5, activation='sigm', dt=0.2,
+                                         clamp=True),
+           (784,), [0.05, 0.1]),
+    Config('P-conv', lambda T=200: convEP([10], [64, 32, 1], T=T, Kmax=10, beta=0.4, activation='hardsigm'),
+           (1, 28, 28), [0.15, 0.035, 0.015], quick={'T': 20}),
+]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+def engine_grads(net, x, y):
+    nf.ep_step(net, x, y, net.beta)
+
+
+def oracle_grads(net, x, y):
+    with torch.no_grad():
+        s_free = nf.relax_autograd(net, x, net.init_state(x.shape[0]), None, 0.0, net.T)
+    (s_beta,) = nf.nudged_phases(net, x, y, s_free, [net.beta], net.Kmax, relax_fn=nf.relax_autograd)
+    nf.write_ep_grads(net, x, s_free, s_beta, 0.0, net.beta, y)
+
+
+def train_step(grads_fn, net, opt, x, y):
+    opt.zero_grad(set_to_none=True)
+    grads_fn(net, x, y)
+    net.updateWeights(opt)
+
+
+def grad_diff(net, x, y):
+    """Max |engine − oracle| over all parameter gradients (same weights, same batch), and max |engine|."""
+    out = []
+    for fn in (engine_grads, oracle_grads):
+        net.zero_grad(set_to_none=True)
+        fn(net, x, y)
+        out.append([p.grad.clone() for p in net.parameters()])
+    net.zero_grad(set_to_none=True)
+    diff = max((a - b).abs().max().item() for a, b in zip(*out))
+    return diff, max(a.abs().max().item() for a in out[0])
+
+
+def bench(cfg, args):
+    torch.manual_seed(0)
+    dev = torch.device(args.device)
+    net = cfg.build(**(cfg.quick if args.quick else {})).to(dev)
+    x = torch.rand(cfg.batch, *cfg.x_shape, device=dev)
+    y = nf.one_hot(torch.randint(0, net.output_size, (cfg.batch,), device=dev), net.output_size)
+    diff, gmax = grad_diff(net, x, y)
+
+    paths = {}
+    for name, fn in (('engine', engine_grads), ('oracle', oracle_grads)):
+        n = copy.deepcopy(net)
+        paths[name] = (fn, n, torch.optim.SGD(n.lr_groups(cfg.lr_tab)))
+
+    def timed(name):
+        fn, n, opt = paths[name]
+        if dev.type == 'cuda':
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        train_step(fn, n, opt, x, y)
+        if dev.type == 'cuda':
+            torch.cuda.synchronize()
+        return 1e3 * (time.perf_counter() - t0)
+
+    for _ in range(args.warmup):
+        for name in paths:
+            timed(name)
+    ms = {name: [] for name in paths}
+    for _ in range(args.reps):                       # interleaved: background load hits both paths alike
+        for name in paths:
+            ms[name].append(timed(name))
+    med = {k: statistics.median(v) for k, v in ms.items()}
+    return dict(config=cfg.name, T=net.T, K=net.Kmax, B=cfg.batch, engine=med['engine'], oracle=med['oracle'],
+                ratio=med['oracle'] / med['engine'], diff=diff, gmax=gmax)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--config', nargs='+', choices=[c.name for c in CONFIGS], help='subset of configurations')
+    ap.add_argument('--quick', action='store_true', help='shrink the slow configurations (P-conv: T = 20)')
+    ap.add_argument('--reps', type=int, default=5, help='timed repetitions per path (median reported)')
+    ap.add_argument('--warmup', type=int, default=2, help='untimed repetitions per path')
+    ap.add_argument('--device', default='cpu')
+    args = ap.parse_args()
+
+    print(f'torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, '
+          f'median of {args.reps} after {args.warmup} warm-up')
+    head = f"{'config':<8} {'T':>4} {'K':>3} {'B':>3} {'engine ms':>10} {'oracle ms':>10} {'oracle/engine':>14}" \
+           f" {'max|Δgrad|':>11} {'max|grad|':>10}"
+    print(head + '\n' + '-' * len(head))
+    for cfg in CONFIGS:
+        if args.config and cfg.name not in args.config:
+            continue
+        r = bench(cfg, args)
+        print(f"{r['config']:<8} {r['T']:>4} {r['K']:>3} {r['B']:>3} {r['engine']:>10.2f} {r['oracle']:>10.2f} "
+              f"{r['ratio']:>13.2f}x {r['diff']:>11.2e} {r['gmax']:>10.2e}", flush=True)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,31 @@
+"""Every command of check/*.sh runs, in --dry-run mode (one mini-batch, relaxation capped to a few steps)."""
+import glob
+import os
+import shlex
+
+import pytest
+
+from conftest import ROOT, run_main
+
+
+def commands():
+    out = []
+    for path in sorted(glob.glob(os.path.join(ROOT, 'check', '*.sh'))):
+        for n, line in enumerate(open(path), 1):
+            line = line.strip()
+            if line.startswith('python main.py'):
+                out.append(pytest.param(shlex.split(line)[2:], id=f'{os.path.basename(path)}:{n}'))
+    return out
+
+
+def test_check_scripts_are_not_empty():
+    assert len(commands()) >= 21
+
+
+@pytest.mark.parametrize('argv', commands())
+def test_check_command_dry_runs(argv, tmp_path):
+    code, folder = run_main(argv + ['--dry-run', '--results-dir', str(tmp_path), '--seed', '0'])
+    assert code == 0
+    files = os.listdir(folder)
+    assert 'hyperparameters.txt' in files and 'plotFunctions.py' in files
+    assert any(f.endswith('.png') for f in files), files
