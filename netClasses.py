@@ -26,10 +26,13 @@ import torch.nn.functional as F
 # Activations ρ and their derivatives ρ' (Ernoult 2019, A.3)
 
 class Activation:
-    """ρ and ρ' as a pair, so that closed-form dynamics never need autograd for ρ'."""
+    """ρ and ρ' as a pair, so that closed-form dynamics never need autograd for ρ'.
 
-    def __init__(self, name, rho, rhop):
+    `rhop_r(s, r)` gives ρ'(s) reusing r = ρ(s) when that is cheaper (sigm, tanh)."""
+
+    def __init__(self, name, rho, rhop, rhop_r=None):
         self.name, self.rho, self.rhop = name, rho, rhop
+        self.rhop_r = rhop_r or (lambda s, r: rhop(s))
 
     def __repr__(self):
         return self.name
@@ -54,9 +57,9 @@ def _hardsigm_p(x):
 
 
 ACTIVATIONS = {
-    'sigm': Activation('sigm', _sigm, _sigm_p),
+    'sigm': Activation('sigm', _sigm, _sigm_p, lambda s, r: 4 * r * (1 - r)),
     'hardsigm': Activation('hardsigm', lambda x: x.clamp(0, 1), _hardsigm_p),
-    'tanh': Activation('tanh', torch.tanh, _tanh_p),
+    'tanh': Activation('tanh', torch.tanh, _tanh_p, lambda s, r: 1 - r * r),
 }
 
 
@@ -103,7 +106,7 @@ class EPNet(nn.Module):
     # -- dynamics -------------------------------------------------------------------------------------------------
     def stepper(self, s, drive, y=None, beta=0.0):
         """One closed-form step s_{t+1} = update(s_t, ∂Φ/∂s(s_t), y, β)."""
-        return self.update(s, self.dphi_ds(s, drive), y, beta)
+        return self.update(s, self.dphi_ds(s, drive, y, beta), y, beta)
 
     def stepper_autograd(self, x, s, y=None, beta=0.0):
         """Oracle step: ∂Φ/∂s by autograd of the per-sample primitive Φ (never used in the hot loop)."""
@@ -139,9 +142,9 @@ class EPNet(nn.Module):
         return beta * (y - s0)
 
 
-def _linear_T(w, s):
-    """Wᵀ s for row-vector batches (feedback through the transposed forward weights)."""
-    return s @ w.weight
+def _linear_T(w, s, add=None):
+    """Wᵀ s for row-vector batches (feedback through the transposed forward weights), plus `add` in one addmm."""
+    return s @ w.weight if add is None else torch.addmm(add, s, w.weight)
 
 
 def _bilinear(a, lin, b):
@@ -167,6 +170,21 @@ class _LayeredFC(EPNet):
     def lr_groups(self, lr_tab):
         return [{'params': list(self.w[i].parameters()), 'lr': lr_tab[i]} for i in range(self.ns)]
 
+    def ep_param_grads(self, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None):
+        """Closed form of the EP rule for Φ = Σ_i u_i · (W_{i,i+1} u_{i+1} + b_i) (+ θ-free terms), u = post(s):
+        ĝ_{W_{i,i+1}} = −(1/((β_b − β_a) B)) Σ_b [u_i^b u_{i+1}^bᵀ − u_i^a u_{i+1}^aᵀ], input layer u_L = inp(x).
+        Equals the autograd of Φ (netFunctions.phi_param_grads, the oracle) without building a graph."""
+        c = -1.0 / ((beta_b - beta_a) * x.shape[0])
+        ua, ub = [self.post(si) for si in s_a], [self.post(si) for si in s_b]
+        grads = []
+        for i in range(self.ns):
+            if i < self.ns - 1:
+                gw = torch.cat([ub[i], -ua[i]]).T @ torch.cat([ub[i + 1], ua[i + 1]])
+            else:
+                gw = (ub[i] - ua[i]).T @ self.inp(x)
+            grads += [c * gw, c * (ub[i] - ua[i]).sum(0)]
+        return grads
+
 
 class EPdisc(_LayeredFC):
     """Prototypical setting ("P"), Ernoult et al. 2019, Eq. for the discrete-time RNN with static input.
@@ -186,14 +204,18 @@ class EPdisc(_LayeredFC):
     def drive(self, x):
         return self.w[-1](x)
 
-    def dphi_ds(self, s, drive):
+    def post(self, s):
+        return s
+
+    def inp(self, x):
+        return x
+
+    def dphi_ds(self, s, drive, y=None, beta=0.0):
         L, w = self.ns, self.w
         h = []
         for i in range(L):
             hi = w[i](s[i + 1]) if i < L - 1 else drive
-            if i > 0:
-                hi = hi + _linear_T(w[i - 1], s[i - 1])
-            h.append(hi)
+            h.append(_linear_T(w[i - 1], s[i - 1], hi) if i > 0 else hi)
         return h
 
     def phi(self, x, s, y=None, beta=0.0):
@@ -203,7 +225,7 @@ class EPdisc(_LayeredFC):
     def update(self, s, h, y, beta):
         new = [self.act.rho(hi) for hi in h]
         if y is not None:
-            new[0] = new[0] + self.nudge(s[0], y, beta)
+            new[0] = new[0] + self.nudge(s[0], y, beta)      # outside σ: the prototypical nudge
         if self.dt != 1.0:
             new = [si + self.dt * (ni - si) for si, ni in zip(s, new)]
         return new
@@ -227,15 +249,21 @@ class EPcont(_LayeredFC):
     def drive(self, x):
         return self.w[-1](self.act.rho(x))
 
-    def dphi_ds(self, s, drive):
-        L, w, rho, rhop = self.ns, self.w, self.act.rho, self.act.rhop
+    def post(self, s):
+        return self.act.rho(s)
+
+    def inp(self, x):
+        return self.act.rho(x)
+
+    def dphi_ds(self, s, drive, y=None, beta=0.0):
+        L, w, rho, rhop_r = self.ns, self.w, self.act.rho, self.act.rhop_r
         r = [rho(si) for si in s]
         h = []
         for i in range(L):
             field = w[i](r[i + 1]) if i < L - 1 else drive
             if i > 0:
-                field = field + _linear_T(w[i - 1], r[i - 1])
-            h.append(rhop(s[i]) * field - s[i])
+                field = _linear_T(w[i - 1], r[i - 1], field)
+            h.append(torch.addcmul(-s[i], rhop_r(s[i], r[i]), field))
         return h
 
     def phi(self, x, s, y=None, beta=0.0):
@@ -276,11 +304,11 @@ class toyEPcont(EPNet):
         rx = self.act.rho(x)
         return self.W0x(rx), self.W1x(rx)
 
-    def dphi_ds(self, s, drive):
-        rho, rhop = self.act.rho, self.act.rhop
+    def dphi_ds(self, s, drive, y=None, beta=0.0):
+        rho, rhop_r = self.act.rho, self.act.rhop_r
         r0, r1 = rho(s[0]), rho(s[1])
-        h0 = rhop(s[0]) * (self.W01(r1) + drive[0]) - s[0]
-        h1 = rhop(s[1]) * (drive[1] + _linear_T(self.W01, r0)) - s[1]
+        h0 = torch.addcmul(-s[0], rhop_r(s[0], r0), self.W01(r1) + drive[0])
+        h1 = torch.addcmul(-s[1], rhop_r(s[1], r1), _linear_T(self.W01, r0, drive[1]))
         return [h0, h1]
 
     def phi(self, x, s, y=None, beta=0.0):
@@ -340,23 +368,24 @@ class convEP(EPNet):
     def drive(self, x):
         return self._pool(self.conv[-1](x))[0]
 
-    def dphi_ds(self, s, drive):
+    def dphi_ds(self, s, drive, y=None, beta=0.0):
         nc, ncv, fc, conv = self.nc, self.ncv, self.fc, self.conv
+        # pre-pool map of every conv fed by a state (each computed once: it drives the layer above and, through
+        # its pooling indices, routes that layer's feedback)
+        pre = [conv[j](s[nc + j + 1]) for j in range(ncv - 1)]
+        pooled = [self._pool(p) for p in pre]
         h = []
         for k in range(nc):                                # fully connected layers
             hk = fc[k](s[k + 1].flatten(1))
-            if k > 0:
-                hk = hk + _linear_T(fc[k - 1], s[k - 1])
-            h.append(hk)
+            h.append(_linear_T(fc[k - 1], s[k - 1], hk) if k > 0 else hk)
         for j in range(ncv):                               # conv layers, top first
             i = nc + j
-            hj = self._pool(conv[j](s[i + 1]))[0] if j < ncv - 1 else drive
+            hj = pooled[j][0] if j < ncv - 1 else drive
             if j == 0:
                 hj = hj + _linear_T(fc[nc - 1], s[nc - 1]).view_as(s[i])
             else:
-                pre = conv[j - 1](s[i])                    # pre-pool map of the layer above, current state
-                pooled, idx = self._pool(pre)
-                up = F.max_unpool2d(s[i - 1], idx, self.Fpool, self.Fpool, output_size=pre.shape[-2:])
+                up = F.max_unpool2d(s[i - 1], pooled[j - 1][1], self.Fpool, self.Fpool,
+                                    output_size=pre[j - 1].shape[-2:])
                 hj = hj + F.conv_transpose2d(up, conv[j - 1].weight, padding=self.P)
             h.append(hj)
         return h

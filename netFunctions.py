@@ -71,24 +71,35 @@ def nudged_phases(net, x, y, s_free, betas, steps, drive=None, relax_fn=None):
 # ---------------------------------------------------------------------------------------------------------------
 # Gradient estimators
 
-def ep_param_grads(net, x, s_a, s_b, beta_a, beta_b, y=None):
-    """−(1/(β_b − β_a)) mean_b [∂Φ/∂θ(x, s_b) − ∂Φ/∂θ(x, s_a)], both states in one Φ evaluation.
+def phi_param_grads(net, x, s_a, s_b, beta_a, beta_b, y=None, phi_betas=None):
+    """−(1/(β_b − β_a)) mean_b [∂Φ/∂θ(x, s_b; β_b) − ∂Φ/∂θ(x, s_a; β_a)], both states in one Φ evaluation.
 
+    phi_betas overrides the β inside Φ (the GDU check evaluates both states of one step at the same β).
     Returns one tensor per parameter of net.parameters() (zeros where Φ does not depend on it).
     """
     B = x.shape[0]
+    pa, pb = (beta_a, beta_b) if phi_betas is None else phi_betas
     params = list(net.parameters())
     s = [torch.cat([a.detach(), b.detach()]) for a, b in zip(s_a, s_b)]
     c = torch.cat([torch.full((B,), 1.0), torch.full((B,), -1.0)]).to(x) / (B * (beta_b - beta_a))
-    beta = torch.cat([torch.full((B, 1), float(beta_a)), torch.full((B, 1), float(beta_b))]).to(x)
+    beta = torch.cat([torch.full((B, 1), float(pa)), torch.full((B, 1), float(pb))]).to(x)
     with torch.enable_grad():
         obj = (c * net.phi(_repeat(x, 2), s, _repeat(y, 2), beta)).sum()
         grads = torch.autograd.grad(obj, params, allow_unused=True)
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
 
 
-def write_ep_grads(net, x, s_a, s_b, beta_a, beta_b, y=None):
-    for p, g in zip(net.parameters(), ep_param_grads(net, x, s_a, s_b, beta_a, beta_b, y)):
+def ep_param_grads(net, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None, phi_betas=None):
+    """The network's EP estimate of ∂L/∂θ between two nudged states: its own rule when it has one (asymmetric
+    nets), else the Φ-difference rule above."""
+    rule = getattr(net, 'ep_param_grads', None)
+    if rule is not None:
+        return rule(x, s_a, s_b, beta_a, beta_b, y, s_free)
+    return phi_param_grads(net, x, s_a, s_b, beta_a, beta_b, y, phi_betas)
+
+
+def write_ep_grads(net, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None):
+    for p, g in zip(net.parameters(), ep_param_grads(net, x, s_a, s_b, beta_a, beta_b, y, s_free)):
         p.grad = g
 
 
@@ -111,10 +122,10 @@ def ep_step(net, x, y, beta, estimator='one-sided', T=None, K=None, generator=No
         beta = beta if torch.rand((), generator=generator) < 0.5 else -beta
     if estimator == 'symmetric':
         s_pos, s_neg = nudged_phases(net, x, y, s_free, [beta, -beta], K, drive)
-        write_ep_grads(net, x, s_neg, s_pos, -beta, beta, y)
+        write_ep_grads(net, x, s_neg, s_pos, -beta, beta, y, s_free)
     else:
         (s_beta,) = nudged_phases(net, x, y, s_free, [beta], K, drive)
-        write_ep_grads(net, x, s_free, s_beta, 0.0, beta, y)
+        write_ep_grads(net, x, s_free, s_beta, 0.0, beta, y, s_free)
     return s_free
 
 
@@ -214,7 +225,7 @@ def _ep_window(net, x, y, s_star, beta, K):
             s_next = net.stepper(s, drive, y, beta)
             for i, (a, b) in enumerate(zip(s, s_next)):
                 dS[i].append(-(b - a).mean(0) / (beta * net.dt))
-            for p_i, g in enumerate(ep_param_grads(net, x, s, s_next, 0.0, beta, y)):
+            for p_i, g in enumerate(ep_param_grads(net, x, s, s_next, 0.0, beta, y, s_star, (beta, beta))):
                 dT[p_i].append(g)
             s = s_next
     return [torch.stack(v) for v in dS], [torch.stack(v) for v in dT]

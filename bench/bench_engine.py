@@ -2,7 +2,8 @@
 
 One mini-batch = free phase (T steps from zeros) + nudged phase (Kmax steps) + EP parameter gradients + SGD step.
   engine: netFunctions.ep_step as is (closed-form ∂Φ/∂s, input drive computed once per phase)
-  oracle: the same update, every relaxation step through stepper_autograd (relax_autograd), then write_ep_grads
+  oracle: the same update, every relaxation step through stepper_autograd (relax_autograd), then the EP rule by
+          autograd of Φ (phi_param_grads)
 Both paths are first run on identical weights and their gradients compared, then timed in the same run
 (warm-up, then interleaved repetitions, median).
 
@@ -57,7 +58,8 @@ def oracle_grads(net, x, y):
     with torch.no_grad():
         s_free = nf.relax_autograd(net, x, net.init_state(x.shape[0]), None, 0.0, net.T)
     (s_beta,) = nf.nudged_phases(net, x, y, s_free, [net.beta], net.Kmax, relax_fn=nf.relax_autograd)
-    nf.write_ep_grads(net, x, s_free, s_beta, 0.0, net.beta, y)
+    for p, g in zip(net.parameters(), nf.phi_param_grads(net, x, s_free, s_beta, 0.0, net.beta, y)):
+        p.grad = g
 
 
 def train_step(grads_fn, net, opt, x, y):

@@ -142,3 +142,18 @@ def test_batched_pm_beta_phases_equal_sequential(mnist5k):
     (neg1,) = nf.nudged_phases(net, x, y, s0, [-0.3], 8)
     for a, b in zip(pos + neg, pos1 + neg1):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_closed_form_ep_rule_equals_autograd_of_phi(mnist5k):
+    """The closed-form EP update of the fully connected nets is the autograd-of-Φ rule (the oracle)."""
+    torch.manual_seed(0)
+    x, y = _batch(mnist5k, 5, False)
+    for net in (EPdisc([10, 32, 16, 784], 20, 5, 0.2, 'sigm').double(),
+                EPcont([10, 32, 16, 784], 20, 5, 0.2, 'tanh', clamp=False).double()):
+        s0 = nf.free_phase(net, x)
+        pos, neg = nf.nudged_phases(net, x, y, s0, [0.2, -0.2], 5)
+        for a, b, ba, bb in ((s0, pos, 0.0, 0.2), (neg, pos, -0.2, 0.2)):
+            closed = net.ep_param_grads(x, a, b, ba, bb)
+            oracle = nf.phi_param_grads(net, x, a, b, ba, bb)
+            for c, o in zip(closed, oracle):
+                torch.testing.assert_close(c, o, rtol=1e-10, atol=1e-12)
