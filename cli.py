@@ -4,7 +4,6 @@ import argparse
 import os
 import random
 import sys
-import warnings
 
 import torch
 
@@ -46,6 +45,8 @@ def add_suite_args(parser):
     s.add_argument('--epochs', type=int, default=None, help='training epochs')
     s.add_argument('--padding', type=int, default=None, help='1 = "same" padding of the convolutions')
     s.add_argument('--Fpool', type=int, default=None, help='max-pool size = stride')
+    s.add_argument('--archi', nargs='+', default=None,
+                   help='layer sizes input→output (Laborieux 2021, integers) or fc|conv (Laydevant 2021)')
 
 
 def apply_defaults(args, defaults):
@@ -61,7 +62,7 @@ def pick_device(index):
     if index < 0:
         return torch.device('cpu')
     if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-        warnings.warn(f'--device {index}: no such CUDA device here; running on the CPU')
+        print(f'main.py: warning: --device {index}: no such CUDA device here; running on the CPU', file=sys.stderr)
         return torch.device('cpu')
     return torch.device(f'cuda:{index}')
 

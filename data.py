@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from cli import UsageError
 
@@ -84,13 +85,78 @@ def load_mnist5k(train):
     return x, torch.from_numpy(y[idx].astype(np.int64))
 
 
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (3 * 0.2023, 3 * 0.1994, 3 * 0.2010)        # 3× the usual std, as Laborieux et al. 2021
+
+
+def _cifar_pickles(root, train):
+    import pickle
+    for folder in (os.path.join(root, 'cifar-10-batches-py'), os.path.join(root, 'cifar10_pytorch', 'cifar-10-batches-py'),
+                   root):
+        names = [f'data_batch_{i}' for i in range(1, 6)] if train else ['test_batch']
+        paths = [os.path.join(folder, n) for n in names]
+        if all(os.path.isfile(p) for p in paths):
+            xs, ys = [], []
+            for p in paths:
+                with open(p, 'rb') as f:
+                    d = pickle.load(f, encoding='latin1')
+                xs.append(np.asarray(d['data'], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                ys.append(np.asarray(d['labels'], dtype=np.int64))
+            return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+    return None
+
+
+def _cifar_torchvision(root, train):
+    try:
+        import torchvision
+    except Exception as e:
+        return f'torchvision does not import here ({type(e).__name__})'
+    try:
+        ds = torchvision.datasets.CIFAR10(root, train=train, download=True)
+    except Exception as e:
+        return f'torchvision could not download it ({type(e).__name__})'
+    return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets, dtype=torch.long)
+
+
+def load_cifar10(root, train):
+    """CIFAR-10 normalised as Laborieux et al. 2021 (mean, 3 × std), shape (N, 3, 32, 32)."""
+    got = _cifar_pickles(root, train) or _cifar_torchvision(root, train)
+    if isinstance(got, str):
+        raise DataError(
+            f"CIFAR-10 not found under --data-root {os.path.abspath(root)} (looked for cifar-10-batches-py/ with "
+            f"data_batch_1..5 and test_batch) and {got}. Extract the python version of CIFAR-10 there.")
+    x, y = got
+    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+    return (x.float() / 255 - mean) / std, y
+
+
 def load(name, root, train):
     """(x, y) tensors on the CPU: x float (N, C, H, W), y int64 labels."""
+    name = name.lower()
     if name == 'mnist5k':
         return load_mnist5k(train)
     if name == 'mnist':
         return load_mnist(root, train)
-    raise DataError(f'--dataset {name}: unknown dataset (choose mnist or mnist5k)')
+    if name == 'cifar10':
+        return load_cifar10(root, train)
+    raise DataError(f'--dataset {name}: unknown dataset (choose mnist, mnist5k or cifar10)')
+
+
+def augment(x, generator=None):
+    """CIFAR-10 augmentation of Laborieux et al. 2021 on a batch tensor, on its device: horizontal flip with p = ½,
+    then a random 32×32 crop of the image padded by 4 pixels in 'edge' mode (replicate)."""
+    B, C, H, W = x.shape
+    dev = x.device
+    flip = torch.rand(B, generator=generator).to(dev) < 0.5
+    x = torch.where(flip.view(B, 1, 1, 1), x.flip(-1), x)
+    xp = F.pad(x, (4, 4, 4, 4), mode='replicate')
+    dy = torch.randint(0, 9, (B,), generator=generator).to(dev)
+    dx = torch.randint(0, 9, (B,), generator=generator).to(dev)
+    rows = (dy.view(B, 1) + torch.arange(H, device=dev)).view(B, 1, H, 1).expand(B, C, H, W + 8)
+    xp = xp.gather(2, rows)
+    cols = (dx.view(B, 1) + torch.arange(W, device=dev)).view(B, 1, 1, W).expand(B, C, H, W)
+    return xp.gather(3, cols)
 
 
 def synthetic(shape, n, n_classes=10, seed=0):
@@ -103,11 +169,11 @@ class Batches:
     """Mini-batches of a dataset held on the device. Shuffling draws one permutation per epoch on the device."""
 
     def __init__(self, x, y, batch_size, shuffle=False, flatten=False, device='cpu', generator=None,
-                 max_batches=None):
+                 max_batches=None, transform=None):
         self.x = x.to(device).flatten(1) if flatten else x.to(device)
         self.y = y.to(device)
         self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
-        self.max_batches = max_batches
+        self.max_batches, self.transform = max_batches, transform
 
     def __len__(self):
         n = -(-len(self.y) // self.batch_size)
@@ -119,7 +185,8 @@ class Batches:
         for b in range(len(self)):
             sl = slice(b * self.batch_size, min((b + 1) * self.batch_size, n))
             if order is None:
-                yield self.x[sl], self.y[sl]
+                x, y = self.x[sl], self.y[sl]
             else:
                 idx = order[sl]
-                yield self.x[idx], self.y[idx]
+                x, y = self.x[idx], self.y[idx]
+            yield (x if self.transform is None else self.transform(x, self.generator)), y

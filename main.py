@@ -7,10 +7,11 @@ import sys
 
 import cli
 import ernoult2019
+import laborieux2021
 
 # Each paper module has FLAGS (the flags only it uses), add_args(parser) and run(args, argv).
 # The first paper is the default when a command uses no paper-specific flag.
-PAPERS = [ernoult2019]
+PAPERS = [ernoult2019, laborieux2021]
 
 
 def build_parser():

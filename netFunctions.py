@@ -99,8 +99,7 @@ def ep_param_grads(net, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None, phi_be
 
 
 def write_ep_grads(net, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None):
-    for p, g in zip(net.parameters(), ep_param_grads(net, x, s_a, s_b, beta_a, beta_b, y, s_free)):
-        p.grad = g
+    _set_grads(net, ep_param_grads(net, x, s_a, s_b, beta_a, beta_b, y, s_free))
 
 
 ESTIMATORS = ('one-sided', 'random-sign', 'symmetric')
@@ -129,6 +128,44 @@ def ep_step(net, x, y, beta, estimator='one-sided', T=None, K=None, generator=No
     return s_free
 
 
+def cep_step(net, x, y, beta, optimizer, T, K, thirdphase=False, accumulate=False):
+    """Continual EP (Laborieux et al. 2021, CEP): after every nudged step the optimiser moves θ by the
+    instantaneous update −(1/β)[∂Φ/∂θ(s_{t+1}) − ∂Φ/∂θ(s_t)], so the weights learn during the phase.
+
+    Gradients of step k are divided by (1 − lr·wd)^(K−1−k) (the decay applied by the later steps of the phase).
+    thirdphase: K free steps back towards s*, then K continual steps at −β. accumulate (--cep-debug): the per-step
+    updates are summed and applied as one step at the end. Returns the free state s*.
+    """
+    s_free = free_phase(net, x, T)
+    s, acc = s_free, None
+    phases = [(beta, True)] + ([(0.0, False), (-beta, True)] if thirdphase else [])
+    for b, learn in phases:
+        for k in range(K):
+            with torch.no_grad():
+                s_next = net.stepper(s, net.drive(x), y, b)      # θ moves within the phase: fresh drive
+            if learn:
+                grads = ep_param_grads(net, x, s, s_next, 0.0, b, y, s_free, (b, b))
+                if accumulate:
+                    acc = grads if acc is None else [a + g for a, g in zip(acc, grads)]
+                else:
+                    _set_grads(net, grads)
+                    for group in optimizer.param_groups:
+                        decay = (1 - group['lr'] * group.get('weight_decay', 0.0)) ** (K - 1 - k)
+                        for p in group['params']:
+                            p.grad /= decay
+                    optimizer.step()
+            s = s_next
+    if accumulate:
+        _set_grads(net, acc)
+        optimizer.step()
+    return s_free
+
+
+def _set_grads(net, grads):
+    for p, g in zip(net.parameters(), grads):
+        p.grad = g
+
+
 def bptt_step(net, x, y, T=None, K=None):
     """Truncated BPTT: T − K free steps without graph, K steps with graph, L = mean_b ℓ(s_T) backpropagated."""
     T = net.T if T is None else T
@@ -148,12 +185,16 @@ def one_hot(label, n):
     return F.one_hot(label, n).float()
 
 
+def progress(iterable, desc):
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+
+
 def train(net, optimizer, batches, method='EP', estimator='one-sided', desc='train'):
     """One epoch. Returns the training error (%) measured at the free equilibrium before each update."""
     net.train()
     wrong = torch.zeros((), dtype=torch.long, device=next(net.parameters()).device)
     seen = 0
-    for x, label in tqdm(batches, desc=desc, leave=False, dynamic_ncols=True):
+    for x, label in progress(batches, desc):
         y = one_hot(label, net.output_size)
         optimizer.zero_grad(set_to_none=True)
         if method == 'EP':
@@ -204,12 +245,18 @@ def _bptt_window(net, x, y, T, K):
                 for i in range(n)] for k in range(K)]              # lam[k] = ∂L/∂s_{T−K+k+1}
         nS = [torch.stack([lam[K - 1 - t][i].sum(0) for t in range(K)]) for i in range(n)]
         nT = [[] for _ in params]
+        # θ-dependence of the cost itself (a readout outside the dynamics): counted with the last step
+        c = net.cost([si.detach() for si in states[-1]], y).mean()
+        direct = torch.autograd.grad(c, params, allow_unused=True) if c.requires_grad else [None] * len(params)
         for t in range(K):                                        # step producing s_{T−t}
             k = K - 1 - t
             out = net.stepper([si.detach() for si in states[k]], drive, None, 0.0)
             g = torch.autograd.grad(out, params, grad_outputs=lam[k], allow_unused=True, retain_graph=True)
             for p_i, (p, gi) in enumerate(zip(params, g)):
-                nT[p_i].append(torch.zeros_like(p) if gi is None else gi)
+                gi = torch.zeros_like(p) if gi is None else gi
+                if t == 0 and direct[p_i] is not None:
+                    gi = gi + direct[p_i]
+                nT[p_i].append(gi)
     s_T = [si.detach() for si in states[-1]]
     return s_T, nS, [torch.stack(v) for v in nT]
 
@@ -221,11 +268,14 @@ def _ep_window(net, x, y, s_star, beta, K):
     dT = [[] for _ in net.parameters()]
     s = s_star
     with torch.no_grad():
-        for _ in range(K):
+        for t in range(K):
             s_next = net.stepper(s, drive, y, beta)
             for i, (a, b) in enumerate(zip(s, s_next)):
                 dS[i].append(-(b - a).mean(0) / (beta * net.dt))
-            for p_i, g in enumerate(ep_param_grads(net, x, s, s_next, 0.0, beta, y, s_star, (beta, beta))):
+            # Φ(s_{t+1}; β) − Φ(s_t; β), except Φ(s*; 0) at t = 0, so that the sum over t telescopes to the EP
+            # estimate −(1/β)[∂Φ/∂θ(s^β_t; β) − ∂Φ/∂θ(s*; 0)] (this matters for a θ-dependent cost: a readout)
+            phi_betas = (0.0 if t == 0 else beta, beta)
+            for p_i, g in enumerate(ep_param_grads(net, x, s, s_next, 0.0, beta, y, s_star, phi_betas)):
                 dT[p_i].append(g)
             s = s_next
     return [torch.stack(v) for v in dS], [torch.stack(v) for v in dT]
@@ -311,7 +361,7 @@ def receipe(net, draw_batch, n_trials=20):
     gradient, per weight tensor, over n_trials fresh mini-batches (Ernoult 2019's tuning "recipe" for T, K, β).
     Returns {name: tensor (n_trials, 2) of (p_sign, p_zero)}."""
     stats = {}
-    for _ in tqdm(range(n_trials), desc='receipe', leave=False, dynamic_ncols=True):
+    for _ in progress(range(n_trials), 'receipe'):
         x, y = draw_batch()
         tr = gdu_traces(net, x, y)
         for k in tr['NT']:

@@ -1,7 +1,8 @@
 """Figures of a result folder. A copy sits in every run folder: `python plotFunctions.py` inside it redraws every
 figure of that run as PNG (headless), and also shows them when a display exists.
 
-Reads what the run wrote: metrics.csv (training curves), gdu.pt + gdu_stats.csv (GDU traces), receipe_summary.csv.
+Reads what the run wrote: metrics.csv (training curves), gdu.pt / gdu_laborieux.pt + gdu_stats.csv (GDU traces),
+neural_activity.pt, receipe_summary.csv.
 Depends on matplotlib, pandas and torch only, so that the copy works outside the suite.
 """
 import os
@@ -134,6 +135,82 @@ def plot_Hist(folder):
     return [_save(fig, folder, 'gdu_rmse.png')]
 
 
+def plot_acc(folder):
+    """Laborieux et al. 2021: train and test accuracy vs epoch."""
+    df = pd.read_csv(os.path.join(folder, 'metrics.csv'))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(df['epoch'], df['train_acc'], 'o-', label='train (running, before each update)')
+    ax.plot(df['epoch'], df['test_acc'], 's--', label='test')
+    ax.set_xlabel('epoch')
+    ax.set_ylabel('accuracy (%)')
+    ax.set_title(f'best test accuracy {df["test_acc"].max():.2f} %')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return [_save(fig, folder, 'train-test_acc.png')]
+
+
+def plot_neural_activity(folder):
+    """Histograms (50 bins) of every neuron layer at the free equilibrium of one mini-batch."""
+    acts = torch.load(os.path.join(folder, 'neural_activity.pt'))
+    fig, axes = plt.subplots(1, len(acts), figsize=(3.5 * len(acts), 3), squeeze=False)
+    for ax, (name, v) in zip(axes[0], acts.items()):
+        ax.hist(v.numpy(), bins=50)
+        ax.set_title(name)
+    return [_save(fig, folder, 'neural_activity.png')]
+
+
+def plot_gdu_keys(folder):
+    """Laborieux et al. 2021 theorem check: for every key, 3 random components of the integrated (cumulative)
+    updates; BPTT solid, EP one-sided right dotted, and with the third phase the left one dotted and their mean
+    (symmetric) dashed. With the third phase also bars.png: per weight layer, the mean over components of
+    2|sym − bptt| / (|right − bptt| + |left − bptt|) at the last step (< 1: the symmetric estimate is closer)."""
+    tr = torch.load(os.path.join(folder, 'gdu_laborieux.pt'))
+    right, left = tr['right'], tr.get('left')
+    gen = torch.Generator().manual_seed(0)
+    paths = []
+    series = {f'neurons_{i}': i for i in range(len(right['nS']))}
+    series.update({k: k for k in right['nT']})
+    for key, src in series.items():
+        if isinstance(src, int):
+            b, r = right['nS'][src].cumsum(0), right['dS'][src].cumsum(0)
+            lft = left['dS'][src].cumsum(0) if left else None
+        else:
+            b, r = right['NT'][src], right['DT'][src]
+            lft = left['DT'][src] if left else None
+        b, r = b.flatten(1), r.flatten(1)
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        t = range(b.shape[0])
+        for c, j in enumerate(torch.randperm(b.shape[1], generator=gen)[:3].tolist()):
+            col = f'C{c}'
+            ax.plot(t, b[:, j], '-', color=col, label='BPTT' if c == 0 else None)
+            ax.plot(t, r[:, j], ':', color=col, label='EP one-sided right' if c == 0 else None)
+            if lft is not None:
+                lf = lft.flatten(1)
+                ax.plot(t, lf[:, j], ':', color=col, alpha=0.6, label='EP one-sided left' if c == 0 else None)
+                ax.plot(t, (r[:, j] + lf[:, j]) / 2, '--', color=col, label='EP symmetric' if c == 0 else None)
+        ax.set_xlabel('time step t')
+        ax.set_ylabel('gradient estimate')
+        ax.set_title(key)
+        ax.legend()
+        paths.append(_save(fig, folder, key.replace('.', '_') + '.png'))
+    if left is not None:
+        keys = [k for k in right['NT'] if k.endswith('weight')]
+        ratios = []
+        for k in keys:
+            b, r, lf = right['NT'][k][-1], right['DT'][k][-1], left['DT'][k][-1]
+            den = (r - b).abs() + (lf - b).abs()
+            q = torch.where(den > 0, 2 * ((r + lf) / 2 - b).abs() / den.clamp_min(1e-30), torch.ones_like(den))
+            ratios.append(q.mean().item())
+        fig, ax = plt.subplots(figsize=(max(5, len(keys)), 4))
+        ax.bar(range(1, len(keys) + 1), ratios)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel('layer')
+        ax.set_ylabel('|sym − BPTT| / mean |one-sided − BPTT|')
+        paths.append(_save(fig, folder, 'bars.png'))
+        pd.DataFrame({'key': keys, 'ratio': ratios}).to_csv(os.path.join(folder, 'bars.csv'), index=False)
+    return paths
+
+
 def plot_receipe(folder):
     df = pd.read_csv(os.path.join(folder, 'receipe_summary.csv'))
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(df)), 4))
@@ -151,7 +228,12 @@ def plot_folder(folder='.', show=False):
     """Draw every figure whose data the folder holds; returns the PNG paths."""
     paths = []
     if os.path.exists(os.path.join(folder, 'metrics.csv')):
-        paths += plot_results(folder)
+        cols = pd.read_csv(os.path.join(folder, 'metrics.csv'), nrows=1).columns
+        paths += plot_results(folder) if 'method' in cols else plot_acc(folder)
+    if os.path.exists(os.path.join(folder, 'neural_activity.pt')):
+        paths += plot_neural_activity(folder)
+    if os.path.exists(os.path.join(folder, 'gdu_laborieux.pt')):
+        paths += plot_gdu_keys(folder)
     if os.path.exists(os.path.join(folder, 'gdu.pt')):
         tr = torch.load(os.path.join(folder, 'gdu.pt'), weights_only=False)
         paths += plot_S(tr, folder) + plot_T(tr, folder)

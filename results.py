@@ -31,6 +31,19 @@ def claim_run_dir(parent, prefix='Trial-'):
             k += 1
 
 
+def claim_dir(path):
+    """Create `path`, or path_2, path_3, … if it exists (atomic mkdir: never reuses a folder)."""
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    k = 1
+    while True:
+        candidate = path if k == 1 else f'{path}_{k}'
+        try:
+            os.mkdir(candidate)
+            return candidate
+        except FileExistsError:
+            k += 1
+
+
 def today():
     return datetime.date.today().isoformat()
 

@@ -1,0 +1,365 @@
+"""Laborieux et al. 2021 — "Scaling Equilibrium Propagation to deep ConvNets by drastically reducing its gradient
+estimator bias": symmetric nudging, cross-entropy readout, continual EP, theorem (GDU) check.
+
+Its flag group (spec B.1, same names and defaults) and its actions: --todo train (EP with the one-sided, random-sign
+or symmetric estimator, CEP, or truncated BPTT), evaluate, gducheck. Networks in netLaborieux.py; the loops are the
+suite's engine (netFunctions.py).
+"""
+import os
+import time
+
+import pandas as pd
+import torch
+
+import data
+import netFunctions as nf
+import plotFunctions
+import results
+from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
+from netLaborieux import ACTIVATIONS, P_CNN, P_MLP
+
+NAME = 'laborieux2021'
+DEFAULTS = dict(epochs=1, dataset=None, archi=['784', '512', '10'])
+
+
+def add_args(parser):
+    g = parser.add_argument_group('Laborieux et al. 2021 (scaled EP: symmetric nudging, cross-entropy readout, '
+                                  'CEP); layers are listed from the input to the output; shares --archi, --epochs')
+    g.add_argument('--model', default='MLP', choices=['MLP', 'VFMLP', 'CNN', 'VFCNN'], help='network family')
+    g.add_argument('--task', default='MNIST', help='MNIST, CIFAR10, or mnist5k (embedded offline digits)')
+    g.add_argument('--channels', type=int, nargs='+', default=[32, 64], help='conv output channels')
+    g.add_argument('--kernels', type=int, nargs='+', default=[5, 5], help='conv kernel sizes')
+    g.add_argument('--strides', type=int, nargs='+', default=[1, 1], help='conv strides')
+    g.add_argument('--paddings', type=int, nargs='+', default=[0, 0], help='conv paddings')
+    g.add_argument('--pools', default='mm', help="one letter per conv layer: m (max), a (average), i (identity)")
+    g.add_argument('--fc', type=int, nargs='+', default=[10], help='fully connected sizes after the convs')
+    g.add_argument('--act', default='mysig', choices=sorted(ACTIVATIONS), help='activation σ')
+    g.add_argument('--optim', default='sgd', choices=['sgd', 'adam'], help='optimiser')
+    g.add_argument('--lrs', type=float, nargs='+', default=[], help='one learning rate per synapse layer')
+    g.add_argument('--wds', type=float, nargs='+', default=None, help='one weight decay per synapse layer')
+    g.add_argument('--mmt', type=float, default=0.0, help='SGD momentum')
+    g.add_argument('--loss', default='mse', choices=['mse', 'cel'], help='mse or cross-entropy (cel)')
+    g.add_argument('--softmax', action='store_true', help='softmax readout outside the dynamics (CNN, with cel)')
+    g.add_argument('--alg', default='EP', choices=['EP', 'BPTT', 'CEP'], help='EP, BPTT or continual EP')
+    g.add_argument('--mbs', type=int, default=20, help='training mini-batch size')
+    g.add_argument('--T1', type=int, default=20, help='free-phase steps')
+    g.add_argument('--T2', type=int, default=4, help='nudged-phase steps (and BPTT truncation)')
+    g.add_argument('--betas', type=float, nargs=2, default=[0.0, 0.01], metavar=('BETA1', 'BETA2'),
+                   help='β1 (free phase, 0) and β2 (nudged phases)')
+    g.add_argument('--check-thm', action='store_true', help='GDU check on 5 samples every 10%% of an epoch')
+    g.add_argument('--random-sign', action='store_true', help='random sign of β2 per mini-batch')
+    g.add_argument('--thirdphase', action='store_true', help='symmetric estimator: a second nudged phase at −β2')
+    g.add_argument('--data-aug', action='store_true', help='CIFAR-10 augmentation (flip, crop with edge padding)')
+    g.add_argument('--lr-decay', action='store_true', help='cosine annealing, T_max 100, eta_min 1e-5')
+    g.add_argument('--scale', type=float, default=None, help='multiply the default initialisation by this factor')
+    g.add_argument('--save', action='store_true', help='accepted for compatibility: every run is saved')
+    g.add_argument('--save-nrn', action='store_true', help='accepted for compatibility (stale flag of a script)')
+    g.add_argument('--load-path', default='', help='run folder to resume (last checkpoint) or to evaluate/check')
+    g.add_argument('--same-update', action='store_true', help='VFCNN: forward and backward weights share the update')
+    g.add_argument('--cep-debug', action='store_true',
+                   help='CEP: accumulate the T2 per-step updates and apply them as one step at the end')
+
+
+FLAGS = {'--model', '--task', '--channels', '--kernels', '--strides', '--paddings', '--pools', '--fc', '--act',
+         '--optim', '--lrs', '--wds', '--mmt', '--loss', '--softmax', '--alg', '--mbs', '--T1', '--T2', '--betas',
+         '--check-thm', '--random-sign', '--thirdphase', '--data-aug', '--lr-decay', '--scale', '--save',
+         '--save-nrn', '--load-path', '--same-update', '--cep-debug'}
+
+TASKS = {'mnist': 'mnist', 'mnist5k': 'mnist5k', 'cifar10': 'cifar10'}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Arguments
+
+def check_args(args):
+    apply_defaults(args, DEFAULTS)
+    task = (args.dataset or args.task).lower()
+    if task not in TASKS:
+        raise UsageError(f'--task {args.task}: choose MNIST, CIFAR10 or mnist5k')
+    args.data_name = TASKS[task]
+    if args.action not in ('train', 'evaluate', 'gducheck'):
+        raise UsageError(f'--todo {args.action}: this paper runs train, evaluate or gducheck')
+    try:
+        args.archi = [int(a) for a in args.archi]
+    except ValueError:
+        raise UsageError(f'--archi {" ".join(args.archi)}: give integer layer sizes from the input to the output '
+                         f'(fc/conv belong to the binary-EP paper)')
+    if args.model.startswith('VF'):
+        raise UsageError(f'--model {args.model}: the asymmetric VF networks are not available yet; use MLP or CNN')
+    conv = 'CNN' in args.model
+    n = len(args.channels)
+    if conv:
+        for flag in ('kernels', 'strides', 'paddings'):
+            if len(getattr(args, flag)) != n:
+                raise UsageError(f'--{flag} has {len(getattr(args, flag))} values but --channels has {n}: give one '
+                                 f'per conv layer')
+        if len(args.pools) != n or set(args.pools) - set('mai'):
+            raise UsageError(f"--pools '{args.pools}': give {n} letters among m (max), a (average), i (identity), "
+                             f"one per conv layer")
+    if args.softmax and args.loss == 'mse':
+        raise UsageError('--softmax needs --loss cel: the readout is trained with the cross-entropy')
+    if args.softmax and not conv:
+        raise UsageError('--softmax is for the conv models (--model CNN)')
+    n_syn = n + len(args.fc) if conv else len(args.archi) - 1
+    if args.action == 'train' and len(args.lrs) != n_syn:
+        raise UsageError(f'--lrs has {len(args.lrs)} values but the network has {n_syn} synapse layers: give one '
+                         f'learning rate per layer, from the input to the output')
+    if args.wds is not None and len(args.wds) != n_syn:
+        raise UsageError(f'--wds has {len(args.wds)} values but the network has {n_syn} synapse layers')
+    if args.T1 < args.T2 or args.T2 < 1:
+        raise UsageError(f'--T1 {args.T1} must be at least --T2 {args.T2} (and --T2 at least 1)')
+    if args.betas[0] != 0.0:
+        raise UsageError(f'--betas {args.betas[0]} {args.betas[1]}: the free phase runs at β1 = 0; give 0.0 first')
+    if args.betas[1] == 0.0 and args.alg != 'BPTT':
+        raise UsageError('--betas: β2 must be non-zero for EP and CEP')
+    if args.load_path and not os.path.isdir(args.load_path):
+        if not args.dry_run:
+            raise UsageError(f'--load-path {args.load_path}: no such run folder')
+        say(f'dry run: --load-path {args.load_path} does not exist; using a fresh network')
+        args.load_path = ''
+    if args.load_path and args.action != 'train':
+        adopt_arch(args, args.load_path)
+    if args.action == 'evaluate' and not args.load_path and not args.dry_run:
+        raise UsageError('--todo evaluate needs --load-path <run folder>')
+    if args.dry_run:
+        args.T1, args.T2 = dry_cap(args.T1, args.T2)
+        args.epochs, args.mbs = 1, min(args.mbs, 16)
+    args.estimator = 'symmetric' if args.thirdphase else ('random-sign' if args.random_sign else 'one-sided')
+
+
+ARCH = ('model', 'archi', 'channels', 'kernels', 'strides', 'paddings', 'pools', 'fc', 'act', 'loss', 'softmax')
+
+
+def arch_of(args):
+    return {k: getattr(args, k) for k in ARCH}
+
+
+def adopt_arch(args, folder):
+    """evaluate / gducheck rebuild the network of the saved run (state dicts carry no architecture)."""
+    path = os.path.join(folder, 'model.pt')
+    if not os.path.isfile(path):
+        raise UsageError(f'--load-path {folder}: no model.pt in that folder')
+    saved = torch.load(path, weights_only=False)
+    for k, v in saved['arch'].items():
+        setattr(args, k, v)
+
+
+def build_model(args, in_shape):
+    beta = args.betas[1]
+    if 'CNN' in args.model:
+        return P_CNN(in_shape[-1], in_shape[0], args.channels, args.kernels, args.strides, args.paddings, args.pools,
+                     args.fc, args.T1, args.T2, beta, args.act, args.loss, args.softmax)
+    archi = list(args.archi)
+    if archi[0] != in_shape[0] * in_shape[1] * in_shape[2]:
+        raise UsageError(f'--archi starts with {archi[0]} but the {args.data_name} input has '
+                         f'{in_shape[0] * in_shape[1] * in_shape[2]} pixels')
+    return P_MLP(archi, args.T1, args.T2, beta, args.act, args.loss)
+
+
+def rescale(model, g):
+    """--scale g: weight = g × default (kaiming-uniform) init, bias = g × default init."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(g)
+
+
+def make_optimizer(args, model):
+    groups = model.lr_groups(args.lrs, args.wds)
+    if args.alg == 'CEP' and args.wds:
+        # CEP re-parameterises the weight decay so that T2 small steps decay as one ordinary step of 0.1·wd
+        for g, wd in zip(groups, args.wds):
+            g['weight_decay'] = (1 - (1 - 0.1 * wd) ** (1 / args.T2)) / g['lr']
+    if args.optim == 'sgd':
+        opt = torch.optim.SGD(groups, lr=args.lrs[0], momentum=args.mmt)
+    else:
+        opt = torch.optim.Adam(groups, lr=args.lrs[0])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 100, eta_min=1e-5) if args.lr_decay else None
+    return opt, sched
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data
+
+def load_split(args, train):
+    try:
+        return data.load(args.data_name, args.data_root, train)
+    except data.DataError:
+        if not args.dry_run:
+            raise
+        shape = (3, 32, 32) if args.data_name == 'cifar10' else (1, 28, 28)
+        return data.synthetic(shape, max(args.mbs, 8), seed=int(train))
+
+
+def batches(args, x, y, bs, train, device, gen):
+    aug = data.augment if (train and args.data_aug and args.data_name == 'cifar10') else None
+    return data.Batches(x, y, bs, shuffle=train, device=device, generator=gen, transform=aug,
+                        max_batches=1 if args.dry_run else None)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Actions
+
+def run(args, argv):
+    check_args(args)
+    device = pick_device(args.device)
+    seed = seed_everything(args.seed)
+    xtr, ytr = load_split(args, True)
+    xte, yte = (load_split(args, False) if args.action != 'gducheck' else (None, None))
+    model = build_model(args, tuple(xtr.shape[1:])).to(device)
+    if args.scale is not None:
+        rescale(model, args.scale)
+    if args.action == 'gducheck':
+        return gducheck_action(args, argv, model, xtr, ytr, device, seed)
+    if args.action == 'evaluate':
+        return evaluate_action(args, model, xtr, ytr, xte, yte, device)
+    return train_action(args, argv, model, xtr, ytr, xte, yte, device, seed)
+
+
+def run_folder(args, argv, device, seed, model):
+    if args.load_path:
+        return args.load_path
+    now = time.localtime()
+    parent = os.path.join(args.results_dir, args.alg, args.loss, time.strftime('%Y-%m-%d', now))
+    folder = results.claim_dir(os.path.join(parent, time.strftime('%H-%M-%S', now)))
+    items = [('task', args.data_name), ('model', args.model), ('data augmentation', args.data_aug),
+             ('learning rate decay', args.lr_decay), ('scale', args.scale), ('activation', args.act),
+             ('learning rates', args.lrs), ('weight decays', args.wds), ('momentum', args.mmt),
+             ('optimizer', args.optim), ('loss', args.loss), ('alg', args.alg), ('minibatch size', args.mbs),
+             ('T1', args.T1), ('T2', args.T2), ('betas', args.betas), ('random beta_2 sign', args.random_sign),
+             ('thirdphase', args.thirdphase), ('softmax', args.softmax), ('same update VFCNN', args.same_update),
+             ('epochs', args.epochs), ('seed', seed), ('device', device), ('dry run', args.dry_run)]
+    if 'CNN' in args.model:
+        items += [('channels', args.channels), ('kernels', args.kernels), ('strides', args.strides),
+                  ('paddings', args.paddings), ('poolings', list(args.pools)), ('fc', args.fc)]
+    else:
+        items.append(('archi', args.archi))
+    results.write_hyperparameters(folder, argv, items)
+    results.append_hyperparameters(folder, [str(model)])
+    results.copy_plot_script(folder)
+    return folder
+
+
+def train_one_batch(args, model, opt, x, y, gen):
+    beta = args.betas[1]
+    if args.alg == 'BPTT':
+        return nf.bptt_step(model, x, y, args.T1, args.T2)
+    if args.alg == 'CEP':
+        return nf.cep_step(model, x, y, beta, opt, args.T1, args.T2, thirdphase=args.thirdphase,
+                           accumulate=args.cep_debug)
+    return nf.ep_step(model, x, y, beta, args.estimator, args.T1, args.T2, generator=gen)
+
+
+def train_epoch(args, model, opt, train_b, gen):
+    """One epoch; returns the running training accuracy (%) at the free equilibrium before each update."""
+    model.train()
+    correct = torch.zeros((), dtype=torch.long, device=train_b.y.device)
+    seen, tenth = 0, max(len(train_b) // 10, 1)
+    for b, (x, label) in enumerate(nf.progress(train_b, desc='train')):
+        y = nf.one_hot(label, model.output_size)
+        if args.check_thm and args.alg != 'BPTT' and b % tenth == 0:
+            check_theorem(args, model, x[:5], y[:5], b / len(train_b))
+        opt.zero_grad(set_to_none=True)
+        s = train_one_batch(args, model, opt, x, y, gen)
+        if args.alg != 'CEP':
+            opt.step()
+        correct += (model.output(s).argmax(1) == label).sum()
+        seen += label.shape[0]
+    return 100.0 * correct.item() / max(seen, 1)
+
+
+def check_theorem(args, model, x, y, frac):
+    """--check-thm: the GDU check on 5 samples, RMSE per key printed (every 10 % of an epoch)."""
+    rows = nf.gdu_table(nf.gdu_traces(model, x, y, args.T1, args.T2, args.betas[1]))
+    say(f'[{frac:.0%} of the epoch] GDU RMSE: ' + ', '.join(f'{r["key"]} {r["rmse_mean"]:.3f}' for r in rows))
+
+
+def checkpoint(model, opt, sched, gen, epoch, history, best):
+    return {'model': model.state_dict(), 'optimizer': opt.state_dict(),
+            'scheduler': sched.state_dict() if sched else None, 'generator': gen.get_state(),
+            'torch_rng': torch.get_rng_state(), 'epoch': epoch, 'history': history, 'best': best}
+
+
+def train_action(args, argv, model, xtr, ytr, xte, yte, device, seed):
+    opt, sched = make_optimizer(args, model)
+    gen = torch.Generator().manual_seed(seed)
+    history, start, best = [], 0, -1.0
+    if args.load_path:                                     # resume from the LAST checkpoint
+        ck = torch.load(os.path.join(args.load_path, 'checkpoint.tar'), weights_only=False)
+        model.load_state_dict(ck['model'])
+        opt.load_state_dict(ck['optimizer'])
+        if sched and ck['scheduler']:
+            sched.load_state_dict(ck['scheduler'])
+        gen.set_state(ck['generator'])
+        torch.set_rng_state(ck['torch_rng'])
+        history, start, best = ck['history'], ck['epoch'], ck['best']
+    folder = run_folder(args, argv, device, seed, model)
+    say(f'results: {folder}')
+    train_b = batches(args, xtr, ytr, args.mbs, True, device, gen)
+    test_b = batches(args, xte, yte, 16 if args.dry_run else 200, False, device, gen)
+    t0 = time.time()
+    for epoch in range(start + 1, start + args.epochs + 1):
+        train_acc = train_epoch(args, model, opt, train_b, gen)
+        if sched and epoch <= 100:                         # the original stops the cosine schedule at epoch 100
+            sched.step()
+        test_err, test_loss = nf.evaluate(model, test_b, args.T1)
+        history.append(dict(epoch=epoch, train_acc=train_acc, test_acc=100 - test_err, test_loss=test_loss,
+                            lr=opt.param_groups[0]['lr'], seconds=time.time() - t0))
+        results.write_csv(os.path.join(folder, 'metrics.csv'), pd.DataFrame(history))
+        ck = checkpoint(model, opt, sched, gen, epoch, history, max(best, 100 - test_err))
+        results.save(ck, os.path.join(folder, 'checkpoint.tar'))
+        if 100 - test_err > best:
+            best = 100 - test_err
+            results.save(ck, os.path.join(folder, 'best_checkpoint.tar'))
+            results.save({'model': model.state_dict(), 'arch': arch_of(args)}, os.path.join(folder, 'model.pt'))
+        say(f'epoch {epoch}: train acc {train_acc:.2f} %, test acc {100 - test_err:.2f} %, '
+            f'test loss {test_loss:.4f}, {time.time() - t0:.1f} s')
+    save_neural_activity(model, train_b, folder, args.T1)
+    results.save({'model': model.state_dict(), 'arch': arch_of(args)}, os.path.join(folder, 'final_model.pt'))
+    plotFunctions.plot_folder(folder)
+    return folder
+
+
+def save_neural_activity(model, train_b, folder, T1):
+    """States of every neuron layer at the free equilibrium of one mini-batch (histograms: neural_activity.png)."""
+    x, _ = next(iter(train_b))
+    s = nf.free_phase(model, x, T1)
+    results.save({f'layer {k}': si.flatten().cpu() for k, si in enumerate(s)},
+                 os.path.join(folder, 'neural_activity.pt'))
+
+
+def evaluate_action(args, model, xtr, ytr, xte, yte, device):
+    """Train and test accuracy of the best model of a run, appended to its hyperparameters.txt."""
+    if args.load_path:
+        model.load_state_dict(torch.load(os.path.join(args.load_path, 'model.pt'), weights_only=False)['model'])
+    lines = []
+    for name, (x, y) in (('Train', (xtr, ytr)), ('Test', (xte, yte))):
+        err, _ = nf.evaluate(model, batches(args, x, y, args.mbs, False, device, None), args.T1)
+        lines.append(f'{name} accuracy : {100 - err:.2f}')
+        say(lines[-1])
+    if args.load_path:
+        results.append_hyperparameters(args.load_path, lines)
+    return args.load_path or None
+
+
+def gducheck_action(args, argv, model, xtr, ytr, device, seed):
+    if args.load_path:
+        model.load_state_dict(torch.load(os.path.join(args.load_path, 'model.pt'), weights_only=False)['model'])
+        args.load_path = ''                                # the check gets a folder of its own
+    folder = run_folder(args, argv, device, seed, model)
+    say(f'results: {folder}')
+    x, label = xtr[:min(20, args.mbs)].to(device), ytr[:min(20, args.mbs)].to(device)
+    y = nf.one_hot(label, model.output_size).to(x)
+    beta = args.betas[1]
+    traces = {'right': nf.gdu_traces(model, x, y, args.T1, args.T2, beta)}
+    if args.thirdphase:
+        traces['left'] = nf.gdu_traces(model, x, y, args.T1, args.T2, -beta)
+    for side, tr in traces.items():
+        tr = {k: ([t.cpu() for t in v] if isinstance(v, list) else {n: t.cpu() for n, t in v.items()})
+              for k, v in tr.items()}
+        traces[side] = tr
+    results.save(traces, os.path.join(folder, 'gdu_laborieux.pt'))
+    table = pd.DataFrame(nf.gdu_table(traces['right']))
+    results.write_csv(os.path.join(folder, 'gdu_stats.csv'), table)
+    say(table.to_string(index=False, float_format=lambda v: f'{v:.4f}'))
+    plotFunctions.plot_folder(folder)
+    return folder

@@ -1,0 +1,237 @@
+"""Networks of Laborieux et al. 2021, "Scaling EP to deep ConvNets by drastically reducing its gradient estimator
+bias": P_MLP, P_CNN (max / avg / identity pooling, any stride and padding, optional softmax readout) and the
+asymmetric ("vector field") VF_MLP, VF_CNN. Layers are listed from the input to the output, as in that paper.
+
+Every network is the suite's EPNet (netClasses.py): one closed-form step s ← σ(∂Φ/∂s) and the per-sample primitive
+
+    Φ(x, s; β) = Σ_k ⟨ P_k(W_k ⋆ s_k) + b_k , s_{k+1} ⟩ − β ℓ(s, y),      s_0 = x,
+
+where ℓ = ½||s_out − y||² (mse), CE(s_out, y) (cel), or CE(W_out s_last + b_out, y) with the softmax readout, whose
+weights are outside the dynamical system. The last neuron layer is the identity (no σ) for cel without readout.
+(s_{t+1} = ∂Φ/∂s with Φ = ½||s||² − E: the s² terms cancel, see the paper's answer to its issue #1.)
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.grad import conv2d_input
+
+from netClasses import Activation, EPNet
+
+ACTIVATIONS = {
+    'mysig': lambda x: torch.sigmoid(4 * (x - 0.5)),
+    'sigmoid': torch.sigmoid,
+    'tanh': torch.tanh,
+    'hard_sigmoid': lambda x: x.clamp(0, 1),
+    'my_hard_sig': lambda x: (0.5 * x).clamp(0, 1),
+    'ctrd_hard_sig': lambda x: x.clamp(-0.5, 0.5),
+}
+
+
+def activation(name):
+    return Activation(name, ACTIVATIONS[name], None)
+
+
+def per_sample(beta, n):
+    """β as an (n,) vector: a float, or the (n, 1) column of batched ±β phases."""
+    return beta.view(-1) if torch.is_tensor(beta) else torch.full((n,), float(beta))
+
+
+class LabNet(EPNet):
+    """Shared parts: the cost ℓ, its nudging force −β ∂ℓ/∂s, the readout and the prediction."""
+    softmax = False
+
+    def __init__(self, T1, T2, beta, act, loss='mse'):
+        super().__init__(T1, T2, beta, activation(act))
+        self.loss = loss
+
+    @property
+    def readout(self):
+        """The last Linear when it is a softmax readout outside the dynamics, else None."""
+        return self.synapses[-1] if self.softmax else None
+
+    def logits(self, s):
+        if self.readout is not None:
+            return self.readout(s[-1].flatten(1))
+        return s[-1]
+
+    def output(self, s):
+        return self.logits(s)
+
+    @property
+    def output_size(self):
+        return self.readout.out_features if self.readout is not None else self.state_shapes()[-1][0]
+
+    def cost(self, s, y):
+        """ℓ per sample; y is one-hot."""
+        z = self.logits(s)
+        if self.loss == 'mse':
+            return 0.5 * ((z - y) ** 2).sum(1)
+        return F.cross_entropy(z, y, reduction='none')
+
+    def nudge_force(self, s, y, beta):
+        """−β ∂ℓ/∂s_last (the nudging term of ∂Φ/∂s on the last neuron layer)."""
+        b = beta if torch.is_tensor(beta) else float(beta)
+        if self.readout is not None:
+            err = torch.softmax(self.readout(s[-1].flatten(1)), 1) - y
+            return (-b * err @ self.readout.weight).view_as(s[-1])
+        if self.loss == 'mse':
+            return b * (y - s[-1])
+        return b * (y - torch.softmax(s[-1], 1))
+
+    def update(self, s, h, y, beta):
+        rho = self.act.rho
+        last_identity = self.loss != 'mse' and self.readout is None
+        return [hi if (last_identity and i == len(h) - 1) else rho(hi) for i, hi in enumerate(h)]
+
+    def phi_nudge(self, s, y, beta):
+        if y is None:
+            return 0.0
+        return -per_sample(beta, s[-1].shape[0]).to(s[-1]) * self.cost(s, y)
+
+    def lr_groups(self, lrs, wds=None):
+        mods = self.layers()
+        return [{'params': list(m.parameters()), 'lr': lr, 'weight_decay': (wds[k] if wds else 0.0)}
+                for k, (m, lr) in enumerate(zip(mods, lrs))]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+class P_MLP(LabNet):
+    """synapses[k] = Linear(archi[k] → archi[k+1]); neurons s_1 … s_L of sizes archi[1:].
+    ∂Φ/∂s_k = W_{k−1} s_{k−1} + b_{k−1} + W_kᵀ s_{k+1}  (+ −β ∂ℓ/∂s_L on the output)."""
+
+    def __init__(self, archi, T1, T2, beta, act, loss='mse'):
+        super().__init__(T1, T2, beta, act, loss)
+        self.archi = list(archi)
+        self.synapses = nn.ModuleList(nn.Linear(a, b) for a, b in zip(archi[:-1], archi[1:]))
+
+    def layers(self):
+        return list(self.synapses)
+
+    def state_shapes(self):
+        return [(n,) for n in self.archi[1:]]
+
+    def drive(self, x):
+        return self.synapses[0](x.flatten(1))
+
+    def dphi_ds(self, s, drive, y=None, beta=0.0):
+        W, L = self.synapses, len(s)
+        h = []
+        for k in range(L):
+            hk = drive if k == 0 else W[k](s[k - 1])
+            if k < L - 1:
+                hk = torch.addmm(hk, s[k + 1], W[k + 1].weight)
+            h.append(hk)
+        if y is not None:
+            h[-1] = h[-1] + self.nudge_force(s, y, beta)
+        return h
+
+    def phi(self, x, s, y=None, beta=0.0):
+        prev = [x.flatten(1)] + list(s[:-1])
+        return sum((W(p) * sk).sum(1) for W, p, sk in zip(self.synapses, prev, s)) + self.phi_nudge(s, y, beta)
+
+
+class ConvPool(nn.Module):
+    """P(W ⋆ a + b): a convolution followed by 2×2 max ('m') / average ('a') pooling or none ('i'), and the adjoint
+    of that linear map at the current input (for max pooling: unpool to the current argmax, then transposed conv)."""
+
+    def __init__(self, c_in, c_out, kernel, stride, padding, pool):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, padding)
+        self.pool = pool
+
+    def forward(self, a):
+        """Returns (pooled map, context for the adjoint)."""
+        z = self.conv(a)
+        if self.pool == 'm':
+            p, idx = F.max_pool2d(z, 2, 2, return_indices=True)
+            return p, (a.shape, z.shape, idx)
+        if self.pool == 'a':
+            return F.avg_pool2d(z, 2, 2), (a.shape, z.shape, None)
+        return z, (a.shape, z.shape, None)
+
+    def adjoint(self, g, ctx):
+        """(∂/∂a ⟨P(W ⋆ a), g⟩): the feedback that the layer above sends down through this synapse."""
+        a_shape, z_shape, idx = ctx
+        if self.pool == 'm':
+            g = F.max_unpool2d(g, idx, 2, 2, output_size=z_shape[-2:])
+        elif self.pool == 'a':
+            g = g.repeat_interleave(2, -2).repeat_interleave(2, -1) / 4
+            g = F.pad(g, (0, z_shape[-1] - g.shape[-1], 0, z_shape[-2] - g.shape[-2]))
+        c = self.conv
+        return conv2d_input(a_shape, c.weight, g, stride=c.stride, padding=c.padding)
+
+
+def conv_sizes(in_size, kernels, strides, paddings, pools):
+    sizes, n = [], in_size
+    for k, st, p, pool in zip(kernels, strides, paddings, pools):
+        n = math.floor((n + 2 * p - k) / st + 1)
+        if pool in 'ma':
+            n = math.floor((n - 2) / 2 + 1)
+        sizes.append(n)
+    return sizes
+
+
+class P_CNN(LabNet):
+    """Conv layers (ConvPool) then fully connected ones; with `softmax` the last Linear is a readout outside the
+    dynamics and the last neuron layer is nudged through it."""
+
+    def __init__(self, in_size, in_channels, channels, kernels, strides, paddings, pools, fc, T1, T2, beta, act,
+                 loss='mse', softmax=False):
+        super().__init__(T1, T2, beta, act, loss)
+        ch = [in_channels] + list(channels)
+        self.sizes = conv_sizes(in_size, kernels, strides, paddings, pools)
+        if min(self.sizes) < 1:
+            raise ValueError(f'the feature maps vanish ({self.sizes}) for input size {in_size}')
+        self.ch = ch
+        self.ncv = len(channels)
+        convs = [ConvPool(ch[k], ch[k + 1], kernels[k], strides[k], paddings[k], pools[k]) for k in range(self.ncv)]
+        fc_in = [ch[-1] * self.sizes[-1] ** 2] + list(fc)
+        fcs = [nn.Linear(a, b) for a, b in zip(fc_in[:-1], fc_in[1:])]
+        self.fc_sizes = fc_in[1:]
+        self.synapses = nn.ModuleList(convs + fcs)
+        self.softmax = softmax
+
+    def layers(self):
+        return list(self.synapses)
+
+    def state_shapes(self):
+        conv = [(c, n, n) for c, n in zip(self.ch[1:], self.sizes)]
+        fc = [(n,) for n in self.fc_sizes]
+        return conv + (fc[:-1] if self.readout is not None else fc)
+
+    def drive(self, x):
+        return self.synapses[0](x)[0]
+
+    def dphi_ds(self, s, drive, y=None, beta=0.0):
+        syn, ncv, L = self.synapses, self.ncv, len(s)
+        # each conv synapse fed by a state is evaluated once: forward drive and pooling context for the feedback
+        fwd = [syn[k](s[k - 1]) for k in range(1, ncv)]
+        h = []
+        for k in range(L):
+            if k == 0:
+                hk = drive
+            elif k < ncv:
+                hk = fwd[k - 1][0]
+            else:
+                hk = syn[k](s[k - 1].flatten(1))
+            if k + 1 < L:                                      # feedback from the layer above
+                if k + 1 < ncv:
+                    hk = hk + syn[k + 1].adjoint(s[k + 1], fwd[k][1])
+                else:
+                    hk = hk + (s[k + 1] @ syn[k + 1].weight).view_as(hk)
+            h.append(hk)
+        if y is not None:
+            h[-1] = h[-1] + self.nudge_force(s, y, beta)
+        return h
+
+    def phi(self, x, s, y=None, beta=0.0):
+        syn, ncv = self.synapses, self.ncv
+        prev = [x] + list(s[:-1])
+        total = 0.0
+        for k, (p, sk) in enumerate(zip(prev, s)):
+            z = syn[k](p)[0] if k < ncv else syn[k](p.flatten(1))
+            total = total + (z * sk).flatten(1).sum(1)
+        return total + self.phi_nudge(s, y, beta)
