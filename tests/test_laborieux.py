@@ -1,0 +1,196 @@
+"""Laborieux et al. 2021 family: dynamics oracle, GDU (theorem) check, estimators, training, resume, evaluate."""
+import os
+
+import pandas as pd
+import pytest
+import torch
+
+import netFunctions as nf
+from conftest import run_main
+from netLaborieux import P_CNN, P_MLP
+
+NETS = {
+    'mlp-mse': lambda: P_MLP([784, 32, 16, 10], 5, 3, 0.1, 'tanh', 'mse'),
+    'mlp-cel': lambda: P_MLP([784, 32, 10], 5, 3, 0.1, 'mysig', 'cel'),
+    'cnn-max-avg': lambda: P_CNN(28, 1, [8, 6], [5, 3], [1, 1], [0, 1], 'ma', [10], 5, 3, 0.1, 'hard_sigmoid'),
+    'cnn-stride-readout': lambda: P_CNN(28, 1, [8, 6, 4], [3, 3, 3], [1, 2, 1], [1, 1, 0], 'mim', [12, 10], 5, 3,
+                                        0.1, 'my_hard_sig', 'cel', softmax=True),
+    'cnn-cifar-readout': lambda: P_CNN(32, 3, [8, 6], [3, 3], [1, 1], [1, 1], 'mm', [10], 5, 3, 0.1,
+                                       'ctrd_hard_sig', 'cel', softmax=True),
+    'cnn-identity-cel': lambda: P_CNN(32, 3, [8, 6], [3, 3], [1, 1], [1, 1], 'ai', [20, 10], 5, 3, 0.1, 'sigmoid',
+                                      'cel'),
+}
+
+
+def _x(net, B, gen):
+    if isinstance(net, P_MLP):
+        return torch.rand(B, 1, 28, 28, generator=gen).double()
+    n = 28 if net.ch[0] == 1 else 32
+    return torch.rand(B, net.ch[0], n, n, generator=gen).double()
+
+
+@pytest.mark.parametrize('name', list(NETS))
+def test_closed_form_equals_autograd_of_phi(name):
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    net = NETS[name]().double()
+    B = 4
+    x = _x(net, B, gen)
+    y = nf.one_hot(torch.randint(0, 10, (B,), generator=gen), 10).double()
+    s = [torch.rand(si.shape, generator=gen).double() for si in net.init_state(B)]
+    col = torch.tensor([[0.3], [0.3], [-0.3], [-0.3]], dtype=torch.float64)
+    for yy, bb in ((None, 0.0), (y, 0.5), (y, col)):
+        for a, o in zip(net.stepper(s, net.drive(x), yy, bb), net.stepper_autograd(x, s, yy, bb)):
+            torch.testing.assert_close(a, o, rtol=1e-10, atol=1e-12)
+
+
+def _mnist(mnist5k, n):
+    (x, lab), _ = mnist5k
+    return x[:n].double(), nf.one_hot(lab[:n], 10).double()
+
+
+def _bars(net, x, y, T1, T2, beta):
+    right = nf.gdu_traces(net, x, y, T1, T2, beta)
+    left = nf.gdu_traces(net, x, y, T1, T2, -beta)
+    out = {}
+    for k in right['NT']:
+        if k.endswith('weight'):
+            b, r, lf = right['NT'][k][-1], right['DT'][k][-1], left['DT'][k][-1]
+            den = (r - b).abs() + (lf - b).abs()
+            q = torch.where(den > 0, 2 * ((r + lf) / 2 - b).abs() / den.clamp_min(1e-30), torch.ones_like(den))
+            out[k] = q.mean().item()
+    return out
+
+
+GDU_NETS = {
+    'mlp': lambda: P_MLP([784, 512, 10], 30, 10, 0.01, 'tanh', 'mse'),
+    # average pooling: with max pooling the synchronous tanh dynamics of this small net falls into a 2-cycle
+    # (argmax switches between steps), and the theorem assumes a fixed point
+    'cnn': lambda: P_CNN(28, 1, [8, 16], [5, 5], [1, 1], [0, 0], 'aa', [10], 100, 10, 0.01, 'tanh', 'mse'),
+    'cnn-readout': lambda: P_CNN(28, 1, [8, 16], [5, 5], [1, 1], [0, 0], 'aa', [10], 100, 10, 0.01, 'tanh', 'cel',
+                                 softmax=True),
+}
+
+
+@pytest.mark.parametrize('name', list(GDU_NETS))
+def test_gdu_small_beta_and_symmetric_beats_one_sided(mnist5k, name):
+    torch.manual_seed(0)
+    net = GDU_NETS[name]().double()
+    x, y = _mnist(mnist5k, 20)
+    tr = nf.gdu_traces(net, x, y, net.T, net.Kmax, 0.01)
+    for r in nf.gdu_table(tr):
+        assert r['rmse_mean'] < (0.15 if r['kind'] == 'neurons' else 0.05), r
+    ratios = _bars(net, x, y, net.T, net.Kmax, 0.1)
+    assert all(v < 1.0 for v in ratios.values()), ratios
+    assert max(ratios.values()) < 0.8, ratios
+
+
+def test_batched_pm_beta_equals_sequential_with_readout():
+    torch.manual_seed(0)
+    net = NETS['cnn-stride-readout']().double()
+    gen = torch.Generator().manual_seed(0)
+    x = _x(net, 3, gen)
+    y = nf.one_hot(torch.tensor([1, 2, 3]), 10).double()
+    s0 = nf.free_phase(net, x, 10)
+    pos, neg = nf.nudged_phases(net, x, y, s0, [0.5, -0.5], 4)
+    (p1,) = nf.nudged_phases(net, x, y, s0, [0.5], 4)
+    (n1,) = nf.nudged_phases(net, x, y, s0, [-0.5], 4)
+    for a, b in zip(pos + neg, p1 + n1):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_readout_gets_the_averaged_cross_entropy_gradient():
+    """Symmetric estimator, readout weights: ½[∂ℓ/∂W_out(s^β) + ∂ℓ/∂W_out(s^−β)]."""
+    torch.manual_seed(0)
+    net = NETS['cnn-cifar-readout']().double()
+    gen = torch.Generator().manual_seed(1)
+    x = _x(net, 4, gen)
+    y = nf.one_hot(torch.tensor([0, 1, 2, 3]), 10).double()
+    s0 = nf.free_phase(net, x, 8)
+    pos, neg = nf.nudged_phases(net, x, y, s0, [0.5, -0.5], 4)
+    g = dict(zip([n for n, _ in net.named_parameters()], nf.ep_param_grads(net, x, neg, pos, -0.5, 0.5, y)))
+    W = net.readout.weight
+    expect = 0
+    for s in (pos, neg):
+        expect = expect + 0.5 * torch.autograd.grad(net.cost(s, y).mean(), W)[0]
+    torch.testing.assert_close(g['synapses.2.weight'], expect)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Through main.py on the embedded digits
+
+MLP = ['--model', 'MLP', '--task', 'mnist5k', '--archi', '784', '512', '10', '--optim', 'adam', '--lrs', '5e-4',
+       '5e-4', '--act', 'mysig', '--todo', 'train', '--T1', '30', '--T2', '10', '--mbs', '50', '--seed', '0']
+
+
+def _acc(folder):
+    return pd.read_csv(os.path.join(folder, 'metrics.csv'))['test_acc'].iloc[-1]
+
+
+@pytest.mark.parametrize('extra', [['--betas', '0.0', '0.1', '--thirdphase', '--loss', 'mse'],
+                                   ['--betas', '0.0', '0.5', '--thirdphase', '--loss', 'cel'],
+                                   ['--alg', 'BPTT', '--loss', 'mse']], ids=['EP-sym-mse', 'EP-sym-cel', 'BPTT'])
+def test_train_mnist_mlp_two_epochs_beats_90(tmp_path, extra):
+    code, folder = run_main(MLP + ['--epochs', '2', '--results-dir', str(tmp_path)] + extra)
+    assert code == 0
+    assert _acc(folder) > 90.0
+    files = set(os.listdir(folder))
+    assert {'hyperparameters.txt', 'metrics.csv', 'checkpoint.tar', 'best_checkpoint.tar', 'model.pt',
+            'final_model.pt', 'train-test_acc.png', 'neural_activity.png', 'plotFunctions.py'} <= files
+
+
+def test_cep_learns(tmp_path):
+    """check/train_mnist_cep.sh for one epoch of the embedded digits (the paper trains 100 epochs at these small
+    learning rates): well above chance."""
+    argv = ['--model', 'MLP', '--alg', 'CEP', '--task', 'mnist5k', '--archi', '784', '512', '10', '--optim', 'sgd',
+            '--lrs', '0.0056', '0.0028', '--epochs', '1', '--act', 'mysig', '--betas', '0.0', '0.2', '--T1', '40',
+            '--T2', '15', '--mbs', '20', '--thirdphase', '--seed', '0', '--results-dir', str(tmp_path)]
+    code, folder = run_main(argv)
+    assert code == 0 and _acc(folder) > 60.0
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    base = MLP + ['--betas', '0.0', '0.1', '--random-sign', '--optim', 'sgd', '--mmt', '0.9', '--lr-decay',
+                  '--lrs', '0.05', '0.02', '--T1', '10', '--T2', '4']
+    _, full = run_main(base + ['--epochs', '2', '--results-dir', str(tmp_path / 'a')])
+    _, part = run_main(base + ['--epochs', '1', '--results-dir', str(tmp_path / 'b')])
+    _, resumed = run_main(base + ['--epochs', '1', '--load-path', part, '--results-dir', str(tmp_path / 'b')])
+    assert resumed == part
+    a = torch.load(os.path.join(full, 'checkpoint.tar'), weights_only=False)
+    b = torch.load(os.path.join(part, 'checkpoint.tar'), weights_only=False)
+    assert a['epoch'] == b['epoch'] == 2
+    for k in a['model']:
+        assert torch.equal(a['model'][k], b['model'][k]), k
+    assert [r['test_acc'] for r in a['history']] == [r['test_acc'] for r in b['history']]
+
+
+def test_evaluate_appends_and_gducheck_writes(tmp_path):
+    _, folder = run_main(MLP + ['--epochs', '1', '--betas', '0.0', '0.1', '--results-dir', str(tmp_path)])
+    code, _ = run_main(['--model', 'MLP', '--task', 'mnist5k', '--todo', 'evaluate', '--T1', '30', '--mbs', '200',
+                        '--load-path', folder])
+    assert code == 0
+    lines = open(os.path.join(folder, 'hyperparameters.txt')).read().splitlines()
+    assert lines[-2].startswith('Train accuracy : ') and lines[-1].startswith('Test accuracy : ')
+    assert float(lines[-1].split(':')[1]) > 85
+    code, gdu = run_main(['--model', 'MLP', '--task', 'mnist5k', '--archi', '784', '512', '10', '--act', 'tanh',
+                          '--todo', 'gducheck', '--betas', '0.0', '0.1', '--T1', '30', '--T2', '10', '--mbs', '50',
+                          '--loss', 'mse', '--thirdphase', '--seed', '0', '--results-dir', str(tmp_path)])
+    assert code == 0
+    files = set(os.listdir(gdu))
+    assert {'gdu_laborieux.pt', 'gdu_stats.csv', 'bars.png', 'bars.csv', 'synapses_0_weight.png',
+            'neurons_0.png'} <= files
+    assert (pd.read_csv(os.path.join(gdu, 'bars.csv'))['ratio'] < 1).all()
+
+
+@pytest.mark.parametrize('argv,flag', [
+    (['--model', 'CNN', '--loss', 'mse', '--softmax', '--lrs', '1', '1', '1'], '--softmax'),
+    (['--model', 'MLP', '--archi', '784', '512', '10', '--lrs', '0.1'], '--lrs'),
+    (['--model', 'CNN', '--pools', 'mmm', '--lrs', '1', '1', '1'], '--pools'),
+    (['--model', 'CNN', '--kernels', '5', '--lrs', '1', '1', '1'], '--kernels'),
+    (['--model', 'MLP', '--archi', 'fc', '--lrs', '0.1'], '--archi'),
+])
+def test_bad_flag_combinations(argv, flag, tmp_path, capsys):
+    code, _ = run_main(argv + ['--task', 'mnist5k', '--results-dir', str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and flag in err and len(err.splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []
