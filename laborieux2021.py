@@ -16,7 +16,7 @@ import netFunctions as nf
 import plotFunctions
 import results
 from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
-from netLaborieux import ACTIVATIONS, P_CNN, P_MLP
+from netLaborieux import ACTIVATIONS, P_CNN, P_MLP, VF_CNN, VF_MLP
 
 NAME = 'laborieux2021'
 DEFAULTS = dict(epochs=1, dataset=None, archi=['784', '512', '10'])
@@ -84,8 +84,6 @@ def check_args(args):
     except ValueError:
         raise UsageError(f'--archi {" ".join(args.archi)}: give integer layer sizes from the input to the output '
                          f'(fc/conv belong to the binary-EP paper)')
-    if args.model.startswith('VF'):
-        raise UsageError(f'--model {args.model}: the asymmetric VF networks are not available yet; use MLP or CNN')
     conv = 'CNN' in args.model
     n = len(args.channels)
     if conv:
@@ -98,6 +96,8 @@ def check_args(args):
                              f"one per conv layer")
     if args.softmax and args.loss == 'mse':
         raise UsageError('--softmax needs --loss cel: the readout is trained with the cross-entropy')
+    if args.same_update and not args.model.startswith('VF'):
+        raise UsageError('--same-update is for the asymmetric models (--model VFMLP or VFCNN)')
     if args.softmax and not conv:
         raise UsageError('--softmax is for the conv models (--model CNN)')
     n_syn = n + len(args.fc) if conv else len(args.archi) - 1
@@ -127,7 +127,8 @@ def check_args(args):
     args.estimator = 'symmetric' if args.thirdphase else ('random-sign' if args.random_sign else 'one-sided')
 
 
-ARCH = ('model', 'archi', 'channels', 'kernels', 'strides', 'paddings', 'pools', 'fc', 'act', 'loss', 'softmax')
+ARCH = ('model', 'archi', 'channels', 'kernels', 'strides', 'paddings', 'pools', 'fc', 'act', 'loss', 'softmax',
+        'same_update')
 
 
 def arch_of(args):
@@ -145,14 +146,17 @@ def adopt_arch(args, folder):
 
 
 def build_model(args, in_shape):
-    beta = args.betas[1]
+    beta, vf = args.betas[1], args.model.startswith('VF')
     if 'CNN' in args.model:
-        return P_CNN(in_shape[-1], in_shape[0], args.channels, args.kernels, args.strides, args.paddings, args.pools,
-                     args.fc, args.T1, args.T2, beta, args.act, args.loss, args.softmax)
+        cls, extra = (VF_CNN, {'same_update': args.same_update}) if vf else (P_CNN, {})
+        return cls(in_shape[-1], in_shape[0], args.channels, args.kernels, args.strides, args.paddings, args.pools,
+                   args.fc, args.T1, args.T2, beta, args.act, loss=args.loss, softmax=args.softmax, **extra)
     archi = list(args.archi)
     if archi[0] != in_shape[0] * in_shape[1] * in_shape[2]:
         raise UsageError(f'--archi starts with {archi[0]} but the {args.data_name} input has '
                          f'{in_shape[0] * in_shape[1] * in_shape[2]} pixels')
+    if vf:
+        return VF_MLP(archi, args.T1, args.T2, beta, args.act, args.loss, same_update=args.same_update)
     return P_MLP(archi, args.T1, args.T2, beta, args.act, args.loss)
 
 
@@ -302,8 +306,11 @@ def train_action(args, argv, model, xtr, ytr, xte, yte, device, seed):
         if sched and epoch <= 100:                         # the original stops the cosine schedule at epoch 100
             sched.step()
         test_err, test_loss = nf.evaluate(model, test_b, args.T1)
-        history.append(dict(epoch=epoch, train_acc=train_acc, test_acc=100 - test_err, test_loss=test_loss,
-                            lr=opt.param_groups[0]['lr'], seconds=time.time() - t0))
+        row = dict(epoch=epoch, train_acc=train_acc, test_acc=100 - test_err, test_loss=test_loss,
+                   lr=opt.param_groups[0]['lr'], seconds=time.time() - t0)
+        if hasattr(model, 'angles'):                       # VF nets: angle between B_k and W_{k+1}, degrees
+            row.update({f'angle_{k}': a for k, a in enumerate(model.angles())})
+        history.append(row)
         results.write_csv(os.path.join(folder, 'metrics.csv'), pd.DataFrame(history))
         ck = checkpoint(model, opt, sched, gen, epoch, history, max(best, 100 - test_err))
         results.save(ck, os.path.join(folder, 'checkpoint.tar'))

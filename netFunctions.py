@@ -71,18 +71,26 @@ def nudged_phases(net, x, y, s_free, betas, steps, drive=None, relax_fn=None):
 # ---------------------------------------------------------------------------------------------------------------
 # Gradient estimators
 
+def pair_weights(x, beta_a, beta_b, phi_betas=None):
+    """For a batch [states a; states b] of 2B rows: the row weights c (±1/(B(β_b − β_a))) whose weighted sum of
+    per-sample Φ gives −(1/(β_b − β_a))(mean Φ_b − mean Φ_a), and the column of β inside Φ (in x's dtype)."""
+    B = x.shape[0]
+    pa, pb = (beta_a, beta_b) if phi_betas is None else phi_betas
+    sign = torch.cat([torch.ones(B, dtype=x.dtype, device=x.device), -torch.ones(B, dtype=x.dtype, device=x.device)])
+    beta = torch.cat([torch.full((B, 1), float(pa), dtype=x.dtype, device=x.device),
+                      torch.full((B, 1), float(pb), dtype=x.dtype, device=x.device)])
+    return sign / (B * (beta_b - beta_a)), beta
+
+
 def phi_param_grads(net, x, s_a, s_b, beta_a, beta_b, y=None, phi_betas=None):
     """−(1/(β_b − β_a)) mean_b [∂Φ/∂θ(x, s_b; β_b) − ∂Φ/∂θ(x, s_a; β_a)], both states in one Φ evaluation.
 
     phi_betas overrides the β inside Φ (the GDU check evaluates both states of one step at the same β).
     Returns one tensor per parameter of net.parameters() (zeros where Φ does not depend on it).
     """
-    B = x.shape[0]
-    pa, pb = (beta_a, beta_b) if phi_betas is None else phi_betas
     params = list(net.parameters())
     s = [torch.cat([a.detach(), b.detach()]) for a, b in zip(s_a, s_b)]
-    c = torch.cat([torch.full((B,), 1.0), torch.full((B,), -1.0)]).to(x) / (B * (beta_b - beta_a))
-    beta = torch.cat([torch.full((B, 1), float(pa)), torch.full((B, 1), float(pb))]).to(x)
+    c, beta = pair_weights(x, beta_a, beta_b, phi_betas)
     with torch.enable_grad():
         obj = (c * net.phi(_repeat(x, 2), s, _repeat(y, 2), beta)).sum()
         grads = torch.autograd.grad(obj, params, allow_unused=True)

@@ -35,7 +35,7 @@ def activation(name):
 
 def per_sample(beta, n):
     """β as an (n,) vector: a float, or the (n, 1) column of batched ±β phases."""
-    return beta.view(-1) if torch.is_tensor(beta) else torch.full((n,), float(beta))
+    return beta.view(-1) if torch.is_tensor(beta) else torch.full((n,), float(beta), dtype=torch.float64)
 
 
 class LabNet(EPNet):
@@ -91,9 +91,9 @@ class LabNet(EPNet):
         return -per_sample(beta, s[-1].shape[0]).to(s[-1]) * self.cost(s, y)
 
     def lr_groups(self, lrs, wds=None):
-        mods = self.layers()
+        """One optimiser group per synapse layer (learning rate, weight decay)."""
         return [{'params': list(m.parameters()), 'lr': lr, 'weight_decay': (wds[k] if wds else 0.0)}
-                for k, (m, lr) in enumerate(zip(mods, lrs))]
+                for k, (m, lr) in enumerate(zip(self.synapses, lrs))]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -107,8 +107,9 @@ class P_MLP(LabNet):
         self.archi = list(archi)
         self.synapses = nn.ModuleList(nn.Linear(a, b) for a, b in zip(archi[:-1], archi[1:]))
 
-    def layers(self):
-        return list(self.synapses)
+    def feedback_weight(self, k):
+        """Weight carrying layer k+1 back to layer k: the forward one, transposed (symmetric net)."""
+        return self.synapses[k + 1].weight
 
     def state_shapes(self):
         return [(n,) for n in self.archi[1:]]
@@ -122,7 +123,7 @@ class P_MLP(LabNet):
         for k in range(L):
             hk = drive if k == 0 else W[k](s[k - 1])
             if k < L - 1:
-                hk = torch.addmm(hk, s[k + 1], W[k + 1].weight)
+                hk = torch.addmm(hk, s[k + 1], self.feedback_weight(k))
             h.append(hk)
         if y is not None:
             h[-1] = h[-1] + self.nudge_force(s, y, beta)
@@ -137,9 +138,9 @@ class ConvPool(nn.Module):
     """P(W ⋆ a + b): a convolution followed by 2×2 max ('m') / average ('a') pooling or none ('i'), and the adjoint
     of that linear map at the current input (for max pooling: unpool to the current argmax, then transposed conv)."""
 
-    def __init__(self, c_in, c_out, kernel, stride, padding, pool):
+    def __init__(self, c_in, c_out, kernel, stride, padding, pool, bias=True):
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, padding)
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=bias)
         self.pool = pool
 
     def forward(self, a):
@@ -194,8 +195,12 @@ class P_CNN(LabNet):
         self.synapses = nn.ModuleList(convs + fcs)
         self.softmax = softmax
 
-    def layers(self):
-        return list(self.synapses)
+    def feedback(self, k, s, fwd):
+        """What layer k+1 sends back to layer k: the adjoint of the forward synapse k+1 at the current state
+        (fwd[k] holds its pooling context)."""
+        if k + 1 < self.ncv:
+            return self.synapses[k + 1].adjoint(s[k + 1], fwd[k][1])
+        return (s[k + 1] @ self.synapses[k + 1].weight).view_as(s[k])
 
     def state_shapes(self):
         conv = [(c, n, n) for c, n in zip(self.ch[1:], self.sizes)]
@@ -218,10 +223,7 @@ class P_CNN(LabNet):
             else:
                 hk = syn[k](s[k - 1].flatten(1))
             if k + 1 < L:                                      # feedback from the layer above
-                if k + 1 < ncv:
-                    hk = hk + syn[k + 1].adjoint(s[k + 1], fwd[k][1])
-                else:
-                    hk = hk + (s[k + 1] @ syn[k + 1].weight).view_as(hk)
+                hk = hk + self.feedback(k, s, fwd)
             h.append(hk)
         if y is not None:
             h[-1] = h[-1] + self.nudge_force(s, y, beta)
@@ -235,3 +237,124 @@ class P_CNN(LabNet):
             z = syn[k](p)[0] if k < ncv else syn[k](p.flatten(1))
             total = total + (z * sk).flatten(1).sum(1)
         return total + self.phi_nudge(s, y, beta)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Asymmetric ("vector field") networks
+
+class VFMixin:
+    """Feedback through separate weights B_k (no bias, the shape of the forward synapse k+1): the dynamics
+    s_k ← σ(W_k ⋆ s_{k−1} + b_k + B_kᵀ ⋆ s_{k+1}) is a vector field, not the gradient of one Φ. Each layer has its
+    own primitive Φ_k; `phi` sums them with the other layers held fixed, which gives the field exactly (oracle).
+
+    EP update (same_update False): the mixed rule, post-synaptic states nudged and pre-synaptic ones free,
+      ĝ_{W_k} = −(1/(β_b−β_a)) mean_b ∂/∂W_k ⟨W_k ⋆ s*_{k−1}, s^b_k − s^a_k⟩,
+      ĝ_{B_k} = −(1/(β_b−β_a)) mean_b ∂/∂B_k [⟨P(B_k ⋆ s^b_k), s*_{k+1}⟩ − ⟨P(B_k ⋆ s^a_k), s*_{k+1}⟩];
+    same_update True: the ordinary rule on Φ, then B_k and W_{k+1} both get the average of their two updates.
+    """
+    same_update = False
+
+    def _pairs(self):
+        return [(self.B_syn[k], self.synapses[k + 1]) for k in range(len(self.B_syn))]
+
+    def lr_groups(self, lrs, wds=None):
+        """B_k learns with the learning rate and weight decay of the forward synapse k+1 it mirrors."""
+        groups = LabNet.lr_groups(self, lrs, wds)
+        for k, b in enumerate(self.B_syn):
+            groups.append({'params': list(b.parameters()), 'lr': lrs[k + 1],
+                           'weight_decay': (wds[k + 1] if wds else 0.0)})
+        return groups
+
+    def angles(self):
+        """Angle (degrees) between each B_k and the forward synapse k+1 it mirrors."""
+        out = []
+        for b, w in self._pairs():
+            bw, ww = b.weight.flatten() if hasattr(b, 'weight') else b.conv.weight.flatten(), \
+                w.weight.flatten() if hasattr(w, 'weight') else w.conv.weight.flatten()
+            cos = (bw @ ww) / (bw.norm() * ww.norm()).clamp_min(1e-30)
+            out.append(math.degrees(math.acos(max(-1.0, min(1.0, cos.item())))))
+        return out
+
+    def phi_terms(self, x, post, pre):
+        """Σ_k ⟨W_k ⋆ pre_{k−1}, post_k⟩ + Σ_k ⟨P(B_k ⋆ post_k), pre_{k+1}⟩ per sample."""
+        prev = [x] + list(pre[:-1])
+        total = 0.0
+        for k, (p, sk) in enumerate(zip(prev, post)):
+            total = total + (self.forward_map(k, p) * sk).flatten(1).sum(1)
+        for k in range(len(post) - 1):
+            total = total + (self.backward_map(k, post[k]) * pre[k + 1]).flatten(1).sum(1)
+        return total
+
+    def phi(self, x, s, y=None, beta=0.0):
+        fixed = [si.detach() for si in s]
+        return self.phi_terms(x, s, fixed) + self.phi_nudge(s, y, beta)
+
+    def ep_param_grads(self, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None):
+        import netFunctions as nf
+        if self.same_update:
+            grads = nf.phi_param_grads(self, x, s_a, s_b, beta_a, beta_b, y)
+            named = dict(zip([n for n, _ in self.named_parameters()], grads))
+            for k, (b, w) in enumerate(self._pairs()):
+                kb = f'B_syn.{k}.' + ('weight' if isinstance(b, nn.Linear) else 'conv.weight')
+                kw = f'synapses.{k + 1}.' + ('weight' if isinstance(w, nn.Linear) else 'conv.weight')
+                avg = 0.5 * (named[kb] + named[kw])
+                named[kb], named[kw] = avg, avg.clone()
+            return list(named.values())
+        params = list(self.parameters())
+        free = [si.detach() for si in (s_free if s_free is not None else s_a)]
+        post = [torch.cat([a.detach(), b.detach()]) for a, b in zip(s_a, s_b)]
+        c, beta = nf.pair_weights(x, beta_a, beta_b)
+        xx = torch.cat([x, x])
+        with torch.enable_grad():
+            phi = self.phi_terms(xx, post, [torch.cat([f, f]) for f in free])
+            yy = None if y is None else torch.cat([y, y])
+            obj = (c * (phi + self.phi_nudge(post, yy, beta))).sum()
+            grads = torch.autograd.grad(obj, params, allow_unused=True)
+        return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+class VF_MLP(VFMixin, P_MLP):
+    def __init__(self, archi, T1, T2, beta, act, loss='mse', same_update=False):
+        super().__init__(archi, T1, T2, beta, act, loss)
+        self.same_update = same_update
+        self.B_syn = nn.ModuleList(nn.Linear(archi[k + 1], archi[k + 2], bias=False) for k in range(len(archi) - 2))
+
+    def feedback_weight(self, k):
+        return self.B_syn[k].weight
+
+    def forward_map(self, k, p):
+        return self.synapses[k](p.flatten(1))
+
+    def backward_map(self, k, post):
+        return self.B_syn[k](post)
+
+
+
+class VF_CNN(VFMixin, P_CNN):
+    def __init__(self, *a, same_update=False, **kw):
+        super().__init__(*a, **kw)
+        self.same_update = same_update
+        fb = []
+        for k in range(1, len(self.synapses) - (1 if self.softmax else 0)):
+            m = self.synapses[k]
+            if isinstance(m, ConvPool):
+                c = m.conv
+                fb.append(ConvPool(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, m.pool,
+                                   bias=False))
+            else:
+                fb.append(nn.Linear(m.in_features, m.out_features, bias=False))
+        self.B_syn = nn.ModuleList(fb)
+
+    def feedback(self, k, s, fwd):
+        b = self.B_syn[k]
+        if isinstance(b, ConvPool):
+            return b.adjoint(s[k + 1], b(s[k])[1])
+        return (s[k + 1] @ b.weight).view_as(s[k])
+
+    def forward_map(self, k, p):
+        return self.synapses[k](p)[0] if k < self.ncv else self.synapses[k](p.flatten(1))
+
+    def backward_map(self, k, post):
+        b = self.B_syn[k]
+        return b(post)[0] if isinstance(b, ConvPool) else b(post.flatten(1))
+

@@ -194,3 +194,68 @@ def test_bad_flag_combinations(argv, flag, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and flag in err and len(err.splitlines()) == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Asymmetric (vector-field) networks
+
+VF_NETS = {
+    'vfmlp': lambda: __import__('netLaborieux').VF_MLP([784, 32, 16, 10], 5, 3, 0.1, 'tanh', 'mse'),
+    'vfcnn': lambda: __import__('netLaborieux').VF_CNN(28, 1, [8, 6], [5, 3], [1, 1], [0, 1], 'ma', [12, 10], 5, 3,
+                                                       0.1, 'hard_sigmoid'),
+    'vfcnn-readout': lambda: __import__('netLaborieux').VF_CNN(32, 3, [8, 6], [3, 3], [1, 1], [1, 1], 'mm', [10], 5,
+                                                               3, 0.1, 'my_hard_sig', loss='cel', softmax=True),
+}
+
+
+@pytest.mark.parametrize('name', list(VF_NETS))
+def test_vf_field_equals_autograd_of_layerwise_phi(name):
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    net = VF_NETS[name]().double()
+    x = _x(net, 3, gen) if name != 'vfmlp' else torch.rand(3, 1, 28, 28, generator=gen).double()
+    y = nf.one_hot(torch.tensor([1, 2, 3]), 10).double()
+    s = [torch.rand(si.shape, generator=gen).double() for si in net.init_state(3)]
+    for yy, bb in ((None, 0.0), (y, 0.4)):
+        for a, o in zip(net.stepper(s, net.drive(x), yy, bb), net.stepper_autograd(x, s, yy, bb)):
+            torch.testing.assert_close(a, o, rtol=1e-10, atol=1e-12)
+
+
+def test_vf_mixed_rule_is_hebbian_with_free_presynaptic_states(mnist5k):
+    """ĝ_{W_k} = −(1/β) mean_b (s^β_k − s*_k) s*_{k−1}ᵀ and ĝ_{B_k} = −(1/β) mean_b s*_{k+1}ᵀ (s^β_k − s*_k)."""
+    torch.manual_seed(0)
+    net = VF_NETS['vfmlp']().double()
+    x, y = _mnist(mnist5k, 6)
+    s0 = nf.free_phase(net, x, 20)
+    (sb,) = nf.nudged_phases(net, x, y, s0, [0.2], 5)
+    g = dict(zip([n for n, _ in net.named_parameters()], nf.ep_param_grads(net, x, s0, sb, 0.0, 0.2, y, s0)))
+    d1 = sb[1] - s0[1]
+    torch.testing.assert_close(g['synapses.1.weight'], -(d1.T @ s0[0]) / (0.2 * 6))
+    torch.testing.assert_close(g['B_syn.1.weight'], -(s0[2].T @ d1) / (0.2 * 6))
+
+
+def test_vf_same_update_keeps_mirrored_weights_equal(tmp_path):
+    """With --same-update, B_k and W_{k+1} get the same update: started equal, they stay equal (angle 0)."""
+    import netLaborieux
+    torch.manual_seed(0)
+    net = netLaborieux.VF_MLP([784, 64, 10], 20, 5, 0.1, 'mysig', 'mse', same_update=True)
+    with torch.no_grad():
+        net.B_syn[0].weight.copy_(net.synapses[1].weight)
+    opt = torch.optim.SGD(net.lr_groups([0.05, 0.05]), lr=0.05)
+    x = torch.rand(10, 1, 28, 28)
+    y = nf.one_hot(torch.arange(10), 10)
+    for _ in range(3):
+        nf.ep_step(net, x, y, 0.1, 'symmetric')
+        opt.step()
+        opt.zero_grad()
+    torch.testing.assert_close(net.B_syn[0].weight, net.synapses[1].weight)
+    assert net.angles()[0] < 1e-2
+
+
+def test_vfmlp_trains_and_logs_angles(tmp_path):
+    argv = ['--model', 'VFMLP'] + MLP[2:] + ['--epochs', '2', '--betas', '0.0', '0.1', '--thirdphase',
+                                             '--results-dir', str(tmp_path)]
+    code, folder = run_main(argv)
+    assert code == 0 and _acc(folder) > 88.0
+    df = pd.read_csv(os.path.join(folder, 'metrics.csv'))
+    assert 'angle_0' in df and df['angle_0'].iloc[-1] < 90
