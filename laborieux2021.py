@@ -348,6 +348,13 @@ def evaluate_action(args, model, xtr, ytr, xte, yte, device):
     return args.load_path or None
 
 
+def gdu_dict(tr, side):
+    """{'synapses.k.weight': (T2, ...), 'neurons_k': (T2, ...)} per-step traces of one side ('n' BPTT, 'd' EP)."""
+    out = dict(tr[side + 'T'])
+    out.update({f'neurons_{k}': v for k, v in enumerate(tr[side + 'S'])})
+    return out
+
+
 def gducheck_action(args, argv, model, xtr, ytr, device, seed):
     if args.load_path:
         model.load_state_dict(torch.load(os.path.join(args.load_path, 'model.pt'), weights_only=False)['model'])
@@ -365,6 +372,10 @@ def gducheck_action(args, argv, model, xtr, ytr, device, seed):
               for k, v in tr.items()}
         traces[side] = tr
     results.save(traces, os.path.join(folder, 'gdu_laborieux.pt'))
+    for side, name in (('right', 'EP'), ('left', 'EP_2')):     # the original's dumps, keyed by parameter/neurons
+        if side in traces:
+            results.save(gdu_dict(traces[side], 'd'), os.path.join(folder, f'{name}.tar'))
+    results.save(gdu_dict(traces['right'], 'n'), os.path.join(folder, 'BPTT.tar'))
     table = pd.DataFrame(nf.gdu_table(traces['right']))
     results.write_csv(os.path.join(folder, 'gdu_stats.csv'), table)
     say(table.to_string(index=False, float_format=lambda v: f'{v:.4f}'))

@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import netFunctions as nf                                   # noqa: E402
 from netClasses import EPcont, EPdisc, convEP              # noqa: E402
+from netLaborieux import P_CNN, P_MLP                      # noqa: E402
 
 
 @dataclass
@@ -45,6 +46,16 @@ CONFIGS = [
            (784,), [0.05, 0.1]),
     Config('P-conv', lambda T=200: convEP([10], [64, 32, 1], T=T, Kmax=10, beta=0.4, activation='hardsigm'),
            (1, 28, 28), [0.15, 0.035, 0.015], quick={'T': 20}),
+    # Laborieux et al. 2021: the MLP of check/train_mnist.sh, the CNN of check/train_mnist_cnn.sh and the CIFAR-10
+    # ConvNet of the paper (small batch on CPU)
+    Config('L-MLP', lambda T=30: P_MLP([784, 512, 10], T, 10, 0.1, 'mysig', 'mse'), (1, 28, 28), [5e-4, 5e-4],
+           batch=50),
+    Config('L-CNN', lambda T=200, K=10: P_CNN(28, 1, [32, 64], [5, 5], [1, 1], [0, 0], 'mm', [10], T, K, 0.4,
+                                              'hard_sigmoid'),
+           (1, 28, 28), [5e-5, 1e-5, 8e-6], batch=16, quick={'T': 20, 'K': 5}),
+    Config('L-CIFAR', lambda T=250, K=30: P_CNN(32, 3, [128, 256, 512, 512], [3, 3, 3, 3], [1, 1, 1, 1], [1, 1, 1, 0],
+                                                'mmmm', [10], T, K, 0.5, 'my_hard_sig'),
+           (3, 32, 32), [0.25, 0.15, 0.1, 0.08, 0.05], batch=4, quick={'T': 10, 'K': 4}),
 ]
 
 
@@ -118,7 +129,7 @@ def bench(cfg, args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--config', nargs='+', choices=[c.name for c in CONFIGS], help='subset of configurations')
-    ap.add_argument('--quick', action='store_true', help='shrink the slow configurations (P-conv: T = 20)')
+    ap.add_argument('--quick', action='store_true', help='shrink the slow configurations (conv nets: short T, K)')
     ap.add_argument('--reps', type=int, default=5, help='timed repetitions per path (median reported)')
     ap.add_argument('--warmup', type=int, default=2, help='untimed repetitions per path')
     ap.add_argument('--device', default='cpu')

@@ -21,6 +21,19 @@ def mnist5k():
     return data.load_mnist5k(True), data.load_mnist5k(False)
 
 
+def redraw(folder):
+    """Delete the PNGs of a result folder, run its copy of plotFunctions.py there headless; returns
+    (PNG names before, PNG names after)."""
+    import subprocess
+    pngs = [f for f in os.listdir(folder) if f.endswith('.png')]
+    for f in pngs:
+        os.remove(os.path.join(folder, f))
+    r = subprocess.run([sys.executable, 'plotFunctions.py'], cwd=folder, capture_output=True, text=True,
+                       env={**os.environ, 'DISPLAY': '', 'MPLBACKEND': ''})
+    assert r.returncode == 0, r.stderr
+    return sorted(pngs), sorted(f for f in os.listdir(folder) if f.endswith('.png'))
+
+
 def run_main(argv):
     """main.main in-process; returns (exit code, result folder or None)."""
     import main

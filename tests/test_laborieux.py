@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import netFunctions as nf
-from conftest import run_main
+from conftest import redraw, run_main
 from netLaborieux import P_CNN, P_MLP
 
 NETS = {
@@ -137,6 +137,8 @@ def test_train_mnist_mlp_two_epochs_beats_90(tmp_path, extra):
     files = set(os.listdir(folder))
     assert {'hyperparameters.txt', 'metrics.csv', 'checkpoint.tar', 'best_checkpoint.tar', 'model.pt',
             'final_model.pt', 'train-test_acc.png', 'neural_activity.png', 'plotFunctions.py'} <= files
+    before, after = redraw(folder)
+    assert after == before == ['neural_activity.png', 'train-test_acc.png']
 
 
 def test_cep_learns(tmp_path):
@@ -178,7 +180,9 @@ def test_evaluate_appends_and_gducheck_writes(tmp_path):
     assert code == 0
     files = set(os.listdir(gdu))
     assert {'gdu_laborieux.pt', 'gdu_stats.csv', 'bars.png', 'bars.csv', 'synapses_0_weight.png',
-            'neurons_0.png'} <= files
+            'neurons_0.png', 'BPTT.tar', 'EP.tar', 'EP_2.tar'} <= files
+    bptt = torch.load(os.path.join(gdu, 'BPTT.tar'))
+    assert bptt['synapses.0.weight'].shape == (10, 512, 784) and bptt['neurons_1'].shape == (10, 10)
     assert (pd.read_csv(os.path.join(gdu, 'bars.csv'))['ratio'] < 1).all()
 
 

@@ -1,26 +1,14 @@
 """Result folders: contents, never overwritten, and plotFunctions.py redraws the figures inside them."""
 import os
-import subprocess
-import sys
 
 import pandas as pd
 import torch
 
 import results
-from conftest import ROOT, run_main
+from conftest import redraw, run_main
 
 SMALL = ['--discrete', '--size_tab', '10', '64', '784', '--lr_tab', '0.04', '0.08', '--T', '20', '--Kmax', '5',
          '--beta', '0.1', '--dataset', 'mnist5k', '--seed', '0', '--batch-size', '50']
-
-
-def _redraw(folder):
-    pngs = [f for f in os.listdir(folder) if f.endswith('.png')]
-    for f in pngs:
-        os.remove(os.path.join(folder, f))
-    r = subprocess.run([sys.executable, 'plotFunctions.py'], cwd=folder, capture_output=True, text=True,
-                       env={**os.environ, 'DISPLAY': '', 'MPLBACKEND': ''})
-    assert r.returncode == 0, r.stderr
-    return pngs, sorted(f for f in os.listdir(folder) if f.endswith('.png'))
 
 
 def test_train_folder_and_redraw(tmp_path):
@@ -40,8 +28,8 @@ def test_train_folder_and_redraw(tmp_path):
     assert list(df['method']) == ['BPTT', 'BPTT', 'EP', 'EP'] and list(df['epoch']) == [1, 2, 1, 2]
     ck = torch.load(os.path.join(folder, 'checkpoint_EP.pt'))
     assert ck['epoch'] == 2 and set(ck['model']) == {'w.0.weight', 'w.0.bias', 'w.1.weight', 'w.1.bias'}
-    before, after = _redraw(folder)
-    assert after == sorted(before) == ['error_curves.png']
+    before, after = redraw(folder)
+    assert after == before == ['error_curves.png']
 
 
 def test_plotcurves_folder_and_redraw(tmp_path):
@@ -56,7 +44,7 @@ def test_plotcurves_folder_and_redraw(tmp_path):
     assert tr['nS'][0].shape == (10, 10) and tr['nT']['w.1.weight'].shape == (10, 32, 784)
     stats = pd.read_csv(os.path.join(folder, 'gdu_stats.csv'))
     assert (stats['rmse_mean'] < 0.1).all()
-    _, after = _redraw(folder)
+    _, after = redraw(folder)
     assert after == ['gdu_neurons.png', 'gdu_rmse.png', 'gdu_synapses.png']
 
 
