@@ -52,17 +52,21 @@ def _mnist_raw(root, train):
     return torch.from_numpy(x.copy()), torch.from_numpy(y.astype(np.int64))
 
 
-def _mnist_torchvision(root, train):
-    """(x, y), or the reason why torchvision could not provide MNIST."""
+def _torchvision(cls_name, root, train):
+    """torchvision's dataset object, or the reason why torchvision could not provide it."""
     try:
         import torchvision                          # the CPU machines have a CUDA build that cannot import
     except Exception as e:
         return f'torchvision does not import here ({type(e).__name__})'
     try:
-        ds = torchvision.datasets.MNIST(root, train=train, download=True)
+        return getattr(torchvision.datasets, cls_name)(root, train=train, download=True)
     except Exception as e:
         return f'torchvision could not download it ({type(e).__name__})'
-    return ds.data, ds.targets.long()
+
+
+def _mnist_torchvision(root, train):
+    ds = _torchvision('MNIST', root, train)
+    return ds if isinstance(ds, str) else (ds.data, ds.targets.long())
 
 
 def load_mnist(root, train):
@@ -107,14 +111,9 @@ def _cifar_pickles(root, train):
 
 
 def _cifar_torchvision(root, train):
-    try:
-        import torchvision
-    except Exception as e:
-        return f'torchvision does not import here ({type(e).__name__})'
-    try:
-        ds = torchvision.datasets.CIFAR10(root, train=train, download=True)
-    except Exception as e:
-        return f'torchvision could not download it ({type(e).__name__})'
+    ds = _torchvision('CIFAR10', root, train)
+    if isinstance(ds, str):
+        return ds
     return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets, dtype=torch.long)
 
 
@@ -157,6 +156,19 @@ def augment(x, generator=None):
     xp = xp.gather(2, rows)
     cols = (dx.view(B, 1) + torch.arange(W, device=dev)).view(B, 1, 1, W).expand(B, C, H, W)
     return xp.gather(3, cols)
+
+
+SHAPES = {'mnist': (1, 28, 28), 'mnist5k': (1, 28, 28), 'cifar10': (3, 32, 32)}
+
+
+def load_or_synthetic(name, root, train, dry_run, n=64):
+    """load(); --dry-run falls back to synthetic images of the dataset's shape when the real files are absent."""
+    try:
+        return load(name, root, train)
+    except DataError:
+        if not dry_run:
+            raise
+        return synthetic(SHAPES[name.lower()], n, seed=int(train))
 
 
 def synthetic(shape, n, n_classes=10, seed=0):

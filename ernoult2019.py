@@ -131,13 +131,7 @@ def hyperparameters(args, seed, device):
 
 
 def load_data(args, train):
-    """Dataset tensors; --dry-run falls back to synthetic digits when the real files are absent."""
-    try:
-        return data.load(args.dataset, args.data_root, train)
-    except data.DataError:
-        if not args.dry_run:
-            raise
-        return data.synthetic((1, 28, 28), 64, seed=int(train))
+    return data.load_or_synthetic(args.dataset, args.data_root, train, args.dry_run)
 
 
 def make_batches(args, x, y, batch_size, shuffle, device, gen):

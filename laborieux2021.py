@@ -185,13 +185,7 @@ def make_optimizer(args, model):
 # Data
 
 def load_split(args, train):
-    try:
-        return data.load(args.data_name, args.data_root, train)
-    except data.DataError:
-        if not args.dry_run:
-            raise
-        shape = (3, 32, 32) if args.data_name == 'cifar10' else (1, 28, 28)
-        return data.synthetic(shape, max(args.mbs, 8), seed=int(train))
+    return data.load_or_synthetic(args.data_name, args.data_root, train, args.dry_run, max(args.mbs, 8))
 
 
 def batches(args, x, y, bs, train, device, gen):
