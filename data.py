@@ -95,8 +95,8 @@ CIFAR_STD = (3 * 0.2023, 3 * 0.1994, 3 * 0.2010)        # 3× the usual std, as 
 
 def _cifar_pickles(root, train):
     import pickle
-    for folder in (os.path.join(root, 'cifar-10-batches-py'), os.path.join(root, 'cifar10_pytorch', 'cifar-10-batches-py'),
-                   root):
+    for folder in (os.path.join(root, 'cifar-10-batches-py'),
+                   os.path.join(root, 'cifar10_pytorch', 'cifar-10-batches-py'), root):
         names = [f'data_batch_{i}' for i in range(1, 6)] if train else ['test_batch']
         paths = [os.path.join(folder, n) for n in names]
         if all(os.path.isfile(p) for p in paths):

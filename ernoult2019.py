@@ -180,7 +180,8 @@ def train_action(args, argv, device, seed, gen):
         opt = torch.optim.SGD(m.lr_groups(args.lr_tab), lr=args.lr_tab[0])
         t0 = time.time()
         for epoch in range(1, args.epochs + 1):
-            tr_err = nf.train(m, opt, train_b, method, desc=f'{method} epoch {epoch}/{args.epochs}')
+            desc = f'{method} epoch {epoch}/{args.epochs}'
+            tr_err = nf.train(m, opt, train_b, step_fn(m, method), desc)
             te_err, te_loss = nf.evaluate(m, test_b)
             rows.append(dict(epoch=epoch, method=method, train_error=tr_err, test_error=te_err,
                              test_loss=te_loss, seconds=time.time() - t0))
@@ -191,6 +192,13 @@ def train_action(args, argv, device, seed, gen):
                 f'test loss {te_loss:.4f}, {time.time() - t0:.1f} s')
     plotFunctions.plot_folder(folder, show=False)
     return folder
+
+
+def step_fn(net, method):
+    """One mini-batch of the paper's training: one-sided EP (T free, Kmax nudged steps) or truncated BPTT."""
+    if method == 'EP':
+        return lambda x, y: nf.ep_step(net, x, y, net.beta)
+    return lambda x, y: nf.bptt_step(net, x, y)
 
 
 def gdu_sampler(args, device, gen):

@@ -249,20 +249,13 @@ def train_one_batch(args, model, opt, x, y, gen):
 
 def train_epoch(args, model, opt, train_b, gen):
     """One epoch; returns the running training accuracy (%) at the free equilibrium before each update."""
-    model.train()
-    correct = torch.zeros((), dtype=torch.long, device=train_b.y.device)
-    seen, tenth = 0, max(len(train_b) // 10, 1)
-    for b, (x, label) in enumerate(nf.progress(train_b, desc='train')):
-        y = nf.one_hot(label, model.output_size)
+    tenth = max(len(train_b) // 10, 1)
+
+    def hook(b, x, y):
         if args.check_thm and args.alg != 'BPTT' and b % tenth == 0:
             check_theorem(args, model, x[:5], y[:5], b / len(train_b))
-        opt.zero_grad(set_to_none=True)
-        s = train_one_batch(args, model, opt, x, y, gen)
-        if args.alg != 'CEP':
-            opt.step()
-        correct += (model.output(s).argmax(1) == label).sum()
-        seen += label.shape[0]
-    return 100.0 * correct.item() / max(seen, 1)
+    step = (lambda x, y: train_one_batch(args, model, opt, x, y, gen))
+    return 100.0 - nf.train(model, opt, train_b, step, 'train', hook)
 
 
 def check_theorem(args, model, x, y, frac):

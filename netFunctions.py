@@ -9,7 +9,6 @@ All estimates are stored with *gradient* sign (positive = increases the loss), s
   ΔEP_θ(β, t) = (∂Φ/∂θ(s^β_{t+1}) − ∂Φ/∂θ(s^β_t))/β →  −∂L/∂θ_{T−t}    (stored as dT = −ΔEP_θ)
 and the GDU property says dS(t) ≈ nS(t) = ∂L/∂s_{T−t}, dT(t) ≈ nT(t) = contribution of step T−t to ∂L/∂θ.
 """
-import math
 
 import torch
 import torch.nn.functional as F
@@ -166,6 +165,7 @@ def cep_step(net, x, y, beta, optimizer, T, K, thirdphase=False, accumulate=Fals
     if accumulate:
         _set_grads(net, acc)
         optimizer.step()
+    optimizer.zero_grad(set_to_none=True)                       # every update is applied already
     return s_free
 
 
@@ -197,18 +197,19 @@ def progress(iterable, desc):
     return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
 
 
-def train(net, optimizer, batches, method='EP', estimator='one-sided', desc='train'):
-    """One epoch. Returns the training error (%) measured at the free equilibrium before each update."""
+def train(net, optimizer, batches, step, desc='train', hook=None):
+    """One epoch. step(x, y) writes the gradient estimate to .grad (EP, BPTT) and returns the free state; the
+    optimiser then descends (net.updateWeights). hook(b, x, y), if given, runs before each mini-batch.
+    Returns the training error (%) measured at the free equilibrium before each update."""
     net.train()
     wrong = torch.zeros((), dtype=torch.long, device=next(net.parameters()).device)
     seen = 0
-    for x, label in progress(batches, desc):
+    for b, (x, label) in enumerate(progress(batches, desc)):
         y = one_hot(label, net.output_size)
+        if hook is not None:
+            hook(b, x, y)
         optimizer.zero_grad(set_to_none=True)
-        if method == 'EP':
-            s = ep_step(net, x, y, net.beta, estimator)
-        else:
-            s = bptt_step(net, x, y)
+        s = step(x, y)
         net.updateWeights(optimizer)
         wrong += (net.output(s).argmax(1) != label).sum()   # stays on the device: no sync per batch
         seen += label.shape[0]
