@@ -45,6 +45,8 @@ def add_suite_args(parser):
     s.add_argument('--epochs', type=int, default=None, help='training epochs')
     s.add_argument('--padding', type=int, default=None, help='1 = "same" padding of the convolutions')
     s.add_argument('--Fpool', type=int, default=None, help='max-pool size = stride')
+    s.add_argument('--optim', default=None, choices=['sgd', 'adam', 'ep', 'bptt'],
+                   help='optimiser: sgd | adam (Laborieux 2021, default sgd), ep | bptt (Laydevant 2021, default ep)')
     s.add_argument('--archi', nargs='+', default=None,
                    help='layer sizes input→output (Laborieux 2021, integers) or fc|conv (Laydevant 2021)')
 

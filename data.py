@@ -90,7 +90,6 @@ def load_mnist5k(train):
 
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (3 * 0.2023, 3 * 0.1994, 3 * 0.2010)        # 3× the usual std, as Laborieux et al. 2021
 
 
 def _cifar_pickles(root, train):
@@ -118,16 +117,19 @@ def _cifar_torchvision(root, train):
 
 
 def load_cifar10(root, train):
-    """CIFAR-10 normalised as Laborieux et al. 2021 (mean, 3 × std), shape (N, 3, 32, 32)."""
+    """CIFAR-10 in [0, 1], shape (N, 3, 32, 32) (each paper normalises it its own way: `normalize`)."""
     got = _cifar_pickles(root, train) or _cifar_torchvision(root, train)
     if isinstance(got, str):
         raise DataError(
             f"CIFAR-10 not found under --data-root {os.path.abspath(root)} (looked for cifar-10-batches-py/ with "
             f"data_batch_1..5 and test_batch) and {got}. Extract the python version of CIFAR-10 there.")
     x, y = got
-    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
-    return (x.float() / 255 - mean) / std, y
+    return x.float() / 255, y
+
+
+def normalize(x, mean, std):
+    """Per-channel (x − mean) / std."""
+    return (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
 
 
 def load(name, root, train):

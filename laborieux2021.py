@@ -19,7 +19,7 @@ from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_ever
 from netLaborieux import ACTIVATIONS, P_CNN, P_MLP, VF_CNN, VF_MLP
 
 NAME = 'laborieux2021'
-DEFAULTS = dict(epochs=1, dataset=None, archi=['784', '512', '10'])
+DEFAULTS = dict(epochs=1, dataset=None, archi=['784', '512', '10'], optim='sgd')
 
 
 def add_args(parser):
@@ -34,7 +34,6 @@ def add_args(parser):
     g.add_argument('--pools', default='mm', help="one letter per conv layer: m (max), a (average), i (identity)")
     g.add_argument('--fc', type=int, nargs='+', default=[10], help='fully connected sizes after the convs')
     g.add_argument('--act', default='mysig', choices=sorted(ACTIVATIONS), help='activation σ')
-    g.add_argument('--optim', default='sgd', choices=['sgd', 'adam'], help='optimiser')
     g.add_argument('--lrs', type=float, nargs='+', default=[], help='one learning rate per synapse layer')
     g.add_argument('--wds', type=float, nargs='+', default=None, help='one weight decay per synapse layer')
     g.add_argument('--mmt', type=float, default=0.0, help='SGD momentum')
@@ -61,7 +60,7 @@ def add_args(parser):
 
 
 FLAGS = {'--model', '--task', '--channels', '--kernels', '--strides', '--paddings', '--pools', '--fc', '--act',
-         '--optim', '--lrs', '--wds', '--mmt', '--loss', '--softmax', '--alg', '--mbs', '--T1', '--T2', '--betas',
+         '--lrs', '--wds', '--mmt', '--loss', '--softmax', '--alg', '--mbs', '--T1', '--T2', '--betas',
          '--check-thm', '--random-sign', '--thirdphase', '--data-aug', '--lr-decay', '--scale', '--save',
          '--save-nrn', '--load-path', '--same-update', '--cep-debug'}
 
@@ -73,6 +72,8 @@ TASKS = {'mnist': 'mnist', 'mnist5k': 'mnist5k', 'cifar10': 'cifar10'}
 
 def check_args(args):
     apply_defaults(args, DEFAULTS)
+    if args.optim not in ('sgd', 'adam'):
+        raise UsageError(f'--optim {args.optim}: this paper uses sgd or adam')
     task = (args.dataset or args.task).lower()
     if task not in TASKS:
         raise UsageError(f'--task {args.task}: choose MNIST, CIFAR10 or mnist5k')
@@ -184,8 +185,12 @@ def make_optimizer(args, model):
 # ---------------------------------------------------------------------------------------------------------------
 # Data
 
+CIFAR_STD = (3 * 0.2023, 3 * 0.1994, 3 * 0.2010)          # 3× the usual std, as the original
+
+
 def load_split(args, train):
-    return data.load_or_synthetic(args.data_name, args.data_root, train, args.dry_run, max(args.mbs, 8))
+    x, y = data.load_or_synthetic(args.data_name, args.data_root, train, args.dry_run, max(args.mbs, 8))
+    return (data.normalize(x, data.CIFAR_MEAN, CIFAR_STD) if args.data_name == 'cifar10' else x), y
 
 
 def batches(args, x, y, bs, train, device, gen):

@@ -6,12 +6,15 @@ the paper a command belongs to is inferred from the flags it uses, so the papers
 import sys
 
 import cli
+import re
+
 import ernoult2019
 import laborieux2021
+import laydevant2021
 
 # Each paper module has FLAGS (the flags only it uses), add_args(parser) and run(args, argv).
 # The first paper is the default when a command uses no paper-specific flag.
-PAPERS = [ernoult2019, laborieux2021]
+PAPERS = [ernoult2019, laborieux2021, laydevant2021]
 
 
 def build_parser():
@@ -22,6 +25,26 @@ def build_parser():
     for paper in PAPERS:
         paper.add_args(parser)
     return parser
+
+
+def normalise_argv(argv, parser):
+    """Understand two typos of the published commands instead of rejecting them:
+    '-- layersList' (a space after the dashes) and '8e-8--conv_threshold' (a value glued to the next flag)."""
+    known = set(parser._option_string_actions)
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == '--' and i + 1 < len(argv) and '--' + argv[i + 1] in known:
+            out.append('--' + argv[i + 1])
+            i += 2
+            continue
+        m = re.fullmatch(r'([-+]?[0-9.]+(?:e[-+]?\d+)?)(--[A-Za-z_][\w-]*)', a)
+        if m and m.group(2) in known:
+            out += [m.group(1), m.group(2)]
+        else:
+            out.append(a)
+        i += 1
+    return out
 
 
 def paper_of(argv):
@@ -36,7 +59,9 @@ def paper_of(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        argv = normalise_argv(argv, parser)
+        args = parser.parse_args(argv)
         return paper_of(argv).run(args, argv)
     except cli.UsageError as e:                     # bad flags, absent data: one line, exit 2, no traceback
         print(f'main.py: error: {e}', file=sys.stderr)

@@ -103,6 +103,10 @@ class EPNet(nn.Module):
     def output_size(self):
         return self.state_shapes()[0][0]
 
+    def target(self, label):
+        """y for integer labels: one-hot over the output layer."""
+        return F.one_hot(label, self.output_size).to(next(self.parameters()).dtype)
+
     # -- dynamics -------------------------------------------------------------------------------------------------
     def stepper(self, s, drive, y=None, beta=0.0):
         """One closed-form step s_{t+1} = update(s_t, ∂Φ/∂s(s_t), y, β)."""
@@ -336,10 +340,10 @@ class convEP(EPNet):
     kernel: the feedback weights are the forward ones. Padding: --padding 1 means P = (F−1)/2 ("same" convolution).
     """
 
-    def __init__(self, size_tab, C_tab, T, Kmax, beta, activation, Fconv=5, Fpool=2, padding=0, in_size=28):
+    def __init__(self, size_tab, C_tab, T, Kmax, beta, activation, Fconv=5, Fpool=2, padding=0, in_size=28, P=None):
         super().__init__(T, Kmax, beta, activation)
         self.C_tab, self.Fconv, self.Fpool = list(C_tab), Fconv, Fpool
-        self.P = (Fconv - 1) // 2 if padding else 0
+        self.P = ((Fconv - 1) // 2 if padding else 0) if P is None else P     # P: explicit padding amount
         self.ncv = len(C_tab) - 1
         # spatial sizes from the input upwards: conv then pool
         sizes, n = [], in_size

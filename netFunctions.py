@@ -197,20 +197,23 @@ def progress(iterable, desc):
     return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
 
 
-def train(net, optimizer, batches, step, desc='train', hook=None):
+def train(net, optimizer, batches, step, desc='train', hook=None, observe=None):
     """One epoch. step(x, y) writes the gradient estimate to .grad (EP, BPTT) and returns the free state; the
-    optimiser then descends (net.updateWeights). hook(b, x, y), if given, runs before each mini-batch.
+    optimiser then descends (net.updateWeights). hook(b, x, y), if given, runs before each mini-batch, observe(s, y,
+    label) after it.
     Returns the training error (%) measured at the free equilibrium before each update."""
     net.train()
     wrong = torch.zeros((), dtype=torch.long, device=next(net.parameters()).device)
     seen = 0
     for b, (x, label) in enumerate(progress(batches, desc)):
-        y = one_hot(label, net.output_size)
+        y = net.target(label)
         if hook is not None:
             hook(b, x, y)
         optimizer.zero_grad(set_to_none=True)
         s = step(x, y)
         net.updateWeights(optimizer)
+        if observe is not None:
+            observe(s, y, label)
         wrong += (net.output(s).argmax(1) != label).sum()   # stays on the device: no sync per batch
         seen += label.shape[0]
     return 100.0 * wrong.item() / max(seen, 1)
@@ -225,7 +228,7 @@ def evaluate(net, batches, T=None):
         for x, label in batches:
             s = free_phase(net, x, T)
             wrong += (net.output(s).argmax(1) != label).sum()
-            loss += net.cost(s, one_hot(label, net.output_size)).sum()
+            loss += net.cost(s, net.target(label)).sum()
             seen += label.shape[0]
     return 100.0 * wrong.item() / max(seen, 1), loss.item() / max(seen, 1)
 

@@ -2,7 +2,7 @@
 figure of that run as PNG (headless), and also shows them when a display exists.
 
 Reads what the run wrote: metrics.csv (training curves), gdu.pt / gdu_laborieux.pt + gdu_stats.csv (GDU traces),
-neural_activity.pt, receipe_summary.csv.
+neural_activity.pt, receipe_summary.csv; in a binary-EP date folder, the S-*/results.csv of every run.
 Depends on matplotlib, pandas and torch only, so that the copy works outside the suite.
 """
 import os
@@ -17,6 +17,7 @@ else:
     SHOW = False
     matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
@@ -224,9 +225,71 @@ def plot_receipe(folder):
     return [_save(fig, folder, 'receipe.png')]
 
 
+def binary_runs(folder):
+    """{'S-k': results dataframe} for the binary-EP run folders inside a date folder."""
+    runs = {}
+    for name in sorted(os.listdir(folder), key=lambda n: (len(n), n)):
+        path = os.path.join(folder, name, 'results.csv')
+        if re.fullmatch(r'S-\d+', name) and os.path.isfile(path):
+            runs[name] = pd.read_csv(path)
+    return runs
+
+
+def _mean_std(ax, frames, col, color, label):
+    n = min(len(f) for f in frames)
+    v = torch.from_numpy(np.array([f[col].to_numpy()[:n] for f in frames], dtype=np.float64))
+    m, s = v.mean(0), (v.std(0) if len(frames) > 1 else torch.zeros(n))
+    ep = range(1, n + 1)
+    ax.plot(ep, m, color=color, label=label)
+    ax.fill_between(ep, m - s, m + s, color=color, alpha=0.25)
+
+
+def plot_binary(folder):
+    """Laydevant et al. 2021, run in a date folder: the original four figures (errors and losses per run, then mean ±
+    std across runs) and what it lacked: log fraction of flipped weights and α, per layer and epoch."""
+    runs = binary_runs(folder)
+    paths = []
+    for kind, cols in (('errors', ('Train_Error', 'Test_Error')), ('losses', ('Train_Loss', 'Test_Loss'))):
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for name, df in runs.items():
+            ep = range(1, len(df) + 1)
+            for c, col in enumerate(cols):
+                if kind == 'errors':
+                    ax.plot(ep, df['Ave_' + col], '-', color=f'C{c}', label=f'{name} ave {col}')
+                    ax.plot(ep, df['Single_' + col], '--', color=f'C{c}', label=f'{name} single {col}')
+                else:
+                    ax.plot(ep, df[col], '-', color=f'C{c}', label=f'{name} {col}')
+        ax.set_xlabel('Epochs')
+        ax.set_ylabel('Error (%)' if kind == 'errors' else 'Loss')
+        ax.legend(fontsize=7)
+        paths.append(_save(fig, folder, f'{kind}.png'))
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for c, col in enumerate(cols):
+            _mean_std(ax, list(runs.values()), ('Ave_' + col) if kind == 'errors' else col, f'C{c}', col)
+        ax.set_xlabel('Epochs')
+        ax.set_ylabel('Error (%)' if kind == 'errors' else 'Loss')
+        ax.set_title(f'mean ± std over {len(runs)} run(s)')
+        ax.legend()
+        paths.append(_save(fig, folder, f'{kind}_mean_std.png'))
+    for prefix, fname, ylabel in (('Nb_Change_Weights_', 'flips.png', 'ln(fraction of weights flipped)'),
+                                  ('Alpha_', 'alpha.png', 'α (mean per layer)')):
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for r, (name, df) in enumerate(runs.items()):
+            for c, col in enumerate(k for k in df.columns if k.startswith(prefix)):
+                ax.plot(range(1, len(df) + 1), df[col], ['-', '--', ':', '-.'][r % 4], color=f'C{c}',
+                        label=f'{name} layer {col[len(prefix):]}')
+        ax.set_xlabel('Epochs')
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+        paths.append(_save(fig, folder, fname))
+    return paths
+
+
 def plot_folder(folder='.', show=False):
     """Draw every figure whose data the folder holds; returns the PNG paths."""
     paths = []
+    if binary_runs(folder):
+        paths += plot_binary(folder)
     if os.path.exists(os.path.join(folder, 'metrics.csv')):
         cols = pd.read_csv(os.path.join(folder, 'metrics.csv'), nrows=1).columns
         paths += plot_results(folder) if 'method' in cols else plot_acc(folder)

@@ -83,13 +83,13 @@ def save(obj, path):
     _atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
-def write_hyperparameters(folder, argv, items, header=None):
+def write_hyperparameters(folder, argv, items, header=None, name='hyperparameters.txt'):
     """hyperparameters.txt: the full command line first, then '- key: value' lines."""
     lines = [command_line(argv)]
     if header:
         lines.append(header)
     lines += [f'- {k}: {v}' for k, v in items]
-    write_text(os.path.join(folder, 'hyperparameters.txt'), '\n'.join(lines) + '\n')
+    write_text(os.path.join(folder, name), '\n'.join(lines) + '\n')
 
 
 def append_hyperparameters(folder, lines):

@@ -30,5 +30,8 @@ def test_check_command_dry_runs(argv, tmp_path):
         assert 'evaluate' in argv
         return
     files = os.listdir(folder)
-    assert 'hyperparameters.txt' in files and 'plotFunctions.py' in files
-    assert any(f.endswith('.png') for f in files), files
+    assert 'hyperparameters.txt' in [f.lower() for f in files]
+    # binary EP keeps the original layout: the plotting script and its figures sit in the date folder
+    here = files + (os.listdir(os.path.dirname(folder)) if os.path.basename(folder).startswith('S-') else [])
+    assert 'plotFunctions.py' in here
+    assert any(f.endswith('.png') for f in here), here

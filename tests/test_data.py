@@ -45,11 +45,14 @@ def mnist_root(tmp_path):
 
 
 def test_cifar_python_layout_and_normalisation(cifar_root):
+    """Pixels in [0, 1] from the pickles; each paper normalises with its own constants."""
     x, y = data.load('cifar10', cifar_root, True)
     assert x.shape == (60, 3, 32, 32) and y.shape == (60,) and y.dtype == torch.int64
     raw = pickle.load(open(os.path.join(cifar_root, 'cifar-10-batches-py', 'data_batch_1'), 'rb'))
     v = raw['data'][0].reshape(3, 32, 32)[2, 5, 7] / 255
-    assert abs(x[0, 2, 5, 7].item() - (v - 0.4465) / (3 * 0.2010)) < 1e-6
+    assert abs(x[0, 2, 5, 7].item() - v) < 1e-6
+    xn = data.normalize(x, data.CIFAR_MEAN, (0.6, 0.6, 3 * 0.2010))
+    assert abs(xn[0, 2, 5, 7].item() - (v - 0.4465) / (3 * 0.2010)) < 1e-6
     xt, _ = data.load('cifar10', cifar_root, False)
     assert xt.shape == (20, 3, 32, 32)
 

@@ -1,0 +1,69 @@
+"""Binary EP, convolutional (Laydevant et al. 2021): conv + max-pool layers and a fully connected classifier with
+binary weights ±α_k (α per output channel for convs, per layer for the classifier), trained by the flip rule of
+Network_fc.py. The dynamics, pooling feedback and EP gradient are those of the suite's prototypical conv net
+(netClasses.convEP): s ← ρ(∂Φ/∂s), feedback through MaxUnpool + transposed convolution with the forward kernel.
+
+convList is given deepest first, input channels last (e.g. 64 32 1); layersList is the classifier (e.g. 10).
+--padding is the padding of every convolution, --kernelSize its size, --Fpool the pooling size and stride.
+"""
+import torch
+
+from Network_fc import BINARY_ACTIVATIONS, Network_fc_bin_W, Network_fc_bin_W_N, binarize_
+from netClasses import convEP
+
+
+class Network_conv_bin_W(convEP):
+    """Binary weights, full-precision hardsigm neurons; states start at 0.5 (no clipping in this class)."""
+
+    def __init__(self, layers_list, conv_list, T, Kmax, beta, activation='hardsigm', kernel_size=5, Fpool=2,
+                 padding=0, in_size=28, expand_output=1):
+        super().__init__(layers_list, conv_list, T, Kmax, beta, BINARY_ACTIVATIONS[activation], Fconv=kernel_size,
+                         Fpool=Fpool, in_size=in_size, P=padding)
+        self.expand_output = expand_output
+        self.register_buffer('alpha_fc', torch.stack([binarize_(m.weight) for m in self.fc]))
+        for k, m in enumerate(self.conv):
+            self.register_buffer(f'alpha_conv_{k}', binarize_(m.weight, per_channel=True))
+
+    init_value = 0.5
+
+    def init_state(self, batch, device=None, dtype=None):
+        return [torch.full_like(si, self.init_value) for si in super().init_state(batch, device, dtype)]
+
+    output = Network_fc_bin_W.output
+    single = Network_fc_bin_W.single
+    cost = Network_fc_bin_W.cost
+    target = Network_fc_bin_W.target
+
+    def binary_layers(self):
+        fc = [(m.weight, m.bias, self.alpha_fc[k], False, 1.0) for k, m in enumerate(self.fc)]
+        conv = [(m.weight, m.bias, getattr(self, f'alpha_conv_{k}'), True, 1.0) for k, m in enumerate(self.conv)]
+        return fc + conv
+
+
+class Network_conv_bin_W_N(Network_conv_bin_W):
+    """Binary weights and binary neurons b = H(s − θ) (the input stays full precision); leaky integration
+    s ← clip((1 − γ_n) s + γ_n ρ'(s − θ) p, 0, 1) of the field p computed from the binary states; states start at 1,
+    biases at 0. The nudge is β (y − s_0) (the original's constant force β (y − ŷ_free) is not reproduced)."""
+    init_value = 1.0
+
+    def __init__(self, *a, gamma_neur=0.5, rho_threshold=0.5, **kw):
+        kw.setdefault('activation', 'heaviside')
+        super().__init__(*a, **kw)
+        self.gamma_neur, self.theta = gamma_neur, rho_threshold
+        with torch.no_grad():
+            for m in list(self.fc) + list(self.conv):
+                m.bias.zero_()
+
+    def post(self, s):
+        return self.act.rho(s - self.theta)
+
+    def dphi_ds(self, s, drive, y=None, beta=0.0):
+        b = [self.post(si) for si in s]
+        h = super().dphi_ds(b, drive)
+        return [self.act.rhop(si - self.theta) * hi for si, hi in zip(s, h)]
+
+    update = Network_fc_bin_W_N.update
+
+    def phi(self, x, s, y=None, beta=0.0):
+        """Φ of the binary outputs (for the EP update only: H has no useful derivative)."""
+        return super().phi(x, [self.post(si) for si in s], y, beta)

@@ -1,0 +1,219 @@
+"""Laydevant, Ernoult, Querlioz, Grollier, CVPRW 2021 — "Training dynamical binary neural networks with equilibrium
+propagation": binary weights (bin_W) and binary weights + activations (bin_W_N), fc and conv.
+
+Its flag group (spec A3, same names and defaults, except --optim whose default becomes ep) and its action: train.
+Networks in Network_fc.py / Network_conv.py, loops and files in Tools_fc.py / Tools_conv.py.
+"""
+import os
+import time
+
+import torch
+
+import data
+import plotFunctions
+import results
+import Tools_conv
+import Tools_fc
+from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
+from Network_conv import Network_conv_bin_W, Network_conv_bin_W_N
+from Network_fc import BinaryOptimizer, Network_fc_bin_W, Network_fc_bin_W_N
+
+NAME = 'laydevant2021'
+DEFAULTS = dict(T=150, Kmax=10, beta=0.3, epochs=2, padding=0, Fpool=2, dataset='mnist', optim='ep',
+                archi=['conv'])
+
+
+def add_args(parser):
+    g = parser.add_argument_group('Laydevant et al. 2021 (binary EP); shares --archi fc|conv, --T, --Kmax, --beta, '
+                                  '--padding, --Fpool, --optim ep|bptt, --dataset, --epochs; layers output first '
+                                  'inside the nets')
+    g.add_argument('--layersList', type=int, nargs='+', default=[10],
+                   help='fc: layer sizes input first (784 4096 10); conv: the classifier (10)')
+    g.add_argument('--convList', type=int, nargs='+', default=[64, 32, 1],
+                   help='conv channels, deepest first, input channels last')
+    g.add_argument('--kernelSize', type=int, default=5, help='conv kernel size')
+    g.add_argument('--activationFun', default='hardsigm', choices=['hardsigm', 'heaviside'])
+    g.add_argument('--gamma_neur', type=float, default=0.5, help='leak of the binary-neuron pre-activations')
+    g.add_argument('--random_beta', type=int, default=1, help='1: random sign of β per mini-batch')
+    g.add_argument('--binary_settings', default='bin_W', choices=['bin_W', 'bin_W_N'])
+    g.add_argument('--gamma', type=float, nargs='+', default=None,
+                   help='momentum γ per fc layer (default 1e-5 1e-5); with --archi conv, one list for all layers')
+    g.add_argument('--classi_gamma', '--gamma_classi', type=float, nargs='+', default=[1e-5],
+                   help='γ per classifier layer (conv)')
+    g.add_argument('--conv_gamma', '--gamma_conv', type=float, nargs='+', default=[1e-5, 1e-5],
+                   help='γ per conv layer')
+    g.add_argument('--gradThreshold', type=float, nargs='+', default=None,
+                   help='flip threshold τ per fc layer (default 5e-7 5e-8); with --archi conv, one list for all')
+    g.add_argument('--classi_threshold', type=float, nargs='+', default=[5e-8], help='τ per classifier layer')
+    g.add_argument('--conv_threshold', type=float, nargs='+', default=[5e-8, 5e-8], help='τ per conv layer')
+    g.add_argument('--rho_threshold', type=float, default=0.5, help='θ of the binary activation H(s − θ)')
+    g.add_argument('--expand_output', type=int, default=1, help='output neurons per class')
+    g.add_argument('--lrBias', type=float, nargs='+', default=[0.025, 0.05, 0.1], help='bias learning rates')
+    g.add_argument('--batchSize', type=int, default=64, help='training mini-batch')
+    g.add_argument('--test_batchSize', type=int, default=512, help='test mini-batch')
+    g.add_argument('--learnAlpha', type=int, default=1, help='1: learn the scaling factors α')
+    g.add_argument('--lrAlpha', type=float, nargs='*', default=[0.0, 0.0, 0.0], help='α learning rates')
+    g.add_argument('--decayLrAlpha', type=float, default=1.0, help='divide lrAlpha by this at epochDecayLrAlpha')
+    g.add_argument('--epochDecayLrAlpha', type=int, default=1000, help='epoch at which lrAlpha is divided')
+
+
+FLAGS = {'--layersList', '--convList', '--kernelSize', '--activationFun', '--gamma_neur', '--random_beta',
+         '--binary_settings', '--gamma', '--classi_gamma', '--gamma_classi', '--conv_gamma', '--gamma_conv',
+         '--gradThreshold', '--classi_threshold', '--conv_threshold', '--rho_threshold', '--expand_output',
+         '--lrBias', '--batchSize', '--test_batchSize', '--learnAlpha', '--lrAlpha', '--decayLrAlpha',
+         '--epochDecayLrAlpha'}
+
+
+def check_args(args):
+    apply_defaults(args, DEFAULTS)
+    if args.archi not in (['fc'], ['conv']):
+        raise UsageError(f'--archi {" ".join(args.archi)}: the binary-EP paper takes fc or conv')
+    args.archi = args.archi[0]
+    if args.optim not in ('ep', 'bptt'):
+        raise UsageError(f'--optim {args.optim}: the binary-EP paper trains with ep or bptt')
+    if args.action != 'train':
+        raise UsageError(f'--action {args.action}: the binary-EP paper runs train')
+    args.dataset = args.dataset.lower()
+    if args.dataset not in ('mnist', 'mnist5k', 'cifar10'):
+        raise UsageError(f'--dataset {args.dataset}: choose mnist, mnist5k or cifar10')
+    if args.archi == 'fc' and args.dataset == 'cifar10':
+        raise UsageError('--archi fc runs on MNIST (use --dataset mnist or mnist5k)')
+    if args.optim == 'bptt' and args.binary_settings == 'bin_W_N':
+        raise UsageError('--optim bptt is for --binary_settings bin_W (binary neurons have no gradient)')
+    if args.T < args.Kmax:
+        raise UsageError(f'--T {args.T} is smaller than --Kmax {args.Kmax}')
+    if args.archi == 'fc':
+        args.gamma = args.gamma or [1e-5, 1e-5]
+        args.gradThreshold = args.gradThreshold or [5e-7, 5e-8]
+        check_lengths(args, len(args.layersList) - 1, ('gamma', 'gradThreshold'))
+        if args.layersList[0] != 784:
+            raise UsageError(f'--layersList starts with {args.layersList[0]}: fc nets take 784 MNIST pixels')
+    else:
+        n_fc, n_conv = len(args.layersList), len(args.convList) - 1
+        # the older README gave conv nets one --gamma / --gradThreshold list for all layers (classifier first)
+        for flat, classi, conv in (('gamma', 'classi_gamma', 'conv_gamma'),
+                                   ('gradThreshold', 'classi_threshold', 'conv_threshold')):
+            v = getattr(args, flat)
+            if v is not None:
+                if len(v) != n_fc + n_conv:
+                    raise UsageError(f'--{flat} has {len(v)} values; with --archi conv give one per layer '
+                                     f'({n_fc} classifier + {n_conv} conv), or use --{classi} and --{conv}')
+                setattr(args, classi, v[:n_fc])
+                setattr(args, conv, v[n_fc:])
+        check_lengths(args, n_fc, ('classi_gamma', 'classi_threshold'))
+        check_lengths(args, n_conv, ('conv_gamma', 'conv_threshold'))
+        want = 3 if args.dataset == 'cifar10' else 1
+        if args.convList[-1] != want:
+            raise UsageError(f'--convList ends with {args.convList[-1]}: the input has {want} channel(s)')
+    n_layers = len(args.layersList) - 1 if args.archi == 'fc' else len(args.layersList) + len(args.convList) - 1
+    # the original indexes these lists by layer: extra values (the 3-entry defaults) are unused
+    args.lrBias, args.lrAlpha = args.lrBias[:n_layers], args.lrAlpha[:n_layers]
+    check_lengths(args, n_layers, ('lrBias',))
+    if args.learnAlpha:
+        if 0 < len(args.lrAlpha) < n_layers:
+            # the README's FC 2h command gives 2 values for 3 layers; its table says "1e-2 ×3"
+            say(f'main.py: warning: --lrAlpha has {len(args.lrAlpha)} values for {n_layers} layers; repeating the '
+                f'last one')
+            args.lrAlpha = args.lrAlpha + [args.lrAlpha[-1]] * (n_layers - len(args.lrAlpha))
+        check_lengths(args, n_layers, ('lrAlpha',))
+    if args.layersList[-1 if args.archi == 'fc' else 0] % args.expand_output:
+        raise UsageError(f'--expand_output {args.expand_output} must divide the output layer size')
+    if args.dry_run:
+        args.T, args.Kmax = dry_cap(args.T, args.Kmax)
+        args.epochs, args.batchSize, args.test_batchSize = 1, min(args.batchSize, 16), min(args.test_batchSize, 16)
+
+
+def check_lengths(args, n, flags):
+    for flag in flags:
+        v = getattr(args, flag)
+        if len(v) != n:
+            raise UsageError(f'--{flag} has {len(v)} values but the network has {n} such layers: give one per layer'
+                             f' (output layer first)')
+
+
+def conv_only_flags_given(argv):
+    return [f for f in ('--convList', '--kernelSize', '--classi_threshold', '--conv_threshold', '--classi_gamma',
+                        '--conv_gamma', '--gamma_classi', '--gamma_conv') if f in argv]
+
+
+def build_net(args, in_size):
+    common = dict(expand_output=args.expand_output)
+    if args.archi == 'fc':
+        if args.binary_settings == 'bin_W':
+            return Network_fc_bin_W(args.layersList, args.T, args.Kmax, args.beta, args.activationFun, **common)
+        return Network_fc_bin_W_N(args.layersList, args.T, args.Kmax, args.beta, args.activationFun,
+                                  gamma_neur=args.gamma_neur, rho_threshold=args.rho_threshold, **common)
+    kw = dict(activation=args.activationFun, kernel_size=args.kernelSize, Fpool=args.Fpool, padding=args.padding,
+              in_size=in_size, **common)
+    try:
+        if args.binary_settings == 'bin_W':
+            return Network_conv_bin_W(args.layersList, args.convList, args.T, args.Kmax, args.beta, **kw)
+        return Network_conv_bin_W_N(args.layersList, args.convList, args.T, args.Kmax, args.beta,
+                                    gamma_neur=args.gamma_neur, rho_threshold=args.rho_threshold, **kw)
+    except ValueError as e:
+        raise UsageError(str(e))
+
+
+def make_optimizer(net, args):
+    if args.archi == 'fc':
+        gammas, taus = args.gamma, args.gradThreshold
+    else:
+        gammas, taus = args.classi_gamma + args.conv_gamma, args.classi_threshold + args.conv_threshold
+    return BinaryOptimizer(net.binary_layers(), args.lrBias, gammas, taus, args.lrAlpha if args.learnAlpha else None,
+                           bool(args.learnAlpha))
+
+
+HP_FC = ('gradThreshold', 'gamma')
+HP_CONV = ('convList', 'padding', 'kernelSize', 'Fpool', 'classi_threshold', 'conv_threshold', 'classi_gamma',
+           'conv_gamma')
+HP_BIN_N = ('gamma_neur', 'rho_threshold', 'expand_output')
+HP_ALL = ('device', 'archi', 'layersList', 'optim', 'activationFun', 'T', 'Kmax', 'beta', 'random_beta',
+          'binary_settings', 'dataset', 'lrBias', 'batchSize', 'test_batchSize', 'epochs', 'learnAlpha', 'lrAlpha',
+          'decayLrAlpha', 'epochDecayLrAlpha', 'seed')
+
+
+CIFAR_STD = (0.247, 0.243, 0.261)
+
+
+def load_split(args, train):
+    x, y = data.load_or_synthetic(args.dataset, args.data_root, train, args.dry_run)
+    return (data.normalize(x, data.CIFAR_MEAN, CIFAR_STD) if args.dataset == 'cifar10' else x), y
+
+
+def run(args, argv):
+    if args.archi == ['fc'] and conv_only_flags_given(argv):
+        raise UsageError(f'{", ".join(conv_only_flags_given(argv))}: conv flags do not apply to --archi fc')
+    check_args(args)
+    device = pick_device(args.device)
+    args.seed = seed_everything(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    xtr, ytr = load_split(args, True)
+    xte, yte = load_split(args, False)
+    net = build_net(args, xtr.shape[-1]).to(device)
+    opt = make_optimizer(net, args)
+    tools = Tools_fc if args.archi == 'fc' else Tools_conv
+    row_fn = Tools_fc.results_row if args.archi == 'fc' else Tools_conv.results_row_conv
+    folder = tools.create_path(args)
+    keys = HP_ALL + (HP_FC if args.archi == 'fc' else HP_CONV) + (HP_BIN_N if args.binary_settings == 'bin_W_N'
+                                                                  else ())
+    tools.save_hyperparameters(folder, args, argv, keys)
+    say(f'results: {folder}')
+    flat = args.archi == 'fc'
+    aug = data.augment if args.dataset == 'cifar10' else None
+    max_b = 1 if args.dry_run else None
+    train_b = data.Batches(xtr, ytr, args.batchSize, True, flat, device, gen, max_b, transform=aug)
+    test_b = data.Batches(xte, yte, args.test_batchSize, False, flat, device, gen, max_b)
+    rows, t0 = [], time.time()
+    for epoch in range(1, args.epochs + 1):
+        if epoch == args.epochDecayLrAlpha:
+            opt.lr_alpha = [lr / args.decayLrAlpha for lr in opt.lr_alpha]
+        train = tools.train_bin(net, opt, train_b, args, gen)
+        test = tools.test_bin(net, test_b)
+        rows.append(row_fn(net, opt, train, test, args))
+        tools.save_results(folder, rows)
+        results.save({'epoch': epoch, 'model_state_dict': net.state_dict(), 'momentum': opt.momentum,
+                      'lr_alpha': opt.lr_alpha, 'rows': rows}, os.path.join(folder, 'checkpoint.pt'))
+        say(f'epoch {epoch}: train error {train[0]:.2f} % (single {train[1]:.2f}), test error {test[0]:.2f} % '
+            f'(single {test[1]:.2f}), {time.time() - t0:.1f} s')
+    plotFunctions.plot_folder(os.path.dirname(folder))
+    return folder
