@@ -8,7 +8,7 @@ convList is given deepest first, input channels last (e.g. 64 32 1); layersList 
 """
 import torch
 
-from Network_fc import BINARY_ACTIVATIONS, Network_fc_bin_W, Network_fc_bin_W_N, binarize_
+from Network_fc import BINARY_ACTIVATIONS, BinaryNeurons, Network_fc_bin_W, binarize_
 from netClasses import convEP
 
 
@@ -24,10 +24,8 @@ class Network_conv_bin_W(convEP):
         for k, m in enumerate(self.conv):
             self.register_buffer(f'alpha_conv_{k}', binarize_(m.weight, per_channel=True))
 
-    init_value = 0.5
-
     def init_state(self, batch, device=None, dtype=None):
-        return [torch.full_like(si, self.init_value) for si in super().init_state(batch, device, dtype)]
+        return [torch.full_like(si, 0.5) for si in super().init_state(batch, device, dtype)]
 
     output = Network_fc_bin_W.output
     single = Network_fc_bin_W.single
@@ -40,11 +38,9 @@ class Network_conv_bin_W(convEP):
         return fc + conv
 
 
-class Network_conv_bin_W_N(Network_conv_bin_W):
-    """Binary weights and binary neurons b = H(s − θ) (the input stays full precision); leaky integration
-    s ← clip((1 − γ_n) s + γ_n ρ'(s − θ) p, 0, 1) of the field p computed from the binary states; states start at 1,
-    biases at 0. The nudge is β (y − s_0) (the original's constant force β (y − ŷ_free) is not reproduced)."""
-    init_value = 1.0
+class Network_conv_bin_W_N(BinaryNeurons, Network_conv_bin_W):
+    """Binary weights and binary neurons (see Network_fc.BinaryNeurons) on the conv net; biases start at 0.
+    The nudge is β (y − s_0) (the original's constant force β (y − ŷ_free) is not reproduced)."""
 
     def __init__(self, *a, gamma_neur=0.5, rho_threshold=0.5, **kw):
         kw.setdefault('activation', 'heaviside')
@@ -53,16 +49,6 @@ class Network_conv_bin_W_N(Network_conv_bin_W):
         with torch.no_grad():
             for m in list(self.fc) + list(self.conv):
                 m.bias.zero_()
-
-    def post(self, s):
-        return self.act.rho(s - self.theta)
-
-    def dphi_ds(self, s, drive, y=None, beta=0.0):
-        b = [self.post(si) for si in s]
-        h = super().dphi_ds(b, drive)
-        return [self.act.rhop(si - self.theta) * hi for si, hi in zip(s, h)]
-
-    update = Network_fc_bin_W_N.update
 
     def phi(self, x, s, y=None, beta=0.0):
         """Φ of the binary outputs (for the EP update only: H has no useful derivative)."""

@@ -140,17 +140,12 @@ class Network_fc_bin_W(EPdisc):
         return [(self.w[i].weight, self.w[i].bias, self.alpha[i], False, 0.5) for i in range(self.ns)]
 
 
-class Network_fc_bin_W_N(Network_fc_bin_W):
-    """Binary weights and binary neurons. The state s ∈ [0, 1] integrates pre-activations with leak γ_n; each layer
-    emits b = H(s − θ) (θ = rho_threshold); the input is not binarised.
-        p_l = ρ'(s_l − θ) (W_l b_{l+1} + b_l + W_{l−1}ᵀ b_{l−1})  (+ β (y − s_0) on the output)
-        s_l ← clip((1 − γ_n) s_l + γ_n p_l, 0, 1)
-    States start at 1. The EP update is the fc rule with the binary outputs b in place of s."""
-
-    def __init__(self, layers_list, T, Kmax, beta, activation='heaviside', expand_output=1, gamma_neur=0.5,
-                 rho_threshold=0.5):
-        super().__init__(layers_list, T, Kmax, beta, activation, expand_output)
-        self.gamma_neur, self.theta = gamma_neur, rho_threshold
+class BinaryNeurons:
+    """Binary neurons (mixin over a prototypical net). The state s ∈ [0, 1] integrates pre-activations with leak γ_n;
+    each layer emits b = H(s − θ) (θ = rho_threshold); the input is not binarised:
+        p_l = ρ'(s_l − θ) · field_l(b)  (+ β (y − s_0) on the output),   s_l ← clip((1 − γ_n) s_l + γ_n p_l, 0, 1)
+    where field_l is ∂Φ/∂b_l of the underlying net. States start at 1. The EP update is the net's rule with the
+    binary outputs b in place of s (`post`)."""
 
     def init_state(self, batch, device=None, dtype=None):
         return [torch.ones_like(si) for si in super().init_state(batch, device, dtype)]
@@ -159,8 +154,7 @@ class Network_fc_bin_W_N(Network_fc_bin_W):
         return self.act.rho(s - self.theta)
 
     def dphi_ds(self, s, drive, y=None, beta=0.0):
-        b = [self.post(si) for si in s]
-        h = super().dphi_ds(b, drive)
+        h = super().dphi_ds([self.post(si) for si in s], drive)
         # ρ'(s − θ) is 1 for every s in [0, 1] (the boxcar covers [θ − ½, θ + ½]): kept for fidelity
         return [self.act.rhop(si - self.theta) * hi for si, hi in zip(s, h)]
 
@@ -169,6 +163,15 @@ class Network_fc_bin_W_N(Network_fc_bin_W):
             h = [h[0] + self.nudge(s[0], y, beta)] + list(h[1:])
         g = self.gamma_neur
         return [((1 - g) * si + g * hi).clamp(0, 1) for si, hi in zip(s, h)]
+
+
+class Network_fc_bin_W_N(BinaryNeurons, Network_fc_bin_W):
+    """Binary weights and binary neurons, fully connected (see BinaryNeurons); EP only."""
+
+    def __init__(self, layers_list, T, Kmax, beta, activation='heaviside', expand_output=1, gamma_neur=0.5,
+                 rho_threshold=0.5):
+        super().__init__(layers_list, T, Kmax, beta, activation, expand_output)
+        self.gamma_neur, self.theta = gamma_neur, rho_threshold
 
     def phi(self, x, s, y=None, beta=0.0):
         raise NotImplementedError('binary neurons have no differentiable primitive: the oracle does not apply')
