@@ -157,3 +157,25 @@ def test_closed_form_ep_rule_equals_autograd_of_phi(mnist5k):
             oracle = nf.phi_param_grads(net, x, a, b, ba, bb)
             for c, o in zip(closed, oracle):
                 torch.testing.assert_close(c, o, rtol=1e-10, atol=1e-12)
+
+
+def test_original_api_names_agree_with_the_engine(mnist5k):
+    """compute_nSdSDT / compute_NT (original names) return the gdu_traces quantities; computeGradients writes the
+    EP rule; initHidden is the zero state."""
+    torch.manual_seed(0)
+    net = EPdisc([10, 32, 784], T=30, Kmax=5, beta=0.05, activation='sigm').double()
+    x, y = _batch(mnist5k, 4, False)
+    tr = nf.gdu_traces(net, x, y)
+    nS, dS, DT, s_star = nf.compute_nSdSDT(net, x, y)
+    NT = nf.compute_NT(net, x, y)
+    for a, b in zip(nS + dS, tr['nS'] + tr['dS']):
+        torch.testing.assert_close(a, b)
+    for k in DT:
+        torch.testing.assert_close(DT[k], tr['DT'][k])
+        torch.testing.assert_close(NT[k], tr['NT'][k])
+    assert all((s == 0).all() for s in net.initHidden(3)) and len(s_star) == 2
+    s0 = nf.free_phase(net, x)
+    (sb,) = nf.nudged_phases(net, x, y, s0, [0.05], 5)
+    net.computeGradients(x, s0, sb, 0.0, 0.05)
+    for p, g in zip(net.parameters(), nf.phi_param_grads(net, x, s0, sb, 0.0, 0.05)):
+        torch.testing.assert_close(p.grad, g)
