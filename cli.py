@@ -25,8 +25,10 @@ def int_or_none(v):
 def add_suite_args(parser):
     g = parser.add_argument_group('suite (every paper)')
     g.add_argument('--action', '--todo', dest='action', default='train',
-                   choices=['train', 'plotcurves', 'receipe', 'gducheck', 'evaluate'],
-                   help='what to run (train | plotcurves | receipe | gducheck | evaluate); --todo is an alias')
+                   choices=['train', 'plotcurves', 'receipe', 'gducheck', 'evaluate', 'attack', 'hsj-attack',
+                            'advtrain', 'image-print', 'corruptions', 'baseline', 'dictlearn'],
+                   help='what to run: train | plotcurves | receipe | gducheck | evaluate, and for EPLCANet attack | '
+                        'hsj-attack | advtrain | image-print | corruptions | baseline | dictlearn; --todo is an alias')
     g.add_argument('--device', type=int, default=None,
                    help='CUDA index, -1 = CPU (default: GPU 0 when present, else CPU; an absent GPU falls back to '
                         'CPU with a warning)')

@@ -71,9 +71,9 @@ def check_args(args):
     args.method = METHODS[args.training_method]
     if args.action == 'gducheck':
         args.action = 'plotcurves'
-    if args.action == 'evaluate':
-        raise UsageError('--action evaluate is not an action of the Ernoult-2019 commands; use train, plotcurves '
-                         'or receipe')
+    if args.action not in ('train', 'plotcurves', 'receipe'):
+        raise UsageError(f'--action {args.action} is not an action of the Ernoult-2019 commands; use train, '
+                         f'plotcurves or receipe (EPLCANet actions need --model or LCA flags of that paper)')
     if args.dataset not in ('mnist', 'mnist5k'):
         raise UsageError(f'--dataset {args.dataset}: this paper runs on MNIST; use mnist or mnist5k')
     for flag in ('T', 'Kmax', 'epochs', 'batch_size', 'test_batch_size', 'Fconv', 'Fpool'):

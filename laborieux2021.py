@@ -25,7 +25,8 @@ DEFAULTS = dict(epochs=1, dataset=None, archi=['784', '512', '10'], optim='sgd')
 def add_args(parser):
     g = parser.add_argument_group('Laborieux et al. 2021 (scaled EP: symmetric nudging, cross-entropy readout, '
                                   'CEP); layers are listed from the input to the output; shares --archi, --epochs')
-    g.add_argument('--model', default='MLP', choices=['MLP', 'VFMLP', 'CNN', 'VFCNN'], help='network family')
+    g.add_argument('--model', default='MLP', choices=['MLP', 'VFMLP', 'CNN', 'VFCNN', 'EPLCACNN', 'LCACNN'],
+                   help='network family (EPLCACNN, LCACNN: EPLCANet, see eplcanet.py)')
     g.add_argument('--task', default='MNIST', help='MNIST, CIFAR10, or mnist5k (embedded offline digits)')
     g.add_argument('--channels', type=int, nargs='+', default=[32, 64], help='conv output channels')
     g.add_argument('--kernels', type=int, nargs='+', default=[5, 5], help='conv kernel sizes')
@@ -39,7 +40,8 @@ def add_args(parser):
     g.add_argument('--mmt', type=float, default=0.0, help='SGD momentum')
     g.add_argument('--loss', default='mse', choices=['mse', 'cel'], help='mse or cross-entropy (cel)')
     g.add_argument('--softmax', action='store_true', help='softmax readout outside the dynamics (CNN, with cel)')
-    g.add_argument('--alg', default='EP', choices=['EP', 'BPTT', 'CEP'], help='EP, BPTT or continual EP')
+    g.add_argument('--alg', default='EP', choices=['EP', 'BPTT', 'CEP', 'BP'],
+                   help='EP, BPTT (BP: its EPLCANet name) or continual EP')
     g.add_argument('--mbs', type=int, default=20, help='training mini-batch size')
     g.add_argument('--T1', type=int, default=20, help='free-phase steps')
     g.add_argument('--T2', type=int, default=4, help='nudged-phase steps (and BPTT truncation)')
@@ -70,7 +72,10 @@ TASKS = {'mnist': 'mnist', 'mnist5k': 'mnist5k', 'cifar10': 'cifar10'}
 # ---------------------------------------------------------------------------------------------------------------
 # Arguments
 
-def check_args(args):
+ACTIONS = ('train', 'evaluate', 'gducheck')
+
+
+def check_args(args, actions=ACTIONS):
     apply_defaults(args, DEFAULTS)
     if args.optim not in ('sgd', 'adam'):
         raise UsageError(f'--optim {args.optim}: this paper uses sgd or adam')
@@ -78,8 +83,8 @@ def check_args(args):
     if task not in TASKS:
         raise UsageError(f'--task {args.task}: choose MNIST, CIFAR10 or mnist5k')
     args.data_name = TASKS[task]
-    if args.action not in ('train', 'evaluate', 'gducheck'):
-        raise UsageError(f'--todo {args.action}: this paper runs train, evaluate or gducheck')
+    if args.action not in actions:
+        raise UsageError(f'--todo {args.action}: this paper runs {", ".join(actions)}')
     try:
         args.archi = [int(a) for a in args.archi]
     except ValueError:
@@ -87,7 +92,7 @@ def check_args(args):
                          f'(fc/conv belong to the binary-EP paper)')
     conv = 'CNN' in args.model
     n = len(args.channels)
-    if conv:
+    if args.model in ('CNN', 'VFCNN'):               # the EPLCANet models index these lists (eplcanet.py)
         for flag in ('kernels', 'strides', 'paddings'):
             if len(getattr(args, flag)) != n:
                 raise UsageError(f'--{flag} has {len(getattr(args, flag))} values but --channels has {n}: give one '
@@ -101,8 +106,8 @@ def check_args(args):
         raise UsageError('--same-update is for the asymmetric models (--model VFMLP or VFCNN)')
     if args.softmax and not conv:
         raise UsageError('--softmax is for the conv models (--model CNN)')
-    n_syn = n + len(args.fc) if conv else len(args.archi) - 1
-    if args.action == 'train' and len(args.lrs) != n_syn:
+    n_syn = getattr(args, 'n_syn', None) or (n + len(args.fc) if conv else len(args.archi) - 1)
+    if args.action in ('train', 'advtrain') and len(args.lrs) != n_syn:
         raise UsageError(f'--lrs has {len(args.lrs)} values but the network has {n_syn} synapse layers: give one '
                          f'learning rate per layer, from the input to the output')
     if args.wds is not None and len(args.wds) != n_syn:
@@ -133,7 +138,7 @@ ARCH = ('model', 'archi', 'channels', 'kernels', 'strides', 'paddings', 'pools',
 
 
 def arch_of(args):
-    return {k: getattr(args, k) for k in ARCH}
+    return {k: getattr(args, k) for k in ARCH + tuple(getattr(args, 'extra_arch', ()))}
 
 
 def adopt_arch(args, folder):
@@ -203,6 +208,9 @@ def batches(args, x, y, bs, train, device, gen):
 # Actions
 
 def run(args, argv):
+    import eplcanet
+    if args.model in eplcanet.MODELS or args.action in eplcanet.ACTIONS:
+        return eplcanet.run(args, argv)
     check_args(args)
     device = pick_device(args.device)
     seed = seed_everything(args.seed)
@@ -218,7 +226,7 @@ def run(args, argv):
     return train_action(args, argv, model, xtr, ytr, xte, yte, device, seed)
 
 
-def run_folder(args, argv, device, seed, model):
+def run_folder(args, argv, device, seed, model, extra_items=()):
     if args.load_path:
         return args.load_path
     now = time.localtime()
@@ -236,7 +244,7 @@ def run_folder(args, argv, device, seed, model):
                   ('paddings', args.paddings), ('poolings', list(args.pools)), ('fc', args.fc)]
     else:
         items.append(('archi', args.archi))
-    results.write_hyperparameters(folder, argv, items)
+    results.write_hyperparameters(folder, argv, items + list(extra_items))
     results.append_hyperparameters(folder, [str(model)])
     results.copy_plot_script(folder)
     return folder
@@ -244,7 +252,7 @@ def run_folder(args, argv, device, seed, model):
 
 def train_one_batch(args, model, opt, x, y, gen):
     beta = args.betas[1]
-    if args.alg == 'BPTT':
+    if args.alg in ('BPTT', 'BP'):
         return nf.bptt_step(model, x, y, args.T1, args.T2)
     if args.alg == 'CEP':
         return nf.cep_step(model, x, y, beta, opt, args.T1, args.T2, thirdphase=args.thirdphase,
@@ -252,15 +260,40 @@ def train_one_batch(args, model, opt, x, y, gen):
     return nf.ep_step(model, x, y, beta, args.estimator, args.T1, args.T2, generator=gen)
 
 
-def train_epoch(args, model, opt, train_b, gen):
+class Extension:
+    """What a derived paper (eplcanet.py) adds to this training loop; no-ops here."""
+    items = ()                                          # extra hyperparameters.txt lines
+
+    def prepare(self, x, y):
+        """The mini-batch the update sees (adversarial training replaces it)."""
+        return x
+
+    def after_step(self, s):
+        """After the gradient estimate, before the optimiser step (built-in dictionary updates)."""
+        return s
+
+    def observe(self, train):
+        """Callback(s, y, label) run on every training (train=True) or test batch, or None."""
+        return None
+
+    def epoch_row(self):
+        """Extra metrics.csv columns of the epoch that just ended."""
+        return {}
+
+    def save(self, folder):
+        """Extra files of the run, written every epoch."""
+
+
+def train_epoch(args, model, opt, train_b, gen, ext=None):
     """One epoch; returns the running training accuracy (%) at the free equilibrium before each update."""
+    ext = ext or Extension()
     tenth = max(len(train_b) // 10, 1)
 
     def hook(b, x, y):
-        if args.check_thm and args.alg != 'BPTT' and b % tenth == 0:
+        if args.check_thm and args.alg not in ('BPTT', 'BP') and b % tenth == 0:
             check_theorem(args, model, x[:5], y[:5], b / len(train_b))
-    step = (lambda x, y: train_one_batch(args, model, opt, x, y, gen))
-    return 100.0 - nf.train(model, opt, train_b, step, 'train', hook)
+    step = (lambda x, y: ext.after_step(train_one_batch(args, model, opt, ext.prepare(x, y), y, gen)))
+    return 100.0 - nf.train(model, opt, train_b, step, 'train', hook, ext.observe(True))
 
 
 def check_theorem(args, model, x, y, frac):
@@ -275,7 +308,8 @@ def checkpoint(model, opt, sched, gen, epoch, history, best):
             'torch_rng': torch.get_rng_state(), 'epoch': epoch, 'history': history, 'best': best}
 
 
-def train_action(args, argv, model, xtr, ytr, xte, yte, device, seed):
+def train_action(args, argv, model, xtr, ytr, xte, yte, device, seed, ext=None):
+    ext = ext or Extension()
     opt, sched = make_optimizer(args, model)
     gen = torch.Generator().manual_seed(seed)
     history, start, best = [], 0, -1.0
@@ -288,21 +322,23 @@ def train_action(args, argv, model, xtr, ytr, xte, yte, device, seed):
         gen.set_state(ck['generator'])
         torch.set_rng_state(ck['torch_rng'])
         history, start, best = ck['history'], ck['epoch'], ck['best']
-    folder = run_folder(args, argv, device, seed, model)
+    folder = run_folder(args, argv, device, seed, model, ext.items)
     say(f'results: {folder}')
     train_b = batches(args, xtr, ytr, args.mbs, True, device, gen)
     test_b = batches(args, xte, yte, 16 if args.dry_run else 200, False, device, gen)
     t0 = time.time()
     for epoch in range(start + 1, start + args.epochs + 1):
-        train_acc = train_epoch(args, model, opt, train_b, gen)
+        train_acc = train_epoch(args, model, opt, train_b, gen, ext)
         if sched and epoch <= 100:                         # the original stops the cosine schedule at epoch 100
             sched.step()
-        test_err, test_loss = nf.evaluate(model, test_b, args.T1)
+        test_err, test_loss = nf.evaluate(model, test_b, args.T1, ext.observe(False))
         row = dict(epoch=epoch, train_acc=train_acc, test_acc=100 - test_err, test_loss=test_loss,
                    lr=opt.param_groups[0]['lr'], seconds=time.time() - t0)
         if hasattr(model, 'angles'):                       # VF nets: angle between B_k and W_{k+1}, degrees
             row.update({f'angle_{k}': a for k, a in enumerate(model.angles())})
+        row.update(ext.epoch_row())
         history.append(row)
+        ext.save(folder)
         results.write_csv(os.path.join(folder, 'metrics.csv'), pd.DataFrame(history))
         ck = checkpoint(model, opt, sched, gen, epoch, history, max(best, 100 - test_err))
         results.save(ck, os.path.join(folder, 'checkpoint.tar'))
@@ -321,7 +357,8 @@ def train_action(args, argv, model, xtr, ytr, xte, yte, device, seed):
 def save_neural_activity(model, train_b, folder, T1):
     """States of every neuron layer at the free equilibrium of one mini-batch (histograms: neural_activity.png)."""
     x, _ = next(iter(train_b))
-    s = nf.free_phase(model, x, T1)
+    with torch.no_grad():
+        s = nf.free_phase(model, model.front(x), T1)
     results.save({f'layer {k}': si.flatten().cpu() for k, si in enumerate(s)},
                  os.path.join(folder, 'neural_activity.pt'))
 

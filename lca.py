@@ -52,6 +52,10 @@ class LCAConv2D(nn.Module):
     def get_weights(self):
         return self.weights.detach().clone()
 
+    def code_size(self, n):
+        """Spatial size of the code of an n × n input."""
+        return (n + 2 * self.padding - self.k) // self.stride + 1
+
     # -- inference -------------------------------------------------------------------------------------------------
     def preprocess(self, x):
         """Per-sample zero mean and unit variance over all non-batch dimensions (when enabled)."""
@@ -121,19 +125,3 @@ class LCAConv2D(nn.Module):
 def times_active_by_feature(acts):
     """Number of non-zero activations per feature."""
     return (acts != 0).flatten(2).sum(2).sum(0)
-
-
-def feature_grid(weights, nrow=None):
-    """The dictionary as one image grid (features laid out in rows; each feature scaled to [0, 1])."""
-    F_, C, k, _ = weights.shape
-    nrow = nrow or int(math.ceil(math.sqrt(F_)))
-    ncol = int(math.ceil(F_ / nrow))
-    w = weights.detach().cpu()
-    lo = w.flatten(1).min(1)[0].view(-1, 1, 1, 1)
-    hi = w.flatten(1).max(1)[0].view(-1, 1, 1, 1)
-    w = (w - lo) / (hi - lo).clamp_min(1e-12)
-    grid = torch.ones(C, ncol * (k + 1) + 1, nrow * (k + 1) + 1)
-    for f in range(F_):
-        r, c = divmod(f, nrow)
-        grid[:, 1 + r * (k + 1): 1 + r * (k + 1) + k, 1 + c * (k + 1): 1 + c * (k + 1) + k] = w[f]
-    return grid

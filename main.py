@@ -9,12 +9,13 @@ import cli
 import re
 
 import ernoult2019
+import eplcanet
 import laborieux2021
 import laydevant2021
 
 # Each paper module has FLAGS (the flags only it uses), add_args(parser) and run(args, argv).
 # The first paper is the default when a command uses no paper-specific flag.
-PAPERS = [ernoult2019, laborieux2021, laydevant2021]
+PAPERS = [ernoult2019, eplcanet, laborieux2021, laydevant2021]
 
 
 def build_parser():

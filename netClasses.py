@@ -108,6 +108,11 @@ class EPNet(nn.Module):
         return F.one_hot(label, self.output_size).to(next(self.parameters()).dtype)
 
     # -- dynamics -------------------------------------------------------------------------------------------------
+    def front(self, x):
+        """A feed-forward block in front of the dynamical system (identity here; the LCA layer of EPLCANet).
+        Every engine entry point passes the raw input through it once per mini-batch."""
+        return x
+
     def stepper(self, s, drive, y=None, beta=0.0):
         """One closed-form step s_{t+1} = update(s_t, ∂Φ/∂s(s_t), y, β)."""
         return self.update(s, self.dphi_ds(s, drive, y, beta), y, beta)
@@ -122,6 +127,7 @@ class EPNet(nn.Module):
     def forward(self, x, s=None, y=None, beta=0.0, steps=None):
         """Relax for `steps` steps (default T) from `s` (default zeros); returns the final state list."""
         from netFunctions import relax
+        x = self.front(x)
         if s is None:
             s = self.init_state(x.shape[0])
         return relax(self, x, s, y, beta, self.T if steps is None else steps)

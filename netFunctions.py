@@ -81,19 +81,35 @@ def pair_weights(x, beta_a, beta_b, phi_betas=None):
     return sign / (B * (beta_b - beta_a)), beta
 
 
-def phi_param_grads(net, x, s_a, s_b, beta_a, beta_b, y=None, phi_betas=None):
+def _grads(obj, tensors, **kw):
+    """d obj / d tensors, zeros where obj does not depend on a tensor (or the tensor is frozen)."""
+    live = [t for t in tensors if t.requires_grad]
+    g = iter(torch.autograd.grad(obj, live, allow_unused=True, **kw)) if live else iter(())
+    out = []
+    for t in tensors:
+        gi = next(g) if t.requires_grad else None
+        out.append(torch.zeros_like(t) if gi is None else gi)
+    return out
+
+
+def phi_param_grads(net, x, s_a, s_b, beta_a, beta_b, y=None, phi_betas=None, x_grad=False):
     """−(1/(β_b − β_a)) mean_b [∂Φ/∂θ(x, s_b; β_b) − ∂Φ/∂θ(x, s_a; β_a)], both states in one Φ evaluation.
 
     phi_betas overrides the β inside Φ (the GDU check evaluates both states of one step at the same β).
-    Returns one tensor per parameter of net.parameters() (zeros where Φ does not depend on it).
+    Returns one tensor per parameter of net.parameters() (zeros where Φ does not depend on it). With x_grad, the
+    same difference taken with respect to the input is appended: the EP estimate of ∂L/∂x, per sample.
     """
     params = list(net.parameters())
     s = [torch.cat([a.detach(), b.detach()]) for a, b in zip(s_a, s_b)]
     c, beta = pair_weights(x, beta_a, beta_b, phi_betas)
     with torch.enable_grad():
-        obj = (c * net.phi(_repeat(x, 2), s, _repeat(y, 2), beta)).sum()
-        grads = torch.autograd.grad(obj, params, allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+        xx = _repeat(x.detach(), 2).requires_grad_(x_grad)
+        obj = (c * net.phi(xx, s, _repeat(y, 2), beta)).sum()
+        grads = _grads(obj, params + ([xx] if x_grad else []))
+    if x_grad:
+        gx = grads.pop()
+        grads.append(gx[:x.shape[0]] + gx[x.shape[0]:])
+    return grads
 
 
 def ep_param_grads(net, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None, phi_betas=None):
@@ -105,8 +121,14 @@ def ep_param_grads(net, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None, phi_be
     return phi_param_grads(net, x, s_a, s_b, beta_a, beta_b, y, phi_betas)
 
 
-def write_ep_grads(net, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None):
+def write_ep_grads(net, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None, x_graph=None):
+    """EP estimate written to .grad. x_graph: the input as computed, with its graph, by a differentiable block in
+    front of the network (net.front, e.g. an LCA layer whose dictionary learns from the classification signal):
+    the EP estimate of ∂L/∂x is backpropagated into that block (EP inside, backprop outside)."""
     _set_grads(net, ep_param_grads(net, x, s_a, s_b, beta_a, beta_b, y, s_free))
+    if x_graph is not None:
+        gx = phi_param_grads(net, x, s_a, s_b, beta_a, beta_b, y, x_grad=True)[-1]
+        x_graph.backward(gx)
 
 
 ESTIMATORS = ('one-sided', 'random-sign', 'symmetric')
@@ -121,6 +143,8 @@ def ep_step(net, x, y, beta, estimator='one-sided', T=None, K=None, generator=No
     """
     T = net.T if T is None else T
     K = net.Kmax if K is None else K
+    x = net.front(x)
+    x_graph, x = (x, x.detach()) if x.requires_grad else (None, x)
     with torch.no_grad():
         drive = net.drive(x)
         s_free = free_phase(net, x, T, drive=drive)
@@ -128,10 +152,10 @@ def ep_step(net, x, y, beta, estimator='one-sided', T=None, K=None, generator=No
         beta = beta if torch.rand((), generator=generator) < 0.5 else -beta
     if estimator == 'symmetric':
         s_pos, s_neg = nudged_phases(net, x, y, s_free, [beta, -beta], K, drive)
-        write_ep_grads(net, x, s_neg, s_pos, -beta, beta, y, s_free)
+        write_ep_grads(net, x, s_neg, s_pos, -beta, beta, y, s_free, x_graph)
     else:
         (s_beta,) = nudged_phases(net, x, y, s_free, [beta], K, drive)
-        write_ep_grads(net, x, s_free, s_beta, 0.0, beta, y, s_free)
+        write_ep_grads(net, x, s_free, s_beta, 0.0, beta, y, s_free, x_graph)
     return s_free
 
 
@@ -143,6 +167,8 @@ def cep_step(net, x, y, beta, optimizer, T, K, thirdphase=False, accumulate=Fals
     thirdphase: K free steps back towards s*, then K continual steps at −β. accumulate (--cep-debug): the per-step
     updates are summed and applied as one step at the end. Returns the free state s*.
     """
+    with torch.no_grad():
+        x = net.front(x)                                # a front block does not learn under CEP
     s_free = free_phase(net, x, T)
     s, acc = s_free, None
     phases = [(beta, True)] + ([(0.0, False), (-beta, True)] if thirdphase else [])
@@ -171,13 +197,16 @@ def cep_step(net, x, y, beta, optimizer, T, K, thirdphase=False, accumulate=Fals
 
 def _set_grads(net, grads):
     for p, g in zip(net.parameters(), grads):
-        p.grad = g
+        if p.requires_grad:
+            p.grad = g
 
 
 def bptt_step(net, x, y, T=None, K=None):
-    """Truncated BPTT: T − K free steps without graph, K steps with graph, L = mean_b ℓ(s_T) backpropagated."""
+    """Truncated BPTT: T − K free steps without graph, K steps with graph, L = mean_b ℓ(s_T) backpropagated
+    (through the constant input drive into net.front as well)."""
     T = net.T if T is None else T
     K = net.Kmax if K is None else K
+    x = net.front(x)                                    # its graph, if any, carries ∂L/∂x into the front block
     s = free_phase(net, x, T - K)
     drive = net.drive(x)
     s = relax(net, x, s, None, 0.0, K, drive)
@@ -219,17 +248,20 @@ def train(net, optimizer, batches, step, desc='train', hook=None, observe=None):
     return 100.0 * wrong.item() / max(seen, 1)
 
 
-def evaluate(net, batches, T=None):
-    """Test error (%) and mean ½||s_0 − y||² at the free equilibrium (T steps from zeros)."""
+def evaluate(net, batches, T=None, observe=None):
+    """Test error (%) and mean cost ℓ at the free equilibrium (T steps from zeros); observe(s, y, label), if given,
+    sees every batch."""
     net.eval()
     dev = next(net.parameters()).device
     wrong, loss, seen = torch.zeros((), device=dev), torch.zeros((), device=dev), 0
     with torch.no_grad():
         for x, label in batches:
-            s = free_phase(net, x, T)
+            s = free_phase(net, net.front(x), T)
             wrong += (net.output(s).argmax(1) != label).sum()
             loss += net.cost(s, net.target(label)).sum()
             seen += label.shape[0]
+            if observe is not None:
+                observe(s, net.target(label), label)
     return 100.0 * wrong.item() / max(seen, 1), loss.item() / max(seen, 1)
 
 
@@ -259,13 +291,12 @@ def _bptt_window(net, x, y, T, K):
         nT = [[] for _ in params]
         # θ-dependence of the cost itself (a readout outside the dynamics): counted with the last step
         c = net.cost([si.detach() for si in states[-1]], y).mean()
-        direct = torch.autograd.grad(c, params, allow_unused=True) if c.requires_grad else [None] * len(params)
+        direct = _grads(c, params) if c.requires_grad else [None] * len(params)
         for t in range(K):                                        # step producing s_{T−t}
             k = K - 1 - t
             out = net.stepper([si.detach() for si in states[k]], drive, None, 0.0)
-            g = torch.autograd.grad(out, params, grad_outputs=lam[k], allow_unused=True, retain_graph=True)
+            g = _grads(out, params, grad_outputs=lam[k], retain_graph=True)
             for p_i, (p, gi) in enumerate(zip(params, g)):
-                gi = torch.zeros_like(p) if gi is None else gi
                 if t == 0 and direct[p_i] is not None:
                     gi = gi + direct[p_i]
                 nT[p_i].append(gi)
@@ -303,6 +334,8 @@ def gdu_traces(net, x, y, T=None, K=None, beta=None):
     T = net.T if T is None else T
     K = net.Kmax if K is None else K
     beta = net.beta if beta is None else beta
+    with torch.no_grad():
+        x = net.front(x)
     s_T, nS, nT = _bptt_window(net, x, y, T, K)
     dS, dT = _ep_window(net, x, y, s_T, beta, K)
     names = [n for n, _ in net.named_parameters()]

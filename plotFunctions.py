@@ -2,9 +2,11 @@
 figure of that run as PNG (headless), and also shows them when a display exists.
 
 Reads what the run wrote: metrics.csv (training curves), gdu.pt / gdu_laborieux.pt + gdu_stats.csv (GDU traces),
-neural_activity.pt, receipe_summary.csv; in a binary-EP date folder, the S-*/results.csv of every run.
+neural_activity.pt, receipe_summary.csv; EPLCANet's dictionary.pt, dictlearn.csv, accuracy_vs_eps.csv, image_print.npz,
+corruptions.csv; in a binary-EP date folder, the S-*/results.csv of every run.
 Depends on matplotlib, pandas and torch only, so that the copy works outside the suite.
 """
+import math
 import os
 import re
 import sys
@@ -136,7 +138,7 @@ def plot_Hist(folder):
     return [_save(fig, folder, 'gdu_rmse.png')]
 
 
-def plot_acc(folder):
+def plot_acc(folder, name='train-test_acc.png'):
     """Laborieux et al. 2021: train and test accuracy vs epoch."""
     df = pd.read_csv(os.path.join(folder, 'metrics.csv'))
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -147,7 +149,7 @@ def plot_acc(folder):
     ax.set_title(f'best test accuracy {df["test_acc"].max():.2f} %')
     ax.grid(alpha=0.3)
     ax.legend()
-    return [_save(fig, folder, 'train-test_acc.png')]
+    return [_save(fig, folder, name)]
 
 
 def plot_neural_activity(folder):
@@ -285,6 +287,109 @@ def plot_binary(folder):
     return paths
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# EPLCANet: LCA metrics, dictionary, robustness
+
+def _train_test(df, col, ax, ylabel):
+    for split, style in (('train', 'o-'), ('test', 's--')):
+        if f'{split}_{col}' in df:
+            ax.plot(df['epoch'], df[f'{split}_{col}'], style, label=split)
+    ax.set_xlabel('epoch')
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+
+
+def plot_lca_metrics(folder):
+    """recon_error.png (mean squared error, and the signed mean of x̂ − D ∗ a the original logged) and
+    sparsity.png (fraction of non-zero LCA codes), train vs test, per epoch."""
+    df = pd.read_csv(os.path.join(folder, 'metrics.csv'))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    _train_test(df, 'recon_mse', axes[0], 'reconstruction error (MSE)')
+    _train_test(df, 'recon_mean', axes[1], 'mean signed residual')
+    paths = [_save(fig, folder, 'recon_error.png')]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    _train_test(df, 'sparsity', ax, 'fraction of active LCA units')
+    return paths + [_save(fig, folder, 'sparsity.png')]
+
+
+def feature_grid(weights, nrow=None):
+    """The dictionary as one image grid (features laid out in rows; each feature scaled to [0, 1])."""
+    F_, C, k, _ = weights.shape
+    nrow = nrow or int(math.ceil(math.sqrt(F_)))
+    ncol = int(math.ceil(F_ / nrow))
+    w = weights.detach().cpu()
+    lo = w.flatten(1).min(1)[0].view(-1, 1, 1, 1)
+    hi = w.flatten(1).max(1)[0].view(-1, 1, 1, 1)
+    w = (w - lo) / (hi - lo).clamp_min(1e-12)
+    grid = torch.ones(C, ncol * (k + 1) + 1, nrow * (k + 1) + 1)
+    for f in range(F_):
+        r, c = divmod(f, nrow)
+        grid[:, 1 + r * (k + 1): 1 + r * (k + 1) + k, 1 + c * (k + 1): 1 + c * (k + 1) + k] = w[f]
+    return grid
+
+
+def plot_dictionary(folder):
+    """The LCA dictionary as an image grid (lca_weights.png)."""
+    w = torch.load(os.path.join(folder, 'dictionary.pt'), weights_only=False)['weights']
+    grid = feature_grid(w)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.imshow(grid[0] if grid.shape[0] == 1 else grid.permute(1, 2, 0), cmap='gray')
+    ax.axis('off')
+    ax.set_title(f'{w.shape[0]} features {w.shape[-1]}×{w.shape[-1]}')
+    return [_save(fig, folder, 'lca_weights.png')]
+
+
+def plot_dictlearn(folder):
+    df = pd.read_csv(os.path.join(folder, 'dictlearn.csv'))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    for ax, col in zip(axes, ('recon_mse', 'sparsity', 'energy')):
+        ax.plot(df['epoch'], df[col], 'o-')
+        ax.set_xlabel('epoch')
+        ax.set_title(col)
+        ax.grid(alpha=0.3)
+    return [_save(fig, folder, 'dictlearn.png')]
+
+
+def plot_attack(folder):
+    """Clean and adversarial accuracy vs ε (log scale)."""
+    df = pd.read_csv(os.path.join(folder, 'accuracy_vs_eps.csv'))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.semilogx(df['eps'], df['adv_acc'], 'o-', label='adversarial')
+    ax.semilogx(df['eps'], df['clean_acc'], 'k--', label='clean')
+    ax.set_xlabel(f'ε (L{df["norm"].iloc[0]})')
+    ax.set_ylabel('accuracy (%)')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return [_save(fig, folder, 'accuracy_vs_eps.png')]
+
+
+def plot_image_print(folder):
+    d = np.load(os.path.join(folder, 'image_print.npz'))
+    imgs = d['images']
+    fig, axes = plt.subplots(1, len(imgs), figsize=(2.2 * len(imgs), 2.6))
+    for ax, img, e, p in zip(axes, imgs, d['eps'], d['predictions']):
+        ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0), cmap='gray', vmin=0, vmax=1)
+        ax.set_title(f'ε {e:g}: predicted {p}')
+        ax.axis('off')
+    fig.suptitle(f'label {int(d["label"])}')
+    return [_save(fig, folder, 'image_print.png')]
+
+
+def plot_corruptions(folder):
+    df = pd.read_csv(os.path.join(folder, 'corruptions.csv'))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, g in df.groupby('corruption'):
+        ax.plot(g['severity'], g['accuracy'], alpha=0.4)
+    mean = df.groupby('severity')['accuracy'].mean()
+    ax.plot(mean.index, mean.values, 'ko-', lw=2, label='mean over corruptions')
+    ax.set_xlabel('severity')
+    ax.set_ylabel('accuracy (%)')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return [_save(fig, folder, 'corruptions.png')]
+
+
 def plot_folder(folder='.', show=False):
     """Draw every figure whose data the folder holds; returns the PNG paths."""
     paths = []
@@ -292,7 +397,12 @@ def plot_folder(folder='.', show=False):
         paths += plot_binary(folder)
     if os.path.exists(os.path.join(folder, 'metrics.csv')):
         cols = pd.read_csv(os.path.join(folder, 'metrics.csv'), nrows=1).columns
-        paths += plot_results(folder) if 'method' in cols else plot_acc(folder)
+        if 'method' in cols:
+            paths += plot_results(folder)
+        elif 'train_sparsity' in cols:
+            paths += plot_acc(folder, 'accuracy.png') + plot_lca_metrics(folder)
+        else:
+            paths += plot_acc(folder)
     if os.path.exists(os.path.join(folder, 'neural_activity.pt')):
         paths += plot_neural_activity(folder)
     if os.path.exists(os.path.join(folder, 'gdu_laborieux.pt')):
@@ -304,6 +414,11 @@ def plot_folder(folder='.', show=False):
         paths += plot_Hist(folder)
     if os.path.exists(os.path.join(folder, 'receipe_summary.csv')):
         paths += plot_receipe(folder)
+    for name, draw in (('dictionary.pt', plot_dictionary), ('dictlearn.csv', plot_dictlearn),
+                       ('accuracy_vs_eps.csv', plot_attack), ('image_print.npz', plot_image_print),
+                       ('corruptions.csv', plot_corruptions)):
+        if os.path.exists(os.path.join(folder, name)):
+            paths += draw(folder)
     if show:
         plt.show()
     plt.close('all')

@@ -83,6 +83,16 @@ def save(obj, path):
     _atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
+def save_npy(path, array):
+    """numpy array → .npy, atomically."""
+    import numpy as np
+
+    def w(tmp):
+        with open(tmp, 'wb') as f:
+            np.save(f, array)
+    _atomic(path, w)
+
+
 def write_hyperparameters(folder, argv, items, header=None, name='hyperparameters.txt'):
     """hyperparameters.txt: the full command line first, then '- key: value' lines."""
     lines = [command_line(argv)]

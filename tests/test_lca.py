@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from lca import LCAConv2D, feature_grid, times_active_by_feature
+from lca import LCAConv2D, times_active_by_feature
+from plotFunctions import feature_grid
 
 
 def test_identity_dictionary_codes_a_sparse_input_as_itself():

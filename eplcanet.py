@@ -1,0 +1,480 @@
+"""EPLCANet (jrego1/EPLCANet, 2024): Laborieux-style EP networks with an LCA sparse-coding front end, dictionary
+learning, and adversarial robustness. Both generations of that code run from their own command lines:
+
+- C1 (`--model EPLCACNN`, flags --n_feats --lca_lambda --tau --eta --lca_iters --dict_loss recon|class|combo):
+  the LCA features are --channels[0], its kernel/stride --kernels[0]/--strides[0] ("valid" padding), no feedback
+  into the sparse layer.
+- C2 (`--model LCACNN`, flags --lca_feats --lca_tau --lca_eta --lca_ksize --lca_stride --dict_training
+  pretrained|finetune|learn --scale_feedback): LCA features --lca_feats ("same" padding), then --channels; the
+  sparse layer receives feedback scaled by --scale_feedback. `--dict_training ''` with `--model CNN` is the plain RCNN.
+
+Dictionary learning signals: recon = the LCA's own update (D.3) after every mini-batch; class = the EP (or BPTT)
+estimate of ∂L/∂a backpropagated through the unrolled LCA into D, with learning rate --lrs[0]; combo = both.
+Actions beyond Laborieux's train/evaluate/gducheck: attack (white-box PGD), hsj-attack (the original's name for its
+score-based Square attack), advtrain, image-print, corruptions (CIFAR-10-C), baseline, dictlearn (dictionary
+pre-training, the cifar_dictlearning procedure). The attacks are in attacks.py, the model in netLCANet.py.
+"""
+import math
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+import attacks
+import data
+import laborieux2021 as lab
+import netFunctions as nf
+import plotFunctions
+import results
+from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
+from lca import LCAConv2D
+from netLCANet import LCANet
+
+NAME = 'eplcanet'
+MODELS = ('EPLCACNN', 'LCACNN')
+ATTACKS = ('attack', 'hsj-attack', 'image-print', 'corruptions', 'baseline')
+ACTIONS = ATTACKS + ('advtrain', 'dictlearn')
+DICT_TRAINING = ('pretrained', 'finetune', 'learn')
+
+
+def add_args(parser):
+    g = parser.add_argument_group('EPLCANet (LCA front end, dictionary learning, adversarial robustness); with '
+                                  "Laborieux et al. 2021's flags")
+    g.add_argument('--n_feats', type=int, default=784, help='C1: input channels of the plain CNN (unused otherwise)')
+    g.add_argument('--lca_feats', type=int, default=784, help='C2: LCA dictionary features (= sparse-layer channels)')
+    g.add_argument('--lca_lambda', type=float, default=0.25, help='LCA threshold λ')
+    g.add_argument('--tau', '--lca_tau', dest='tau', type=float, default=100.0, help='LCA time constant τ')
+    g.add_argument('--eta', '--lca_eta', dest='eta', type=float, default=0.001,
+                   help='learning rate η of the LCA dictionary update (recon)')
+    g.add_argument('--lca_stride', type=int, default=None, help='LCA stride (C2, default 1; C1: --strides[0])')
+    g.add_argument('--lca_ksize', type=int, default=None, help='LCA kernel size (C2, default 7; C1: --kernels[0])')
+    g.add_argument('--lca_iters', type=int, default=600,
+                   help='LCA iterations (C1: per EP step of the free phase, i.e. T1 × lca_iters in all; C2: once)')
+    g.add_argument('--dict_loss', default=None, choices=['recon', 'class', 'combo'],
+                   help='dictionary learning signal (default recon for EPLCACNN)')
+    g.add_argument('--dict_training', default='no_lca', choices=['', 'no_lca'] + list(DICT_TRAINING),
+                   help="C2: pretrained (fixed), finetune (pretrained + recon), learn (random + recon); '' = plain CNN")
+    g.add_argument('--dictionary', default=None,
+                   help='dictionary file of --todo dictlearn (dictionary.pt) for pretrained / finetune')
+    g.add_argument('--scale_feedback', type=float, default=1.0,
+                   help='C2: scale γ of the feedback into the sparse layer (1: exact gradient dynamics of Φ)')
+    g.add_argument('--eps', type=float, default=0.05, help='L2 radius of the PGD examples of --todo advtrain')
+    g.add_argument('--image-print', type=int, default=0, help='accepted (the original switch of --todo image-print)')
+    g.add_argument('--attack-step', type=int, default=29, help='dynamics steps of the BPTT input gradient')
+    g.add_argument('--predict-step', type=int, default=30, help='free steps of a prediction under attack')
+    g.add_argument('--train-attack-step', type=int, default=10, help='BPTT steps of the advtrain PGD gradient')
+    g.add_argument('--attack-norm', type=int, default=2, help='2 (L2) or 100 (L∞)')
+    g.add_argument('--attack-samples', type=int, default=None, help='attack only the first N test images')
+    g.add_argument('--attack-iters', type=int, default=20, help='PGD iterations')
+    g.add_argument('--queries', type=int, default=1000, help='Square attack queries')
+
+
+FLAGS = {'--n_feats', '--lca_feats', '--lca_lambda', '--tau', '--lca_tau', '--eta', '--lca_eta', '--lca_stride',
+         '--lca_ksize', '--lca_iters', '--dict_loss', '--dict_training', '--dictionary', '--scale_feedback', '--eps',
+         '--image-print', '--attack-step', '--predict-step', '--train-attack-step', '--attack-norm',
+         '--attack-samples', '--attack-iters', '--queries'}
+
+LCA_ARCH = ('lca', 'full_channels', 'feedback_scale', 'dict_class', 'dict_recon', 'dict_training', 'dict_loss')
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Arguments
+
+def _need(args, flag, n, letters=False):
+    """--flag must index n synapses; extra entries (the published commands have some) are dropped."""
+    v = getattr(args, flag)
+    if len(v) < n:
+        raise UsageError(f'--{flag} has {len(v)} values but the network needs {n} (one per synapse from the sparse '
+                         f'layer up, the first one for the LCA)')
+    setattr(args, flag, v[:n])
+    if letters and set(v[:n]) - set('mai'):
+        raise UsageError(f"--pools '{v}': letters among m (max), a (average), i (identity)")
+
+
+def lca_config(args):
+    """The LCA layer and the sparse-layer network of a C1 (EPLCACNN) or C2 (LCACNN) command."""
+    c1 = args.model == 'EPLCACNN'
+    if c1:
+        F_ = args.channels[0]
+        full = list(args.channels)
+        k = args.lca_ksize or args.kernels[0]
+        stride = args.lca_stride or args.strides[0]
+        pad, iters, gamma = 'valid', args.T1 * args.lca_iters, 0.0
+        loss = args.dict_loss or 'recon'
+        init = 'random'
+    else:
+        if args.dict_training not in DICT_TRAINING:
+            raise UsageError(f"--dict_training '{args.dict_training}': --model LCACNN needs pretrained, finetune or "
+                             f"learn (--dict_training '' is the plain network: --model CNN)")
+        F_ = args.lca_feats
+        full = [F_] + list(args.channels)
+        k, stride = args.lca_ksize or 7, args.lca_stride or 1
+        pad, iters, gamma = 'same', args.lca_iters, args.scale_feedback
+        loss = args.dict_loss or ('' if args.dict_training == 'pretrained' else 'recon')
+        init = 'random' if args.dict_training == 'learn' else 'pretrained'
+    if len(full) < 2 or full[0] != full[1]:
+        raise UsageError(f'the sparse-copy layer must have as many channels as the LCA has features: got '
+                         f'{full[0]} features and channels {full[1:]} ('
+                         + ('--channels F F …' if c1 else '--lca_feats F with --channels F …') + ')')
+    args.full_channels = full
+    args.lca = dict(out_neurons=F_, kernel_size=k, stride=stride, lambda_=args.lca_lambda, tau=args.tau,
+                    eta=args.eta, lca_iters=iters, pad=pad)
+    args.feedback_scale, args.dict_init = gamma, init
+    args.dict_class, args.dict_recon = loss in ('class', 'combo'), loss in ('recon', 'combo')
+    return full
+
+
+def check_args(args):
+    apply_defaults(args, lab.DEFAULTS)
+    if args.action == 'dictlearn':
+        return check_dictlearn(args)
+    if args.load_path and args.action not in ('train', 'advtrain') and os.path.isdir(args.load_path):
+        lab.adopt_arch(args, args.load_path)
+    if args.dict_training in DICT_TRAINING and args.model != 'LCACNN':
+        raise UsageError(f'--dict_training {args.dict_training} is for --model LCACNN')
+    if args.model in MODELS:
+        full = lca_config(args)
+        n = len(full) - 1                                  # synapses below the fully connected part
+        for flag in ('kernels', 'strides', 'paddings'):
+            _need(args, flag, n)
+        _need(args, 'pools', n, letters=True)
+        args.n_syn = n + len(args.fc)
+        if args.action in ('train', 'advtrain'):
+            _need(args, 'lrs', args.n_syn)
+        if args.wds is not None:
+            _need(args, 'wds', args.n_syn)
+        args.extra_arch = LCA_ARCH
+    if args.action in ATTACKS and not args.load_path and not args.dry_run:
+        raise UsageError(f'--todo {args.action} needs --load-path <run folder> (with its model.pt)')
+    if args.eps <= 0:
+        raise UsageError(f'--eps {args.eps}: the adversarial training radius must be positive')
+    lab.check_args(args, lab.ACTIONS + ACTIONS)
+    args.norm = attacks.parse_norm(args.attack_norm)
+    if args.attack_norm not in (2, 100):
+        raise UsageError(f'--attack-norm {args.attack_norm}: 2 (L2) or 100 (L∞)')
+    if args.dry_run:
+        args.predict_step, args.attack_step = dry_cap(args.predict_step, args.attack_step)
+        args.train_attack_step = min(args.train_attack_step, 2)
+        args.attack_iters, args.queries = min(args.attack_iters, 2), min(args.queries, 3)
+        args.attack_samples = min(args.attack_samples or 8, 8)
+        if args.model in MODELS:
+            args.lca['lca_iters'] = min(args.lca['lca_iters'], 5)
+
+
+def check_dictlearn(args):
+    task = (args.dataset or args.task).lower()
+    if task not in lab.TASKS:
+        raise UsageError(f'--task {args.task}: choose MNIST, CIFAR10 or mnist5k')
+    args.data_name = lab.TASKS[task]
+    if args.dry_run:
+        args.epochs, args.mbs, args.lca_iters = 1, min(args.mbs, 16), min(args.lca_iters, 5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model
+
+def build(args, in_shape):
+    if args.model not in MODELS:
+        return lab.build_model(args, in_shape)
+    try:
+        model = LCANet(in_shape[-1], in_shape[0], args.lca, args.full_channels, args.kernels, args.strides,
+                       args.paddings, args.pools, args.fc, args.T1, args.T2, args.betas[1], args.act, args.loss,
+                       args.softmax, args.feedback_scale, args.dict_class)
+    except ValueError as e:
+        raise UsageError(f'--channels/--kernels/--paddings/--lca_*: {e}')
+    if args.dict_init == 'pretrained' and not args.load_path:
+        load_dictionary(args, model.lca)
+    return model
+
+
+def load_dictionary(args, lca):
+    path = args.dictionary
+    if not path or not os.path.isfile(path):
+        if args.dry_run:
+            say(f'dry run: no dictionary file (--dictionary {path}); using a random dictionary')
+            return
+        raise UsageError(f'--dict_training {args.dict_training} needs --dictionary <dictionary.pt> (made by '
+                         f'--todo dictlearn); got {path}')
+    w = torch.load(path, weights_only=False)['weights']
+    try:
+        lca.assign_weight_values(w)
+    except ValueError as e:
+        raise UsageError(f'--dictionary {path}: {e}; match --lca_feats/--lca_ksize and the input channels')
+
+
+def load_weights(args, model):
+    if args.load_path:
+        model.load_state_dict(torch.load(os.path.join(args.load_path, 'model.pt'), weights_only=False)['model'])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training: dictionary updates, LCA metrics, adversarial batches
+
+class LCAExtension(lab.Extension):
+    """Adds to Laborieux's loop: the LCA's own dictionary update (recon), the LCA metrics of every epoch (sparsity =
+    fraction of non-zero codes; reconstruction error as a mean squared error and, as the original logged it, the
+    signed mean of x̂ − D ∗ a), and, for --todo advtrain, the replacement of every batch by its PGD-L2 version."""
+
+    def __init__(self, args, model, clf=None):
+        self.model, self.args, self.clf = model, args, clf
+        self.lca = model.lca if isinstance(model, LCANet) else None
+        self.sums = {}
+        self.items = []
+        if self.lca is not None:
+            self.items += [('lca', args.lca), ('sparse layers', args.full_channels),
+                           ('feedback scale', args.feedback_scale), ('dictionary init', args.dict_init),
+                           ('dictionary learns by', args.dict_loss or ('recon' if args.dict_recon else 'nothing')),
+                           ('dictionary file', args.dictionary)]
+        if clf is not None:
+            self.items += [('adversarial training eps (L2)', args.eps),
+                           ('adversarial gradient steps', args.train_attack_step)]
+
+    def prepare(self, x, y):
+        if self.clf is None:
+            return x
+        label = y.argmax(1)
+        x01 = self.clf.denormalize(x)
+        xa = attacks.pgd(self.clf, x01, label, self.args.eps, 2, self.args.attack_iters)
+        self._add('adv', 'replaced', (xa != x01).flatten(1).any(1).to(x).mean())
+        return self.clf.normalize(xa)
+
+    def after_step(self, s):
+        if self.lca is not None and self.args.dict_recon:
+            self.lca.update_weights(*self.model.lca_stats)
+        return s
+
+    def _add(self, split, key, value):
+        tot = self.sums.setdefault((split, key), [0.0, 0])
+        tot[0], tot[1] = tot[0] + value, tot[1] + 1
+
+    def observe(self, train):
+        if self.lca is None:
+            return None
+        split = 'train' if train else 'test'
+
+        def record(s, y, label):
+            a, err = self.model.lca_stats
+            self._add(split, 'sparsity', (a != 0).to(err).mean())
+            self._add(split, 'recon_mse', (err ** 2).mean())
+            self._add(split, 'recon_mean', err.mean())
+        return record
+
+    def epoch_row(self):
+        row = {f'{split}_{key}' if split != 'adv' else 'adv_replaced': float(v / n)
+               for (split, key), (v, n) in self.sums.items()}
+        self.sums = {}
+        return row
+
+    def save(self, folder):
+        if self.lca is not None:
+            results.save({'weights': self.lca.get_weights().cpu(), 'lca': self.args.lca},
+                         os.path.join(folder, 'dictionary.pt'))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Actions
+
+def run(args, argv):
+    check_args(args)
+    device = pick_device(args.device)
+    seed = seed_everything(args.seed)
+    if args.action == 'dictlearn':
+        return dictlearn_action(args, argv, device, seed)
+    xtr, ytr = lab.load_split(args, True) if args.action in ('train', 'advtrain', 'gducheck', 'evaluate') \
+        else (None, None)
+    xte, yte = lab.load_split(args, False) if args.action != 'gducheck' else (None, None)
+    shape = tuple((xtr if xtr is not None else xte).shape[1:])
+    model = build(args, shape).to(device)
+    if args.scale is not None:
+        lab.rescale(model, args.scale)
+    if args.action == 'gducheck':
+        return lab.gducheck_action(args, argv, model, xtr, ytr, device, seed)
+    if args.action == 'evaluate':
+        return lab.evaluate_action(args, model, xtr, ytr, xte, yte, device)
+    if args.action == 'train':
+        return lab.train_action(args, argv, model, xtr, ytr, xte, yte, device, seed, LCAExtension(args, model))
+    if args.action == 'advtrain':
+        if args.load_path:                                # adversarial fine-tuning of a trained run, new folder
+            load_weights(args, model)
+            args.load_path = ''
+        clf = attacks.Classifier(model, *norm_stats(args), predict_steps=100, attack_steps=args.train_attack_step)
+        return lab.train_action(args, argv, model, xtr, ytr, xte, yte, device, seed,
+                                LCAExtension(args, model, clf))
+    load_weights(args, model)
+    clf = attacks.Classifier(model, *norm_stats(args), predict_steps=args.predict_step, attack_steps=args.attack_step)
+    return attack_action(args, argv, model, clf, xte, yte, device, seed)
+
+
+def norm_stats(args):
+    """(mean, std) of the data normalisation, which moves inside the classifier: attacks work on [0, 1] images."""
+    return (data.CIFAR_MEAN, lab.CIFAR_STD) if args.data_name == 'cifar10' else (None, None)
+
+
+def attack_folder(args, argv, device, seed, items):
+    now = time.localtime()
+    folder = results.claim_dir(os.path.join(args.results_dir, args.action, time.strftime('%Y-%m-%d', now),
+                                            time.strftime('%H-%M-%S', now)))
+    results.write_hyperparameters(folder, argv, [('model folder', args.load_path or 'fresh network (dry run)'),
+                                                 ('model', args.model), ('task', args.data_name),
+                                                 ('predict steps', args.predict_step),
+                                                 ('attack (BPTT) steps', args.attack_step), ('seed', seed),
+                                                 ('device', device)] + items)
+    results.copy_plot_script(folder)
+    say(f'results: {folder}')
+    return folder
+
+
+def test_set(args, clf, xte, yte, device):
+    """The attacked test images in [0, 1] (the first --attack-samples), with labels, on the device."""
+    n = len(xte) if args.attack_samples is None else min(args.attack_samples, len(xte))
+    return clf.denormalize(xte[:n].to(device)), yte[:n].to(device)
+
+
+def batched(x, y, bs):
+    for i in range(0, len(x), bs):
+        yield x[i:i + bs], y[i:i + bs]
+
+
+def attack_action(args, argv, model, clf, xte, yte, device, seed):
+    model.eval()
+    norm_name = 'inf' if args.norm == math.inf else '2'
+    tag = f'Norm_{norm_name}_'
+    items = [('attack', args.action), ('norm', norm_name), ('PGD iterations', args.attack_iters),
+             ('Square queries', args.queries), ('samples', args.attack_samples)]
+    folder = attack_folder(args, argv, device, seed, items)
+    x, label = test_set(args, clf, xte, yte, device)
+    bs = 16 if args.dry_run else 100
+    if args.action == 'baseline':
+        logits = torch.cat([clf.logits(xb) for xb, _ in batched(x, label, bs)])
+        for name, arr in (('Images', x), ('Labels', label), ('Logits', logits)):
+            results.save_npy(os.path.join(folder, f'Original_{name}.npy'), arr.cpu().numpy())
+        say(f'clean accuracy {(logits.argmax(1) == label).double().mean().item() * 100:.2f} %')
+        return folder
+    if args.action == 'corruptions':
+        return corruptions(args, clf, folder, device, bs)
+    if args.action == 'image-print':
+        return image_print(args, clf, x, label, folder)
+    gen = torch.Generator().manual_seed(seed)
+    white = args.action == 'attack'
+    grid = attacks.eps_grid(args.norm) if white else attacks.eps_grid(args.norm)[3:]
+    prefix = 'White_' if white else 'Square_'
+    rows = []
+    clean = sum((clf.logits(xb).argmax(1) == yb).sum().item() for xb, yb in batched(x, label, bs)) / len(x) * 100
+    for eps in grid:
+        advs, probs = [], []
+        for xb, yb in nf.progress(list(batched(x, label, bs)), f'eps {eps:.3g}'):
+            xa = attacks.pgd(clf, xb, yb, eps, args.norm, args.attack_iters) if white else \
+                attacks.square(clf, xb, yb, eps, args.norm, args.queries, generator=gen)
+            advs.append(xa)
+            probs.append(torch.softmax(clf.logits(xa), 1))
+        adv, prob = torch.cat(advs), torch.cat(probs)
+        acc = (prob.argmax(1) == label).double().mean().item() * 100
+        rows.append(dict(norm=norm_name, eps=eps, clean_acc=clean, adv_acc=acc))
+        say(f'eps {eps:.4g}: clean {clean:.2f} %, adversarial {acc:.2f} %')
+        stem = f'{prefix}{tag}Adversarial_%s_Eps_{int(1000 * eps)}_Attack_T_{args.attack_step}_' \
+               f'Predict_T_{args.predict_step}.npy'
+        for name, arr in (('Images', adv), ('Labels', label), ('Confidence', prob)):
+            results.save_npy(os.path.join(folder, stem % name), arr.cpu().numpy())
+        table = pd.DataFrame(rows)
+        results.write_csv(os.path.join(folder, 'accuracy_vs_eps.csv'), table)
+        results.write_text(os.path.join(folder, f'{prefix}{tag}Adversarial_Accuracy_Attack_T_{args.attack_step}_'
+                                                f'Predict_T_{args.predict_step}.txt'),
+                           table[['eps', 'clean_acc', 'adv_acc']].to_string(index=False) + '\n')
+    plotFunctions.plot_folder(folder)
+    return folder
+
+
+def image_print(args, clf, x, label, folder):
+    """One image (Test_Image.pt of the model folder when present, else the first test image) attacked with PGD at
+    ε ∈ {0.5, 1, 2, 3, 7}; arrays in image_print.npz, figure image_print.png."""
+    path = os.path.join(args.load_path or '', 'Test_Image.pt')
+    if args.load_path and os.path.isfile(path):
+        img = torch.load(path, weights_only=False)
+        img = (img[0] if isinstance(img, (tuple, list)) else img).to(x)
+        img = img.view(1, *x.shape[1:])
+        lbl = clf.logits(img).argmax(1)
+    else:
+        img, lbl = x[:1], label[:1]
+    eps = [0.5, 1.0, 2.0, 3.0, 7.0]
+    advs = [attacks.pgd(clf, img, lbl, e, args.norm, args.attack_iters) for e in eps]
+    preds = [clf.logits(a).argmax(1).item() for a in [img] + advs]
+    np.savez(os.path.join(folder, 'image_print.npz'), eps=np.array([0.0] + eps), label=lbl.item(),
+             images=torch.cat([img] + advs).cpu().numpy(), predictions=np.array(preds))
+    plotFunctions.plot_folder(folder)
+    return folder
+
+
+def corruptions(args, clf, folder, device, bs):
+    """CIFAR-10-C: accuracy per corruption and severity (each file holds 5 severities × N images, uint8 NHWC)."""
+    root = os.path.join(args.data_root, 'CIFAR-10-C')
+    labels_path = os.path.join(root, 'labels.npy')
+    if not os.path.isfile(labels_path):
+        raise UsageError(f'--todo corruptions: no {labels_path}; put the CIFAR-10-C .npy files in '
+                         f'<--data-root>/CIFAR-10-C/')
+    labels = torch.from_numpy(np.load(labels_path)).long()
+    rows = []
+    names = sorted(f[:-4] for f in os.listdir(root) if f.endswith('.npy') and f != 'labels.npy')
+    for name in nf.progress(names, 'corruptions'):
+        imgs = np.load(os.path.join(root, name + '.npy'))
+        n = len(imgs) // 5
+        for sev in range(5):
+            sl = slice(sev * n, sev * n + min(n, args.attack_samples or n))
+            x = torch.from_numpy(imgs[sl]).permute(0, 3, 1, 2).to(device, torch.float32) / 255
+            y = labels[sl].to(device)
+            correct = sum((clf.logits(xb).argmax(1) == yb).sum().item() for xb, yb in batched(x, y, bs))
+            rows.append(dict(corruption=name, severity=sev + 1, accuracy=100 * correct / len(x)))
+        results.write_csv(os.path.join(folder, 'corruptions.csv'), pd.DataFrame(rows))
+    table = pd.DataFrame(rows)
+    results.write_text(os.path.join(folder, 'Corruption_Accuracy.txt'), table.to_string(index=False) + '\n')
+    plotFunctions.plot_folder(folder)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Dictionary pre-training (C2's cifar_dictlearning.py)
+
+def dictlearn_action(args, argv, device, seed):
+    """LCA dictionary learning alone: a random half of the training set (indices saved in train_indices.npy),
+    the built-in update (D.3) after every mini-batch, λ raised by 0.1 every epochs//7 epochs; dictionary.pt,
+    dictlearn.csv (λ, reconstruction MSE, sparsity, energy per epoch) and lca_weights.png every epoch."""
+    x, y = lab.load_split(args, True)
+    lca = LCAConv2D(args.lca_feats, x.shape[1], args.lca_ksize or 7, args.lca_stride or 1, args.lca_lambda, args.tau,
+                    args.eta, args.lca_iters).to(device)
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(x), generator=gen)[:len(x) // 2]
+    now = time.localtime()
+    folder = results.claim_dir(os.path.join(args.results_dir, 'dictlearn', time.strftime('%Y-%m-%d', now),
+                                            time.strftime('%H-%M-%S', now)))
+    results.write_hyperparameters(folder, argv, [('task', args.data_name), ('features', args.lca_feats),
+                                                 ('kernel', lca.k), ('stride', lca.stride), ('lambda', lca.lambda_),
+                                                 ('tau', lca.tau), ('eta', lca.eta), ('iterations', lca.lca_iters),
+                                                 ('minibatch size', args.mbs), ('epochs', args.epochs),
+                                                 ('seed', seed), ('device', device)])
+    results.copy_plot_script(folder)
+    results.save_npy(os.path.join(folder, 'train_indices.npy'), idx.numpy())
+    say(f'results: {folder}')
+    aug = data.augment if (args.data_aug and args.data_name == 'cifar10') else None
+    train_b = data.Batches(x[idx], y[idx], args.mbs, shuffle=True, device=device, generator=gen, transform=aug,
+                           max_batches=1 if args.dry_run else None)
+    every, history = max(args.epochs // 7, 1), []
+    for epoch in range(1, args.epochs + 1):
+        tot = torch.zeros(3, device=device, dtype=torch.float64)
+        for xb, _ in nf.progress(train_b, f'dictlearn {epoch}'):
+            xb = lca.preprocess(xb)
+            with torch.no_grad():
+                a, _, err, _ = lca.encode(xb)
+                lca.update_weights(a, err)
+            tot += torch.stack([(err ** 2).mean(), (a != 0).to(err).mean(), lca.energy(xb, a).mean()]).double()
+        mse, sparsity, energy = (tot / len(train_b)).tolist()
+        history.append(dict(epoch=epoch, lambda_=lca.lambda_, recon_mse=mse, sparsity=sparsity, energy=energy))
+        results.write_csv(os.path.join(folder, 'dictlearn.csv'), pd.DataFrame(history))
+        results.save({'weights': lca.get_weights().cpu(), 'lca': dict(out_neurons=lca.F, kernel_size=lca.k,
+                                                                       stride=lca.stride, lambda_=lca.lambda_)},
+                     os.path.join(folder, 'dictionary.pt'))
+        say(f'epoch {epoch}: λ {lca.lambda_:.2f}, reconstruction MSE {mse:.4f}, active {sparsity:.4f}')
+        if epoch % every == 0:
+            lca.lambda_ += 0.1
+    plotFunctions.plot_folder(folder)
+    return folder

@@ -1,0 +1,84 @@
+"""EPLCANet (J. Rego, 2024; a fork of Laborieux et al. 2021): an LCA sparse-coding layer in front of a recurrent
+ConvNet trained by EP. Both generations of that code are one class here:
+
+    x ──LCA──▶ a = argmin_a ½||x̂ − D ∗ a||² + λ||a||₁          (lca.py; x̂ = x standardised per sample)
+    s_0 ← σ(P_0(a) + γ · feedback from s_1)                      (the sparse-copy layer, a neuron layer of the net)
+    s_k ← σ(P_k(W_k ⋆ s_{k−1}) + b_k + feedback from s_{k+1})    (as P_CNN), softmax readout on the last layer
+
+with the primitive  Φ = ⟨P_0(a), s_0⟩ + Σ_{k≥1} ⟨P_k(W_k ⋆ s_{k−1}) + b_k, s_k⟩ + … − β ℓ  (γ = 1).
+
+- C1 (`--model EPLCACNN`): no feedback into the sparse layer (γ = 0); the original ran `lca_iters` LCA iterations
+  per EP step, warm-started; the code at the end of its free phase is the code after T1 × lca_iters iterations,
+  which is what is computed here once per mini-batch (the original kept integrating the LCA during the nudged
+  phase, so s_0 moved between the phases for a reason unrelated to the nudge: a bias of the EP estimate).
+- C2 (`--model LCACNN`): feedback into the sparse layer (γ = --scale_feedback, 1 by default: then the dynamics is
+  the gradient of Φ and EP is exact); lca_iters iterations once per mini-batch.
+
+The LCA code a is constant during the phases, so it is the network's input: `front(x)` computes it, and the
+engine treats it as x. When the dictionary learns from the classification signal (dict_loss class/combo) D
+requires grad, a carries the graph of the unrolled LCA, and the engine backpropagates its EP estimate of ∂L/∂a
+into D (BPTT backpropagates its own ∂L/∂a).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lca import LCAConv2D
+from netLaborieux import P_CNN
+
+
+class Copy(nn.Module):
+    """Synapse 0 of the sparse-copy layer: P_0(a), no parameters (its adjoint is never needed: nothing below)."""
+
+    def __init__(self, pool):
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, a):
+        if self.pool == 'm':
+            return F.max_pool2d(a, 2, 2), None
+        if self.pool == 'a':
+            return F.avg_pool2d(a, 2, 2), None
+        return a, None
+
+
+class LCANet(P_CNN):
+    """lca: dict of LCAConv2D arguments (out_neurons = features F, in_neurons, kernel_size, stride, lambda_, tau,
+    eta, lca_iters, pad). channels = [c_0, c_1, …]: c_0 the sparse-copy layer (= F), then the conv layers; kernels,
+    strides, paddings, pools are indexed by synapse (entry 0 is the LCA's in C1 and is ignored here, except
+    pools[0], the pooling P_0 of the code)."""
+
+    def __init__(self, in_size, in_channels, lca, channels, kernels, strides, paddings, pools, fc, T1, T2, beta, act,
+                 loss='cel', softmax=True, feedback_scale=1.0, dict_class=False):
+        lca_layer = LCAConv2D(in_neurons=in_channels, **lca)
+        code = lca_layer.code_size(in_size)
+        if channels[0] != lca_layer.F or channels[1] != lca_layer.F:
+            raise ValueError(f'the sparse-copy layer has {channels[0]} channels but the LCA has {lca_layer.F} '
+                             f'features')
+        super().__init__(code, lca_layer.F, channels[1:], [1] + list(kernels[1:]), [1] + list(strides[1:]),
+                         [0] + list(paddings[1:]), pools, fc, T1, T2, beta, act, loss=loss, softmax=softmax)
+        self.synapses[0] = Copy(pools[0])
+        self.lca = lca_layer
+        self.lca.weights.requires_grad_(dict_class)
+        self.feedback_scale = float(feedback_scale)
+        self.lca_stats = None
+
+    def feedback(self, k, s, fwd):
+        fb = super().feedback(k, s, fwd)
+        return fb if k > 0 or self.feedback_scale == 1.0 else self.feedback_scale * fb
+
+    def front(self, x):
+        """The LCA code of x (the network's input). Keeps (acts, recon error) of the last call for the built-in
+        dictionary update and the metrics. The dictionary is renormalised first while training (the original
+        renormalised it before every mini-batch: a classification step moves it off the unit sphere)."""
+        if self.training:
+            self.lca.normalize_weights()
+        a, _, err, _ = self.lca(x)
+        self.lca_stats = (a.detach(), err.detach())
+        return a
+
+    def lr_groups(self, lrs, wds=None):
+        """Group 0 (the parameter-less copy synapse in the original) holds the dictionary when it learns by class."""
+        groups = super().lr_groups(lrs, wds)
+        groups[0]['params'] = [self.lca.weights] if self.lca.weights.requires_grad else []
+        return [g for g in groups if g['params']]
