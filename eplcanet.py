@@ -14,6 +14,7 @@ Actions beyond Laborieux's train/evaluate/gducheck: attack (white-box PGD), hsj-
 score-based Square attack), advtrain, image-print, corruptions (CIFAR-10-C), baseline, dictlearn (dictionary
 pre-training, the cifar_dictlearning procedure). The attacks are in attacks.py, the model in netLCANet.py.
 """
+import glob
 import math
 import os
 import time
@@ -52,12 +53,15 @@ def add_args(parser):
     g.add_argument('--lca_ksize', type=int, default=None, help='LCA kernel size (C2, default 7; C1: --kernels[0])')
     g.add_argument('--lca_iters', type=int, default=600,
                    help='LCA iterations (C1: per EP step of the free phase, i.e. T1 × lca_iters in all; C2: once)')
+    g.add_argument('--lca_grad_iters', type=int, default=50,
+                   help='last LCA iterations through which ∂L/∂a reaches D or the input (class/combo, attacks)')
     g.add_argument('--dict_loss', default=None, choices=['recon', 'class', 'combo'],
                    help='dictionary learning signal (default recon for EPLCACNN)')
     g.add_argument('--dict_training', default='no_lca', choices=['', 'no_lca'] + list(DICT_TRAINING),
                    help="C2: pretrained (fixed), finetune (pretrained + recon), learn (random + recon); '' = plain CNN")
     g.add_argument('--dictionary', default=None,
-                   help='dictionary file of --todo dictlearn (dictionary.pt) for pretrained / finetune')
+                   help='dictionary file (dictionary.pt of --todo dictlearn) for pretrained / finetune; default: the '
+                        'newest <results-dir>/dictlearn/*/*/dictionary.pt')
     g.add_argument('--scale_feedback', type=float, default=1.0,
                    help='C2: scale γ of the feedback into the sparse layer (1: exact gradient dynamics of Φ)')
     g.add_argument('--eps', type=float, default=0.05, help='L2 radius of the PGD examples of --todo advtrain')
@@ -71,7 +75,7 @@ def add_args(parser):
     g.add_argument('--queries', type=int, default=1000, help='Square attack queries')
 
 
-FLAGS = {'--n_feats', '--lca_feats', '--lca_lambda', '--tau', '--lca_tau', '--eta', '--lca_eta', '--lca_stride',
+FLAGS = {'--n_feats', '--lca_feats', '--lca_grad_iters', '--lca_lambda', '--tau', '--lca_tau', '--eta', '--lca_eta', '--lca_stride',
          '--lca_ksize', '--lca_iters', '--dict_loss', '--dict_training', '--dictionary', '--scale_feedback', '--eps',
          '--image-print', '--attack-step', '--predict-step', '--train-attack-step', '--attack-norm',
          '--attack-samples', '--attack-iters', '--queries'}
@@ -146,8 +150,18 @@ def check_args(args):
         if args.wds is not None:
             _need(args, 'wds', args.n_syn)
         args.extra_arch = LCA_ARCH
+        if args.same_update:
+            say('note: --same-update is for the asymmetric models; ignored by the EPLCANet models')
+            args.same_update = False
+    elif args.model in ('CNN', 'VFCNN'):                     # the C2 commands give extra pools / weight decays
+        _need(args, 'pools', len(args.channels), letters=True)
+        if args.wds is not None:
+            _need(args, 'wds', len(args.channels) + len(args.fc))
     if args.action in ATTACKS and not args.load_path and not args.dry_run:
         raise UsageError(f'--todo {args.action} needs --load-path <run folder> (with its model.pt)')
+    if args.action == 'corruptions' and not os.path.isfile(os.path.join(args.data_root, 'CIFAR-10-C', 'labels.npy')):
+        raise UsageError(f'--todo corruptions: no {os.path.join(args.data_root, "CIFAR-10-C", "labels.npy")}; put '
+                         f'the CIFAR-10-C .npy files in <--data-root>/CIFAR-10-C/')
     if args.eps <= 0:
         raise UsageError(f'--eps {args.eps}: the adversarial training radius must be positive')
     lab.check_args(args, lab.ACTIONS + ACTIONS)
@@ -186,11 +200,12 @@ def build(args, in_shape):
         raise UsageError(f'--channels/--kernels/--paddings/--lca_*: {e}')
     if args.dict_init == 'pretrained' and not args.load_path:
         load_dictionary(args, model.lca)
+    model.lca.grad_iters = args.lca_grad_iters
     return model
 
 
 def load_dictionary(args, lca):
-    path = args.dictionary
+    path = args.dictionary or newest_dictionary(args.results_dir)
     if not path or not os.path.isfile(path):
         if args.dry_run:
             say(f'dry run: no dictionary file (--dictionary {path}); using a random dictionary')
@@ -202,6 +217,13 @@ def load_dictionary(args, lca):
         lca.assign_weight_values(w)
     except ValueError as e:
         raise UsageError(f'--dictionary {path}: {e}; match --lca_feats/--lca_ksize and the input channels')
+    say(f'dictionary: {path}')
+    args.dictionary = path
+
+
+def newest_dictionary(results_dir):
+    found = glob.glob(os.path.join(results_dir, 'dictlearn', '*', '*', 'dictionary.pt'))
+    return max(found, key=os.path.getmtime) if found else None
 
 
 def load_weights(args, model):
@@ -287,8 +309,8 @@ def run(args, argv):
     xte, yte = lab.load_split(args, False) if args.action != 'gducheck' else (None, None)
     shape = tuple((xtr if xtr is not None else xte).shape[1:])
     model = build(args, shape).to(device)
-    if args.scale is not None:
-        lab.rescale(model, args.scale)
+    if args.scale is not None:                             # the dictionary keeps unit-norm features
+        lab.rescale(model.synapses if isinstance(model, LCANet) else model, args.scale)
     if args.action == 'gducheck':
         return lab.gducheck_action(args, argv, model, xtr, ytr, device, seed)
     if args.action == 'evaluate':
@@ -409,11 +431,7 @@ def image_print(args, clf, x, label, folder):
 def corruptions(args, clf, folder, device, bs):
     """CIFAR-10-C: accuracy per corruption and severity (each file holds 5 severities × N images, uint8 NHWC)."""
     root = os.path.join(args.data_root, 'CIFAR-10-C')
-    labels_path = os.path.join(root, 'labels.npy')
-    if not os.path.isfile(labels_path):
-        raise UsageError(f'--todo corruptions: no {labels_path}; put the CIFAR-10-C .npy files in '
-                         f'<--data-root>/CIFAR-10-C/')
-    labels = torch.from_numpy(np.load(labels_path)).long()
+    labels = torch.from_numpy(np.load(os.path.join(root, 'labels.npy'))).long()
     rows = []
     names = sorted(f[:-4] for f in os.listdir(root) if f.endswith('.npy') and f != 'labels.npy')
     for name in nf.progress(names, 'corruptions'):

@@ -30,6 +30,7 @@ class LCAConv2D(nn.Module):
         self.padding = kernel_size // 2 if pad == 'same' else 0
         self.nonneg, self.transfer_func = nonneg, transfer_func
         self.input_zero_mean, self.input_unit_var, self.d_update_clip = input_zero_mean, input_unit_var, d_update_clip
+        self.grad_iters = None
         w = torch.empty(out_neurons, in_neurons, kernel_size, kernel_size)
         nn.init.trunc_normal_(w)
         self.weights = nn.Parameter(w, requires_grad=False)
@@ -90,15 +91,26 @@ class LCAConv2D(nn.Module):
         return self.drive(self.reconstruct(a, size)) - a
 
     def encode(self, x, initial_states=None, iters=None):
-        """Runs LCA; returns (acts, recon, recon_error, states). x is already preprocessed."""
+        """Runs LCA; returns (acts, recon, recon_error, states). x is already preprocessed.
+
+        When a gradient is wanted (D or x requires grad), only the last `grad_iters` iterations keep their graph
+        (None: all): the earlier ones are a warm start, as the free phase before a truncated BPTT window."""
+        n = self.lca_iters if iters is None else iters
         b = self.drive(x)
         u = torch.zeros_like(b) if initial_states is None else initial_states.detach().clone()
-        for _ in range(self.lca_iters if iters is None else iters):
-            a = self.transfer(u)
-            u = u + (b - u - self.inhibition(a, x.shape)) / self.tau
+        free = 0 if self.grad_iters is None else max(n - self.grad_iters, 0)
+        with torch.no_grad():
+            for _ in range(free):
+                u = self.step(u, b.detach(), x.shape)
+        for _ in range(n - free):
+            u = self.step(u, b, x.shape)
         a = self.transfer(u)
         recon = self.reconstruct(a, x.shape)
         return a, recon, x - recon, u
+
+    def step(self, u, b, size):
+        """u ← u + (1/τ)(b − u − (DᵀD − I) T_λ(u))."""
+        return u + (b - u - self.inhibition(self.transfer(u), size)) / self.tau
 
     def forward(self, x, initial_states=None):
         return self.encode(self.preprocess(x), initial_states)

@@ -334,7 +334,7 @@ def plot_dictionary(folder):
     w = torch.load(os.path.join(folder, 'dictionary.pt'), weights_only=False)['weights']
     grid = feature_grid(w)
     fig, ax = plt.subplots(figsize=(6, 6))
-    ax.imshow(grid[0] if grid.shape[0] == 1 else grid.permute(1, 2, 0), cmap='gray')
+    ax.imshow((grid[0] if grid.shape[0] == 1 else grid.permute(1, 2, 0)).numpy(), cmap='gray')
     ax.axis('off')
     ax.set_title(f'{w.shape[0]} features {w.shape[-1]}×{w.shape[-1]}')
     return [_save(fig, folder, 'lca_weights.png')]

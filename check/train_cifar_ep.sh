@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# EPLCANet (C1) on CIFAR-10 with symmetric EP; the dictionary learns by reconstruction and classification (combo).
+python main.py --model EPLCACNN --task CIFAR10 --data-aug --channels 128 128 256 512 512 --kernels 3 3 3 3 --pools immmm --strides 1 1 1 1 --paddings 0 1 1 1 0 --fc 10 --optim sgd --lrs 0.001 0.15 0.1 0.08 0.05 --wds 3e-4 3e-4 3e-4 3e-4 3e-4 --mmt 0.9 --lr-decay --epochs 120 --act my_hard_sig --T1 250 --T2 30 --mbs 128 --alg EP --betas 0.0 1.0 --thirdphase --same-update --loss cel --softmax --save --lca_lambda 0.25 --tau 200 --lca_iters 1 --device 3 --dict_loss combo --seed 2
