@@ -65,7 +65,8 @@ def add_args(parser):
     g.add_argument('--scale_feedback', type=float, default=1.0,
                    help='C2: scale γ of the feedback into the sparse layer (1: exact gradient dynamics of Φ)')
     g.add_argument('--eps', type=float, default=0.05, help='L2 radius of the PGD examples of --todo advtrain')
-    g.add_argument('--image-print', type=int, default=0, help='accepted (the original switch of --todo image-print)')
+    g.add_argument('--image-print', type=int, default=0,
+                   help='with --todo attack: 0 attacks the test set, otherwise one image (as --todo image-print)')
     g.add_argument('--attack-step', type=int, default=29, help='dynamics steps of the BPTT input gradient')
     g.add_argument('--predict-step', type=int, default=30, help='free steps of a prediction under attack')
     g.add_argument('--train-attack-step', type=int, default=10, help='BPTT steps of the advtrain PGD gradient')
@@ -376,7 +377,7 @@ def attack_action(args, argv, model, clf, xte, yte, device, seed):
         return folder
     if args.action == 'corruptions':
         return corruptions(args, clf, folder, device, bs)
-    if args.action == 'image-print':
+    if args.action == 'image-print' or args.image_print:
         return image_print(args, clf, x, label, folder)
     gen = torch.Generator().manual_seed(seed)
     white = args.action == 'attack'
