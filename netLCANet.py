@@ -44,20 +44,34 @@ class Copy(nn.Module):
 
 class LCANet(P_CNN):
     """lca: dict of LCAConv2D arguments (out_neurons = features F, in_neurons, kernel_size, stride, lambda_, tau,
-    eta, lca_iters, pad). channels = [c_0, c_1, …]: c_0 the sparse-copy layer (= F), then the conv layers; kernels,
-    strides, paddings, pools are indexed by synapse (entry 0 is the LCA's in C1 and is ignored here, except
-    pools[0], the pooling P_0 of the code)."""
+    eta, lca_iters, pad). channels = [c_0, c_1, …]: c_0 = c_1 = F (the LCA features and the sparse-copy layer), then
+    the conv layers; kernels, strides, paddings, pools are indexed by synapse (entry 0 is the LCA's in C1 and is
+    ignored here, except pools[0], the pooling P_0 of the code).
+
+    With feedback_scale γ = 0 nothing flows back into the sparse layer: s_0 = σ(P_0(a)) is then a feed-forward
+    layer, computed in `front` with the LCA, and the energy-based part starts at the first conv layer (with s_0 as its
+    input, EP estimates ∂L/∂s_0 from the feedback it would receive, and backprop carries it through σ, P_0 and the
+    LCA into D)."""
 
     def __init__(self, in_size, in_channels, lca, channels, kernels, strides, paddings, pools, fc, T1, T2, beta, act,
                  loss='cel', softmax=True, feedback_scale=1.0, dict_class=False):
         lca_layer = LCAConv2D(in_neurons=in_channels, **lca)
         code = lca_layer.code_size(in_size)
         if channels[0] != lca_layer.F or channels[1] != lca_layer.F:
-            raise ValueError(f'the sparse-copy layer has {channels[0]} channels but the LCA has {lca_layer.F} '
+            raise ValueError(f'the sparse-copy layer has {channels[1]} channels but the LCA has {lca_layer.F} '
                              f'features')
-        super().__init__(code, lca_layer.F, channels[1:], [1] + list(kernels[1:]), [1] + list(strides[1:]),
-                         [0] + list(paddings[1:]), pools, fc, T1, T2, beta, act, loss=loss, softmax=softmax)
-        self.synapses[0] = Copy(pools[0])
+        in_front = float(feedback_scale) == 0.0
+        if in_front:
+            if len(channels) < 3:
+                raise ValueError('without feedback into the sparse layer, a conv layer must follow it')
+            size = code // 2 if pools[0] in 'ma' else code
+            super().__init__(size, lca_layer.F, channels[2:], kernels[1:], strides[1:], paddings[1:], pools[1:], fc,
+                             T1, T2, beta, act, loss=loss, softmax=softmax)
+        else:
+            super().__init__(code, lca_layer.F, channels[1:], [1] + list(kernels[1:]), [1] + list(strides[1:]),
+                             [0] + list(paddings[1:]), pools, fc, T1, T2, beta, act, loss=loss, softmax=softmax)
+            self.synapses[0] = Copy(pools[0])
+        self.copy = Copy(pools[0]) if in_front else None
         self.lca = lca_layer
         self.lca.weights.requires_grad_(dict_class)
         self.feedback_scale = float(feedback_scale)
@@ -68,17 +82,23 @@ class LCANet(P_CNN):
         return fb if k > 0 or self.feedback_scale == 1.0 else self.feedback_scale * fb
 
     def front(self, x):
-        """The LCA code of x (the network's input). Keeps (acts, recon error) of the last call for the built-in
-        dictionary update and the metrics. The dictionary is renormalised first while training (the original
-        renormalised it before every mini-batch: a classification step moves it off the unit sphere)."""
+        """The network's input: the LCA code a of x, or σ(P_0(a)) when the sparse layer is feed-forward. Keeps
+        (acts, recon error) of the last call for the built-in dictionary update and the metrics. The dictionary is
+        renormalised first while training (the original renormalised it before every mini-batch: a classification
+        step moves it off the unit sphere)."""
         if self.training:
             self.lca.normalize_weights()
         a, _, err, _ = self.lca(x)
         self.lca_stats = (a.detach(), err.detach())
-        return a
+        return a if self.copy is None else self.act.rho(self.copy(a)[0])
 
     def lr_groups(self, lrs, wds=None):
-        """Group 0 (the parameter-less copy synapse in the original) holds the dictionary when it learns by class."""
-        groups = super().lr_groups(lrs, wds)
-        groups[0]['params'] = [self.lca.weights] if self.lca.weights.requires_grad else []
-        return [g for g in groups if g['params']]
+        """lrs[0] (and wds[0]) belong to the dictionary, which is in the optimiser only when it learns by class."""
+        if self.copy is not None:
+            groups = super().lr_groups(lrs[1:], wds[1:] if wds else None)
+        else:
+            groups = [g for g in super().lr_groups(lrs, wds)[1:]]       # group 0: the parameter-less copy
+        if self.lca.weights.requires_grad:
+            groups.insert(0, {'params': [self.lca.weights], 'lr': lrs[0],
+                              'weight_decay': wds[0] if wds else 0.0})
+        return groups

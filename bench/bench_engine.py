@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import netFunctions as nf                                   # noqa: E402
 from netClasses import EPcont, EPdisc, convEP              # noqa: E402
 from netLaborieux import P_CNN, P_MLP                      # noqa: E402
+from netLCANet import LCANet                               # noqa: E402
 
 
 @dataclass
@@ -56,6 +57,11 @@ CONFIGS = [
     Config('L-CIFAR', lambda T=250, K=30: P_CNN(32, 3, [128, 256, 512, 512], [3, 3, 3, 3], [1, 1, 1, 1], [1, 1, 1, 0],
                                                 'mmmm', [10], T, K, 0.5, 'my_hard_sig'),
            (3, 32, 32), [0.25, 0.15, 0.1, 0.08, 0.05], batch=4, quick={'T': 10, 'K': 4}),
+    # EPLCANet, check/train_mnist_eplcanet.sh: the LCA (T1 × 1 iterations, once per mini-batch) is common to both
+    Config('LCA-MNIST', lambda T=30, K=10: LCANet(
+        28, 1, dict(out_neurons=32, kernel_size=5, stride=1, lambda_=0.25, tau=200.0, eta=1e-3, lca_iters=T,
+                    pad='valid'), [32, 32, 64], [5, 5], [1, 1], [0, 0], 'im', [10], T, K, 0.1, 'mysig', 'cel', True,
+        0.0), (1, 28, 28), [1e-5, 8e-6], batch=50, quick={'T': 10, 'K': 4}),
 ]
 
 
@@ -67,6 +73,7 @@ def engine_grads(net, x, y):
 
 def oracle_grads(net, x, y):
     with torch.no_grad():
+        x = net.front(x)                               # the LCA code of EPLCANet (identity for the other nets)
         s_free = nf.relax_autograd(net, x, net.init_state(x.shape[0]), None, 0.0, net.T)
     (s_beta,) = nf.nudged_phases(net, x, y, s_free, [net.beta], net.Kmax, relax_fn=nf.relax_autograd)
     for p, g in zip(net.parameters(), nf.phi_param_grads(net, x, s_free, s_beta, 0.0, net.beta, y)):

@@ -40,10 +40,12 @@ def test_closed_form_step_is_the_gradient_of_phi():
         assert torch.allclose(f, o, atol=1e-12)
 
 
-def test_ep_dictionary_gradient_equals_bptt():
+@pytest.mark.parametrize('gamma', [1.0, 0.5, 0.0])
+def test_ep_dictionary_gradient_equals_bptt(gamma):
     """EP inside the network, backprop through the unrolled LCA: the symmetric EP estimate of ∂L/∂D (and of every
-    synapse) equals BPTT's when the network has converged and β is small."""
-    net = small_net()
+    synapse) equals BPTT's when the network has converged and β is small. γ = 0.5 is not a gradient system (the
+    feedback into the sparse layer is scaled): the estimate then only points the same way."""
+    net = small_net(gamma)
     x, y = batch()
     nf.bptt_step(net, x, y, 100, 100)
     bptt = {n: p.grad.clone() for n, p in net.named_parameters()}
@@ -51,17 +53,18 @@ def test_ep_dictionary_gradient_equals_bptt():
     nf.ep_step(net, x, y, 1e-3, 'symmetric', 100, 100)
     for n, p in net.named_parameters():
         rel = ((p.grad - bptt[n]).norm() / bptt[n].norm()).item()
-        assert rel < 1e-4, (n, rel)
+        cos = ((p.grad * bptt[n]).sum() / (p.grad.norm() * bptt[n].norm())).item()
+        assert (rel < 1e-4) if gamma in (0.0, 1.0) else (cos > 0.95), (n, rel, cos)
     assert bptt['lca.weights'].norm() > 1e-3
 
 
-def test_without_feedback_the_sparse_layer_is_a_copy_of_the_code():
-    net = small_net(gamma=0.0)
+def test_without_feedback_the_sparse_layer_is_feed_forward():
+    net = small_net(gamma=0.0).eval()
     x, _ = batch()
     with torch.no_grad():
-        a = net.front(x)
-        s = nf.free_phase(net, a, 30)
-    assert torch.allclose(s[0], net.act.rho(a))
+        code = net.lca(x)[0]
+        assert torch.allclose(net.front(x), net.act.rho(code), rtol=1e-12)
+    assert len(net.state_shapes()) == 1                    # the conv layer only: the readout is outside
 
 
 def test_lca_gradient_window():
