@@ -61,7 +61,7 @@ CONFIGS = [
     Config('LCA-MNIST', lambda T=30, K=10: LCANet(
         28, 1, dict(out_neurons=32, kernel_size=5, stride=1, lambda_=0.25, tau=200.0, eta=1e-3, lca_iters=T,
                     pad='valid'), [32, 32, 64], [5, 5], [1, 1], [0, 0], 'im', [10], T, K, 0.1, 'mysig', 'cel', True,
-        0.0), (1, 28, 28), [1e-5, 8e-6], batch=50, quick={'T': 10, 'K': 4}),
+        0.0), (1, 28, 28), [1e-4, 1e-5, 8e-6], batch=50, quick={'T': 10, 'K': 4}),
 ]
 
 
@@ -77,7 +77,8 @@ def oracle_grads(net, x, y):
         s_free = nf.relax_autograd(net, x, net.init_state(x.shape[0]), None, 0.0, net.T)
     (s_beta,) = nf.nudged_phases(net, x, y, s_free, [net.beta], net.Kmax, relax_fn=nf.relax_autograd)
     for p, g in zip(net.parameters(), nf.phi_param_grads(net, x, s_free, s_beta, 0.0, net.beta, y)):
-        p.grad = g
+        if p.requires_grad:
+            p.grad = g
 
 
 def train_step(grads_fn, net, opt, x, y):
@@ -92,7 +93,7 @@ def grad_diff(net, x, y):
     for fn in (engine_grads, oracle_grads):
         net.zero_grad(set_to_none=True)
         fn(net, x, y)
-        out.append([p.grad.clone() for p in net.parameters()])
+        out.append([p.grad.clone() for p in net.parameters() if p.requires_grad])
     net.zero_grad(set_to_none=True)
     diff = max((a - b).abs().max().item() for a, b in zip(*out))
     return diff, max(a.abs().max().item() for a in out[0])
