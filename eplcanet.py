@@ -81,7 +81,9 @@ FLAGS = {'--n_feats', '--lca_feats', '--lca_grad_iters', '--lca_lambda', '--tau'
          '--image-print', '--attack-step', '--predict-step', '--train-attack-step', '--attack-norm',
          '--attack-samples', '--attack-iters', '--queries'}
 
-LCA_ARCH = ('lca', 'full_channels', 'feedback_scale', 'dict_class', 'dict_recon', 'dict_training', 'dict_loss')
+# saved beside the weights: the flags (so that evaluate / attack commands need not repeat them) and what they resolved to
+LCA_ARCH = ('lca_feats', 'lca_lambda', 'tau', 'eta', 'lca_stride', 'lca_ksize', 'lca_iters', 'scale_feedback',
+            'dict_training', 'dict_loss', 'lca', 'full_channels', 'feedback_scale', 'dict_class', 'dict_recon')
 
 
 # ---------------------------------------------------------------------------------------------------------------

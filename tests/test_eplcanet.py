@@ -223,6 +223,10 @@ def test_dictionary_learning_then_pretrained_and_finetuned(tmp_path):
         assert code == 0
         w = torch.load(os.path.join(run, 'final_model.pt'))['model']['lca.weights']
         assert torch.allclose(w, D, atol=1e-6) == same, mode
+    # an attack on the saved run needs none of its LCA flags
+    code, _ = run_main(['--todo', 'attack', '--load-path', run, '--task', 'mnist5k', '--dry-run',
+                        '--results-dir', str(tmp_path)])
+    assert code == 0
 
 
 def test_corruptions_on_cifar10c_files(tmp_path):
