@@ -19,7 +19,6 @@ engine treats it as x. When the dictionary learns from the classification signal
 requires grad, a carries the graph of the unrolled LCA, and the engine backpropagates its EP estimate of ∂L/∂a
 into D (BPTT backpropagates its own ∂L/∂a).
 """
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -78,8 +77,9 @@ class LCANet(P_CNN):
         self.lca_stats = None
 
     def feedback(self, k, s, fwd):
+        """γ scales only what reaches the sparse layer (neuron layer 0 when it is one, i.e. γ ≠ 0)."""
         fb = super().feedback(k, s, fwd)
-        return fb if k > 0 or self.feedback_scale == 1.0 else self.feedback_scale * fb
+        return fb if k > 0 or self.copy is not None or self.feedback_scale == 1.0 else self.feedback_scale * fb
 
     def front(self, x):
         """The network's input: the LCA code a of x, or σ(P_0(a)) when the sparse layer is feed-forward. Keeps

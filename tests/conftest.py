@@ -41,3 +41,18 @@ def run_main(argv):
         return 0, main.main(argv)
     except SystemExit as e:
         return e.code, None
+
+
+def assert_resume_equals_uninterrupted(base, tmp_path):
+    """`base` trained 2 epochs in one run equals 1 epoch then a resumed epoch (--load-path): same folder reused,
+    bit-identical weights, same test accuracies."""
+    _, full = run_main(base + ['--epochs', '2', '--results-dir', str(tmp_path / 'a')])
+    _, part = run_main(base + ['--epochs', '1', '--results-dir', str(tmp_path / 'b')])
+    _, resumed = run_main(base + ['--epochs', '1', '--load-path', part, '--results-dir', str(tmp_path / 'b')])
+    assert resumed == part
+    a = torch.load(os.path.join(full, 'checkpoint.tar'), weights_only=False)
+    b = torch.load(os.path.join(part, 'checkpoint.tar'), weights_only=False)
+    assert a['epoch'] == b['epoch'] == 2
+    for k in a['model']:
+        assert torch.equal(a['model'][k], b['model'][k]), k
+    assert [r['test_acc'] for r in a['history']] == [r['test_acc'] for r in b['history']]

@@ -9,16 +9,17 @@ import torch
 
 import attacks
 import netFunctions as nf
-from conftest import redraw, run_main
+from conftest import assert_resume_equals_uninterrupted, redraw, run_main
 from netLCANet import LCANet
 
 LCA = dict(out_neurons=6, kernel_size=5, stride=1, lambda_=0.1, tau=10.0, eta=0.01, lca_iters=40, pad='valid')
 
 
-def small_net(gamma=1.0, dict_class=True, pools='ia'):
+def small_net(gamma=1.0, dict_class=True, pools='iaa'):
+    """LCA (6 features) → sparse layer → two conv layers → readout: every layer receives feedback."""
     torch.manual_seed(0)
-    return LCANet(16, 1, LCA, [6, 6, 8], [5, 3], [1, 1], [0, 1], pools, [10], 60, 20, 0.01, 'tanh', 'cel', True,
-                  gamma, dict_class).double()
+    return LCANet(16, 1, LCA, [6, 6, 8, 8], [5, 3, 3], [1, 1, 1], [0, 1, 1], pools, [10], 60, 20, 0.01, 'tanh', 'cel',
+                  True, gamma, dict_class).double()
 
 
 def batch(n=4):
@@ -28,7 +29,7 @@ def batch(n=4):
 
 
 def test_closed_form_step_is_the_gradient_of_phi():
-    net = small_net(pools='mm')
+    net = small_net(pools='imm')
     x, y = batch()
     with torch.no_grad():
         a = net.front(x)
@@ -64,7 +65,7 @@ def test_without_feedback_the_sparse_layer_is_feed_forward():
     with torch.no_grad():
         code = net.lca(x)[0]
         assert torch.allclose(net.front(x), net.act.rho(code), rtol=1e-12)
-    assert len(net.state_shapes()) == 1                    # the conv layer only: the readout is outside
+    assert len(net.state_shapes()) == 2                    # the conv layers only: the readout is outside
 
 
 def test_lca_gradient_window():
@@ -191,16 +192,7 @@ def test_resume_equals_uninterrupted(tmp_path):
                                           '--T1', '5', '--T2', '2', '--mbs', '400', '--softmax', '--loss', 'cel',
                                           '--seed', '3', '--lca_iters', '1', '--random-sign', '--dict_loss', 'combo',
                                           '--eta', '0.01']
-    _, full = run_main(base + ['--epochs', '2', '--results-dir', str(tmp_path / 'a')])
-    _, part = run_main(base + ['--epochs', '1', '--results-dir', str(tmp_path / 'b')])
-    _, resumed = run_main(base + ['--epochs', '1', '--load-path', part])
-    assert resumed == part
-    a = torch.load(os.path.join(full, 'checkpoint.tar'), weights_only=False)
-    b = torch.load(os.path.join(part, 'checkpoint.tar'), weights_only=False)
-    assert a['epoch'] == b['epoch'] == 2
-    for k in a['model']:
-        assert torch.equal(a['model'][k], b['model'][k]), k
-    assert [r['test_acc'] for r in a['history']] == [r['test_acc'] for r in b['history']]
+    assert_resume_equals_uninterrupted(base, tmp_path)
 
 
 def test_dictionary_learning_then_pretrained_and_finetuned(tmp_path):

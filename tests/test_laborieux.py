@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import netFunctions as nf
-from conftest import redraw, run_main
+from conftest import assert_resume_equals_uninterrupted, redraw, run_main
 from netLaborieux import P_CNN, P_MLP
 
 NETS = {
@@ -154,16 +154,7 @@ def test_cep_learns(tmp_path):
 def test_resume_equals_uninterrupted(tmp_path):
     base = MLP + ['--betas', '0.0', '0.1', '--random-sign', '--optim', 'sgd', '--mmt', '0.9', '--lr-decay',
                   '--lrs', '0.05', '0.02', '--T1', '10', '--T2', '4']
-    _, full = run_main(base + ['--epochs', '2', '--results-dir', str(tmp_path / 'a')])
-    _, part = run_main(base + ['--epochs', '1', '--results-dir', str(tmp_path / 'b')])
-    _, resumed = run_main(base + ['--epochs', '1', '--load-path', part, '--results-dir', str(tmp_path / 'b')])
-    assert resumed == part
-    a = torch.load(os.path.join(full, 'checkpoint.tar'), weights_only=False)
-    b = torch.load(os.path.join(part, 'checkpoint.tar'), weights_only=False)
-    assert a['epoch'] == b['epoch'] == 2
-    for k in a['model']:
-        assert torch.equal(a['model'][k], b['model'][k]), k
-    assert [r['test_acc'] for r in a['history']] == [r['test_acc'] for r in b['history']]
+    assert_resume_equals_uninterrupted(base, tmp_path)
 
 
 def test_evaluate_appends_and_gducheck_writes(tmp_path):
