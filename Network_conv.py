@@ -8,7 +8,7 @@ convList is given deepest first, input channels last (e.g. 64 32 1); layersList 
 """
 import torch
 
-from Network_fc import BINARY_ACTIVATIONS, BinaryNeurons, Network_fc_bin_W, binarize_
+from Network_fc import BINARY_ACTIVATIONS, BinaryLayer, BinaryNeurons, Network_fc_bin_W, binarize_
 from netClasses import convEP
 
 
@@ -33,8 +33,10 @@ class Network_conv_bin_W(convEP):
     target = Network_fc_bin_W.target
 
     def binary_layers(self):
-        fc = [(m.weight, m.bias, self.alpha_fc[k], False, 1.0) for k, m in enumerate(self.fc)]
-        conv = [(m.weight, m.bias, getattr(self, f'alpha_conv_{k}'), True, 1.0) for k, m in enumerate(self.conv)]
+        """Classifier layers then conv layers; every layer flips on ≥ τ, as the original conv nets."""
+        fc = [BinaryLayer(m.weight, m.bias, self.alpha_fc[k], False, 1.0, True) for k, m in enumerate(self.fc)]
+        conv = [BinaryLayer(m.weight, m.bias, getattr(self, f'alpha_conv_{k}'), True, 1.0, True)
+                for k, m in enumerate(self.conv)]
         return fc + conv
 
 

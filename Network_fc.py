@@ -10,7 +10,8 @@ Flip rule (per weight layer l, ΔW_l = −ĝ_l the EP (or BPTT) descent directio
     W_ij ← −W_ij  where  −sign(W_ij) m_ij > τ_l       (m opposes the weight and |m| exceeds the threshold)
 Biases: b ← b + lrBias ΔEP_b (SGD). Scaling factors (learnAlpha): α_l ← α_l + lrAlpha_l Δα_l, W_l ← α_l sign(W_l),
 with Δα_l = ½ ⟨W_l, ΔW_l⟩ for fc layers (the code's ½ c Σ_n s_lᵀ W_l s_{l+1} difference) and ⟨W_k, ΔW_k⟩ per output
-channel k for conv layers.
+channel k for conv layers, W_l taken before the step's flips (as the original). The conv nets flip on ≥ τ, the fc
+nets on > τ (as the original).
 """
 import math
 
@@ -47,13 +48,28 @@ def binarize_(weight, per_channel=False):
     return alpha
 
 
+class BinaryLayer(tuple):
+    """One weight layer for the optimiser: the 5-tuple (weight, bias, alpha, per_channel, alpha_factor), plus the
+    attribute `inclusive`: flip when −sign(W) m ≥ τ (the original conv nets) rather than > τ (its fc nets)."""
+
+    def __new__(cls, weight, bias, alpha, per_channel, alpha_factor, inclusive=False):
+        layer = super().__new__(cls, (weight, bias, alpha, per_channel, alpha_factor))
+        layer.inclusive = inclusive
+        return layer
+
+
 class BinaryOptimizer:
     """The flip rule above, as an optimiser: `step()` reads the gradient estimates in .grad (EP or BPTT, gradient
-    sign) of the binary weights and of the biases. Counts the flips of every weight layer since `reset_flips()`."""
+    sign) of the binary weights and of the biases. Counts the flips of every weight layer since `reset_flips()`.
+
+    Order within a step, as the original's updateWeight: Δα is computed from the weights *before* this step's
+    flips (Δα_l = factor ⟨W_l, ΔW_l⟩, per output channel for conv layers), then the weights flip, the biases move,
+    and α_l ← α_l + lrAlpha_l Δα_l rescales the flipped weights, W_l ← α_l sign(W_l)."""
 
     def __init__(self, layers, lr_bias, gammas, thresholds, lr_alpha=None, learn_alpha=False):
-        """layers: list of (weight, bias, alpha, per_channel, alpha_factor); one entry per weight layer."""
+        """layers: list of (weight, bias, alpha, per_channel, alpha_factor) (or BinaryLayer); one per weight layer."""
         self.layers = layers
+        self.inclusive = [getattr(layer, 'inclusive', False) for layer in layers]
         self.lr_bias, self.gammas, self.thresholds = list(lr_bias), list(gammas), list(thresholds)
         self.lr_alpha = list(lr_alpha or [0.0] * len(layers))
         self.learn_alpha = learn_alpha
@@ -82,20 +98,23 @@ class BinaryOptimizer:
         for k, (w, b, alpha, per_channel, factor) in enumerate(self.layers):
             if w.grad is None:
                 continue
+            learn_alpha = self.learn_alpha and self.lr_alpha[k] != 0
+            if learn_alpha:                                  # from the weights before the flips (ΔW = −grad)
+                w_dW = (w * w.grad).neg_()
+                d_alpha = w_dW.flatten(1).sum(1).view_as(alpha) if per_channel else w_dW.sum()
             g = self.gammas[k]
             m = self.momentum[k]
             if m is None:                                    # ΔW = −grad
                 m = self.momentum[k] = w.grad.mul(-g)
             else:
                 m.mul_(1 - g).add_(w.grad, alpha=-g)
-            flip = torch.sign(w).mul_(m) < -self.thresholds[k]
+            opposed = torch.sign(w).mul_(m)
+            flip = opposed <= -self.thresholds[k] if self.inclusive[k] else opposed < -self.thresholds[k]
             self._flips[k] = self._flips[k] + flip.sum()
             w.mul_(flip.to(w.dtype).mul_(-2).add_(1))
             if b is not None and b.grad is not None:
                 b.add_(b.grad, alpha=-self.lr_bias[k])
-            if self.learn_alpha and self.lr_alpha[k] != 0:
-                w_dW = (w * w.grad).neg_()
-                d_alpha = w_dW.flatten(1).sum(1).view_as(alpha) if per_channel else w_dW.sum()
+            if learn_alpha:
                 alpha.copy_((alpha + self.lr_alpha[k] * factor * d_alpha).clamp_min(1e-8))
                 w.copy_(alpha * torch.sign(w))
 
@@ -137,7 +156,7 @@ class Network_fc_bin_W(EPdisc):
         return y.repeat_interleave(self.expand_output, 1)
 
     def binary_layers(self):
-        return [(self.w[i].weight, self.w[i].bias, self.alpha[i], False, 0.5) for i in range(self.ns)]
+        return [BinaryLayer(self.w[i].weight, self.w[i].bias, self.alpha[i], False, 0.5) for i in range(self.ns)]
 
 
 class BinaryNeurons:

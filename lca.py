@@ -8,9 +8,11 @@ minimises  E(a) = ½ ||x − D ∗ a||² + λ ||a||₁  by integrating membrane 
     a = T_λ(u)                                 (soft threshold relu(u − λ), or its signed / hard variants)
     u ← u + (1/τ) (b − u − (DᵀD − I) a)        (lateral inhibition, self-connection excluded)
 
-D ∗ a is the transposed convolution (reconstruction), Dᵀ ∗ the convolution. The inhibition is computed as
-Dᵀ ∗ (D ∗ a) − a, two convolutions that are exact on the image (lca-pytorch convolves with the precomputed
-D-with-D correlation instead, which also counts overlaps beyond the image border, and costs features² per tap).
+The code returned after N iterations is lca-pytorch's: the activation computed at the last iteration, before its
+state update, T_λ(u_{N−1}). D ∗ a is the transposed convolution (reconstruction), Dᵀ ∗ the convolution. The
+inhibition is computed as Dᵀ ∗ (D ∗ a) − a, two convolutions that are exact on the image (lca-pytorch convolves
+with the precomputed D-with-D correlation instead, which with "same" padding also counts overlaps of features
+reaching beyond the image border, 0.1–0.5 relative on the codes, and costs features² per tap).
 """
 import math
 
@@ -91,7 +93,11 @@ class LCAConv2D(nn.Module):
         return self.drive(self.reconstruct(a, size)) - a
 
     def encode(self, x, initial_states=None, iters=None):
-        """Runs LCA; returns (acts, recon, recon_error, states). x is already preprocessed.
+        """Runs `iters` LCA iterations; returns (acts, recon, recon_error, states). x is already preprocessed.
+
+        As lca-pytorch, iteration i computes a = T_λ(u_{i−1}) and then u_i, and the returned acts (and the
+        reconstruction made of them) are those of the last iteration, computed *before* its state update: after N
+        iterations, acts = T_λ(u_{N−1}) and states = u_N (a warm start from states continues the same sequence).
 
         When a gradient is wanted (D or x requires grad), only the last `grad_iters` iterations keep their graph
         (None: all): the earlier ones are a warm start, as the free phase before a truncated BPTT window."""
@@ -99,18 +105,21 @@ class LCAConv2D(nn.Module):
         b = self.drive(x)
         u = torch.zeros_like(b) if initial_states is None else initial_states.detach().clone()
         free = 0 if self.grad_iters is None else max(n - self.grad_iters, 0)
+        a = None
         with torch.no_grad():
             for _ in range(free):
-                u = self.step(u, b.detach(), x.shape)
+                a, u = self.step(u, b.detach(), x.shape)
         for _ in range(n - free):
-            u = self.step(u, b, x.shape)
-        a = self.transfer(u)
+            a, u = self.step(u, b, x.shape)
+        if a is None:                                          # no iteration: the code of the initial state
+            a = self.transfer(u)
         recon = self.reconstruct(a, x.shape)
         return a, recon, x - recon, u
 
     def step(self, u, b, size):
-        """u ← u + (1/τ)(b − u − (DᵀD − I) T_λ(u))."""
-        return u + (b - u - self.inhibition(self.transfer(u), size)) / self.tau
+        """One iteration: a = T_λ(u), then u ← u + (1/τ)(b − u − (DᵀD − I) a). Returns (a, new u)."""
+        a = self.transfer(u)
+        return a, u + (b - u - self.inhibition(a, size)) / self.tau
 
     def forward(self, x, initial_states=None):
         return self.encode(self.preprocess(x), initial_states)

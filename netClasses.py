@@ -167,6 +167,7 @@ def _bilinear(a, lin, b):
 
 class _LayeredFC(EPNet):
     """w[i] = Linear(n_{i+1} → n_i), i = 0 … L−1, with n_L the input size; w[L−1] is the input weight W_{L−1,x}."""
+    bptt_extra_steps = 1        # truncated BPTT keeps the graph for K + 1 steps, as the original (netFunctions.bptt_window)
 
     def __init__(self, size_tab, T, Kmax, beta, activation):
         super().__init__(T, Kmax, beta, activation)

@@ -160,32 +160,46 @@ def ep_step(net, x, y, beta, estimator='one-sided', T=None, K=None, generator=No
 
 
 def cep_step(net, x, y, beta, optimizer, T, K, thirdphase=False, accumulate=False):
-    """Continual EP (Laborieux et al. 2021, CEP): after every nudged step the optimiser moves θ by the
-    instantaneous update −(1/β)[∂Φ/∂θ(s_{t+1}) − ∂Φ/∂θ(s_t)], so the weights learn during the phase.
+    """Continual EP (Laborieux et al. 2021, CEP): after every nudged step the optimiser moves θ, so the weights learn
+    during the phase. Per step, with gradient sign (what the original's compute_syn_grads gives between
+    consecutive states):
 
-    Gradients of step k are divided by (1 − lr·wd)^(K−1−k) (the decay applied by the later steps of the phase).
-    thirdphase: K free steps back towards s*, then K continual steps at −β. accumulate (--cep-debug): the per-step
-    updates are summed and applied as one step at the end. Returns the free state s*.
+      +β phase: ĝ_k = −(1/β)  [∂Φ/∂θ(s_{k+1}; β) − ∂Φ/∂θ(s_k; 0)],   divided by (1 − lr·wd)^(K−1−k) (the decay
+                applied by the later steps of the phase, the original's re-parameterisation);
+      −β phase (thirdphase, after K free steps back towards s*):
+                ĝ_k = (1/(2β)) [∂Φ/∂θ(s_{k+1}; −β) − ∂Φ/∂θ(s_k; β)],  no decay division.
+
+    For θ outside −βℓ this is the instantaneous update ∓(1/β or 1/(2β))[∂Φ/∂θ(s_{k+1}) − ∂Φ/∂θ(s_k)]. A softmax
+    readout (θ inside ℓ) thereby gets the full cross-entropy gradient at every step: ∂ℓ(s_{k+1})/∂θ in the +β
+    phase, ½[∂ℓ(s_{k+1}) + ∂ℓ(s_k)]/∂θ in the −β phase (evaluating both states at the same β would give
+    ℓ(s_{k+1}) − ℓ(s_k), which telescopes to about 0).
+    accumulate (--cep-debug): the per-step updates are summed and applied as one step at the end.
+    Returns the free state s*.
     """
     with torch.no_grad():
         x = net.front(x)                                # a front block does not learn under CEP
     s_free = free_phase(net, x, T)
     s, acc = s_free, None
-    phases = [(beta, True)] + ([(0.0, False), (-beta, True)] if thirdphase else [])
-    for b, learn in phases:
+    # (β of the phase, (β_a, β_b) of the per-step estimate, decay division)
+    phases = [(beta, (0.0, beta), True)]
+    if thirdphase:
+        phases += [(0.0, None, False), (-beta, (beta, -beta), False)]
+    for b, pair, decayed in phases:
         for k in range(K):
             with torch.no_grad():
                 s_next = net.stepper(s, net.drive(x), y, b)      # θ moves within the phase: fresh drive
-            if learn:
-                grads = ep_param_grads(net, x, s, s_next, 0.0, b, y, s_free, (b, b))
+            if pair is not None:
+                grads = ep_param_grads(net, x, s, s_next, pair[0], pair[1], y, s_free)
                 if accumulate:
                     acc = grads if acc is None else [a + g for a, g in zip(acc, grads)]
                 else:
                     _set_grads(net, grads)
-                    for group in optimizer.param_groups:
-                        decay = (1 - group['lr'] * group.get('weight_decay', 0.0)) ** (K - 1 - k)
-                        for p in group['params']:
-                            p.grad /= decay
+                    if decayed:
+                        for group in optimizer.param_groups:
+                            decay = (1 - group['lr'] * group.get('weight_decay', 0.0)) ** (K - 1 - k)
+                            for p in group['params']:
+                                if p.grad is not None:
+                                    p.grad /= decay
                     optimizer.step()
             s = s_next
     if accumulate:
@@ -201,15 +215,27 @@ def _set_grads(net, grads):
             p.grad = g
 
 
+def bptt_window(net, T, K):
+    """Number of final steps that truncated BPTT differentiates through: K + net.bptt_extra_steps, at most T.
+
+    The originals differ per family and the suite follows each (so that every --benchmark twin is the original's):
+    Ernoult's EPcont/EPdisc and Laydevant's fc nets detach at step T−1−K and keep the graph for the last K + 1 steps
+    (bptt_extra_steps = 1); Ernoult's toy and conv nets, Laydevant's conv nets and Laborieux's nets for the last K.
+    With K + extra ≥ T (as in the tests' K = T) the whole phase from the zero state is differentiated, as the
+    originals do (their detach step is then never reached)."""
+    return min(K + getattr(net, 'bptt_extra_steps', 0), T)
+
+
 def bptt_step(net, x, y, T=None, K=None):
-    """Truncated BPTT: T − K free steps without graph, K steps with graph, L = mean_b ℓ(s_T) backpropagated
-    (through the constant input drive into net.front as well)."""
+    """Truncated BPTT: T − W free steps without graph, W = bptt_window(net, T, K) steps with graph, L = mean_b ℓ(s_T)
+    backpropagated (through the constant input drive into net.front as well)."""
     T = net.T if T is None else T
     K = net.Kmax if K is None else K
+    W = bptt_window(net, T, K)
     x = net.front(x)                                    # its graph, if any, carries ∂L/∂x into the front block
-    s = free_phase(net, x, T - K)
+    s = free_phase(net, x, T - W)
     drive = net.drive(x)
-    s = relax(net, x, s, None, 0.0, K, drive)
+    s = relax(net, x, s, None, 0.0, W, drive)
     loss = net.cost(s, y).mean()
     loss.backward()
     return [si.detach() for si in s]

@@ -100,12 +100,13 @@ def test_sign_and_time_index_errors_would_be_caught(mnist5k):
 
 
 def test_cumulative_traces_equal_truncated_bptt_and_ep_update(mnist5k):
-    """NT[K−1] is the BPTT gradient through the last K steps (as in training) and DT[K−1] the EP update."""
+    """NT[K−1] is the BPTT gradient through the last K steps and DT[K−1] the EP update. (EPdisc's training BPTT
+    keeps the graph for K + 1 steps, as the original, so NT[K−1] is its gradient at K − 1.)"""
     torch.manual_seed(0)
     net = EPdisc([10, 32, 784], T=30, Kmax=6, beta=0.05, activation='sigm').double()
     x, y = _batch(mnist5k, 5, False)
     tr = nf.gdu_traces(net, x, y)
-    nf.bptt_step(net, x, y)
+    nf.bptt_step(net, x, y, K=net.Kmax - 1)
     for name, p in net.named_parameters():
         torch.testing.assert_close(tr['NT'][name][-1], p.grad, rtol=1e-9, atol=1e-12)
     net.zero_grad()
