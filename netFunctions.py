@@ -429,13 +429,18 @@ def gdu_table(tr, layer_names=None, param_labels=None):
 
 def receipe(net, draw_batch, n_trials=20):
     """Proportion of synapses whose EP estimate (after Kmax nudged steps) has the sign of the truncated-BPTT
-    gradient, per weight tensor, over n_trials fresh mini-batches (Ernoult 2019's tuning "recipe" for T, K, β).
-    Returns {name: tensor (n_trials, 2) of (p_sign, p_zero)}."""
+    gradient of training (through bptt_window(net, T, Kmax) steps: Kmax + 1 for EPcont/EPdisc, as the original's
+    receipe, which called its training 'withgrad' forward), per weight tensor, over n_trials fresh mini-batches
+    (Ernoult 2019's tuning "recipe" for T, K, β). Returns {name: tensor (n_trials, 2) of (p_sign, p_zero)}."""
     stats = {}
+    names = [n for n, _ in net.named_parameters()]
     for _ in progress(range(n_trials), 'receipe'):
         x, y = draw_batch()
-        tr = gdu_traces(net, x, y)
-        for k in tr['NT']:
+        with torch.no_grad():
+            x = net.front(x)
+        s_T, _, nT = _bptt_window(net, x, y, net.T, bptt_window(net, net.T, net.Kmax))
+        _, dT = _ep_window(net, x, y, s_T, net.beta, net.Kmax)
+        for k, n_k, d_k in zip(names, nT, dT):
             if k.endswith('weight'):
-                stats.setdefault(k, []).append(sign_agreement(tr['NT'][k][-1], tr['DT'][k][-1]))
+                stats.setdefault(k, []).append(sign_agreement(n_k.sum(0), d_k.sum(0)))
     return {k: torch.tensor(v) for k, v in stats.items()}

@@ -264,3 +264,21 @@ def test_lca_returns_the_activation_before_the_last_update_by_hand():
     assert acts.item() == 0.0 and u.item() == 0.5
     acts, _, _, u = lca.encode(x, initial_states=u, iters=2)                 # warm start continues the sequence
     assert acts.item() == 0.375 and u.item() == 1.15625
+
+
+def test_receipe_compares_with_the_training_bptt_gradient():
+    """Ernoult's receipe compares the EP update after Kmax nudged steps with its training 'withgrad' gradient,
+    i.e. BPTT through Kmax + 1 steps for EPdisc (written out by hand here); the old suite used Kmax steps."""
+    torch.manual_seed(0)
+    net = EPdisc([3, 5, 6], T=12, Kmax=1, beta=0.05, activation='sigm').double()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 6, generator=gen, dtype=torch.float64)
+    y = nf.one_hot(torch.tensor([0, 1, 2, 1, 0, 2, 2, 1]), 3).double()
+    bptt = _bptt_by_hand_p1h(net.w[0].weight, net.w[0].bias, net.w[1].weight, net.w[1].bias, x, y, 12, 2)
+    nf.ep_step(net, x, y, net.beta)
+    ep = [net.w[0].weight.grad, net.w[1].weight.grad]
+    stats = nf.receipe(net, lambda: (x, y), n_trials=1)
+    for name, n, d in zip(['w.0.weight', 'w.1.weight'], [bptt[0], bptt[2]], ep):
+        same = ((torch.sign(n) == torch.sign(d)) & (n != 0) & (d != 0)).double().mean().item()
+        assert stats[name][0, 0].item() == pytest.approx(100 * same, abs=1e-4), name
+    assert stats['w.1.weight'][0, 0] > 0          # through Kmax = 1 step only, BPTT would give W_1 exactly 0
