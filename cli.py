@@ -39,7 +39,11 @@ def add_suite_args(parser):
     g.add_argument('--results-dir', default='results', help='where result folders are created (default results/)')
     g.add_argument('--dry-run', action='store_true',
                    help='build everything from the command, run one mini-batch with the relaxation capped to a few '
-                        'steps (real data when present, else synthetic tensors of the right shape)')
+                        'steps (real data when present, else synthetic tensors of the right shape, said so in one '
+                        'line); its folders go under <--results-dir>/dry-run/, never mistaken for real runs')
+    g.add_argument('--threads', type=int, default=None,
+                   help='CPU threads of torch (torch.set_num_threads; default: what torch chooses); e.g. 1 or 2 on a '
+                        'shared machine; recorded in hyperparameters.txt')
     s = parser.add_argument_group('dynamics flags shared by several papers (defaults depend on the paper)')
     s.add_argument('--T', type=int, default=None, help='free-phase steps')
     s.add_argument('--Kmax', type=int, default=None, help='nudged-phase steps (and BPTT truncation)')
@@ -51,6 +55,24 @@ def add_suite_args(parser):
                    help='optimiser: sgd | adam (Laborieux 2021, default sgd), ep | bptt (Laydevant 2021, default ep)')
     s.add_argument('--archi', nargs='+', default=None,
                    help='layer sizes input→output (Laborieux 2021, integers) or fc|conv (Laydevant 2021)')
+
+
+DRY_RUN_DIR = 'dry-run'
+
+
+def finalise_suite_args(args):
+    """What every paper's run needs from the suite-wide flags, applied once right after parsing (main.main):
+    --threads sets torch's CPU threads, and --dry-run moves the results under <--results-dir>/dry-run/ (the folder is
+    not created here; args.results_root keeps the given --results-dir, where real runs live)."""
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f'--threads {args.threads}: give at least 1 CPU thread')
+        torch.set_num_threads(args.threads)
+    if not hasattr(args, 'results_root'):            # idempotent: a second call does not nest dry-run/dry-run
+        args.results_root = args.results_dir
+        if args.dry_run:
+            args.results_dir = os.path.join(args.results_dir, DRY_RUN_DIR)
+    return args
 
 
 def apply_defaults(args, defaults):

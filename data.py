@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cli import UsageError
+from cli import UsageError, say
 
 
 class DataError(UsageError):
@@ -170,7 +170,10 @@ def load_or_synthetic(name, root, train, dry_run, n=64):
     except DataError:
         if not dry_run:
             raise
-        return synthetic(SHAPES[name.lower()], n, seed=int(train))
+        x, y = synthetic(SHAPES[name.lower()], n, seed=int(train))
+        say(f'dry run: no {name} data under {root}; synthesised {"train" if train else "test"} data: random images '
+            f'x {tuple(x.shape)} uniform in [0, 1], random labels y {tuple(y.shape)} in 0..9')
+        return x, y
 
 
 def synthetic(shape, n, n_classes=10, seed=0):

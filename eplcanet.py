@@ -29,7 +29,7 @@ import laborieux2021 as lab
 import netFunctions as nf
 import plotFunctions
 import results
-from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
+from cli import DRY_RUN_DIR, UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
 from lca import LCAConv2D
 from netLCANet import LCANet
 
@@ -208,7 +208,7 @@ def build(args, in_shape):
 
 
 def load_dictionary(args, lca):
-    path = args.dictionary or newest_dictionary(args.results_dir)
+    path = args.dictionary or newest_dictionary(getattr(args, 'results_root', args.results_dir))
     if not path or not os.path.isfile(path):
         if args.dry_run:
             say(f'dry run: no dictionary file (--dictionary {path}); using a random dictionary')
@@ -225,7 +225,10 @@ def load_dictionary(args, lca):
 
 
 def newest_dictionary(results_dir):
-    found = glob.glob(os.path.join(results_dir, 'dictlearn', '*', '*', 'dictionary.pt'))
+    """The newest dictionary.pt of a real --todo dictlearn run under results_dir (the given --results-dir, also in a
+    dry run); dry runs write under <--results-dir>/dry-run/, and no dictionary inside a dry-run folder is picked."""
+    found = [p for p in glob.glob(os.path.join(results_dir, 'dictlearn', '*', '*', 'dictionary.pt'))
+             if DRY_RUN_DIR not in os.path.abspath(p).split(os.sep)]
     return max(found, key=os.path.getmtime) if found else None
 
 

@@ -48,11 +48,14 @@ def add_args(parser):
                    help='also train a BPTT twin from the same initial weights, with the same hyperparameters')
     g.add_argument('--Fconv', type=int, default=5, help='conv kernel size')
     g.add_argument('--device-label', type=int, default=None, help='CUDA index, -1 = CPU (alias of --device)')
+    g.add_argument('--save-all-traces', action='store_true',
+                   help='plotcurves: keep the traces of every unit in gdu.pt (default: a seeded subset of at most 50 '
+                        'units per layer and per parameter tensor; statistics always use every unit)')
 
 
 FLAGS = {'--batch-size', '--test-batch-size', '--lr_tab', '--size_tab', '--C_tab', '--discrete', '--toymodel',
          '--no-clamp', '--dt', '--activation-function', '--training-method', '--benchmark', '--Fconv',
-         '--device-label'}
+         '--device-label', '--save-all-traces'}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -235,12 +238,44 @@ def gdu_action(args, argv, device, seed, gen):
     tr = {k: ([t.cpu() for t in v] if isinstance(v, list) else {n: t.cpu() for n, t in v.items()})
           for k, v in tr.items()}
     tr['labels'] = plotFunctions.param_labels(list(tr['nT']), toymodel=args.toymodel)
-    results.save(tr, os.path.join(folder, 'gdu.pt'))
-    table = pd.DataFrame(nf.gdu_table(tr, param_labels=tr['labels']))
+    table = pd.DataFrame(nf.gdu_table(tr, param_labels=tr['labels']))      # statistics of the full traces
+    results.save(tr if args.save_all_traces else sample_traces(tr), os.path.join(folder, 'gdu.pt'))
     results.write_csv(os.path.join(folder, 'gdu_stats.csv'), table)
     say(table.to_string(index=False, float_format=lambda v: f'{v:.4f}'))
     plotFunctions.plot_folder(folder, show=False)
     return folder
+
+
+TRACE_UNITS, TRACE_SEED = 50, 0
+
+
+def sample_traces(tr, n_keep=TRACE_UNITS, seed=TRACE_SEED):
+    """The traces of at most n_keep units per layer and per parameter tensor (the full ones grow with K, the batch
+    and the layer widths: 65 MB at T 150 / K 10, batch 20, 784-512-10): a fixed seeded random subset that contains the
+    units the figures draw, so that they are unchanged. Layout in plotFunctions.py (tr['units'], tr['shapes'])."""
+    gen = torch.Generator().manual_seed(seed)
+    s_sizes, t_sizes = plotFunctions.trace_sizes(tr)
+    drawn_S, drawn_T = plotFunctions.units_S(s_sizes), plotFunctions.units_T(t_sizes)
+
+    def pick(n, drawn):
+        if n <= n_keep:
+            return torch.arange(n)
+        keep = set(drawn)
+        for u in torch.randperm(n, generator=gen).tolist():
+            if len(keep) >= n_keep:
+                break
+            keep.add(u)
+        return torch.tensor(sorted(keep))
+
+    units = {'nS': [pick(n, drawn_S[i]) for i, n in enumerate(s_sizes)],
+             'nT': {k: pick(n, drawn_T.get(k, [])) for k, n in t_sizes.items()}}
+    shapes = {'nS': [tuple(v.shape) for v in tr['nS']], 'nT': {k: tuple(v.shape) for k, v in tr['nT'].items()}}
+    out = {'shapes': shapes, 'units': units, 'sampled': {'units': n_keep, 'seed': seed}}
+    for key in ('nS', 'dS'):
+        out[key] = [v.flatten(1)[:, idx].clone() for v, idx in zip(tr[key], units['nS'])]
+    for key in ('nT', 'dT', 'NT', 'DT'):
+        out[key] = {k: v.flatten(1)[:, units['nT'][k]].clone() for k, v in tr[key].items()}
+    return {**{k: v for k, v in tr.items() if k not in out}, **out}
 
 
 def receipe_action(args, net, folder, draw):
@@ -259,4 +294,5 @@ def receipe_action(args, net, folder, draw):
             f'{s["sign_mean"]:.2f} ± {s["sign_std"]:.2f} %, both zero {s["zero_mean"]:.2f} ± {s["zero_std"]:.2f} %')
     results.write_csv(os.path.join(folder, 'receipe.csv'), pd.DataFrame(rows))
     results.write_csv(os.path.join(folder, 'receipe_summary.csv'), pd.DataFrame(summary))
+    plotFunctions.plot_folder(folder, show=False)                          # receipe.png
     return folder

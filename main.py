@@ -63,6 +63,7 @@ def main(argv=None):
         parser = build_parser()
         argv = normalise_argv(argv, parser)
         args = parser.parse_args(argv)
+        cli.finalise_suite_args(args)               # --threads; --dry-run writes under <--results-dir>/dry-run/
         return paper_of(argv).run(args, argv)
     except cli.UsageError as e:                     # bad flags, absent data: one line, exit 2, no traceback
         print(f'main.py: error: {e}', file=sys.stderr)

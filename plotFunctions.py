@@ -83,15 +83,53 @@ def _units(n_units, k, gen, first=False):
     return torch.randperm(n_units, generator=gen)[:k].tolist()
 
 
-def plot_S(tr, folder, n_curves=5):
-    """Neural traces per layer: solid ∇BPTT_s(t) = ∂L/∂s_{T−t}, dashed −ΔEP_s(β, t); output layer shows units 0…k."""
+# gdu.pt holds, unless --save-all-traces, the traces of a sampled subset of units per layer and per parameter tensor:
+# tr['nS'][i], tr['dS'][i] of shape (K, m) and tr['nT'|'dT'|'NT'|'DT'][k] of shape (K, m), m ≤ 50; tr['units'] holds
+# their indices into the flattened full traces ({'nS': [LongTensor per layer], 'nT': {k: LongTensor}}; dS shares nS's,
+# dT/NT/DT share nT's) and tr['shapes'] the full shapes (K, *layer) / (K, *param), from which an index unravels into a
+# unit (channel, row, column for conv layers) or a weight's (row, column, …). The subset contains the units drawn
+# below, so the figures are unchanged.
+S_CURVES, T_CURVES = 5, 10
+
+
+def units_S(sizes, n_curves=S_CURVES):
+    """The flattened unit indices plot_S draws for layers of `sizes` units: 0…k−1 of the output layer,
+    then a seeded random draw per layer."""
     gen = torch.Generator().manual_seed(0)
+    return [_units(n, n_curves, gen, first=(i == 0)) for i, n in enumerate(sizes)]
+
+
+def units_T(sizes, n_curves=T_CURVES):
+    """{weight name: flattened indices plot_T draws} for {parameter name: number of entries} (biases not drawn)."""
+    gen = torch.Generator().manual_seed(1)
+    return {k: _units(n, n_curves, gen) for k, n in sizes.items() if k.endswith('weight')}
+
+
+def trace_sizes(tr):
+    """Number of units of every full trace, ([per layer], {per parameter}), sampled or not."""
+    if 'shapes' in tr:
+        return ([math.prod(s[1:]) for s in tr['shapes']['nS']],
+                {k: math.prod(s[1:]) for k, s in tr['shapes']['nT'].items()})
+    return [v[0].numel() for v in tr['nS']], {k: v[0].numel() for k, v in tr['nT'].items()}
+
+
+def _columns(tr, kind, key, units):
+    """Columns of the stored traces holding the given unit indices (the same indices when nothing was sampled)."""
+    if 'units' not in tr:
+        return units
+    pos = {u: c for c, u in enumerate(tr['units'][kind][key].tolist())}
+    return [pos[u] for u in units]
+
+
+def plot_S(tr, folder, n_curves=S_CURVES):
+    """Neural traces per layer: solid ∇BPTT_s(t) = ∂L/∂s_{T−t}, dashed −ΔEP_s(β, t); output layer shows units 0…k."""
+    chosen = units_S(trace_sizes(tr)[0], n_curves)
     n_layers = len(tr['nS'])
     fig, axes = plt.subplots(1, n_layers, figsize=(4.5 * n_layers, 4), squeeze=False)
     for i, ax in enumerate(axes[0]):
         n, d = tr['nS'][i].flatten(1), tr['dS'][i].flatten(1)
         t = range(n.shape[0])
-        for c, j in enumerate(_units(n.shape[1], n_curves, gen, first=(i == 0))):
+        for c, j in enumerate(_columns(tr, 'nS', i, chosen[i])):
             col = f'C{c}'
             ax.plot(t, n[:, j], '-', color=col)
             ax.plot(t, d[:, j], '--', color=col)
@@ -102,16 +140,16 @@ def plot_S(tr, folder, n_curves=5):
     return [_save(fig, folder, 'gdu_neurons.png')]
 
 
-def plot_T(tr, folder, n_curves=10):
+def plot_T(tr, folder, n_curves=T_CURVES):
     """Synaptic traces per weight tensor (instantaneous): solid ∇BPTT_θ(t), dashed −ΔEP_θ(β, t)."""
-    gen = torch.Generator().manual_seed(1)
+    chosen = units_T(trace_sizes(tr)[1], n_curves)
     labels = tr.get('labels', {})
     keys = [k for k in tr['nT'] if k.endswith('weight')]
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 4), squeeze=False)
     for ax, k in zip(axes[0], keys):
         n, d = tr['nT'][k].flatten(1), tr['dT'][k].flatten(1)
         t = range(n.shape[0])
-        for c, j in enumerate(_units(n.shape[1], n_curves, gen)):
+        for c, j in enumerate(_columns(tr, 'nT', k, chosen[k])):
             col = f'C{c % 10}'
             ax.plot(t, n[:, j], '-', color=col)
             ax.plot(t, d[:, j], '--', color=col)

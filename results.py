@@ -9,6 +9,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import sys
 import tempfile
 
@@ -53,12 +54,35 @@ def command_line(argv=None):
     return 'python main.py ' + ' '.join(shlex.quote(a) for a in argv)
 
 
+def current_umask():
+    """The process umask, read without changing it where /proc says it (os.umask both sets and gets)."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _plain_open_mode(path):
+    """The permissions open(path, 'w') would leave: an existing file keeps its own, a new one gets 0666 & ~umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
 def _atomic(path, write):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _plain_open_mode(path))     # mkstemp makes 0600 files; the user's umask decides, as open()
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -99,6 +123,8 @@ def write_hyperparameters(folder, argv, items, header=None, name='hyperparameter
     if header:
         lines.append(header)
     lines += [f'- {k}: {v}' for k, v in items]
+    if not any(k == 'threads' for k, _ in items):
+        lines.append(f'- threads: {torch.get_num_threads()}')       # --threads, or what torch chose
     write_text(os.path.join(folder, name), '\n'.join(lines) + '\n')
 
 

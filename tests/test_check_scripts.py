@@ -29,6 +29,7 @@ def test_check_command_dry_runs(argv, tmp_path):
     if folder is None:                 # evaluate of an absent run (dry run): prints accuracies, writes nothing
         assert 'evaluate' in argv
         return
+    assert os.listdir(tmp_path) == ['dry-run'] and os.path.relpath(folder, tmp_path).split(os.sep)[0] == 'dry-run'
     files = os.listdir(folder)
     assert 'hyperparameters.txt' in [f.lower() for f in files]
     # binary EP keeps the original layout: the plotting script and its figures sit in the date folder

@@ -41,7 +41,8 @@ def test_plotcurves_folder_and_redraw(tmp_path):
     files = set(os.listdir(folder))
     assert {'gdu.pt', 'gdu_stats.csv', 'gdu_neurons.png', 'gdu_synapses.png', 'gdu_rmse.png'} <= files
     tr = torch.load(os.path.join(folder, 'gdu.pt'))
-    assert tr['nS'][0].shape == (10, 10) and tr['nT']['w.1.weight'].shape == (10, 32, 784)
+    assert tr['nS'][0].shape == (10, 10) and tr['nT']['w.1.weight'].shape == (10, 50)    # sampled units (test_runs)
+    assert tr['shapes']['nT']['w.1.weight'] == (10, 32, 784)
     stats = pd.read_csv(os.path.join(folder, 'gdu_stats.csv'))
     assert (stats['rmse_mean'] < 0.1).all()
     _, after = redraw(folder)
