@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 import attacks
+import checks
 import data
 import laborieux2021 as lab
 import netFunctions as nf
@@ -133,8 +134,34 @@ def lca_config(args):
     return full
 
 
+def check_values(args):
+    """The LCA, attack and adversarial-training flags: finite and in range (--tau is given as --tau or --lca_tau)."""
+    checks.count('--n_feats', args.n_feats, 1, 'the number of input channels')
+    checks.count('--lca_feats', args.lca_feats, 1, 'the number of dictionary features')
+    checks.count('--lca_stride', args.lca_stride, 1, 'the LCA stride')
+    checks.count('--lca_ksize', args.lca_ksize, 1, 'the LCA kernel size')
+    checks.count('--lca_iters', args.lca_iters, 1, 'the number of LCA iterations')
+    checks.count('--lca_grad_iters', args.lca_grad_iters, 1, 'the number of LCA gradient iterations')
+    checks.real('--lca_lambda', args.lca_lambda, 'the LCA threshold λ', lo=0)
+    checks.real('--tau (--lca_tau)', args.tau, 'the LCA time constant τ (each iteration moves 1/τ of the way)', lo=1)
+    checks.real('--eta (--lca_eta)', args.eta, 'the dictionary learning rate η', lo=0)
+    checks.real('--scale_feedback', args.scale_feedback, 'the feedback scale γ', lo=0)
+    checks.real('--eps', args.eps, 'the adversarial training radius', above=0)
+    checks.count('--image-print', args.image_print, 0, 'the switch')
+    for flag, what in (('attack_step', 'the number of BPTT steps of the attack gradient'),
+                       ('predict_step', 'the number of free steps of a prediction'),
+                       ('train_attack_step', 'the number of BPTT steps of the advtrain gradient'),
+                       ('attack_samples', 'the number of attacked images'), ('attack_iters', 'the number of PGD '
+                                                                                             'iterations'),
+                       ('queries', 'the number of Square-attack queries')):
+        checks.count('--' + flag.replace('_', '-'), getattr(args, flag), 1, what)
+    if args.attack_norm not in (2, 100):
+        raise UsageError(f'--attack-norm {args.attack_norm}: 2 (L2) or 100 (L∞)')
+
+
 def check_args(args):
     apply_defaults(args, lab.DEFAULTS)
+    check_values(args)
     if args.action == 'dictlearn':
         return check_dictlearn(args)
     if args.load_path and args.action not in ('train', 'advtrain') and os.path.isdir(args.load_path):
@@ -165,12 +192,8 @@ def check_args(args):
     if args.action == 'corruptions' and not os.path.isfile(os.path.join(args.data_root, 'CIFAR-10-C', 'labels.npy')):
         raise UsageError(f'--todo corruptions: no {os.path.join(args.data_root, "CIFAR-10-C", "labels.npy")}; put '
                          f'the CIFAR-10-C .npy files in <--data-root>/CIFAR-10-C/')
-    if args.eps <= 0:
-        raise UsageError(f'--eps {args.eps}: the adversarial training radius must be positive')
     lab.check_args(args, lab.ACTIONS + ACTIONS)
     args.norm = attacks.parse_norm(args.attack_norm)
-    if args.attack_norm not in (2, 100):
-        raise UsageError(f'--attack-norm {args.attack_norm}: 2 (L2) or 100 (L∞)')
     if args.dry_run:
         args.predict_step, args.attack_step = dry_cap(args.predict_step, args.attack_step)
         args.train_attack_step = min(args.train_attack_step, 2)
@@ -185,6 +208,8 @@ def check_dictlearn(args):
     if task not in lab.TASKS:
         raise UsageError(f'--task {args.task}: choose MNIST, CIFAR10 or mnist5k')
     args.data_name = lab.TASKS[task]
+    checks.count('--mbs', args.mbs, 1, 'the mini-batch size')
+    checks.count('--epochs', args.epochs, 1, 'the number of epochs')
     if args.dry_run:
         args.epochs, args.mbs, args.lca_iters = 1, min(args.mbs, 16), min(args.lca_iters, 5)
 

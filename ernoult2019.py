@@ -5,6 +5,7 @@ the same initial weights), plotcurves (GDU traces of one mini-batch, also reacha
 agreement of EP and BPTT over 20 mini-batches). Networks in netClasses.py, algorithms in netFunctions.py.
 """
 import copy
+import math
 import os
 import time
 
@@ -14,6 +15,7 @@ import torch
 import data
 import netFunctions as nf
 import plotFunctions
+import checks
 import results
 from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
 from netClasses import ACTIVATIONS, build_net
@@ -70,6 +72,12 @@ def n_weight_layers(args):
 
 def check_args(args):
     """Every inconsistency is reported before anything is loaded or written."""
+    if not args.C_tab:                                    # conv-only flags (unset shared flags are still None here)
+        given = [f for f, v in (('--padding', args.padding), ('--Fpool', args.Fpool)) if v is not None]
+        given += ['--Fconv'] if args.Fconv != 5 else []
+        if given:
+            raise UsageError(f'{", ".join(given)}: conv flags of this paper; they need --C_tab (a conv net), or drop '
+                             f'them for the fully connected nets of --size_tab')
     apply_defaults(args, DEFAULTS)
     args.method = METHODS[args.training_method]
     if args.action == 'gducheck':
@@ -81,10 +89,12 @@ def check_args(args):
         raise UsageError(f'--dataset {args.dataset}: this paper runs on MNIST; use mnist or mnist5k')
     for flag in ('T', 'Kmax', 'epochs', 'batch_size', 'test_batch_size', 'Fconv', 'Fpool'):
         if getattr(args, flag) < 1:
-            raise UsageError(f'--{flag.replace("_", "-") if "size" in flag else flag} must be at least 1')
+            raise UsageError(f'--{flag.replace("_", "-") if "size" in flag else flag} {getattr(args, flag)}: must be '
+                             f'at least 1')
     if args.T < args.Kmax:
         raise UsageError(f'--T {args.T} is smaller than --Kmax {args.Kmax}: the last Kmax steps (BPTT window, GDU '
                          f'traces) must fit in the T free steps; raise --T or lower --Kmax')
+    check_values(args)
     if args.toymodel and len(args.size_tab) != 3:
         raise UsageError(f'--toymodel needs --size_tab with 3 entries (output hidden input), got {args.size_tab}')
     if not args.C_tab and not args.toymodel and len(args.size_tab) < 2:
@@ -101,6 +111,8 @@ def check_args(args):
                          f'weight layers (--size_tab {" ".join(map(str, args.size_tab))}'
                          f'{" --C_tab " + " ".join(map(str, args.C_tab)) if args.C_tab else ""}); give one learning '
                          f'rate per layer, from the output towards the input')
+    if args.C_tab:
+        conv_geometry(args)
     args.dt_disc = 1.0 if args.dt is None else args.dt   # prototypical setting: dt = 1 (paper), see EPdisc
     args.dt = 0.2 if args.dt is None else args.dt
     if args.dry_run:
@@ -108,6 +120,37 @@ def check_args(args):
         args.epochs = 1
     if args.device_label is not None and args.device is None:
         args.device = args.device_label
+
+
+def check_values(args):
+    """Sizes, learning rates, β and dt: finite and in range (a NaN learning rate would train on NaN weights)."""
+    checks.real('--beta', args.beta, 'the nudging strength β', nonzero=True, fix='e.g. --beta 0.1')
+    checks.real('--lr_tab', args.lr_tab, 'learning rate', lo=0)
+    checks.real('--dt', args.dt, 'the Euler step', above=0, fix='e.g. --dt 0.2')
+    checks.count('--size_tab', args.size_tab, 1, 'layer size')
+    checks.count('--C_tab', args.C_tab, 1, 'channel count')
+    if args.padding not in (0, 1):
+        raise UsageError(f'--padding {args.padding}: give 0 (no padding) or 1 ("same" convolutions)')
+    if args.toymodel and (args.C_tab or args.discrete):
+        raise UsageError(f'--toymodel is the energy-based toy model of Fig. 2: drop '
+                         f'{"--C_tab" if args.C_tab else "--discrete"}')
+    if not args.toymodel and args.size_tab[0] != 10:
+        raise UsageError(f'--size_tab starts with {args.size_tab[0]}: the output layer has the 10 MNIST classes '
+                         f'(layers are listed from the output to the input)')
+
+
+def conv_geometry(args, in_size=28):
+    """The spatial size of every conv layer of convEP (its formula); vanishing maps are a usage error."""
+    P = (args.Fconv - 1) // 2 if args.padding else 0
+    sizes, n = [in_size], in_size
+    for _ in range(len(args.C_tab) - 1):
+        n = math.floor((n - args.Fconv + 1 + 2 * P - args.Fpool) / args.Fpool + 1)
+        sizes.append(n)
+        if n < 1:
+            raise UsageError(f'--C_tab {" ".join(map(str, args.C_tab))}: the feature maps vanish '
+                             f'({" → ".join(map(str, sizes))} with --Fconv {args.Fconv}, --Fpool {args.Fpool}, '
+                             f'--padding {args.padding}); use fewer conv layers, a smaller --Fconv or --padding 1')
+    return sizes
 
 
 def model_name(args):

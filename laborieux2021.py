@@ -11,12 +11,13 @@ import time
 import pandas as pd
 import torch
 
+import checks
 import data
 import netFunctions as nf
 import plotFunctions
 import results
 from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
-from netLaborieux import ACTIVATIONS, P_CNN, P_MLP, VF_CNN, VF_MLP
+from netLaborieux import ACTIVATIONS, P_CNN, P_MLP, VF_CNN, VF_MLP, conv_sizes
 
 NAME = 'laborieux2021'
 DEFAULTS = dict(epochs=1, dataset=None, archi=['784', '512', '10'], optim='sgd')
@@ -116,8 +117,10 @@ def check_args(args, actions=ACTIONS):
         raise UsageError(f'--T1 {args.T1} must be at least --T2 {args.T2} (and --T2 at least 1)')
     if args.betas[0] != 0.0:
         raise UsageError(f'--betas {args.betas[0]} {args.betas[1]}: the free phase runs at β1 = 0; give 0.0 first')
-    if args.betas[1] == 0.0 and args.alg != 'BPTT':
-        raise UsageError('--betas: β2 must be non-zero for EP and CEP')
+    if args.betas[1] == 0.0 and args.alg not in ('BPTT', 'BP'):
+        raise UsageError(f'--betas {args.betas[0]} {args.betas[1]}: β2 must be non-zero for EP and CEP (e.g. --betas '
+                         f'0.0 0.1)')
+    check_values(args)
     if args.load_path and not os.path.isdir(args.load_path):
         if not args.dry_run:
             raise UsageError(f'--load-path {args.load_path}: no such run folder')
@@ -125,12 +128,60 @@ def check_args(args, actions=ACTIONS):
         args.load_path = ''
     if args.load_path and args.action != 'train':
         adopt_arch(args, args.load_path)
+    check_layers(args)
     if args.action == 'evaluate' and not args.load_path and not args.dry_run:
         raise UsageError('--todo evaluate needs --load-path <run folder>')
     if args.dry_run:
         args.T1, args.T2 = dry_cap(args.T1, args.T2)
         args.epochs, args.mbs = 1, min(args.mbs, 16)
     args.estimator = 'symmetric' if args.thirdphase else ('random-sign' if args.random_sign else 'one-sided')
+
+
+def check_values(args):
+    """Sizes, steps, learning rates, weight decays, momentum, β and scale: finite and in range."""
+    checks.count('--mbs', args.mbs, 1, 'the mini-batch size')
+    checks.count('--epochs', args.epochs, 1, 'the number of epochs')
+    checks.count('--T1', args.T1, 1, 'the number of free-phase steps')
+    checks.real('--betas', args.betas, 'β')
+    checks.real('--lrs', args.lrs, 'learning rate', lo=0)
+    checks.real('--wds', args.wds, 'weight decay', lo=0)
+    checks.real('--mmt', args.mmt, 'the SGD momentum', lo=0, below=1)
+    checks.real('--scale', args.scale, 'the initialisation scale', above=0)
+
+
+N_CLASSES = 10
+IN_SIZE = {'mnist': 28, 'mnist5k': 28, 'cifar10': 32}
+IN_CHANNELS = {'mnist': 1, 'mnist5k': 1, 'cifar10': 3}
+
+
+def check_layers(args):
+    """Layer sizes (of the command, or of the run given to --load-path): positive, 10 outputs, input of the task,
+    conv feature maps that do not vanish."""
+    conv = 'CNN' in args.model
+    if conv:
+        checks.count('--channels', args.channels, 1, 'channel count')
+        checks.count('--kernels', args.kernels, 1, 'kernel size')
+        checks.count('--strides', args.strides, 1, 'stride')
+        checks.count('--paddings', args.paddings, 0, 'padding')
+        checks.count('--fc', args.fc, 1, 'layer size')
+        if args.fc[-1] != N_CLASSES:
+            raise UsageError(f'--fc {" ".join(map(str, args.fc))}: the last layer is the output, {N_CLASSES} classes')
+    else:
+        checks.count('--archi', args.archi, 1, 'layer size')
+        pixels = IN_SIZE[args.data_name] ** 2 * IN_CHANNELS[args.data_name]
+        if len(args.archi) < 2 or args.archi[0] != pixels or args.archi[-1] != N_CLASSES:
+            raise UsageError(f'--archi {" ".join(map(str, args.archi))}: give the layer sizes from the input '
+                             f'({pixels} pixels of {args.data_name}) to the output ({N_CLASSES} classes), e.g. '
+                             f'--archi {pixels} 512 {N_CLASSES}')
+    if args.model in ('CNN', 'VFCNN'):
+        n = IN_SIZE[args.data_name]
+        sizes = conv_sizes(n, args.kernels, args.strides, args.paddings, args.pools)
+        if min(sizes) < 1:
+            raise UsageError(f'--channels {" ".join(map(str, args.channels))}: the feature maps vanish '
+                             f'({" → ".join(map(str, [n] + sizes))} with --kernels {" ".join(map(str, args.kernels))}'
+                             f', --strides {" ".join(map(str, args.strides))}, --paddings '
+                             f'{" ".join(map(str, args.paddings))}, --pools {args.pools}); use fewer conv layers, '
+                             f'smaller kernels or larger --paddings')
 
 
 ARCH = ('model', 'archi', 'channels', 'kernels', 'strides', 'paddings', 'pools', 'fc', 'act', 'loss', 'softmax',

@@ -9,6 +9,7 @@ import time
 
 import torch
 
+import checks
 import data
 import plotFunctions
 import results
@@ -78,6 +79,9 @@ def check_args(args):
         raise UsageError(f'--dataset {args.dataset}: choose mnist, mnist5k or cifar10')
     if args.archi == 'fc' and args.dataset == 'cifar10':
         raise UsageError('--archi fc runs on MNIST (use --dataset mnist or mnist5k)')
+    check_values(args)
+    if args.archi == 'conv':
+        conv_geometry(args)
     if args.optim == 'bptt' and args.binary_settings == 'bin_W_N':
         raise UsageError('--optim bptt is for --binary_settings bin_W (binary neurons have no gradient)')
     if args.T < args.Kmax:
@@ -116,11 +120,56 @@ def check_args(args):
                 f'last one')
             args.lrAlpha = args.lrAlpha + [args.lrAlpha[-1]] * (n_layers - len(args.lrAlpha))
         check_lengths(args, n_layers, ('lrAlpha',))
-    if args.layersList[-1 if args.archi == 'fc' else 0] % args.expand_output:
-        raise UsageError(f'--expand_output {args.expand_output} must divide the output layer size')
+    out = args.layersList[-1 if args.archi == 'fc' else 0]
+    if out != N_CLASSES * args.expand_output:
+        raise UsageError(f'--layersList {" ".join(map(str, args.layersList))} with --expand_output '
+                         f'{args.expand_output}: the output layer ({"last" if args.archi == "fc" else "first"} entry) '
+                         f'must have {N_CLASSES} × --expand_output = {N_CLASSES * args.expand_output} neurons')
     if args.dry_run:
         args.T, args.Kmax = dry_cap(args.T, args.Kmax)
         args.epochs, args.batchSize, args.test_batchSize = 1, min(args.batchSize, 16), min(args.test_batchSize, 16)
+
+
+N_CLASSES = 10
+
+
+def check_values(args):
+    """Sizes, steps, β, momenta γ, thresholds and learning rates: finite and in range."""
+    for flag, least, what in (('T', 1, 'the number of free-phase steps'), ('Kmax', 1, 'the number of nudged steps'),
+                              ('epochs', 1, 'the number of epochs'), ('batchSize', 1, 'the mini-batch size'),
+                              ('test_batchSize', 1, 'the test mini-batch size'), ('layersList', 1, 'layer size'),
+                              ('convList', 1, 'channel count'), ('kernelSize', 1, 'the kernel size'),
+                              ('padding', 0, 'the padding'), ('Fpool', 1, 'the pooling size'),
+                              ('expand_output', 1, 'the number of output neurons per class'),
+                              ('epochDecayLrAlpha', 1, 'the epoch of the α learning-rate decay')):
+        checks.count('--' + flag, getattr(args, flag), least, what)
+    checks.real('--beta', args.beta, 'the nudging strength β', nonzero=True, fix='e.g. --beta 0.3')
+    checks.switch('--random_beta', args.random_beta)
+    checks.switch('--learnAlpha', args.learnAlpha)
+    checks.real('--gamma_neur', args.gamma_neur, 'the leak of the binary neurons', lo=0, hi=1)
+    checks.real('--rho_threshold', args.rho_threshold, 'the activation threshold θ')
+    for flag in ('gamma', 'classi_gamma', 'conv_gamma'):
+        checks.real('--' + flag, getattr(args, flag), 'momentum γ of the flip rule', lo=0, hi=1)
+    for flag in ('gradThreshold', 'classi_threshold', 'conv_threshold'):
+        checks.real('--' + flag, getattr(args, flag), 'flip threshold τ', lo=0)
+    checks.real('--lrBias', args.lrBias, 'bias learning rate', lo=0)
+    checks.real('--lrAlpha', args.lrAlpha, 'α learning rate', lo=0)
+    checks.real('--decayLrAlpha', args.decayLrAlpha, 'the divisor of the α learning rates', above=0)
+
+
+def conv_geometry(args):
+    """Spatial sizes of the conv layers (convEP's formula with an explicit padding); vanishing maps are an error."""
+    n = 32 if args.dataset == 'cifar10' else 28
+    sizes = [n]
+    for _ in range(len(args.convList) - 1):
+        n = (n - args.kernelSize + 1 + 2 * args.padding - args.Fpool) // args.Fpool + 1
+        sizes.append(n)
+        if n < 1:
+            raise UsageError(f'--convList {" ".join(map(str, args.convList))}: the feature map vanishes '
+                             f'({" → ".join(map(str, sizes))} with --kernelSize {args.kernelSize}, --Fpool '
+                             f'{args.Fpool}, --padding {args.padding}); use fewer conv layers or a larger --padding '
+                             f'(--padding {(args.kernelSize - 1) // 2} keeps the size through each convolution)')
+    return sizes
 
 
 def check_lengths(args, n, flags):

@@ -48,13 +48,81 @@ def normalise_argv(argv, parser):
     return out
 
 
-def paper_of(argv):
-    """The paper whose own flags the command uses (the first paper when none is specific)."""
-    used = {a.split('=')[0] for a in argv if a.startswith('--')}
-    for paper in PAPERS:
-        if used & paper.FLAGS:
-            return paper
-    return PAPERS[0]
+# The flags of each paper are its own; a command line uses the flags of one paper. EPLCANet extends Laborieux et al.
+# 2021 and shares its flags, so the two form one family.
+FAMILIES = (('Ernoult et al. 2019', (ernoult2019,)), ('Laborieux et al. 2021 / EPLCANet', (laborieux2021, eplcanet)),
+            ('Laydevant et al. 2021 (binary EP)', (laydevant2021,)))
+SUITE_FLAGS = {'--load-path'}          # suite-wide (every paper resumes), even where a paper module still lists it
+# Shared flags (cli.py) that a paper does not use, and what it uses instead.
+_LABORIEUX_NAMES = {'--T': 'its free-phase steps are --T1', '--Kmax': 'its nudged-phase steps are --T2',
+                    '--beta': 'its nudging strength is --betas 0.0 β',
+                    '--padding': 'its conv paddings are --paddings (one per conv layer)',
+                    '--Fpool': 'its poolings are --pools (one letter per conv layer: m, a or i)'}
+NOT_USED = {'ernoult2019': {'--optim': 'it trains with SGD at the learning rates of --lr_tab',
+                            '--archi': 'its layers are --size_tab (from the output to the input) and --C_tab'},
+            'laborieux2021': _LABORIEUX_NAMES, 'eplcanet': _LABORIEUX_NAMES, 'laydevant2021': {}}
+
+
+def flags_used(argv, parser):
+    """The option strings of a (parsed) command line, in order, abbreviations resolved as argparse does."""
+    known = parser._option_string_actions
+    out = []
+    for a in argv:
+        if not a.startswith('--') or a == '--':
+            continue
+        name = a.split('=')[0]
+        if name not in known:
+            hits = {known[k] for k in known if k.startswith(name)}
+            if len(hits) != 1:
+                continue
+            name = next(k for k in known if k.startswith(name))
+        out.append(name)
+    return out
+
+
+def paper_of(argv, parser=None):
+    """The paper of a command line: the one whose own flags it uses. Without any, --archi fc|conv or --optim ep|bptt
+    select the binary-EP paper, --archi <sizes> or --optim sgd|adam Laborieux et al. 2021, an EPLCANet action
+    EPLCANet and evaluate Laborieux et al. 2021; else the first paper. Flags of two papers, and shared flags the
+    selected paper does not use (e.g. --T for Laborieux, whose name for it is --T1), are usage errors."""
+    parser = parser or build_parser()
+    acts = parser._option_string_actions
+    owner = {}
+    for i, (_, papers) in enumerate(FAMILIES):
+        for paper in papers:
+            for f in paper.FLAGS - SUITE_FLAGS:
+                if f in acts:
+                    owner[acts[f]] = i
+    used = flags_used(argv, parser)
+    own = [(f, owner[acts[f]]) for f in used if acts[f] in owner]
+    selector = None
+    if own:
+        selector, fam = own[0]
+        for f, i in own:
+            if i != fam:
+                raise cli.UsageError(f'{f} is a flag of {FAMILIES[i][0]}, but {selector} is one of '
+                                     f'{FAMILIES[fam][0]}: a command line uses the flags of one paper (python main.py '
+                                     f'--help lists them by paper)')
+        papers = FAMILIES[fam][1]
+        paper = next((p for p in papers[::-1] if set(used) & p.FLAGS), papers[0]) if len(papers) > 1 else papers[0]
+    else:
+        args = parser.parse_args(argv)
+        paper = PAPERS[0]
+        if args.archi:
+            selector = '--archi'
+            paper = laydevant2021 if args.archi[0] in ('fc', 'conv') else laborieux2021
+        elif args.optim:
+            selector = '--optim'
+            paper = laydevant2021 if args.optim in ('ep', 'bptt') else laborieux2021
+        elif args.action in eplcanet.ACTIONS or args.action == 'evaluate':
+            selector = f'--action {args.action}'
+            paper = eplcanet if args.action in eplcanet.ACTIONS else laborieux2021
+    name = next(n for n, papers in FAMILIES if paper in papers)
+    for f in used:
+        if f in NOT_USED[paper.NAME]:
+            why = f'selected by {selector}' if selector else 'the default paper'
+            raise cli.UsageError(f'{f} is not a flag of {name} ({why}): {NOT_USED[paper.NAME][f]}')
+    return paper
 
 
 def main(argv=None):
@@ -64,7 +132,7 @@ def main(argv=None):
         argv = normalise_argv(argv, parser)
         args = parser.parse_args(argv)
         cli.finalise_suite_args(args)               # --threads; --dry-run writes under <--results-dir>/dry-run/
-        return paper_of(argv).run(args, argv)
+        return paper_of(argv, parser).run(args, argv)
     except cli.UsageError as e:                     # bad flags, absent data: one line, exit 2, no traceback
         print(f'main.py: error: {e}', file=sys.stderr)
         raise SystemExit(2)

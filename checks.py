@@ -1,0 +1,48 @@
+"""Value checks of the papers' flags (their check_args): each failure is a cli.UsageError, i.e. one line
+'main.py: error: <flag> <value>: <what is wrong and the fix>' and exit code 2, raised before any folder is made."""
+import math
+
+from cli import UsageError
+
+
+def _values(v):
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def _show(v):
+    return ' '.join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+
+def count(flag, value, least=1, what='the value'):
+    """An integer flag (or every entry of a list flag) of at least `least`; None (unset) passes."""
+    if value is None:
+        return
+    subject = f'every value ({what})' if isinstance(value, (list, tuple)) else what
+    for v in _values(value):
+        if v < least:
+            raise UsageError(f'{flag} {_show(value)}: {subject} must be at least {least}')
+
+
+def real(flag, value, what='the value', lo=None, hi=None, above=None, below=None, nonzero=False, fix=''):
+    """A float flag (or every entry of a list flag): finite, and within the given bounds; None (unset) passes."""
+    if value is None:
+        return
+    many = isinstance(value, (list, tuple))
+    subject = f'every value ({what})' if many else what
+    tail = f'; {fix}' if fix else ''
+    for v in _values(value):
+        if not math.isfinite(v):
+            raise UsageError(f'{flag} {_show(value)}: {subject} must be a finite number{tail}')
+        if nonzero and v == 0:
+            raise UsageError(f'{flag} {_show(value)}: {subject} must be non-zero{tail}')
+        for bad, rule in ((lo is not None and v < lo, f'at least {lo}'), (hi is not None and v > hi, f'at most {hi}'),
+                          (above is not None and v <= above, f'greater than {above}'),
+                          (below is not None and v >= below, f'smaller than {below}')):
+            if bad:
+                raise UsageError(f'{flag} {_show(value)}: {subject} must be {rule}{tail}')
+
+
+def switch(flag, value):
+    """A 0/1 integer flag."""
+    if value not in (0, 1):
+        raise UsageError(f'{flag} {value}: give 0 (off) or 1 (on)')
