@@ -42,6 +42,12 @@ def real(flag, value, what='the value', lo=None, hi=None, above=None, below=None
                 raise UsageError(f'{flag} {_show(value)}: {subject} must be {rule}{tail}')
 
 
+def seed(value):
+    """--seed: numpy and random take 0 … 2**32 − 1 (None: drawn)."""
+    if value is not None and not 0 <= value < 2 ** 32:
+        raise UsageError(f'--seed {value}: give a seed between 0 and {2 ** 32 - 1} (or none: one is drawn)')
+
+
 def switch(flag, value):
     """A 0/1 integer flag."""
     if value not in (0, 1):

@@ -136,6 +136,7 @@ def lca_config(args):
 
 def check_values(args):
     """The LCA, attack and adversarial-training flags: finite and in range (--tau is given as --tau or --lca_tau)."""
+    checks.seed(args.seed)
     checks.count('--n_feats', args.n_feats, 1, 'the number of input channels')
     checks.count('--lca_feats', args.lca_feats, 1, 'the number of dictionary features')
     checks.count('--lca_stride', args.lca_stride, 1, 'the LCA stride')

@@ -124,6 +124,7 @@ def check_args(args):
 
 def check_values(args):
     """Sizes, learning rates, β and dt: finite and in range (a NaN learning rate would train on NaN weights)."""
+    checks.seed(args.seed)
     checks.real('--beta', args.beta, 'the nudging strength β', nonzero=True, fix='e.g. --beta 0.1')
     checks.real('--lr_tab', args.lr_tab, 'learning rate', lo=0)
     checks.real('--dt', args.dt, 'the Euler step', above=0, fix='e.g. --dt 0.2')

@@ -147,6 +147,12 @@ def check_values(args):
     checks.real('--wds', args.wds, 'weight decay', lo=0)
     checks.real('--mmt', args.mmt, 'the SGD momentum', lo=0, below=1)
     checks.real('--scale', args.scale, 'the initialisation scale', above=0)
+    checks.seed(args.seed)
+    if args.optim == 'adam' and args.mmt:
+        raise UsageError(f'--mmt {args.mmt} is the momentum of --optim sgd; drop it with --optim adam')
+    if args.alg == 'CEP' and args.wds and min(args.lrs or [1]) <= 0:
+        raise UsageError(f'--lrs {" ".join(map(str, args.lrs))}: with --alg CEP and --wds every learning rate must be '
+                         f'positive (the weight decay is re-parameterised by it)')
 
 
 N_CLASSES = 10

@@ -143,6 +143,7 @@ def check_values(args):
                               ('expand_output', 1, 'the number of output neurons per class'),
                               ('epochDecayLrAlpha', 1, 'the epoch of the α learning-rate decay')):
         checks.count('--' + flag, getattr(args, flag), least, what)
+    checks.seed(args.seed)
     checks.real('--beta', args.beta, 'the nudging strength β', nonzero=True, fix='e.g. --beta 0.3')
     checks.switch('--random_beta', args.random_beta)
     checks.switch('--learnAlpha', args.learnAlpha)

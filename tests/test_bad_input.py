@@ -71,6 +71,7 @@ CASES = {
     'ernoult toymodel with C_tab': (_set(ERNOULT_CONV, '--toymodel'), '--toymodel'),
     'ernoult uses --optim': (_set(ERNOULT, '--optim', 'sgd'), '--optim'),
     'ernoult uses --archi': (_set(ERNOULT, '--archi', '784', '64', '10'), '--archi'),
+    'ernoult seed negative': (_set(ERNOULT, '--seed', '-1'), '--seed'),
     'ernoult + laborieux flag': (_set(ERNOULT, '--lrs', '0.1', '0.1'), '--lrs'),
     'ernoult + binary flag': (_set(ERNOULT, '--batchSize', '64'), '--batchSize'),
     # ---- Laborieux et al. 2021
@@ -93,6 +94,8 @@ CASES = {
     'laborieux uses --T': (_set(LAB, '--T', '20'), '--T1'),
     'laborieux uses --beta': (_set(LAB, '--beta', '0.1'), '--betas'),
     'laborieux uses --padding': (_set(LAB_CNN, '--padding', '1'), '--paddings'),
+    'laborieux momentum with adam': (_set(LAB, '--optim', 'adam', '--mmt', '0.9'), '--mmt'),
+    'laborieux CEP decay with lr 0': (_set(LAB, '--alg', 'CEP', '--lrs', '0', '0.1', '--wds', '1e-4', '1e-4'), '--lrs'),
     'laborieux + binary flag': (_set(LAB, '--layersList', '784', '10'), '--layersList'),
     # ---- EPLCANet
     'eplcanet lambda negative': (_set(LCA, '--lca_lambda', '-1'), '--lca_lambda'),
@@ -128,6 +131,7 @@ CASES = {
     'binary conv maps vanish': (_set(BIN_CONV, '--convList', '8', '8', '8', '1', '--lrBias', '0.1', '0.1', '0.1',
                                      '0.1'), '--padding'),
     'binary kernel 0': (_set(BIN_CONV, '--kernelSize', '0'), '--kernelSize'),
+    'binary seed negative': (_set(BIN, '--seed', '-5'), '--seed'),
     'binary + laborieux flag': (_set(BIN, '--mbs', '20'), '--mbs'),
     'binary + ernoult flag': (_set(BIN, '--lr_tab', '0.1', '0.1'), '--lr_tab'),
 }
