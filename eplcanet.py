@@ -30,6 +30,7 @@ import laborieux2021 as lab
 import netFunctions as nf
 import plotFunctions
 import results
+import trainer
 from cli import DRY_RUN_DIR, UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
 from lca import LCAConv2D
 from netLCANet import LCANet
@@ -241,7 +242,7 @@ def load_dictionary(args, lca):
             return
         raise UsageError(f'--dict_training {args.dict_training} needs --dictionary <dictionary.pt> (made by '
                          f'--todo dictlearn); got {path}')
-    w = torch.load(path, weights_only=False)['weights']
+    w = trainer.load(path, ('weights',), 'a dictionary.pt made by --todo dictlearn', '--dictionary')['weights']
     try:
         lca.assign_weight_values(w)
     except ValueError as e:
@@ -260,7 +261,7 @@ def newest_dictionary(results_dir):
 
 def load_weights(args, model):
     if args.load_path:
-        model.load_state_dict(torch.load(os.path.join(args.load_path, 'model.pt'), weights_only=False)['model'])
+        lab.load_model(args.load_path, model)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -445,7 +446,7 @@ def image_print(args, clf, x, label, folder):
     ε ∈ {0.5, 1, 2, 3, 7}; arrays in image_print.npz, figure image_print.png."""
     path = os.path.join(args.load_path or '', 'Test_Image.pt')
     if args.load_path and os.path.isfile(path):
-        img = torch.load(path, weights_only=False)
+        img = trainer.load(path, (), 'an image tensor')
         img = (img[0] if isinstance(img, (tuple, list)) else img).to(x)
         img = img.view(1, *x.shape[1:])
         lbl = clf.logits(img).argmax(1)

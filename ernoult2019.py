@@ -7,7 +7,6 @@ agreement of EP and BPTT over 20 mini-batches). Networks in netClasses.py, algor
 import copy
 import math
 import os
-import time
 
 import pandas as pd
 import torch
@@ -17,6 +16,7 @@ import netFunctions as nf
 import plotFunctions
 import checks
 import results
+import trainer
 from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
 from netClasses import ACTIVATIONS, build_net
 
@@ -198,6 +198,8 @@ def new_run_dir(args):
 
 def run(args, argv):
     check_args(args)
+    if args.load_path and args.action != 'train':
+        raise UsageError(f'--load-path is for --action train here (it resumes a Trial folder), not {args.action}')
     device = pick_device(args.device)
     seed = seed_everything(args.seed)
     gen = torch.Generator().manual_seed(seed)
@@ -213,31 +215,63 @@ def train_action(args, argv, device, seed, gen):
     nets = {args.method: net}
     if args.benchmark:                                    # BPTT twin from the same initial weights, trained first
         nets = {'BPTT': copy.deepcopy(net), 'EP': net}
-    folder = new_run_dir(args)
-    results.write_hyperparameters(folder, argv, hyperparameters(args, seed, device),
-                                  header=f' TRAINING: list of hyperparameters ({model_name(args)}, {results.today()})')
-    results.copy_plot_script(folder)
+    opts = {m: torch.optim.SGD(n.lr_groups(args.lr_tab), lr=args.lr_tab[0]) for m, n in nets.items()}
+    gens = {m: torch.Generator().manual_seed(seed) for m in nets}   # EP and its twin see the same mini-batches
+    rows = {m: [] for m in nets}
+    if args.load_path:
+        rows = resume(args, nets, opts, gens)
+        folder = args.load_path
+        trainer.note_resume(folder, getattr(args, 'argv_given', argv))
+    else:
+        folder = new_run_dir(args)
+        results.write_hyperparameters(folder, argv, hyperparameters(args, seed, device), header=f' TRAINING: list of '
+                                      f'hyperparameters ({model_name(args)}, {results.today()})')
+        results.copy_plot_script(folder)
     say(f'results: {folder}')
-    rows = []
+
+    def saver(method):
+        def save(history):
+            results.write_csv(os.path.join(folder, 'metrics.csv'), pd.DataFrame([r for v in rows.values() for r in v]))
+            results.save({'model': nets[method].state_dict(), 'optimizer': opts[method].state_dict(),
+                          'epoch': history[-1]['epoch'] if history else 0, 'seed': seed, 'method': method,
+                          'generator': gens[method].get_state(), 'history': history},
+                         os.path.join(folder, f'checkpoint_{method}.pt'))
+            if history:
+                r = history[-1]
+                say(f'{method} epoch {r["epoch"]}: train error {r["train_error"]:.2f} %, test error '
+                    f'{r["test_error"]:.2f} %, test loss {r["test_loss"]:.4f}, {r["seconds"]:.1f} s')
+        return save
+
+    saves = {m: saver(m) for m in nets}
+    for m in nets:                                        # every net resumes, even if Ctrl-C comes before its turn
+        if not rows[m]:
+            saves[m](rows[m])
     for method, m in nets.items():
-        gen.manual_seed(seed)                             # EP and its BPTT twin see the same mini-batches
-        train_b = make_batches(args, xtr, ytr, args.batch_size, True, device, gen)
-        test_b = make_batches(args, xte, yte, args.test_batch_size, False, device, gen)
-        opt = torch.optim.SGD(m.lr_groups(args.lr_tab), lr=args.lr_tab[0])
-        t0 = time.time()
-        for epoch in range(1, args.epochs + 1):
-            desc = f'{method} epoch {epoch}/{args.epochs}'
-            tr_err = nf.train(m, opt, train_b, step_fn(m, method), desc)
+        train_b = make_batches(args, xtr, ytr, args.batch_size, True, device, gens[method])
+        test_b = make_batches(args, xte, yte, args.test_batch_size, False, device, gens[method])
+
+        def run_epoch(epoch, method=method, m=m, train_b=train_b, test_b=test_b):
+            tr_err = nf.train(m, opts[method], train_b, step_fn(m, method), f'{method} epoch {epoch}')
             te_err, te_loss = nf.evaluate(m, test_b)
-            rows.append(dict(epoch=epoch, method=method, train_error=tr_err, test_error=te_err,
-                             test_loss=te_loss, seconds=time.time() - t0))
-            results.write_csv(os.path.join(folder, 'metrics.csv'), pd.DataFrame(rows))
-            results.save({'model': m.state_dict(), 'optimizer': opt.state_dict(), 'epoch': epoch, 'seed': seed,
-                          'method': method}, os.path.join(folder, f'checkpoint_{method}.pt'))
-            say(f'{method} epoch {epoch}: train error {tr_err:.2f} %, test error {te_err:.2f} %, '
-                f'test loss {te_loss:.4f}, {time.time() - t0:.1f} s')
+            return dict(method=method, train_error=tr_err, test_error=te_err, test_loss=te_loss)
+        trainer.fit(folder, args.epochs, rows[method], run_epoch, saves[method], m.parameters(), label=f' ({method})')
     plotFunctions.plot_folder(folder, show=False)
     return folder
+
+
+def resume(args, nets, opts, gens):
+    """Weights, optimiser and shuffling state of every net of a Trial folder (--lr_tab given again overrides the
+    saved learning rates); returns the rows done per net."""
+    rows = {}
+    for method, net in nets.items():
+        path = os.path.join(args.load_path, f'checkpoint_{method}.pt')
+        ck = trainer.load(path, ('model', 'optimizer', 'generator', 'history'),
+                          f'a checkpoint_{method}.pt of an Ernoult-2019 training run with the same --benchmark')
+        trainer.load_state(net, ck['model'], path)
+        trainer.load_optimizer(opts[method], ck['optimizer'], path, args, ('--lr_tab',))
+        gens[method].set_state(ck['generator'])
+        rows[method] = ck['history']
+    return rows
 
 
 def step_fn(net, method):

@@ -16,6 +16,7 @@ import data
 import netFunctions as nf
 import plotFunctions
 import results
+import trainer
 from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
 from netLaborieux import ACTIVATIONS, P_CNN, P_MLP, VF_CNN, VF_MLP, conv_sizes
 
@@ -56,7 +57,6 @@ def add_args(parser):
     g.add_argument('--scale', type=float, default=None, help='multiply the default initialisation by this factor')
     g.add_argument('--save', action='store_true', help='accepted for compatibility: every run is saved')
     g.add_argument('--save-nrn', action='store_true', help='accepted for compatibility (stale flag of a script)')
-    g.add_argument('--load-path', default='', help='run folder to resume (last checkpoint) or to evaluate/check')
     g.add_argument('--same-update', action='store_true', help='VFCNN: forward and backward weights share the update')
     g.add_argument('--cep-debug', action='store_true',
                    help='CEP: accumulate the T2 per-step updates and apply them as one step at the end')
@@ -65,7 +65,7 @@ def add_args(parser):
 FLAGS = {'--model', '--task', '--channels', '--kernels', '--strides', '--paddings', '--pools', '--fc', '--act',
          '--lrs', '--wds', '--mmt', '--loss', '--softmax', '--alg', '--mbs', '--T1', '--T2', '--betas',
          '--check-thm', '--random-sign', '--thirdphase', '--data-aug', '--lr-decay', '--scale', '--save',
-         '--save-nrn', '--load-path', '--same-update', '--cep-debug'}
+         '--save-nrn', '--same-update', '--cep-debug'}
 
 TASKS = {'mnist': 'mnist', 'mnist5k': 'mnist5k', 'cifar10': 'cifar10'}
 
@@ -200,10 +200,7 @@ def arch_of(args):
 
 def adopt_arch(args, folder):
     """evaluate / gducheck rebuild the network of the saved run (state dicts carry no architecture)."""
-    path = os.path.join(folder, 'model.pt')
-    if not os.path.isfile(path):
-        raise UsageError(f'--load-path {folder}: no model.pt in that folder')
-    saved = torch.load(path, weights_only=False)
+    saved = trainer.load(os.path.join(folder, 'model.pt'), ('model', 'arch'), 'a model.pt of a training run')
     for k, v in saved['arch'].items():
         setattr(args, k, v)
 
@@ -369,46 +366,73 @@ def train_action(args, argv, model, xtr, ytr, xte, yte, device, seed, ext=None):
     ext = ext or Extension()
     opt, sched = make_optimizer(args, model)
     gen = torch.Generator().manual_seed(seed)
-    history, start, best = [], 0, -1.0
+    history, best = [], -1.0
     if args.load_path:                                     # resume from the LAST checkpoint
-        ck = torch.load(os.path.join(args.load_path, 'checkpoint.tar'), weights_only=False)
-        model.load_state_dict(ck['model'])
-        opt.load_state_dict(ck['optimizer'])
-        if sched and ck['scheduler']:
-            sched.load_state_dict(ck['scheduler'])
-        gen.set_state(ck['generator'])
-        torch.set_rng_state(ck['torch_rng'])
-        history, start, best = ck['history'], ck['epoch'], ck['best']
+        history, best = resume(args, model, opt, sched, gen)
     folder = run_folder(args, argv, device, seed, model, ext.items)
+    if args.load_path:
+        trainer.note_resume(folder, getattr(args, 'argv_given', argv))
     say(f'results: {folder}')
     train_b = batches(args, xtr, ytr, args.mbs, True, device, gen)
     test_b = batches(args, xte, yte, 16 if args.dry_run else 200, False, device, gen)
-    t0 = time.time()
-    for epoch in range(start + 1, start + args.epochs + 1):
+
+    def run_epoch(epoch):
         train_acc = train_epoch(args, model, opt, train_b, gen, ext)
         if sched and epoch <= 100:                         # the original stops the cosine schedule at epoch 100
             sched.step()
         test_err, test_loss = nf.evaluate(model, test_b, args.T1, ext.observe(False))
-        row = dict(epoch=epoch, train_acc=train_acc, test_acc=100 - test_err, test_loss=test_loss,
-                   lr=opt.param_groups[0]['lr'], seconds=time.time() - t0)
+        row = dict(train_acc=train_acc, test_acc=100 - test_err, test_loss=test_loss, lr=opt.param_groups[0]['lr'])
         if hasattr(model, 'angles'):                       # VF nets: angle between B_k and W_{k+1}, degrees
             row.update({f'angle_{k}': a for k, a in enumerate(model.angles())})
         row.update(ext.epoch_row())
-        history.append(row)
+        return row
+
+    def save(history):
+        nonlocal best
+        last = history[-1] if history else dict(epoch=0, test_acc=-1.0)
+        ck = checkpoint(model, opt, sched, gen, last['epoch'], history, max(best, last['test_acc']))
+        results.save(ck, os.path.join(folder, 'checkpoint.tar'))
+        if not history:
+            return
         ext.save(folder)
         results.write_csv(os.path.join(folder, 'metrics.csv'), pd.DataFrame(history))
-        ck = checkpoint(model, opt, sched, gen, epoch, history, max(best, 100 - test_err))
-        results.save(ck, os.path.join(folder, 'checkpoint.tar'))
-        if 100 - test_err > best:
-            best = 100 - test_err
+        if last['test_acc'] > best:
+            best = last['test_acc']
             results.save(ck, os.path.join(folder, 'best_checkpoint.tar'))
             results.save({'model': model.state_dict(), 'arch': arch_of(args)}, os.path.join(folder, 'model.pt'))
-        say(f'epoch {epoch}: train acc {train_acc:.2f} %, test acc {100 - test_err:.2f} %, '
-            f'test loss {test_loss:.4f}, {time.time() - t0:.1f} s')
+        say(f'epoch {last["epoch"]}: train acc {last["train_acc"]:.2f} %, test acc {last["test_acc"]:.2f} %, '
+            f'test loss {last["test_loss"]:.4f}, {last["seconds"]:.1f} s')
+
+    trainer.fit(folder, args.epochs, history, run_epoch, save, model.parameters())
     save_neural_activity(model, train_b, folder, args.T1)
     results.save({'model': model.state_dict(), 'arch': arch_of(args)}, os.path.join(folder, 'final_model.pt'))
     plotFunctions.plot_folder(folder)
     return folder
+
+
+CHECKPOINT_KEYS = ('model', 'optimizer', 'scheduler', 'generator', 'torch_rng', 'epoch', 'history', 'best')
+
+
+def resume(args, model, opt, sched, gen):
+    """Model, optimiser, scheduler and random states of the last checkpoint of a run (learning rates, weight
+    decays and momentum given again in this command override the saved ones); returns (history, best)."""
+    path = os.path.join(args.load_path, 'checkpoint.tar')
+    ck = trainer.load(path, CHECKPOINT_KEYS, 'a checkpoint.tar of a Laborieux-2021 / EPLCANet training run')
+    trainer.load_state(model, ck['model'], path)
+    trainer.load_optimizer(opt, ck['optimizer'], path, args, ('--lrs', '--wds', '--mmt'))
+    if sched and ck['scheduler']:
+        sched.load_state_dict(ck['scheduler'])
+        if trainer.given(args, ('--lrs',)):
+            sched.base_lrs = [g['initial_lr'] for g in opt.param_groups]
+    gen.set_state(ck['generator'])
+    torch.set_rng_state(ck['torch_rng'])
+    return ck['history'], ck['best']
+
+
+def load_model(folder, model):
+    """The weights of a run's best model (model.pt) into `model`."""
+    path = os.path.join(folder, 'model.pt')
+    trainer.load_state(model, trainer.load(path, ('model',), 'a model.pt of a training run')['model'], path)
 
 
 def save_neural_activity(model, train_b, folder, T1):
@@ -423,7 +447,7 @@ def save_neural_activity(model, train_b, folder, T1):
 def evaluate_action(args, model, xtr, ytr, xte, yte, device):
     """Train and test accuracy of the best model of a run, appended to its hyperparameters.txt."""
     if args.load_path:
-        model.load_state_dict(torch.load(os.path.join(args.load_path, 'model.pt'), weights_only=False)['model'])
+        load_model(args.load_path, model)
     lines = []
     for name, (x, y) in (('Train', (xtr, ytr)), ('Test', (xte, yte))):
         err, _ = nf.evaluate(model, batches(args, x, y, args.mbs, False, device, None), args.T1)
@@ -443,7 +467,7 @@ def gdu_dict(tr, side):
 
 def gducheck_action(args, argv, model, xtr, ytr, device, seed):
     if args.load_path:
-        model.load_state_dict(torch.load(os.path.join(args.load_path, 'model.pt'), weights_only=False)['model'])
+        load_model(args.load_path, model)
         args.load_path = ''                                # the check gets a folder of its own
     folder = run_folder(args, argv, device, seed, model)
     say(f'results: {folder}')

@@ -5,7 +5,6 @@ Its flag group (spec A3, same names and defaults, except --optim whose default b
 Networks in Network_fc.py / Network_conv.py, loops and files in Tools_fc.py / Tools_conv.py.
 """
 import os
-import time
 
 import torch
 
@@ -13,6 +12,7 @@ import checks
 import data
 import plotFunctions
 import results
+import trainer
 import Tools_conv
 import Tools_fc
 from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
@@ -230,6 +230,24 @@ def load_split(args, train):
     return (data.normalize(x, data.CIFAR_MEAN, CIFAR_STD) if args.dataset == 'cifar10' else x), y
 
 
+HYPER_FILE = 'Hyperparameters.txt'
+
+
+def resume(args, net, opt, gen, device):
+    """Weights, α, flip-rule momenta, α learning rates and random states of the last checkpoint of an S-k folder;
+    returns the rows of results.csv done so far."""
+    path = os.path.join(args.load_path, 'checkpoint.pt')
+    ck = trainer.load(path, ('model_state_dict', 'momentum', 'lr_alpha', 'rows', 'generator', 'torch_rng'),
+                      'a checkpoint.pt of a binary-EP training run (S-k folder)')
+    trainer.load_state(net, ck['model_state_dict'], path)
+    opt.momentum = [None if m is None else m.to(device) for m in ck['momentum']]
+    if not trainer.given(args, ('--lrAlpha',)):          # (decayed as the run went) unless given again
+        opt.lr_alpha = list(ck['lr_alpha'])
+    gen.set_state(ck['generator'])
+    torch.set_rng_state(ck['torch_rng'])
+    return ck['rows']
+
+
 def run(args, argv):
     if args.archi == ['fc'] and conv_only_flags_given(argv):
         raise UsageError(f'{", ".join(conv_only_flags_given(argv))}: conv flags do not apply to --archi fc')
@@ -243,27 +261,40 @@ def run(args, argv):
     opt = make_optimizer(net, args)
     tools = Tools_fc if args.archi == 'fc' else Tools_conv
     row_fn = Tools_fc.results_row if args.archi == 'fc' else Tools_conv.results_row_conv
-    folder = tools.create_path(args)
-    keys = HP_ALL + (HP_FC if args.archi == 'fc' else HP_CONV) + (HP_BIN_N if args.binary_settings == 'bin_W_N'
-                                                                  else ())
-    tools.save_hyperparameters(folder, args, argv, keys)
+    rows = resume(args, net, opt, gen, device) if args.load_path else []
+    if args.load_path:
+        folder = args.load_path
+        trainer.note_resume(folder, getattr(args, 'argv_given', argv), HYPER_FILE)
+    else:
+        folder = tools.create_path(args)
+        keys = HP_ALL + (HP_FC if args.archi == 'fc' else HP_CONV) + (HP_BIN_N if args.binary_settings == 'bin_W_N'
+                                                                      else ())
+        tools.save_hyperparameters(folder, args, argv, keys)
     say(f'results: {folder}')
     flat = args.archi == 'fc'
     aug = data.augment if args.dataset == 'cifar10' else None
     max_b = 1 if args.dry_run else None
     train_b = data.Batches(xtr, ytr, args.batchSize, True, flat, device, gen, max_b, transform=aug)
     test_b = data.Batches(xte, yte, args.test_batchSize, False, flat, device, gen, max_b)
-    rows, t0 = [], time.time()
-    for epoch in range(1, args.epochs + 1):
+
+    def run_epoch(epoch):
         if epoch == args.epochDecayLrAlpha:
             opt.lr_alpha = [lr / args.decayLrAlpha for lr in opt.lr_alpha]
         train = tools.train_bin(net, opt, train_b, args, gen)
         test = tools.test_bin(net, test_b)
-        rows.append(row_fn(net, opt, train, test, args))
-        tools.save_results(folder, rows)
-        results.save({'epoch': epoch, 'model_state_dict': net.state_dict(), 'momentum': opt.momentum,
-                      'lr_alpha': opt.lr_alpha, 'rows': rows}, os.path.join(folder, 'checkpoint.pt'))
-        say(f'epoch {epoch}: train error {train[0]:.2f} % (single {train[1]:.2f}), test error {test[0]:.2f} % '
-            f'(single {test[1]:.2f}), {time.time() - t0:.1f} s')
+        return row_fn(net, opt, train, test, args)
+
+    def save(rows):
+        results.save({'epoch': rows[-1]['epoch'] if rows else 0, 'model_state_dict': net.state_dict(),
+                      'momentum': opt.momentum, 'lr_alpha': opt.lr_alpha, 'rows': rows,
+                      'generator': gen.get_state(), 'torch_rng': torch.get_rng_state()},
+                     os.path.join(folder, 'checkpoint.pt'))
+        if rows:
+            r = rows[-1]
+            tools.save_results(folder, rows)
+            say(f'epoch {r["epoch"]}: train error {r["Ave_Train_Error"]:.2f} % (single {r["Single_Train_Error"]:.2f}),'
+                f' test error {r["Ave_Test_Error"]:.2f} % (single {r["Single_Test_Error"]:.2f}), {r["seconds"]:.1f} s')
+
+    trainer.fit(folder, args.epochs, rows, run_epoch, save, net.parameters(), HYPER_FILE)
     plotFunctions.plot_folder(os.path.dirname(folder))
     return folder

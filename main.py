@@ -3,15 +3,18 @@
 Every paper adds an argument group (its own flags, same names as its original code) and a `run(args, argv)`;
 the paper a command belongs to is inferred from the flags it uses, so the papers' commands run unchanged.
 """
+import os
+import re
+import shlex
 import sys
 
 import cli
-import re
 
 import ernoult2019
 import eplcanet
 import laborieux2021
 import laydevant2021
+import trainer
 
 # Each paper module has FLAGS (the flags only it uses), add_args(parser) and run(args, argv).
 # The first paper is the default when a command uses no paper-specific flag.
@@ -125,17 +128,56 @@ def paper_of(argv, parser=None):
     return paper
 
 
+def saved_argv(folder, parser):
+    """The command lines of a run folder (the first line of its hyperparameter file, then the line of every
+    resume), joined in order: with --load-path they come before the new command line, so that the run's own flags
+    are the defaults and a flag given again overrides them."""
+    path = trainer.hyper_file_of(folder)
+    if path is None:
+        raise cli.UsageError(f'--load-path {folder}: no hyperparameters.txt in that folder; give the folder of a run '
+                             f'made by this suite')
+    out = []
+    with open(path) as f:
+        for line in f:
+            if line.startswith('python main.py '):
+                try:
+                    out += normalise_argv(shlex.split(line)[2:], parser)
+                except ValueError as e:
+                    raise cli.UsageError(f'{path}: unreadable command line ({e})')
+    return out
+
+
+def resolve(argv, parser):
+    """(args, argv) of a command line; with --load-path RUN, argv is the run's saved command lines + this one."""
+    argv = normalise_argv(argv, parser)
+    args = parser.parse_args(argv)
+    if args.load_path and os.path.isdir(args.load_path):
+        merged = saved_argv(args.load_path, parser) + argv
+        try:
+            args = parser.parse_args(merged)
+        except cli.UsageError as e:
+            raise cli.UsageError(f'--load-path {args.load_path}: its saved command line does not parse ({e})')
+        argv = merged
+    return args, argv
+
+
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
     try:
         parser = build_parser()
-        argv = normalise_argv(argv, parser)
-        args = parser.parse_args(argv)
+        args, argv = resolve(given, parser)
+        args.argv_given = given                     # what this command said (a resume appends it to its folder)
         cli.finalise_suite_args(args)               # --threads; --dry-run writes under <--results-dir>/dry-run/
         return paper_of(argv, parser).run(args, argv)
     except cli.UsageError as e:                     # bad flags, absent data: one line, exit 2, no traceback
         print(f'main.py: error: {e}', file=sys.stderr)
         raise SystemExit(2)
+    except trainer.Stopped as e:                    # non-finite values, Ctrl-C during training
+        print(f'main.py: {e}', file=sys.stderr)
+        raise SystemExit(e.code)
+    except KeyboardInterrupt:
+        print('main.py: interrupted', file=sys.stderr)
+        raise SystemExit(130)
 
 
 if __name__ == '__main__':

@@ -128,8 +128,8 @@ def write_hyperparameters(folder, argv, items, header=None, name='hyperparameter
     write_text(os.path.join(folder, name), '\n'.join(lines) + '\n')
 
 
-def append_hyperparameters(folder, lines):
-    with open(os.path.join(folder, 'hyperparameters.txt'), 'a') as f:
+def append_hyperparameters(folder, lines, name='hyperparameters.txt'):
+    with open(os.path.join(folder, name), 'a') as f:
         f.write(''.join(line + '\n' for line in lines))
 
 

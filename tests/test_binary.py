@@ -88,7 +88,8 @@ def test_fc_bin_w_reaches_85_percent(tmp_path):
     assert code == 0
     df = pd.read_csv(os.path.join(folder, 'results.csv'))
     assert 100 - df['Ave_Test_Error'].iloc[-1] >= 85.0
-    assert (df.dtypes == 'float64').all()                    # real numbers, not tensor reprs
+    assert df['epoch'].tolist() == [1, 2, 3]
+    assert (df.drop(columns='epoch').dtypes == 'float64').all()   # real numbers, not tensor reprs
     date_folder = os.path.dirname(folder)
     assert os.path.basename(folder) == 'S-1' and 'plotFunctions.py' in os.listdir(date_folder)
     hp = open(os.path.join(folder, 'Hyperparameters.txt')).read().splitlines()

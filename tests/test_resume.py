@@ -1,0 +1,152 @@
+"""Runs that can be picked up again, for every paper: resume equals an uninterrupted run, the saved flags are the
+defaults, Ctrl-C leaves a checkpoint that resumes, a non-finite run stops within the epoch and says so."""
+import os
+
+import pandas as pd
+import pytest
+import torch
+
+import netFunctions as nf
+from conftest import run_main
+
+ERNOULT = ['--action', 'train', '--discrete', '--size_tab', '10', '32', '784', '--lr_tab', '0.04', '0.08',
+           '--T', '8', '--Kmax', '3', '--beta', '0.1', '--batch-size', '50', '--dataset', 'mnist5k', '--benchmark',
+           '--seed', '3']
+LABORIEUX = ['--model', 'MLP', '--task', 'mnist5k', '--archi', '784', '32', '10', '--act', 'mysig', '--optim', 'sgd',
+             '--mmt', '0.9', '--lrs', '0.05', '0.02', '--T1', '8', '--T2', '3', '--mbs', '100', '--betas', '0.0', '0.2',
+             '--random-sign', '--seed', '4']
+BINARY = ['--archi', 'fc', '--layersList', '784', '64', '10', '--T', '8', '--Kmax', '3', '--beta', '0.3',
+          '--gamma', '1e-5', '1e-4', '--gradThreshold', '5e-7', '5e-7', '--lrBias', '0.025', '0.05',
+          '--learnAlpha', '1', '--lrAlpha', '0.01', '0.01', '--batchSize', '100', '--dataset', 'mnist5k', '--seed', '5']
+
+# checkpoint files of each paper and the key of their weights
+CHECKPOINTS = {'ernoult': (('checkpoint_EP.pt', 'model'), ('checkpoint_BPTT.pt', 'model')),
+               'laborieux': (('checkpoint.tar', 'model'),),
+               'binary': (('checkpoint.pt', 'model_state_dict'),)}
+BASES = {'ernoult': ERNOULT, 'laborieux': LABORIEUX, 'binary': BINARY}
+METRICS = {'ernoult': 'metrics.csv', 'laborieux': 'metrics.csv', 'binary': 'results.csv'}
+
+
+def _weights(folder, paper):
+    out = {}
+    for name, key in CHECKPOINTS[paper]:
+        ck = torch.load(os.path.join(folder, name), weights_only=False)
+        out.update({f'{name}:{k}': v for k, v in ck[key].items()})
+    return out
+
+
+def _assert_same_run(a, b, paper):
+    wa, wb = _weights(a, paper), _weights(b, paper)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    ma, mb = (pd.read_csv(os.path.join(f, METRICS[paper])) for f in (a, b))
+    cols = [c for c in ma.columns if 'seconds' not in c]
+    pd.testing.assert_frame_equal(ma[cols], mb[cols])
+
+
+@pytest.mark.parametrize('paper', list(BASES))
+def test_resume_with_the_folder_alone_equals_uninterrupted(paper, tmp_path):
+    """2 epochs in one run == 1 epoch, then `--load-path <folder> --epochs 1` alone (the saved flags are the
+    defaults): bit-identical weights and metrics; the resume's command line is appended to the folder's file."""
+    base = BASES[paper]
+    code, full = run_main(base + ['--epochs', '2', '--results-dir', str(tmp_path / 'a')])
+    assert code == 0
+    code, part = run_main(base + ['--epochs', '1', '--results-dir', str(tmp_path / 'b')])
+    assert code == 0
+    code, resumed = run_main(['--load-path', part, '--epochs', '1'])
+    assert code == 0 and resumed == part
+    _assert_same_run(full, part, paper)
+    m = pd.read_csv(os.path.join(part, METRICS[paper]))
+    assert list(m['epoch'].unique()) == [1, 2]
+    for g in ([g for _, g in m.groupby('method')] if 'method' in m else [m]):   # seconds add up across the resume
+        assert (g['seconds'].diff().dropna() > 0).all()
+        assert g['seconds'].iloc[-1] == pytest.approx(g['epoch_seconds'].sum())
+    hyper = [f for f in os.listdir(part) if f.lower() == 'hyperparameters.txt'][0]
+    lines = open(os.path.join(part, hyper)).read().splitlines()
+    assert [ln for ln in lines if ln.startswith('python main.py')][-1] == \
+        f'python main.py --load-path {part} --epochs 1'
+
+
+def test_a_flag_given_again_overrides_the_saved_one(tmp_path):
+    code, run = run_main(LABORIEUX + ['--epochs', '1', '--results-dir', str(tmp_path)])
+    assert code == 0
+    code, _ = run_main(['--load-path', run, '--epochs', '1', '--lrs', '0.0', '0.0', '--mmt', '0.0'])
+    assert code == 0
+    ck = torch.load(os.path.join(run, 'checkpoint.tar'), weights_only=False)
+    assert [g['lr'] for g in ck['optimizer']['param_groups']] == [0.0, 0.0]
+    # evaluate with the folder alone: the architecture, task and T1 are the run's
+    code, _ = run_main(['--todo', 'evaluate', '--load-path', run])
+    assert code == 0
+    assert open(os.path.join(run, 'hyperparameters.txt')).read().splitlines()[-1].startswith('Test accuracy : ')
+
+
+def _interrupt_in_epoch(monkeypatch, n):
+    """nf.train raises KeyboardInterrupt on its n-th call (n-th training epoch)."""
+    real, calls = nf.train, []
+
+    def train(*a, **kw):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+    monkeypatch.setattr(nf, 'train', train)
+
+
+@pytest.mark.parametrize('paper', ['laborieux', 'binary'])
+def test_ctrl_c_leaves_a_folder_that_resumes(paper, tmp_path, monkeypatch, capsys):
+    base = BASES[paper]
+    _, full = run_main(base + ['--epochs', '2', '--results-dir', str(tmp_path / 'a')])
+    _interrupt_in_epoch(monkeypatch, 2)
+    code, _ = run_main(base + ['--epochs', '2', '--results-dir', str(tmp_path / 'b')])
+    err = _message(capsys)
+    assert code == 130
+    assert 'interrupted in epoch 2' in err and 'checkpoint of epoch 1' in err
+    folder = err.split('--load-path ')[-1]
+    monkeypatch.undo()
+    code, resumed = run_main(['--load-path', folder, '--epochs', '1'])
+    assert code == 0 and resumed == folder
+    _assert_same_run(full, folder, paper)
+
+
+def test_ctrl_c_in_the_first_epoch_resumes_from_epoch_0(tmp_path, monkeypatch, capsys):
+    _, full = run_main(ERNOULT + ['--epochs', '1', '--results-dir', str(tmp_path / 'a')])
+    _interrupt_in_epoch(monkeypatch, 1)                 # inside the BPTT twin's first epoch: EP has not started
+    code, _ = run_main(ERNOULT + ['--epochs', '1', '--results-dir', str(tmp_path / 'b')])
+    err = _message(capsys)
+    assert code == 130 and 'checkpoint of epoch 0' in err, err
+    folder = err.split('--load-path ')[-1]
+    monkeypatch.undo()
+    assert run_main(['--load-path', folder, '--epochs', '1'])[0] == 0
+    _assert_same_run(full, folder, 'ernoult')
+
+
+@pytest.mark.parametrize('paper,lr', [('laborieux', ['--lrs', '3e38', '3e38']),
+                                      ('ernoult', ['--lr_tab', '3e38', '3e38'])])
+def test_non_finite_run_stops_and_says_so(paper, lr, tmp_path, capsys):
+    code, _ = run_main(BASES[paper] + lr + ['--epochs', '3', '--results-dir', str(tmp_path)])
+    err = _message(capsys)
+    assert code == 1
+    assert 'non-finite' in err and 'epoch 1' in err and 'epoch 0' in err
+    (folder,) = {os.path.dirname(p) for p in _find(tmp_path, 'stopped.txt')}
+    assert 'non-finite' in open(os.path.join(folder, 'stopped.txt')).read()
+    assert 'STOPPED' in open(os.path.join(folder, 'hyperparameters.txt')).read()
+    epochs = []
+    for name, key in CHECKPOINTS[paper]:                # the last good checkpoints are finite; the net that failed
+        ck = torch.load(os.path.join(folder, name), weights_only=False)    # keeps its initial weights
+        assert all(torch.isfinite(v).all() for v in ck[key].values())
+        epochs.append(ck['epoch'])
+    assert min(epochs) == 0
+
+
+def _message(capsys):
+    """The one line main.py wrote on stderr (beside the progress bars), with no traceback."""
+    err = capsys.readouterr().err
+    assert 'Traceback' not in err, err
+    lines = [ln for ln in err.splitlines() if ln.startswith('main.py')]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _find(root, name):
+    return [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f == name]

@@ -1,0 +1,142 @@
+"""The epoch loop every paper shares: timing, per-epoch files, the non-finite stop, Ctrl-C, and reading checkpoints.
+
+A paper hands `fit` two functions: `run_epoch(epoch)` (one epoch of training and testing, returning its metrics row)
+and `save(history)` (its metrics CSV and checkpoint, written atomically). `fit` adds to each row
+
+    epoch_seconds   wall-clock seconds of that epoch
+    seconds         cumulative seconds of the run, continued across resumes (from the last row of `history`)
+
+and checks, once per epoch (one host synchronisation, none per mini-batch), that the row's numbers and the network's
+weights are finite. A run that goes non-finite, or that is interrupted (Ctrl-C), stops with `Stopped`: main.py prints
+its one line and exits with its code; the folder keeps the checkpoint of the last good epoch, which resumes with
+--load-path, and a non-finite stop is written to the folder (stopped.txt, and a line of hyperparameters.txt).
+"""
+import math
+import os
+import pickle
+import time
+import zipfile
+
+import torch
+
+import results
+from cli import UsageError, say
+
+
+class Stopped(Exception):
+    """A run that ended early: one line for the user and the exit code (1: non-finite values, 130: Ctrl-C)."""
+
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+
+def _finite_row(row):
+    return all(math.isfinite(v) for v in row.values() if isinstance(v, float))
+
+
+def _finite_params(params):
+    params = [p.detach() for p in params]
+    return not params or bool(torch.stack([torch.isfinite(p).all() for p in params]).all())
+
+
+def fit(folder, epochs, history, run_epoch, save, params, hyper_file='hyperparameters.txt', label=''):
+    """Epochs len(history)+1 … len(history)+epochs (`history`: the rows of the epochs already done, extended in
+    place). `save(history)` runs once before the first epoch when nothing is saved yet (so that an interrupted first
+    epoch leaves a checkpoint that resumes) and after every good epoch. Returns history."""
+    start = history[-1]['epoch'] if history else 0
+    done = start
+    elapsed = history[-1].get('seconds', 0.0) if history else 0.0
+    if not history:
+        save(history)
+    try:
+        for epoch in range(start + 1, start + epochs + 1):
+            t0 = time.time()
+            row = run_epoch(epoch)
+            dt = time.time() - t0
+            row = dict(epoch=epoch, **{k: v for k, v in row.items() if k != 'epoch'})
+            row.update(epoch_seconds=dt, seconds=elapsed + dt)
+            if not (_finite_row(row) and _finite_params(params)):
+                _stop_non_finite(folder, hyper_file, label, row, done)
+            elapsed += dt
+            history.append(row)
+            save(history)
+            done = epoch
+    except KeyboardInterrupt:
+        raise Stopped(f'interrupted{label} in epoch {done + 1}; {folder} holds the checkpoint of epoch {done}: '
+                      f'resume with --load-path {folder}', 130)
+    return history
+
+
+def _stop_non_finite(folder, hyper_file, label, row, done):
+    bad = ', '.join(f'{k} {v}' for k, v in row.items() if isinstance(v, float) and not math.isfinite(v))
+    what = bad or 'weights'
+    message = (f'non-finite values{label} in epoch {row["epoch"]} ({what}): stopped; the last good checkpoint is '
+               f'that of epoch {done} in {folder} (lower the learning rates, or resume from it with --load-path)')
+    results.write_text(os.path.join(folder, 'stopped.txt'), message + '\n')
+    results.append_hyperparameters(folder, [f'STOPPED: {message}'], name=hyper_file)
+    raise Stopped(message, 1)
+
+
+def note_resume(folder, argv, hyper_file='hyperparameters.txt'):
+    """A resumed run appends its command line to the folder's hyperparameter file: its flags override the saved
+    ones the next time the folder is loaded (main.saved_argv reads every command line of that file, in order)."""
+    results.append_hyperparameters(folder, [results.command_line(argv)], name=hyper_file)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading checkpoints: one line naming the file and what was expected, never a traceback
+
+UNREADABLE = (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, KeyError,
+              AttributeError, ImportError, IndexError, TypeError)
+
+
+def load(path, keys=(), what='a checkpoint of this suite', flag='--load-path'):
+    """torch.load of a checkpoint dict holding `keys`; a missing, unreadable or foreign file is a UsageError."""
+    if not os.path.isfile(path):
+        raise UsageError(f'{flag}: no {os.path.basename(path)} in {os.path.dirname(path) or "."} (expected {what}; '
+                         f'give the folder of a training run)' if flag == '--load-path' else
+                         f'{flag} {path}: no such file (expected {what})')
+    try:
+        ck = torch.load(path, map_location='cpu', weights_only=False)
+    except UNREADABLE as e:
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise UsageError(f'{path}: not a readable checkpoint ({reason}); expected {what}')
+    missing = [k for k in keys if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        raise UsageError(f'{path}: not {what} (no {", ".join(missing)} in it)')
+    return ck
+
+
+def load_state(module, state, path):
+    """module.load_state_dict, with a mismatch reported as a UsageError naming the file."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        first = str(e).splitlines()[0][:160]
+        raise UsageError(f'{path}: its weights do not fit the network of this command ({first}); give the flags of '
+                         f'the run that made it, or another folder')
+
+
+def given(args, flags):
+    """Whether this command line itself (not the saved one of a resumed run) sets one of `flags`."""
+    return any(a.split('=')[0] in flags for a in getattr(args, 'argv_given', ()))
+
+
+def load_optimizer(opt, state, path, args, flags):
+    """An optimiser's saved state (momenta, learning rates as scheduled); the hyperparameters of its groups are
+    this command's where it gives one of `flags` again."""
+    fresh = [{k: v for k, v in g.items() if k != 'params'} for g in opt.param_groups]
+    load_state(opt, state, path)
+    if given(args, flags):
+        for g, f in zip(opt.param_groups, fresh):
+            g.update(f)
+
+
+def hyper_file_of(folder):
+    """The hyperparameter file of a run folder (Hyperparameters.txt for the binary-EP runs), or None."""
+    for name in ('hyperparameters.txt', 'Hyperparameters.txt'):
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    return None
+
