@@ -453,8 +453,10 @@ def evaluate_action(args, model, xtr, ytr, xte, yte, device):
         err, _ = nf.evaluate(model, batches(args, x, y, args.mbs, False, device, None), args.T1)
         lines.append(f'{name} accuracy : {100 - err:.2f}')
         say(lines[-1])
-    if args.load_path:
-        results.append_hyperparameters(args.load_path, lines)
+    if args.load_path:                                     # (not a 'python main.py' line: a later resume of the
+        given = getattr(args, 'argv_given', None)          # run does not take the evaluation's flags)
+        head = [f'evaluated with: {results.command_line(given)}'] if given else []
+        results.append_hyperparameters(args.load_path, head + lines)
     return args.load_path or None
 
 

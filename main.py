@@ -144,6 +144,23 @@ def saved_argv(folder, parser):
                     out += normalise_argv(shlex.split(line)[2:], parser)
                 except ValueError as e:
                     raise cli.UsageError(f'{path}: unreadable command line ({e})')
+    return drop_action(out)
+
+
+def drop_action(argv):
+    """argv without its --action/--todo (but advtrain, a kind of training): the saved run's action is not the
+    default of a command that loads it (`--load-path <run>` alone resumes training)."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ('--action', '--todo') and i + 1 < len(argv):
+            if argv[i + 1] == 'advtrain':
+                out += argv[i:i + 2]
+            i += 2
+            continue
+        if not a.startswith(('--action=', '--todo=')) or a.endswith('=advtrain'):
+            out.append(a)
+        i += 1
     return out
 
 
