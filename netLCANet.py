@@ -10,8 +10,8 @@ with the primitive  Φ = ⟨P_0(a), s_0⟩ + Σ_{k≥1} ⟨P_k(W_k ⋆ s_{k−1}
 - C1 (`--model EPLCACNN`): no feedback into the sparse layer (γ = 0); the original ran `lca_iters` LCA iterations
   per EP step, warm-started; the code at the end of its free phase is the code after T1 × lca_iters iterations
   (the activation before the last update, as lca-pytorch), which is what is computed here once per mini-batch
-  (the original kept integrating the LCA during the nudged
-  phase, so s_0 moved between the phases for a reason unrelated to the nudge: a bias of the EP estimate).
+  (the original kept integrating the LCA during the nudged phase, so s_0 moved between the phases for a reason
+  unrelated to the nudge: a bias of the EP estimate).
 - C2 (`--model LCACNN`): feedback into the sparse layer (γ = --scale_feedback, 1 by default: then the dynamics is
   the gradient of Φ and EP is exact); lca_iters iterations once per mini-batch.
 
