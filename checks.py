@@ -4,6 +4,8 @@ import math
 
 from cli import UsageError
 
+FLOAT32_MAX = 3.4028234663852886e38          # the weights are float32: a larger value overflows in the update
+
 
 def _values(v):
     return list(v) if isinstance(v, (list, tuple)) else [v]
@@ -31,8 +33,9 @@ def real(flag, value, what='the value', lo=None, hi=None, above=None, below=None
     subject = f'every value ({what})' if many else what
     tail = f'; {fix}' if fix else ''
     for v in _values(value):
-        if not math.isfinite(v):
-            raise UsageError(f'{flag} {_show(value)}: {subject} must be a finite number{tail}')
+        if not math.isfinite(v) or abs(v) > FLOAT32_MAX:
+            raise UsageError(f'{flag} {_show(value)}: {subject} must be a finite number (within ±3.4e38, the '
+                             f'float32 range){tail}')
         if nonzero and v == 0:
             raise UsageError(f'{flag} {_show(value)}: {subject} must be non-zero{tail}')
         for bad, rule in ((lo is not None and v < lo, f'at least {lo}'), (hi is not None and v > hi, f'at most {hi}'),

@@ -262,9 +262,6 @@ def batches(args, x, y, bs, train, device, gen):
 # Actions
 
 def run(args, argv):
-    import eplcanet
-    if args.model in eplcanet.MODELS or args.action in eplcanet.ACTIONS:
-        return eplcanet.run(args, argv)
     check_args(args)
     device = pick_device(args.device)
     seed = seed_everything(args.seed)

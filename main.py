@@ -86,8 +86,9 @@ def flags_used(argv, parser):
 def paper_of(argv, parser=None):
     """The paper of a command line: the one whose own flags it uses. Without any, --archi fc|conv or --optim ep|bptt
     select the binary-EP paper, --archi <sizes> or --optim sgd|adam Laborieux et al. 2021, an EPLCANet action
-    EPLCANet and evaluate Laborieux et al. 2021; else the first paper. Flags of two papers, and shared flags the
-    selected paper does not use (e.g. --T for Laborieux, whose name for it is --T1), are usage errors."""
+    EPLCANet and evaluate Laborieux et al. 2021; else the first paper. A Laborieux command line with an EPLCANet
+    model or action is EPLCANet's (the one place where commands are routed). Flags of two papers, and shared flags
+    the selected paper does not use (e.g. --T for Laborieux, whose name for it is --T1), are usage errors."""
     parser = parser or build_parser()
     acts = parser._option_string_actions
     owner = {}
@@ -97,6 +98,7 @@ def paper_of(argv, parser=None):
                 if f in acts:
                     owner[acts[f]] = i
     used = flags_used(argv, parser)
+    args = parser.parse_args(argv)
     own = [(f, owner[acts[f]]) for f in used if acts[f] in owner]
     selector = None
     if own:
@@ -109,7 +111,6 @@ def paper_of(argv, parser=None):
         papers = FAMILIES[fam][1]
         paper = next((p for p in papers[::-1] if set(used) & p.FLAGS), papers[0]) if len(papers) > 1 else papers[0]
     else:
-        args = parser.parse_args(argv)
         paper = PAPERS[0]
         if args.archi:
             selector = '--archi'
@@ -120,6 +121,8 @@ def paper_of(argv, parser=None):
         elif args.action in eplcanet.ACTIONS or args.action == 'evaluate':
             selector = f'--action {args.action}'
             paper = eplcanet if args.action in eplcanet.ACTIONS else laborieux2021
+    if paper is laborieux2021 and (args.model in eplcanet.MODELS or args.action in eplcanet.ACTIONS):
+        paper = eplcanet                            # Laborieux's flags, an EPLCANet model or action
     name = next(n for n, papers in FAMILIES if paper in papers)
     for f in used:
         if f in NOT_USED[paper.NAME]:

@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import netFunctions as nf
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Activations ρ and their derivatives ρ' (Ernoult 2019, A.3)
@@ -126,17 +128,15 @@ class EPNet(nn.Module):
 
     def forward(self, x, s=None, y=None, beta=0.0, steps=None):
         """Relax for `steps` steps (default T) from `s` (default zeros); returns the final state list."""
-        from netFunctions import relax
         x = self.front(x)
         if s is None:
             s = self.init_state(x.shape[0])
-        return relax(self, x, s, y, beta, self.T if steps is None else steps)
+        return nf.relax(self, x, s, y, beta, self.T if steps is None else steps)
 
     # -- learning -------------------------------------------------------------------------------------------------
     def computeGradients(self, x, s_a, s_b, beta_a, beta_b):
         """EP estimate of ∂L/∂θ, written to .grad: −(1/(β_b−β_a)) mean_b [∂Φ/∂θ(s_b) − ∂Φ/∂θ(s_a)]."""
-        from netFunctions import write_ep_grads
-        write_ep_grads(self, x, s_a, s_b, beta_a, beta_b)
+        nf.write_ep_grads(self, x, s_a, s_b, beta_a, beta_b)
 
     def updateWeights(self, optimizer):
         """θ ← θ − lr_k ĝ_θ (per-layer learning rates live in the optimiser's parameter groups)."""

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.grad import conv2d_input
 
+import netFunctions as nf
 from netClasses import Activation, EPNet
 
 ACTIVATIONS = {
@@ -290,7 +291,6 @@ class VFMixin:
         return self.phi_terms(x, s, fixed) + self.phi_nudge(s, y, beta)
 
     def ep_param_grads(self, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None):
-        import netFunctions as nf
         if self.same_update:
             grads = nf.phi_param_grads(self, x, s_a, s_b, beta_a, beta_b, y)
             named = dict(zip([n for n, _ in self.named_parameters()], grads))

@@ -100,7 +100,7 @@ def load(path, keys=(), what='a checkpoint of this suite', flag='--load-path'):
     try:
         ck = torch.load(path, map_location='cpu', weights_only=False)
     except UNREADABLE as e:
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        reason = _first(e, 1)
         raise UsageError(f'{path}: not a readable checkpoint ({reason}); expected {what}')
     missing = [k for k in keys if not isinstance(ck, dict) or k not in ck]
     if missing:
@@ -108,14 +108,19 @@ def load(path, keys=(), what='a checkpoint of this suite', flag='--load-path'):
     return ck
 
 
+def _first(error, lines):
+    """The first sentence of the first `lines` lines of an exception's text (or its type), on one line."""
+    text = ' '.join(ln.strip() for ln in str(error).splitlines()[:lines] if ln.strip()) or type(error).__name__
+    return text.split('. ')[0].rstrip('.')[:200]
+
+
 def load_state(module, state, path):
     """module.load_state_dict, with a mismatch reported as a UsageError naming the file."""
     try:
         module.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError, TypeError) as e:
-        first = str(e).splitlines()[0][:160]
-        raise UsageError(f'{path}: its weights do not fit the network of this command ({first}); give the flags of '
-                         f'the run that made it, or another folder')
+        raise UsageError(f'{path}: its weights do not fit the network of this command ({_first(e, 2)}); give the '
+                         f'flags of the run that made it, or another folder')
 
 
 def given(args, flags):

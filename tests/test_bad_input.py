@@ -1,11 +1,13 @@
 """Bad input, as a new user would type it, for the four papers' command lines: every case ends with exit code 2 and
 one line 'main.py: error: ...' naming the flag, no traceback, and no folder under --results-dir. Every case fails
 while the flags are checked (before any data is loaded), so the file runs in seconds."""
+import io
 import os
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import ROOT, run_main
 
@@ -57,6 +59,7 @@ CASES = {
     'ernoult beta nan': (_set(ERNOULT, '--beta', 'nan'), '--beta'),
     'ernoult lr nan': (_set(ERNOULT, '--lr_tab', 'nan', '0.08'), '--lr_tab'),
     'ernoult lr inf': (_set(ERNOULT, '--lr_tab', '0.04', 'inf'), '--lr_tab'),
+    'ernoult lr beyond float32': (_set(ERNOULT, '--lr_tab', '1e308', '0.08'), '--lr_tab'),
     'ernoult lr negative': (_set(ERNOULT, '--lr_tab', '-0.04', '0.08'), '--lr_tab'),
     'ernoult layer size 0': (_set(ERNOULT, '--size_tab', '10', '0', '784'), '--size_tab'),
     'ernoult 5 outputs': (_set(ERNOULT, '--size_tab', '5', '64', '784'), '--size_tab'),
@@ -136,11 +139,75 @@ CASES = {
     'binary + ernoult flag': (_set(BIN, '--lr_tab', '0.1', '0.1'), '--lr_tab'),
 }
 
-# ---- Checkpoint files given to --load-path (corrupt / truncated checkpoint, run folder without one): another
-# engineer adds these cases with their messages. Each entry: id -> function(tmp_path) returning (argv, flag);
-# the argv must not contain --results-dir.
+# ---- Files given to --load-path / --dictionary (garbage, truncated, foreign or absent checkpoints, a folder without
+# its files): one line naming the file and what was expected. Each entry: id -> function(tmp_path) returning
+# (argv, the file or flag the message must name); the run folders are written by hand (a command line and the file).
+SMALL_LAB = ['--model', 'MLP', '--task', 'mnist5k', '--archi', '784', '16', '10', '--lrs', '0.1', '0.1', '--T1', '4',
+             '--T2', '2', '--mbs', '20', '--epochs', '1', '--betas', '0.0', '0.1']
+SMALL_ERNOULT = _set(ERNOULT, '--size_tab', '10', '16', '784')
+SMALL_BIN = _set(BIN, '--layersList', '784', '16', '10')
+
+
+def _run_folder(tmp_path, argv, files, hyper='hyperparameters.txt'):
+    """A run folder as the suite writes it: its command line first, then the given files (name -> bytes)."""
+    folder = tmp_path / 'run'
+    folder.mkdir()
+    if hyper:
+        (folder / hyper).write_text('python main.py ' + ' '.join(argv) + '\n- seed: 1\n')
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    return str(folder)
+
+
+def _torch_bytes(obj):
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _foreign_checkpoint():
+    """A complete Laborieux checkpoint whose weights belong to another architecture (784-32-10)."""
+    w = {'synapses.0.weight': torch.zeros(32, 784), 'synapses.0.bias': torch.zeros(32),
+         'synapses.1.weight': torch.zeros(10, 32), 'synapses.1.bias': torch.zeros(10)}
+    return _torch_bytes({'model': w, 'optimizer': {}, 'scheduler': None, 'generator': torch.Generator().get_state(),
+                         'torch_rng': torch.get_rng_state(), 'epoch': 1, 'history': [], 'best': 0.0})
+
+
 CHECKPOINT_CASES = {
+    'laborieux garbage checkpoint': lambda t: (['--load-path', _run_folder(t, SMALL_LAB, {
+        'checkpoint.tar': b'this is not a checkpoint'})], 'checkpoint.tar'),
+    'laborieux truncated checkpoint': lambda t: (['--load-path', _run_folder(t, SMALL_LAB, {
+        'checkpoint.tar': _foreign_checkpoint()[:300]})], 'checkpoint.tar'),
+    'laborieux folder without checkpoint': lambda t: (['--load-path', _run_folder(t, SMALL_LAB, {})],
+                                                      'checkpoint.tar'),
+    'laborieux checkpoint of another net': lambda t: (['--load-path', _run_folder(t, SMALL_LAB, {
+        'checkpoint.tar': _foreign_checkpoint()})], 'do not fit'),
+    'laborieux checkpoint not a dict': lambda t: (['--load-path', _run_folder(t, SMALL_LAB, {
+        'checkpoint.tar': _torch_bytes(torch.zeros(3))})], 'checkpoint.tar'),
+    'laborieux evaluate garbage model': lambda t: (['--todo', 'evaluate', '--load-path', _run_folder(t, SMALL_LAB, {
+        'model.pt': b'\x00' * 64})], 'model.pt'),
+    'laborieux evaluate without model': lambda t: (['--todo', 'evaluate', '--load-path', _run_folder(t, SMALL_LAB, {
+    })], 'model.pt'),
+    'folder without hyperparameters': lambda t: (['--load-path', _run_folder(t, SMALL_LAB, {}, hyper=None)],
+                                                 'hyperparameters.txt'),
+    'ernoult garbage checkpoint': lambda t: (['--load-path', _run_folder(t, SMALL_ERNOULT, {
+        'checkpoint_EP.pt': b'garbage', 'checkpoint_BPTT.pt': b'garbage'})], 'checkpoint_'),
+    'ernoult folder without checkpoint': lambda t: (['--load-path', _run_folder(t, SMALL_ERNOULT, {})],
+                                                    'checkpoint_'),
+    'binary truncated checkpoint': lambda t: (['--load-path', _run_folder(t, SMALL_BIN, {
+        'checkpoint.pt': _torch_bytes({'rows': [1] * 1000})[:200]}, hyper='Hyperparameters.txt')],
+        'checkpoint.pt'),
+    'binary checkpoint of another run': lambda t: (['--load-path', _run_folder(t, SMALL_BIN, {
+        'checkpoint.pt': _torch_bytes({'rows': []})}, hyper='Hyperparameters.txt')], 'model_state_dict'),
+    'eplcanet garbage dictionary': lambda t: (_set(LCA, '--dict_training', 'pretrained', '--dictionary',
+                                                   _garbage(t, 'dictionary.pt')), 'dictionary.pt'),
 }
+
+
+def _garbage(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b'not a torch file')
+    return str(path)
 
 
 def _assert_usage_error(code, err, flag, results):
@@ -166,8 +233,7 @@ def test_bad_command_line(case, tmp_path, capsys):
     _assert_usage_error(code, capsys.readouterr().err, flag, results)
 
 
-@pytest.mark.parametrize('case', list(CHECKPOINT_CASES) or [pytest.param(None, marks=pytest.mark.skip(
-    reason='checkpoint cases: not added yet'))])
+@pytest.mark.parametrize('case', list(CHECKPOINT_CASES))
 def test_bad_checkpoint(case, tmp_path, capsys):
     argv, flag = CHECKPOINT_CASES[case](tmp_path)
     results = tmp_path / 'results'
