@@ -260,15 +260,15 @@ def train_action(args, argv, device, seed, gen):
 
 
 def resume(args, nets, opts, gens):
-    """Weights, optimiser and shuffling state of every net of a Trial folder (--lr_tab given again overrides the
-    saved learning rates); returns the rows done per net."""
+    """Weights, optimiser and shuffling state of every net of a Trial folder (learning rates: this command's);
+    returns the rows done per net."""
     rows = {}
     for method, net in nets.items():
         path = os.path.join(args.load_path, f'checkpoint_{method}.pt')
         ck = trainer.load(path, ('model', 'optimizer', 'generator', 'history'),
                           f'a checkpoint_{method}.pt of an Ernoult-2019 training run with the same --benchmark')
         trainer.load_state(net, ck['model'], path)
-        trainer.load_optimizer(opts[method], ck['optimizer'], path, args, ('--lr_tab',))
+        trainer.load_optimizer(opts[method], ck['optimizer'], path)
         gens[method].set_state(ck['generator'])
         rows[method] = ck['history']
     return rows

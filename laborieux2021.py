@@ -412,15 +412,14 @@ CHECKPOINT_KEYS = ('model', 'optimizer', 'scheduler', 'generator', 'torch_rng', 
 
 def resume(args, model, opt, sched, gen):
     """Model, optimiser, scheduler and random states of the last checkpoint of a run (learning rates, weight
-    decays and momentum given again in this command override the saved ones); returns (history, best)."""
+    decays and momentum are this command's, see trainer.load_optimizer); returns (history, best)."""
     path = os.path.join(args.load_path, 'checkpoint.tar')
     ck = trainer.load(path, CHECKPOINT_KEYS, 'a checkpoint.tar of a Laborieux-2021 / EPLCANet training run')
     trainer.load_state(model, ck['model'], path)
-    trainer.load_optimizer(opt, ck['optimizer'], path, args, ('--lrs', '--wds', '--mmt'))
+    trainer.load_optimizer(opt, ck['optimizer'], path)
     if sched and ck['scheduler']:
         sched.load_state_dict(ck['scheduler'])
-        if trainer.given(args, ('--lrs',)):
-            sched.base_lrs = [g['initial_lr'] for g in opt.param_groups]
+        sched.base_lrs = [g['initial_lr'] for g in opt.param_groups]
     gen.set_state(ck['generator'])
     torch.set_rng_state(ck['torch_rng'])
     return ck['history'], ck['best']

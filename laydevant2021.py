@@ -241,7 +241,7 @@ def resume(args, net, opt, gen, device):
                       'a checkpoint.pt of a binary-EP training run (S-k folder)')
     trainer.load_state(net, ck['model_state_dict'], path)
     opt.momentum = [None if m is None else m.to(device) for m in ck['momentum']]
-    if not trainer.given(args, ('--lrAlpha',)):          # (decayed as the run went) unless given again
+    if ck.get('lr_alpha_initial') == opt.lr_alpha:      # the same --lrAlpha: as decayed so far; a new one: itself
         opt.lr_alpha = list(ck['lr_alpha'])
     gen.set_state(ck['generator'])
     torch.set_rng_state(ck['torch_rng'])
@@ -261,6 +261,7 @@ def run(args, argv):
     opt = make_optimizer(net, args)
     tools = Tools_fc if args.archi == 'fc' else Tools_conv
     row_fn = Tools_fc.results_row if args.archi == 'fc' else Tools_conv.results_row_conv
+    lr_alpha_initial = list(opt.lr_alpha)                 # --lrAlpha of this command (before any decay)
     rows = resume(args, net, opt, gen, device) if args.load_path else []
     if args.load_path:
         folder = args.load_path
@@ -286,7 +287,8 @@ def run(args, argv):
 
     def save(rows):
         results.save({'epoch': rows[-1]['epoch'] if rows else 0, 'model_state_dict': net.state_dict(),
-                      'momentum': opt.momentum, 'lr_alpha': opt.lr_alpha, 'rows': rows,
+                      'momentum': opt.momentum, 'lr_alpha': opt.lr_alpha, 'lr_alpha_initial': lr_alpha_initial,
+                      'rows': rows,
                       'generator': gen.get_state(), 'torch_rng': torch.get_rng_state()},
                      os.path.join(folder, 'checkpoint.pt'))
         if rows:

@@ -123,19 +123,17 @@ def load_state(module, state, path):
                          f'flags of the run that made it, or another folder')
 
 
-def given(args, flags):
-    """Whether this command line itself (not the saved one of a resumed run) sets one of `flags`."""
-    return any(a.split('=')[0] in flags for a in getattr(args, 'argv_given', ()))
-
-
-def load_optimizer(opt, state, path, args, flags):
-    """An optimiser's saved state (momenta, learning rates as scheduled); the hyperparameters of its groups are
-    this command's where it gives one of `flags` again."""
+def load_optimizer(opt, state, path):
+    """An optimiser's saved state (momenta, learning rates as scheduled), under this command's hyperparameters: a
+    learning rate, weight decay or momentum that differs from the saved run's replaces it (a learning rate then
+    restarts from its new value), while the same values keep the saved, possibly scheduled, state bit for bit."""
     fresh = [{k: v for k, v in g.items() if k != 'params'} for g in opt.param_groups]
     load_state(opt, state, path)
-    if given(args, flags):
-        for g, f in zip(opt.param_groups, fresh):
-            g.update(f)
+    for g, f in zip(opt.param_groups, fresh):
+        base = 'initial_lr' if 'initial_lr' in f else 'lr'   # a scheduler keeps the base value in initial_lr
+        if g.get(base) == f[base]:
+            f = {k: v for k, v in f.items() if k not in ('lr', 'initial_lr')}
+        g.update(f)
 
 
 def hyper_file_of(folder):
