@@ -204,11 +204,11 @@ def run(args, argv):
     seed = seed_everything(args.seed)
     gen = torch.Generator().manual_seed(seed)
     if args.action == 'train':
-        return train_action(args, argv, device, seed, gen)
+        return train_action(args, argv, device, seed)
     return gdu_action(args, argv, device, seed, gen)
 
 
-def train_action(args, argv, device, seed, gen):
+def train_action(args, argv, device, seed):
     xtr, ytr = load_data(args, True)
     xte, yte = load_data(args, False)
     net = build_net(args).to(device)
