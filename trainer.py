@@ -20,7 +20,7 @@ import zipfile
 import torch
 
 import results
-from cli import UsageError, say
+from cli import UsageError
 
 
 class Stopped(Exception):
@@ -41,9 +41,11 @@ def _finite_params(params):
 
 
 def fit(folder, epochs, history, run_epoch, save, params, hyper_file='hyperparameters.txt', label=''):
-    """Epochs len(history)+1 … len(history)+epochs (`history`: the rows of the epochs already done, extended in
-    place). `save(history)` runs once before the first epoch when nothing is saved yet (so that an interrupted first
-    epoch leaves a checkpoint that resumes) and after every good epoch. Returns history."""
+    """`epochs` more epochs after those of `history` (the rows of the epochs already done, extended in place).
+    `save(history)` runs once before the first epoch when nothing is saved yet (so that an interrupted first epoch
+    leaves a checkpoint that resumes) and after every good epoch. `params`: the weights checked after each epoch.
+    Returns history."""
+    params = list(params)                                  # (a generator would be spent after the first check)
     start = history[-1]['epoch'] if history else 0
     done = start
     elapsed = history[-1].get('seconds', 0.0) if history else 0.0

@@ -139,6 +139,25 @@ def test_non_finite_run_stops_and_says_so(paper, lr, tmp_path, capsys):
     assert min(epochs) == 0
 
 
+def test_fit_checks_the_weights_after_every_epoch(tmp_path):
+    """Weights that turn non-finite in epoch 2 while the metrics stay finite still stop the run there."""
+    import trainer
+    w = torch.nn.Parameter(torch.ones(3))
+    (tmp_path / 'hyperparameters.txt').write_text('python main.py\n')
+    saved = []
+
+    def run_epoch(epoch):
+        if epoch == 2:
+            with torch.no_grad():
+                w[1] = float('nan')
+        return {'loss': 0.5}
+    with pytest.raises(trainer.Stopped) as e:
+        trainer.fit(str(tmp_path), 3, [], run_epoch, lambda h: saved.append(len(h)), (p for p in [w]))
+    assert e.value.code == 1 and 'epoch 2 (weights)' in str(e.value) and 'epoch 1' in str(e.value)
+    assert saved == [0, 1]                              # nothing saved after the bad epoch
+    assert (tmp_path / 'stopped.txt').exists()
+
+
 def _message(capsys):
     """The one line main.py wrote on stderr (beside the progress bars), with no traceback."""
     err = capsys.readouterr().err
