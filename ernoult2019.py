@@ -5,7 +5,6 @@ the same initial weights), plotcurves (GDU traces of one mini-batch, also reacha
 agreement of EP and BPTT over 20 mini-batches). Networks in netClasses.py, algorithms in netFunctions.py.
 """
 import copy
-import math
 import os
 
 import pandas as pd
@@ -18,7 +17,7 @@ import checks
 import results
 import trainer
 from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
-from netClasses import ACTIVATIONS, build_net
+from netClasses import ACTIVATIONS, build_net, conv_pool_sizes
 
 NAME = 'ernoult2019'
 DEFAULTS = dict(T=100, Kmax=25, beta=1.0, epochs=1, padding=0, Fpool=2, dataset='mnist')
@@ -143,14 +142,11 @@ def check_values(args):
 def conv_geometry(args, in_size=28):
     """The spatial size of every conv layer of convEP (its formula); vanishing maps are a usage error."""
     P = (args.Fconv - 1) // 2 if args.padding else 0
-    sizes, n = [in_size], in_size
-    for _ in range(len(args.C_tab) - 1):
-        n = math.floor((n - args.Fconv + 1 + 2 * P - args.Fpool) / args.Fpool + 1)
-        sizes.append(n)
-        if n < 1:
-            raise UsageError(f'--C_tab {" ".join(map(str, args.C_tab))}: the feature maps vanish '
-                             f'({" → ".join(map(str, sizes))} with --Fconv {args.Fconv}, --Fpool {args.Fpool}, '
-                             f'--padding {args.padding}); use fewer conv layers, a smaller --Fconv or --padding 1')
+    sizes = conv_pool_sizes(in_size, len(args.C_tab) - 1, args.Fconv, args.Fpool, P)
+    if sizes[-1] < 1:
+        raise UsageError(f'--C_tab {" ".join(map(str, args.C_tab))}: the feature maps vanish '
+                         f'({" → ".join(map(str, sizes))} with --Fconv {args.Fconv}, --Fpool {args.Fpool}, '
+                         f'--padding {args.padding}); use fewer conv layers, a smaller --Fconv or --padding 1')
     return sizes
 
 

@@ -17,6 +17,7 @@ import Tools_conv
 import Tools_fc
 from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
 from Network_conv import Network_conv_bin_W, Network_conv_bin_W_N
+from netClasses import conv_pool_sizes
 from Network_fc import BinaryOptimizer, Network_fc_bin_W, Network_fc_bin_W_N
 
 NAME = 'laydevant2021'
@@ -160,16 +161,13 @@ def check_values(args):
 
 def conv_geometry(args):
     """Spatial sizes of the conv layers (convEP's formula with an explicit padding); vanishing maps are an error."""
-    n = 32 if args.dataset == 'cifar10' else 28
-    sizes = [n]
-    for _ in range(len(args.convList) - 1):
-        n = (n - args.kernelSize + 1 + 2 * args.padding - args.Fpool) // args.Fpool + 1
-        sizes.append(n)
-        if n < 1:
-            raise UsageError(f'--convList {" ".join(map(str, args.convList))}: the feature map vanishes '
-                             f'({" → ".join(map(str, sizes))} with --kernelSize {args.kernelSize}, --Fpool '
-                             f'{args.Fpool}, --padding {args.padding}); use fewer conv layers or a larger --padding '
-                             f'(--padding {(args.kernelSize - 1) // 2} keeps the size through each convolution)')
+    sizes = conv_pool_sizes(32 if args.dataset == 'cifar10' else 28, len(args.convList) - 1, args.kernelSize,
+                            args.Fpool, args.padding)
+    if sizes[-1] < 1:
+        raise UsageError(f'--convList {" ".join(map(str, args.convList))}: the feature map vanishes '
+                         f'({" → ".join(map(str, sizes))} with --kernelSize {args.kernelSize}, --Fpool '
+                         f'{args.Fpool}, --padding {args.padding}); use fewer conv layers or a larger --padding '
+                         f'(--padding {(args.kernelSize - 1) // 2} keeps the size through each convolution)')
     return sizes
 
 

@@ -334,6 +334,17 @@ class toyEPcont(EPNet):
 # ---------------------------------------------------------------------------------------------------------------
 # Prototypical convolutional network ("P-conv")
 
+def conv_pool_sizes(in_size, n_conv, Fconv, Fpool, P):
+    """Spatial sizes from the input upwards through n_conv (conv F, padding P, then max-pool Fpool): [in_size,
+    n_1, …]; it stops at the first size below 1 (the maps vanish)."""
+    sizes = [in_size]
+    for _ in range(n_conv):
+        if sizes[-1] < 1:
+            break
+        sizes.append(math.floor((sizes[-1] - Fconv + 1 + 2 * P - Fpool) / Fpool + 1))
+    return sizes
+
+
 class convEP(EPNet):
     """Prototypical conv net: conv + max-pool layers, fully connected classifier, symmetric feedback.
 
@@ -352,15 +363,11 @@ class convEP(EPNet):
         self.C_tab, self.Fconv, self.Fpool = list(C_tab), Fconv, Fpool
         self.P = ((Fconv - 1) // 2 if padding else 0) if P is None else P     # P: explicit padding amount
         self.ncv = len(C_tab) - 1
-        # spatial sizes from the input upwards: conv then pool
-        sizes, n = [], in_size
-        for _ in range(self.ncv):
-            n = math.floor((n - Fconv + 1 + 2 * self.P - Fpool) / Fpool + 1)
-            if n < 1:
-                raise ValueError(f'--C_tab {C_tab}: the feature map vanishes (input {in_size}, Fconv {Fconv}, '
-                                 f'Fpool {Fpool}, padding {self.P}); use fewer conv layers or --padding 1')
-            sizes.append(n)
-        self.conv_sizes = sizes[::-1]                      # top conv layer first, as the state list
+        sizes = conv_pool_sizes(in_size, self.ncv, Fconv, Fpool, self.P)
+        if sizes[-1] < 1:
+            raise ValueError(f'--C_tab {C_tab}: the feature map vanishes (input {in_size}, Fconv {Fconv}, '
+                             f'Fpool {Fpool}, padding {self.P}); use fewer conv layers or --padding 1')
+        self.conv_sizes = sizes[:0:-1]                     # top conv layer first, as the state list
         self.fc_tab = list(size_tab) + [C_tab[0] * self.conv_sizes[0] ** 2]
         self.nc = len(size_tab)
         self.fc = nn.ModuleList(nn.Linear(self.fc_tab[k + 1], self.fc_tab[k]) for k in range(self.nc))
