@@ -55,7 +55,6 @@ def normalise_argv(argv, parser):
 # 2021 and shares its flags, so the two form one family.
 FAMILIES = (('Ernoult et al. 2019', (ernoult2019,)), ('Laborieux et al. 2021 / EPLCANet', (laborieux2021, eplcanet)),
             ('Laydevant et al. 2021 (binary EP)', (laydevant2021,)))
-SUITE_FLAGS = {'--load-path'}          # suite-wide (every paper resumes), even where a paper module still lists it
 # Shared flags (cli.py) that a paper does not use, and what it uses instead.
 _LABORIEUX_NAMES = {'--T': 'its free-phase steps are --T1', '--Kmax': 'its nudged-phase steps are --T2',
                     '--beta': 'its nudging strength is --betas 0.0 β',
@@ -94,7 +93,7 @@ def paper_of(argv, parser=None):
     owner = {}
     for i, (_, papers) in enumerate(FAMILIES):
         for paper in papers:
-            for f in paper.FLAGS - SUITE_FLAGS:
+            for f in paper.FLAGS:
                 if f in acts:
                     owner[acts[f]] = i
     used = flags_used(argv, parser)
@@ -109,7 +108,7 @@ def paper_of(argv, parser=None):
                                      f'{FAMILIES[fam][0]}: a command line uses the flags of one paper (python main.py '
                                      f'--help lists them by paper)')
         papers = FAMILIES[fam][1]
-        paper = next((p for p in papers[::-1] if set(used) & p.FLAGS), papers[0]) if len(papers) > 1 else papers[0]
+        paper = next((p for p in papers[::-1] if set(used) & p.FLAGS), papers[0])
     else:
         paper = PAPERS[0]
         if args.archi:
