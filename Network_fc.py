@@ -179,7 +179,7 @@ class BinaryNeurons:
 
     def update(self, s, h, y, beta):
         if y is not None:
-            h = [h[0] + self.nudge(s[0], y, beta)] + list(h[1:])
+            h = [h[0] + self.nudge(s, y, beta)] + list(h[1:])
         g = self.gamma_neur
         return [((1 - g) * si + g * hi).clamp(0, 1) for si, hi in zip(s, h)]
 

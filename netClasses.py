@@ -13,7 +13,8 @@ once per phase by `drive(x)`.
 
 β may be a float or a per-sample column tensor (N, 1): the engine stacks the +β and −β phases in one batch.
 The EP synaptic update uses the same Φ: ĝ_θ = −(1/(β₂−β₁)) mean_b [∂Φ/∂θ(s^{β₂}) − ∂Φ/∂θ(s^{β₁})] (gradient sign,
-consumed by a descent optimiser), see netFunctions.ep_gradients.
+consumed by a descent optimiser), see EPNet.ep_param_grads; the cost ℓ is a `Cost` object (squared error,
+cross-entropy, or an error current δ given from outside).
 """
 import math
 
@@ -73,19 +74,30 @@ def get_activation(name):
 # The shared base
 
 class EPNet(nn.Module):
-    """Base of every network trained by the suite's EP engine (netFunctions.py).
+    """Base of every network trained by the suite's EP engine (netFunctions.py) and its estimators (estimators.py).
 
     Subclasses define `state_shapes`, `drive`, `dphi_ds`, `phi`, `update` and `lr_groups`. `phi(x, s, y, β)` is
     the per-sample primitive; it takes y and β so that a family whose nudging term depends on θ (a readout) can put
     −β ℓ inside Φ, while the Ernoult-2019 nets nudge in `update` (their cost does not depend on θ).
     `dt` is the time step ε of the dynamics: the EP neural update is (s^β_{t+1} − s^β_t)/(β ε).
+    `criterion` is the cost ℓ (a `Cost`: squared error by default), read on `logits(s)`; `out_index` is the neuron
+    layer the cost reads and the nudge acts on (0: Ernoult's output-first order; −1: Laborieux's input-first order).
+    T, Kmax and β are the defaults of the original API (its compute_* functions, receipe, gdu_traces); training
+    takes them from its estimator (estimators.py).
+
+    One training mini-batch goes through the design-card methods (estimators.EP):
+        s* = net.forward(x);  [s^β, …] = net.forward(x, s*, y, (β, …));  net.computeGradients(…);
+        net.updateWeights(optimizer)
     """
     dt = 1.0
+    out_index = 0
+    bptt_extra_steps = 0        # see bptt_window
 
-    def __init__(self, T, Kmax, beta, activation):
+    def __init__(self, T, Kmax, beta, activation, criterion=None):
         super().__init__()
         self.T, self.Kmax, self.beta = T, Kmax, beta
         self.act = get_activation(activation) if isinstance(activation, str) else activation
+        self.criterion = criterion or SquaredError()
 
     # -- state ----------------------------------------------------------------------------------------------------
     def init_state(self, batch, device=None, dtype=None):
@@ -97,22 +109,44 @@ class EPNet(nn.Module):
         """Name of the original code: zero initial state of every layer."""
         return self.init_state(batch, device)
 
+    def logits(self, s):
+        """z = what the cost reads: the output neuron layer (a readout outside the dynamics overrides this)."""
+        return s[self.out_index]
+
     def output(self, s):
-        """Prediction-carrying layer: s_0."""
-        return s[0]
+        """Class scores of a state (the prediction is their argmax)."""
+        return self.logits(s)
 
     @property
     def output_size(self):
-        return self.state_shapes()[0][0]
+        return self.state_shapes()[self.out_index][0]
 
     def target(self, label):
         """y for integer labels: one-hot over the output layer."""
         return F.one_hot(label, self.output_size).to(next(self.parameters()).dtype)
 
+    # -- cost -----------------------------------------------------------------------------------------------------
+    def cost(self, s, y):
+        """Per-sample loss ℓ(z, y), z = logits(s) (the BPTT loss, the test loss and the nudging cost)."""
+        return self.criterion(self.logits(s), y)
+
+    def nudge(self, s, y, beta):
+        """The nudging force on the output layer, −β ∂ℓ/∂s_out (β (y − s_0) for the squared error), with β a float
+        or an (N, 1) column of batched phases."""
+        return -beta * self.criterion.grad(self.logits(s), y)
+
+    def phi_nudge(self, s, y, beta):
+        """−β ℓ(s, y) per sample: the nudging term of a Φ that contains the cost (0 without a target)."""
+        if y is None:
+            return 0.0
+        b = beta.view(-1) if torch.is_tensor(beta) else torch.full((y.shape[0],), float(beta), dtype=torch.float64)
+        return -b.to(y) * self.cost(s, y)
+
     # -- dynamics -------------------------------------------------------------------------------------------------
     def front(self, x):
         """A feed-forward block in front of the dynamical system (identity here; the LCA layer of EPLCANet).
-        Every engine entry point passes the raw input through it once per mini-batch."""
+        Every estimator and evaluation passes the raw input through it once per mini-batch; `forward` and the
+        engine take its output as the input x of the dynamics."""
         return x
 
     def stepper(self, s, drive, y=None, beta=0.0):
@@ -126,30 +160,100 @@ class EPNet(nn.Module):
             h = torch.autograd.grad(self.phi(x, leaves, y, beta).sum(), leaves)
         return self.update(s, list(h), y, beta)
 
-    def forward(self, x, s=None, y=None, beta=0.0, steps=None):
-        """Relax for `steps` steps (default T) from `s` (default zeros); returns the final state list."""
-        x = self.front(x)
-        if s is None:
-            s = self.init_state(x.shape[0])
-        return nf.relax(self, x, s, y, beta, self.T if steps is None else steps)
+    def forward(self, x, s=None, y=None, beta=0.0, steps=None, drive=None):
+        """Relax the dynamics driven by x (the input after `front`) for `steps` closed-form steps (default T for the
+        free phase, Kmax when nudged) from s (default zeros); the input drive, constant during a phase, is computed
+        once (or given). β a float: one phase, returns its final state list. β a tuple (β_1, β_2, …): that many
+        nudged phases from the same s, run as one batched tensor (the ±β phases cost one pass), one state list per
+        β. Builds a graph when called with grad enabled (truncated BPTT); the estimators call it without."""
+        drive = self.drive(x) if drive is None else drive
+        if isinstance(beta, (tuple, list)):
+            return nf.nudged_phases(self, x, y, s, beta, self.Kmax if steps is None else steps, drive)
+        s = self.init_state(x.shape[0]) if s is None else s
+        return nf.relax(self, x, s, y, beta, (self.T if y is None else self.Kmax) if steps is None else steps, drive)
 
     # -- learning -------------------------------------------------------------------------------------------------
-    def computeGradients(self, x, s_a, s_b, beta_a, beta_b):
-        """EP estimate of ∂L/∂θ, written to .grad: −(1/(β_b−β_a)) mean_b [∂Φ/∂θ(s_b) − ∂Φ/∂θ(s_a)]."""
-        nf.write_ep_grads(self, x, s_a, s_b, beta_a, beta_b)
+    def ep_param_grads(self, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None, phi_betas=None):
+        """The EP estimate of ∂L/∂θ between two nudged states, one tensor per parameter (gradient sign):
+        ĝ_θ = −(1/(β_b − β_a)) mean_b [∂Φ/∂θ(s_b; β_b) − ∂Φ/∂θ(s_a; β_a)] by autograd of Φ. A net with a closed form
+        (layered fc nets) or its own rule (asymmetric nets) overrides this."""
+        return nf.phi_param_grads(self, x, s_a, s_b, beta_a, beta_b, y, phi_betas)
+
+    def computeGradients(self, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None, x_graph=None, accumulate=False):
+        """The EP estimate ĝ_θ (ep_param_grads) written to .grad (added to it with accumulate). x_graph: the input
+        as computed, with its graph, by a differentiable block in front of the network (net.front, e.g. an LCA layer
+        whose dictionary learns from the classification signal): the EP estimate of ∂L/∂x, the same Φ difference
+        taken with respect to x, is backpropagated into that block (EP inside, backprop outside)."""
+        grads = self.ep_param_grads(x, s_a, s_b, beta_a, beta_b, y, s_free)
+        for p, g in zip(self.parameters(), grads):
+            if p.requires_grad:
+                p.grad = g + p.grad if accumulate and p.grad is not None else g
+        if x_graph is not None:
+            gx = nf.phi_param_grads(self, x, s_a, s_b, beta_a, beta_b, y, x_grad=True)[-1]
+            x_graph.backward(gx)
 
     def updateWeights(self, optimizer):
-        """θ ← θ − lr_k ĝ_θ (per-layer learning rates live in the optimiser's parameter groups)."""
+        """θ ← θ − lr_k ĝ_θ (per-layer learning rates live in the optimiser's parameter groups; the binary nets'
+        flip rule is their optimiser), then .grad is cleared."""
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    def cost(self, s, y):
-        """Per-sample loss ℓ = ½||s_0 − y||² (the BPTT loss and the nudging cost)."""
-        return 0.5 * ((self.output(s) - y) ** 2).sum(1)
+    def bptt_window(self, T, K):
+        """Number of final steps that truncated BPTT differentiates through: K + bptt_extra_steps, at most T.
 
-    def nudge(self, s0, y, beta):
-        """β (y − s_0): the −β ∂ℓ/∂s_0 term of ℓ = ½||y − s_0||², with β a float or an (N, 1) column."""
-        return beta * (y - s0)
+        The originals differ per family and the suite follows each (so that every --benchmark twin is the
+        original's): Ernoult's EPcont/EPdisc and Laydevant's fc nets detach at step T−1−K and keep the graph for the
+        last K + 1 steps (bptt_extra_steps = 1); Ernoult's toy and conv nets, Laydevant's conv nets and Laborieux's
+        nets for the last K. With K + extra ≥ T (as in the tests' K = T) the whole phase from the zero state is
+        differentiated, as the originals do (their detach step is then never reached)."""
+        return min(K + self.bptt_extra_steps, T)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Costs ℓ(z, y) per sample, with ∂ℓ/∂z in closed form (the nudging force is −β ∂ℓ/∂s_out)
+
+class Cost:
+    """ℓ(z, y) per sample (`__call__`) and ∂ℓ/∂z (`grad`); y is what the cost compares z with."""
+
+    def __call__(self, z, y):
+        raise NotImplementedError
+
+    def grad(self, z, y):
+        raise NotImplementedError
+
+
+class SquaredError(Cost):
+    """ℓ = ½ ||z − y||²,  ∂ℓ/∂z = z − y."""
+
+    def __call__(self, z, y):
+        return 0.5 * ((z - y) ** 2).sum(1)
+
+    def grad(self, z, y):
+        return z - y
+
+
+class CrossEntropy(Cost):
+    """ℓ = −Σ_j y_j log softmax(z)_j (y one-hot or a distribution),  ∂ℓ/∂z = softmax(z) − y. On the last neuron
+    layer (Laborieux's cel) or on a softmax readout z = W s_last + b outside the dynamics (the net pulls the force
+    back through W)."""
+
+    def __call__(self, z, y):
+        return F.cross_entropy(z, y, reduction='none')
+
+    def grad(self, z, y):
+        return torch.softmax(z, 1) - y
+
+
+class ErrorCurrent(Cost):
+    """An error current δ given from outside, in the place of y: ℓ = ⟨δ, z⟩, ∂ℓ/∂z = δ, so the nudging term of Φ is
+    −β ⟨δ, s_out⟩. A block of a chain (Nest & Ernoult 2024) is nudged this way by the error that the next block
+    sends back."""
+
+    def __call__(self, z, delta):
+        return (delta * z).flatten(1).sum(1)
+
+    def grad(self, z, delta):
+        return delta
 
 
 def _linear_T(w, s, add=None):
@@ -167,7 +271,7 @@ def _bilinear(a, lin, b):
 
 class _LayeredFC(EPNet):
     """w[i] = Linear(n_{i+1} → n_i), i = 0 … L−1, with n_L the input size; w[L−1] is the input weight W_{L−1,x}."""
-    bptt_extra_steps = 1        # truncated BPTT keeps the graph for K + 1 steps, as the original (netFunctions.bptt_window)
+    bptt_extra_steps = 1        # truncated BPTT keeps the graph for K + 1 steps, as the original (EPNet.bptt_window)
 
     def __init__(self, size_tab, T, Kmax, beta, activation):
         super().__init__(T, Kmax, beta, activation)
@@ -181,7 +285,7 @@ class _LayeredFC(EPNet):
     def lr_groups(self, lr_tab):
         return [{'params': list(self.w[i].parameters()), 'lr': lr_tab[i]} for i in range(self.ns)]
 
-    def ep_param_grads(self, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None):
+    def ep_param_grads(self, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None, phi_betas=None):
         """Closed form of the EP rule for Φ = Σ_i u_i · (W_{i,i+1} u_{i+1} + b_i) (+ θ-free terms), u = post(s):
         ĝ_{W_{i,i+1}} = −(1/((β_b − β_a) B)) Σ_b [u_i^b u_{i+1}^bᵀ − u_i^a u_{i+1}^aᵀ], input layer u_L = inp(x).
         Equals the autograd of Φ (netFunctions.phi_param_grads, the oracle) without building a graph."""
@@ -236,7 +340,7 @@ class EPdisc(_LayeredFC):
     def update(self, s, h, y, beta):
         new = [self.act.rho(hi) for hi in h]
         if y is not None:
-            new[0] = new[0] + self.nudge(s[0], y, beta)      # outside σ: the prototypical nudge
+            new[0] = new[0] + self.nudge(s, y, beta)      # outside σ: the prototypical nudge
         if self.dt != 1.0:
             new = [si + self.dt * (ni - si) for si, ni in zip(s, new)]
         return new
@@ -285,7 +389,7 @@ class EPcont(_LayeredFC):
 
     def update(self, s, h, y, beta):
         if y is not None:
-            h = [h[0] + self.nudge(s[0], y, beta)] + list(h[1:])
+            h = [h[0] + self.nudge(s, y, beta)] + list(h[1:])
         new = [si + self.dt * hi for si, hi in zip(s, h)]
         return [ni.clamp(0, 1) for ni in new] if self.clamp else new
 

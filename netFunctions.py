@@ -1,6 +1,9 @@
-"""The EP engine: relaxation, gradient estimators, BPTT, training/evaluation and the GDU (theorem) checks.
+"""The EP engine: relaxation, batched nudged phases, the EP rule by autograd of Φ, training/evaluation loops and the
+GDU (theorem) checks.
 
-Models (netClasses.py) only say what one step is; everything that loops lives here, once, for every paper.
+Models (netClasses.py) only say what one step is; everything that loops lives here, once, for every paper. The
+gradient estimators (estimators.py) drive a mini-batch through the network's methods, which call these loops;
+ep_step, cep_step and bptt_step below are their functional forms.
 
 Notation (Ernoult et al. 2019, discrete-time setting): s_{t+1} = update(s_t, ∂Φ/∂s), free phase of T steps to
 s* ≈ s_T, nudged phase of K steps from s^β_0 = s*. ℓ = ½||s_0 − y||², L = mean_b ℓ.
@@ -13,6 +16,8 @@ and the GDU property says dS(t) ≈ nS(t) = ∂L/∂s_{T−t}, dT(t) ≈ nT(t) =
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
+
+import estimators
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -113,132 +118,27 @@ def phi_param_grads(net, x, s_a, s_b, beta_a, beta_b, y=None, phi_betas=None, x_
 
 
 def ep_param_grads(net, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None, phi_betas=None):
-    """The network's EP estimate of ∂L/∂θ between two nudged states: its own rule when it has one (asymmetric
-    nets), else the Φ-difference rule above."""
-    rule = getattr(net, 'ep_param_grads', None)
-    if rule is not None:
-        return rule(x, s_a, s_b, beta_a, beta_b, y, s_free)
-    return phi_param_grads(net, x, s_a, s_b, beta_a, beta_b, y, phi_betas)
+    """The network's EP estimate of ∂L/∂θ between two nudged states (net.ep_param_grads: the Φ-difference rule above,
+    a closed form, or an asymmetric net's own rule)."""
+    return net.ep_param_grads(x, s_a, s_b, beta_a, beta_b, y, s_free, phi_betas)
 
 
-def write_ep_grads(net, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None, x_graph=None):
-    """EP estimate written to .grad. x_graph: the input as computed, with its graph, by a differentiable block in
-    front of the network (net.front, e.g. an LCA layer whose dictionary learns from the classification signal):
-    the EP estimate of ∂L/∂x is backpropagated into that block (EP inside, backprop outside)."""
-    _set_grads(net, ep_param_grads(net, x, s_a, s_b, beta_a, beta_b, y, s_free))
-    if x_graph is not None:
-        gx = phi_param_grads(net, x, s_a, s_b, beta_a, beta_b, y, x_grad=True)[-1]
-        x_graph.backward(gx)
-
-
-ESTIMATORS = ('one-sided', 'random-sign', 'symmetric')
-
+# Functional forms of the estimators (estimators.py), as the original API and the tests call them.
 
 def ep_step(net, x, y, beta, estimator='one-sided', T=None, K=None, generator=None):
-    """Free phase, nudged phase(s), EP estimate of ∂L/∂θ written to .grad. Returns the free state s*.
-
-    one-sided:   ĝ = −(1/β)  [∂Φ/∂θ(s^β)  − ∂Φ/∂θ(s*)]
-    random-sign: the same with β ← ±β drawn per mini-batch
-    symmetric:   ĝ = −(1/2β) [∂Φ/∂θ(s^β)  − ∂Φ/∂θ(s^−β)]   (the ±β phases run as one batch)
-    """
-    T = net.T if T is None else T
-    K = net.Kmax if K is None else K
-    x = net.front(x)
-    x_graph, x = (x, x.detach()) if x.requires_grad else (None, x)
-    with torch.no_grad():
-        drive = net.drive(x)
-        s_free = free_phase(net, x, T, drive=drive)
-    if estimator == 'random-sign':
-        beta = beta if torch.rand((), generator=generator) < 0.5 else -beta
-    if estimator == 'symmetric':
-        s_pos, s_neg = nudged_phases(net, x, y, s_free, [beta, -beta], K, drive)
-        write_ep_grads(net, x, s_neg, s_pos, -beta, beta, y, s_free, x_graph)
-    else:
-        (s_beta,) = nudged_phases(net, x, y, s_free, [beta], K, drive)
-        write_ep_grads(net, x, s_free, s_beta, 0.0, beta, y, s_free, x_graph)
-    return s_free
+    """Free phase, nudged phase(s), EP estimate of ∂L/∂θ written to .grad (estimator: one-sided, random-sign or
+    symmetric, see estimators.py). Returns the free state s*."""
+    return estimators.ep(estimator, beta, T, K, generator)(net, x, y)
 
 
 def cep_step(net, x, y, beta, optimizer, T, K, thirdphase=False, accumulate=False):
-    """Continual EP (Laborieux et al. 2021, CEP): after every nudged step the optimiser moves θ, so the weights learn
-    during the phase. Per step, with gradient sign (what the original's compute_syn_grads gives between
-    consecutive states):
-
-      +β phase: ĝ_k = −(1/β)  [∂Φ/∂θ(s_{k+1}; β) − ∂Φ/∂θ(s_k; 0)],   divided by (1 − lr·wd)^(K−1−k) (the decay
-                applied by the later steps of the phase, the original's re-parameterisation);
-      −β phase (thirdphase, after K free steps back towards s*):
-                ĝ_k = (1/(2β)) [∂Φ/∂θ(s_{k+1}; −β) − ∂Φ/∂θ(s_k; β)],  no decay division.
-
-    For θ outside −βℓ this is the instantaneous update ∓(1/β or 1/(2β))[∂Φ/∂θ(s_{k+1}) − ∂Φ/∂θ(s_k)]. A softmax
-    readout (θ inside ℓ) thereby gets the full cross-entropy gradient at every step: ∂ℓ(s_{k+1})/∂θ in the +β
-    phase, ½[∂ℓ(s_{k+1}) + ∂ℓ(s_k)]/∂θ in the −β phase (evaluating both states at the same β would give
-    ℓ(s_{k+1}) − ℓ(s_k), which telescopes to about 0).
-    accumulate (--cep-debug): the per-step updates are summed and applied as one step at the end.
-    Returns the free state s*.
-    """
-    with torch.no_grad():
-        x = net.front(x)                                # a front block does not learn under CEP
-    s_free = free_phase(net, x, T)
-    s, acc = s_free, None
-    # (β of the phase, (β_a, β_b) of the per-step estimate, decay division)
-    phases = [(beta, (0.0, beta), True)]
-    if thirdphase:
-        phases += [(0.0, None, False), (-beta, (beta, -beta), False)]
-    for b, pair, decayed in phases:
-        for k in range(K):
-            with torch.no_grad():
-                s_next = net.stepper(s, net.drive(x), y, b)      # θ moves within the phase: fresh drive
-            if pair is not None:
-                grads = ep_param_grads(net, x, s, s_next, pair[0], pair[1], y, s_free)
-                if accumulate:
-                    acc = grads if acc is None else [a + g for a, g in zip(acc, grads)]
-                else:
-                    _set_grads(net, grads)
-                    if decayed:
-                        for group in optimizer.param_groups:
-                            decay = (1 - group['lr'] * group.get('weight_decay', 0.0)) ** (K - 1 - k)
-                            for p in group['params']:
-                                if p.grad is not None:
-                                    p.grad /= decay
-                    optimizer.step()
-            s = s_next
-    if accumulate:
-        _set_grads(net, acc)
-        optimizer.step()
-    optimizer.zero_grad(set_to_none=True)                       # every update is applied already
-    return s_free
-
-
-def _set_grads(net, grads):
-    for p, g in zip(net.parameters(), grads):
-        if p.requires_grad:
-            p.grad = g
-
-
-def bptt_window(net, T, K):
-    """Number of final steps that truncated BPTT differentiates through: K + net.bptt_extra_steps, at most T.
-
-    The originals differ per family and the suite follows each (so that every --benchmark twin is the original's):
-    Ernoult's EPcont/EPdisc and Laydevant's fc nets detach at step T−1−K and keep the graph for the last K + 1 steps
-    (bptt_extra_steps = 1); Ernoult's toy and conv nets, Laydevant's conv nets and Laborieux's nets for the last K.
-    With K + extra ≥ T (as in the tests' K = T) the whole phase from the zero state is differentiated, as the
-    originals do (their detach step is then never reached)."""
-    return min(K + getattr(net, 'bptt_extra_steps', 0), T)
+    """Continual EP (estimators.Continual): the optimiser moves θ after every nudged step. Returns s*."""
+    return estimators.Continual(beta, T, K, thirdphase, accumulate)(net, x, y, optimizer)
 
 
 def bptt_step(net, x, y, T=None, K=None):
-    """Truncated BPTT: T − W free steps without graph, W = bptt_window(net, T, K) steps with graph, L = mean_b ℓ(s_T)
-    backpropagated (through the constant input drive into net.front as well)."""
-    T = net.T if T is None else T
-    K = net.Kmax if K is None else K
-    W = bptt_window(net, T, K)
-    x = net.front(x)                                    # its graph, if any, carries ∂L/∂x into the front block
-    s = free_phase(net, x, T - W)
-    drive = net.drive(x)
-    s = relax(net, x, s, None, 0.0, W, drive)
-    loss = net.cost(s, y).mean()
-    loss.backward()
-    return [si.detach() for si in s]
+    """Truncated BPTT (estimators.TruncatedBPTT): ∂L/∂θ written to .grad. Returns the final state."""
+    return estimators.TruncatedBPTT(T, K)(net, x, y)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -429,7 +329,7 @@ def gdu_table(tr, layer_names=None, param_labels=None):
 
 def receipe(net, draw_batch, n_trials=20):
     """Proportion of synapses whose EP estimate (after Kmax nudged steps) has the sign of the truncated-BPTT
-    gradient of training (through bptt_window(net, T, Kmax) steps: Kmax + 1 for EPcont/EPdisc, as the original's
+    gradient of training (through net.bptt_window(T, Kmax) steps: Kmax + 1 for EPcont/EPdisc, as the original's
     receipe, which called its training 'withgrad' forward), per weight tensor, over n_trials fresh mini-batches
     (Ernoult 2019's tuning "recipe" for T, K, β). Returns {name: tensor (n_trials, 2) of (p_sign, p_zero)}."""
     stats = {}
@@ -438,7 +338,7 @@ def receipe(net, draw_batch, n_trials=20):
         x, y = draw_batch()
         with torch.no_grad():
             x = net.front(x)
-        s_T, _, nT = _bptt_window(net, x, y, net.T, bptt_window(net, net.T, net.Kmax))
+        s_T, _, nT = _bptt_window(net, x, y, net.T, net.bptt_window(net.T, net.Kmax))
         _, dT = _ep_window(net, x, y, s_T, net.beta, net.Kmax)
         for k, n_k, d_k in zip(names, nT, dT):
             if k.endswith('weight'):

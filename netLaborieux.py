@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.nn.grad import conv2d_input
 
 import netFunctions as nf
-from netClasses import Activation, EPNet
+from netClasses import Activation, CrossEntropy, EPNet, SquaredError
 
 ACTIVATIONS = {
     'mysig': lambda x: torch.sigmoid(4 * (x - 0.5)),
@@ -34,17 +34,14 @@ def activation(name):
     return Activation(name, ACTIVATIONS[name], None)
 
 
-def per_sample(beta, n):
-    """β as an (n,) vector: a float, or the (n, 1) column of batched ±β phases."""
-    return beta.view(-1) if torch.is_tensor(beta) else torch.full((n,), float(beta), dtype=torch.float64)
-
-
 class LabNet(EPNet):
-    """Shared parts: the cost ℓ, its nudging force −β ∂ℓ/∂s, the readout and the prediction."""
+    """Shared parts: the cost ℓ (squared error or cross-entropy, on the last layer or on a softmax readout outside
+    the dynamics), the readout and the prediction. Layers are input-first: the cost reads the last one."""
     softmax = False
+    out_index = -1
 
     def __init__(self, T1, T2, beta, act, loss='mse'):
-        super().__init__(T1, T2, beta, activation(act))
+        super().__init__(T1, T2, beta, activation(act), SquaredError() if loss == 'mse' else CrossEntropy())
         self.loss = loss
 
     @property
@@ -57,39 +54,20 @@ class LabNet(EPNet):
             return self.readout(s[-1].flatten(1))
         return s[-1]
 
-    def output(self, s):
-        return self.logits(s)
-
     @property
     def output_size(self):
         return self.readout.out_features if self.readout is not None else self.state_shapes()[-1][0]
 
-    def cost(self, s, y):
-        """ℓ per sample; y is one-hot."""
-        z = self.logits(s)
-        if self.loss == 'mse':
-            return 0.5 * ((z - y) ** 2).sum(1)
-        return F.cross_entropy(z, y, reduction='none')
-
-    def nudge_force(self, s, y, beta):
-        """−β ∂ℓ/∂s_last (the nudging term of ∂Φ/∂s on the last neuron layer)."""
-        b = beta if torch.is_tensor(beta) else float(beta)
-        if self.readout is not None:
-            err = torch.softmax(self.readout(s[-1].flatten(1)), 1) - y
-            return (-b * err @ self.readout.weight).view_as(s[-1])
-        if self.loss == 'mse':
-            return b * (y - s[-1])
-        return b * (y - torch.softmax(s[-1], 1))
+    def nudge(self, s, y, beta):
+        """−β ∂ℓ/∂s_last (the nudging term of ∂Φ/∂s on the last neuron layer), through the readout when there is
+        one: −β (softmax(W s + b) − y) W."""
+        force = -beta * self.criterion.grad(self.logits(s), y)
+        return force if self.readout is None else (force @ self.readout.weight).view_as(s[-1])
 
     def update(self, s, h, y, beta):
         rho = self.act.rho
         last_identity = self.loss != 'mse' and self.readout is None
         return [hi if (last_identity and i == len(h) - 1) else rho(hi) for i, hi in enumerate(h)]
-
-    def phi_nudge(self, s, y, beta):
-        if y is None:
-            return 0.0
-        return -per_sample(beta, s[-1].shape[0]).to(s[-1]) * self.cost(s, y)
 
     def lr_groups(self, lrs, wds=None):
         """One optimiser group per synapse layer (learning rate, weight decay)."""
@@ -127,7 +105,7 @@ class P_MLP(LabNet):
                 hk = torch.addmm(hk, s[k + 1], self.feedback_weight(k))
             h.append(hk)
         if y is not None:
-            h[-1] = h[-1] + self.nudge_force(s, y, beta)
+            h[-1] = h[-1] + self.nudge(s, y, beta)
         return h
 
     def phi(self, x, s, y=None, beta=0.0):
@@ -227,7 +205,7 @@ class P_CNN(LabNet):
                 hk = hk + self.feedback(k, s, fwd)
             h.append(hk)
         if y is not None:
-            h[-1] = h[-1] + self.nudge_force(s, y, beta)
+            h[-1] = h[-1] + self.nudge(s, y, beta)
         return h
 
     def phi(self, x, s, y=None, beta=0.0):
@@ -290,7 +268,7 @@ class VFMixin:
         fixed = [si.detach() for si in s]
         return self.phi_terms(x, s, fixed) + self.phi_nudge(s, y, beta)
 
-    def ep_param_grads(self, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None):
+    def ep_param_grads(self, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None, phi_betas=None):
         if self.same_update:
             grads = nf.phi_param_grads(self, x, s_a, s_b, beta_a, beta_b, y)
             named = dict(zip([n for n, _ in self.named_parameters()], grads))

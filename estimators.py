@@ -1,0 +1,185 @@
+"""Gradient estimators: small objects that own β and the phases and call the network's methods (estimators are
+separate from models, as in Scellier's energy-based-learning). Each paper's flags build one; the trainer calls it
+once per mini-batch, then `net.updateWeights(optimizer)`.
+
+One EP mini-batch, read top to bottom (`EP.__call__`):
+
+    x        = net.front(data)                          the input of the dynamics (an LCA code, else the data)
+    s*       = net.forward(x)                           free phase: T steps at β = 0 from zeros
+    s^{β_i}  = net.forward(x, s*, y, (β_1, …))          nudged phases: K steps from s*, one batched tensor
+    net.computeGradients(x, s_a, s_b, β_a, β_b, y)      ĝ_θ = −(1/(β_b − β_a)) mean_b [∂Φ/∂θ(s_b) − ∂Φ/∂θ(s_a)]
+
+    OneSided     (s_a, β_a) = (s*, 0),        (s_b, β_b) = (s^β, β)              Ernoult 2019, Laborieux's default
+    RandomSign   the same with β ← ±β drawn per mini-batch                       Laborieux 2021, Laydevant 2021
+    Symmetric    (s_a, β_a) = (s^{−β}, −β),   (s_b, β_b) = (s^β, β)              Laborieux 2021 (--thirdphase)
+    Continual    CEP: the optimiser moves θ after every nudged step              Laborieux 2021 (--alg CEP)
+    TruncatedBPTT  L = mean_b ℓ(s_T) backpropagated through the last W steps     every paper's BPTT baseline
+
+Every estimate has gradient sign (a descent optimiser consumes it). T and K default to the network's.
+"""
+import torch
+
+
+class Estimator:
+    """T: free-phase steps, K: nudged-phase steps (BPTT: truncation); None takes the network's T / Kmax."""
+
+    def __init__(self, T=None, K=None):
+        self.T, self.K = T, K
+
+    def steps(self, net):
+        return (net.T if self.T is None else self.T), (net.Kmax if self.K is None else self.K)
+
+    def __call__(self, net, x, y, optimizer=None):
+        """Write the gradient estimate of one mini-batch (x raw, y the target) to .grad; return the free state s*."""
+        raise NotImplementedError
+
+
+def _front(net, x):
+    """(x_graph, x): the input of the dynamics, and its graph when a front block learns through it."""
+    x = net.front(x)
+    return (x, x.detach()) if x.requires_grad else (None, x)
+
+
+class EP(Estimator):
+    """Free phase, nudged phases at the β of `phases()`, one EP estimate between the two states of `pair`."""
+
+    def __init__(self, beta, T=None, K=None):
+        super().__init__(T, K)
+        self.beta = beta
+
+    def phases(self):
+        """β of each nudged phase of this mini-batch."""
+        raise NotImplementedError
+
+    def pair(self, s_free, betas, nudged):
+        """((s_a, β_a), (s_b, β_b)): the two states whose Φ difference is the estimate."""
+        raise NotImplementedError
+
+    def __call__(self, net, x, y, optimizer=None):
+        T, K = self.steps(net)
+        x_graph, x = _front(net, x)
+        betas = self.phases()
+        with torch.no_grad():
+            drive = net.drive(x)
+            s_free = net.forward(x, steps=T, drive=drive)
+            nudged = net.forward(x, s_free, y, betas, K, drive)
+        (s_a, beta_a), (s_b, beta_b) = self.pair(s_free, betas, nudged)
+        net.computeGradients(x, s_a, s_b, beta_a, beta_b, y, s_free, x_graph)
+        return s_free
+
+
+class OneSided(EP):
+    """ĝ = −(1/β) [∂Φ/∂θ(s^β) − ∂Φ/∂θ(s*)]: bias O(β) (Ernoult 2019)."""
+
+    def phases(self):
+        return (self.beta,)
+
+    def pair(self, s_free, betas, nudged):
+        return (s_free, 0.0), (nudged[0], betas[0])
+
+
+class RandomSign(OneSided):
+    """The one-sided estimate with the sign of β drawn per mini-batch (from `generator`, for replayable runs): the
+    O(β) bias averages out over mini-batches (Laborieux 2021)."""
+
+    def __init__(self, beta, T=None, K=None, generator=None):
+        super().__init__(beta, T, K)
+        self.generator = generator
+
+    def phases(self):
+        return (self.beta if torch.rand((), generator=self.generator) < 0.5 else -self.beta,)
+
+
+class Symmetric(EP):
+    """ĝ = −(1/2β) [∂Φ/∂θ(s^β) − ∂Φ/∂θ(s^{−β})]: bias O(β²); the ±β phases run as one batch (Laborieux 2021)."""
+
+    def phases(self):
+        return (self.beta, -self.beta)
+
+    def pair(self, s_free, betas, nudged):
+        return (nudged[1], betas[1]), (nudged[0], betas[0])
+
+
+class Continual(EP):
+    """Continual EP (Laborieux et al. 2021, CEP): after every nudged step the optimiser moves θ, so the weights learn
+    during the phase. Per step, with gradient sign (what the original's compute_syn_grads gives between
+    consecutive states):
+
+      +β phase: ĝ_k = −(1/β)  [∂Φ/∂θ(s_{k+1}; β) − ∂Φ/∂θ(s_k; 0)],   divided by (1 − lr·wd)^(K−1−k) (the decay
+                applied by the later steps of the phase, the original's re-parameterisation);
+      −β phase (thirdphase, after K free steps back towards s*):
+                ĝ_k = (1/(2β)) [∂Φ/∂θ(s_{k+1}; −β) − ∂Φ/∂θ(s_k; β)],  no decay division.
+
+    For θ outside −βℓ this is the instantaneous update ∓(1/β or 1/(2β))[∂Φ/∂θ(s_{k+1}) − ∂Φ/∂θ(s_k)]. A softmax
+    readout (θ inside ℓ) thereby gets the full cross-entropy gradient at every step: ∂ℓ(s_{k+1})/∂θ in the +β
+    phase, ½[∂ℓ(s_{k+1}) + ∂ℓ(s_k)]/∂θ in the −β phase (evaluating both states at the same β would give
+    ℓ(s_{k+1}) − ℓ(s_k), which telescopes to about 0).
+    accumulate (--cep-debug): the per-step updates are summed and applied as one step at the end.
+    Every update is applied here (net.updateWeights): the trainer's update after it finds no gradient left.
+    """
+
+    def __init__(self, beta, T=None, K=None, thirdphase=False, accumulate=False):
+        super().__init__(beta, T, K)
+        self.thirdphase, self.accumulate = thirdphase, accumulate
+
+    def phases(self):
+        """(β of the phase, (β_a, β_b) of its per-step estimate or None, decay division)"""
+        out = [(self.beta, (0.0, self.beta), True)]
+        if self.thirdphase:
+            out += [(0.0, None, False), (-self.beta, (self.beta, -self.beta), False)]
+        return out
+
+    def __call__(self, net, x, y, optimizer=None):
+        T, K = self.steps(net)
+        with torch.no_grad():
+            x = net.front(x)                                # a front block does not learn under CEP
+            s_free = net.forward(x, steps=T)
+        s = s_free
+        for b, pair, decayed in self.phases():
+            for k in range(K):
+                with torch.no_grad():
+                    s_next = net.forward(x, s, y, b, steps=1)    # θ moves within the phase: fresh drive
+                if pair is not None:
+                    net.computeGradients(x, s, s_next, pair[0], pair[1], y, s_free, accumulate=self.accumulate)
+                    if not self.accumulate:
+                        if decayed:
+                            _undo_decay(optimizer, K - 1 - k)
+                        net.updateWeights(optimizer)
+                s = s_next
+        if self.accumulate:
+            net.updateWeights(optimizer)
+        return s_free
+
+
+def _undo_decay(optimizer, n):
+    """.grad /= (1 − lr·wd)^n per parameter group (CEP's weight-decay re-parameterisation)."""
+    for group in optimizer.param_groups:
+        decay = (1 - group['lr'] * group.get('weight_decay', 0.0)) ** n
+        for p in group['params']:
+            if p.grad is not None:
+                p.grad /= decay
+
+
+class TruncatedBPTT(Estimator):
+    """Truncated BPTT: T − W free steps without graph, W = net.bptt_window(T, K) steps with graph, L = mean_b ℓ(s_T)
+    backpropagated (through the constant input drive into net.front as well)."""
+
+    def __call__(self, net, x, y, optimizer=None):
+        T, K = self.steps(net)
+        W = net.bptt_window(T, K)
+        x = net.front(x)                                    # its graph, if any, carries ∂L/∂x into the front block
+        with torch.no_grad():
+            s = net.forward(x, steps=T - W)
+        s = net.forward(x, s, steps=W)
+        net.cost(s, y).mean().backward()
+        return [si.detach() for si in s]
+
+
+NAMED = {'one-sided': OneSided, 'random-sign': RandomSign, 'symmetric': Symmetric}
+
+
+def ep(name, beta, T=None, K=None, generator=None):
+    """The EP estimator of a name in NAMED (the functional API netFunctions.ep_step)."""
+    if name == 'random-sign':
+        return RandomSign(beta, T, K, generator)
+    return NAMED[name](beta, T, K)
