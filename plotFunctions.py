@@ -121,18 +121,22 @@ def _columns(tr, kind, key, units):
     return [pos[u] for u in units]
 
 
+def _trace_pair(ax, n, d, columns):
+    """BPTT (solid) and EP (dashed) traces of the chosen columns, one colour per unit."""
+    n, d = n.flatten(1), d.flatten(1)
+    t = range(n.shape[0])
+    for c, j in enumerate(columns):
+        ax.plot(t, n[:, j], '-', color=f'C{c % 10}')
+        ax.plot(t, d[:, j], '--', color=f'C{c % 10}')
+
+
 def plot_S(tr, folder, n_curves=S_CURVES):
     """Neural traces per layer: solid ∇BPTT_s(t) = ∂L/∂s_{T−t}, dashed −ΔEP_s(β, t); output layer shows units 0…k."""
     chosen = units_S(trace_sizes(tr)[0], n_curves)
     n_layers = len(tr['nS'])
     fig, axes = plt.subplots(1, n_layers, figsize=(4.5 * n_layers, 4), squeeze=False)
     for i, ax in enumerate(axes[0]):
-        n, d = tr['nS'][i].flatten(1), tr['dS'][i].flatten(1)
-        t = range(n.shape[0])
-        for c, j in enumerate(_columns(tr, 'nS', i, chosen[i])):
-            col = f'C{c}'
-            ax.plot(t, n[:, j], '-', color=col)
-            ax.plot(t, d[:, j], '--', color=col)
+        _trace_pair(ax, tr['nS'][i], tr['dS'][i], _columns(tr, 'nS', i, chosen[i]))
         ax.set_title(f'$s^{{{i}}}$' + (' (output)' if i == 0 else ''))
         ax.set_xlabel('t (steps back from T / nudged steps)')
         ax.grid(alpha=0.3)
@@ -147,12 +151,7 @@ def plot_T(tr, folder, n_curves=T_CURVES):
     keys = [k for k in tr['nT'] if k.endswith('weight')]
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 4), squeeze=False)
     for ax, k in zip(axes[0], keys):
-        n, d = tr['nT'][k].flatten(1), tr['dT'][k].flatten(1)
-        t = range(n.shape[0])
-        for c, j in enumerate(_columns(tr, 'nT', k, chosen[k])):
-            col = f'C{c % 10}'
-            ax.plot(t, n[:, j], '-', color=col)
-            ax.plot(t, d[:, j], '--', color=col)
+        _trace_pair(ax, tr['nT'][k], tr['dT'][k], _columns(tr, 'nT', k, chosen[k]))
         ax.set_title(f'${labels.get(k, k)}$' if '_' in labels.get(k, '') and ' ' not in labels.get(k, '')
                      else labels.get(k, k))
         ax.set_xlabel('t')
