@@ -8,7 +8,7 @@ convList is given deepest first, input channels last (e.g. 64 32 1); layersList 
 """
 import torch
 
-from Network_fc import BINARY_ACTIVATIONS, BinaryLayer, BinaryNeurons, Network_fc_bin_W, binarize_
+from Network_fc import BinaryLayer, BinaryNeurons, Network_fc_bin_W, binarize_
 from netClasses import convEP
 
 
@@ -17,7 +17,7 @@ class Network_conv_bin_W(convEP):
 
     def __init__(self, layers_list, conv_list, T, Kmax, beta, activation='hardsigm', kernel_size=5, Fpool=2,
                  padding=0, in_size=28, expand_output=1):
-        super().__init__(layers_list, conv_list, T, Kmax, beta, BINARY_ACTIVATIONS[activation], Fconv=kernel_size,
+        super().__init__(layers_list, conv_list, T, Kmax, beta, activation, Fconv=kernel_size,
                          Fpool=Fpool, in_size=in_size, P=padding)
         self.expand_output = expand_output
         self.register_buffer('alpha_fc', torch.stack([binarize_(m.weight) for m in self.fc]))

@@ -17,22 +17,11 @@ import math
 
 import torch
 
-from netClasses import Activation, EPdisc
+from netClasses import EPdisc
 
 
-def heaviside(x):
-    return (x >= 0).to(x.dtype)
-
-
-def boxcar(x):
-    """The pseudo-derivative of the heaviside: 1 on [−½, ½]."""
-    return ((x >= -0.5) & (x <= 0.5)).to(x.dtype)
-
-
-BINARY_ACTIVATIONS = {
-    'hardsigm': Activation('hardsigm', lambda x: x.clamp(0, 1), lambda x: ((x >= 0) & (x <= 1)).to(x.dtype)),
-    'heaviside': Activation('heaviside', heaviside, boxcar),
-}
+# the neurons of the paper (ρ and ρ' in netClasses.ACTIVATIONS; heaviside with the boxcar pseudo-derivative)
+ACTIVATION_NAMES = ('hardsigm', 'heaviside')
 
 
 def binarize_(weight, per_channel=False):
@@ -131,7 +120,7 @@ class Network_fc_bin_W(EPdisc):
     step (the nudge β(y − s_0) is added after ρ). layersList is given input first and reversed here."""
 
     def __init__(self, layers_list, T, Kmax, beta, activation='hardsigm', expand_output=1):
-        super().__init__(list(layers_list)[::-1], T, Kmax, beta, BINARY_ACTIVATIONS[activation])
+        super().__init__(list(layers_list)[::-1], T, Kmax, beta, activation)
         self.expand_output = expand_output
         self.register_buffer('alpha', torch.stack([binarize_(w.weight) for w in self.w]))
 

@@ -18,7 +18,7 @@ import plotFunctions
 import results
 import trainer
 from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
-from netLaborieux import ACTIVATIONS, P_CNN, P_MLP, VF_CNN, VF_MLP, conv_sizes
+from netLaborieux import ACTIVATION_NAMES, P_CNN, P_MLP, VF_CNN, VF_MLP, conv_sizes
 
 NAME = 'laborieux2021'
 DEFAULTS = dict(epochs=1, dataset=None, archi=['784', '512', '10'], optim='sgd')
@@ -36,7 +36,7 @@ def add_args(parser):
     g.add_argument('--paddings', type=int, nargs='+', default=[0, 0], help='conv paddings')
     g.add_argument('--pools', default='mm', help="one letter per conv layer: m (max), a (average), i (identity)")
     g.add_argument('--fc', type=int, nargs='+', default=[10], help='fully connected sizes after the convs')
-    g.add_argument('--act', default='mysig', choices=sorted(ACTIVATIONS), help='activation σ')
+    g.add_argument('--act', default='mysig', choices=sorted(ACTIVATION_NAMES), help='activation σ')
     g.add_argument('--lrs', type=float, nargs='+', default=[], help='one learning rate per synapse layer')
     g.add_argument('--wds', type=float, nargs='+', default=None, help='one weight decay per synapse layer')
     g.add_argument('--mmt', type=float, default=0.0, help='SGD momentum')

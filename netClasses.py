@@ -25,12 +25,12 @@ import netFunctions as nf
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Activations ρ and their derivatives ρ' (Ernoult 2019, A.3)
+# Activations ρ and their derivatives ρ', one table for every paper (each paper module lists its own names)
 
 class Activation:
     """ρ and ρ' as a pair, so that closed-form dynamics never need autograd for ρ'.
 
-    `rhop_r(s, r)` gives ρ'(s) reusing r = ρ(s) when that is cheaper (sigm, tanh)."""
+    `rhop_r(s, r)` gives ρ'(s) reusing r = ρ(s) when that is cheaper (sigm, sigmoid, tanh)."""
 
     def __init__(self, name, rho, rhop, rhop_r=None):
         self.name, self.rho, self.rhop = name, rho, rhop
@@ -49,20 +49,39 @@ def _sigm_p(x):
     return 4 * r * (1 - r)
 
 
+def _sigmoid_p(x):
+    r = torch.sigmoid(x)
+    return r * (1 - r)
+
+
 def _tanh_p(x):
     return 1 - torch.tanh(x) ** 2
 
 
-def _hardsigm_p(x):
-    # Same convention as autograd of clamp: derivative 1 on the closed interval [0, 1].
-    return ((x >= 0) & (x <= 1)).to(x.dtype)
+def _box(x, lo, hi):
+    """1 on the closed interval [lo, hi], else 0: the derivative of clamp(x, lo, hi) with autograd's convention."""
+    return ((x >= lo) & (x <= hi)).to(x.dtype)
 
+
+def heaviside(x):
+    """H(x) = 1 for x ≥ 0, else 0 (Laydevant 2021's binary neuron)."""
+    return (x >= 0).to(x.dtype)
+
+
+SIGM = Activation('sigm', _sigm, _sigm_p, lambda s, r: 4 * r * (1 - r))           # 1/(1 + e^{−4(x − ½)})
+HARDSIGM = Activation('hardsigm', lambda x: x.clamp(0, 1), lambda x: _box(x, 0, 1))
 
 ACTIVATIONS = {
-    'sigm': Activation('sigm', _sigm, _sigm_p, lambda s, r: 4 * r * (1 - r)),
-    'hardsigm': Activation('hardsigm', lambda x: x.clamp(0, 1), _hardsigm_p),
+    'sigm': SIGM, 'mysig': SIGM,                                   # Ernoult's and Laborieux's names of one ρ
+    'hardsigm': HARDSIGM, 'hard_sigmoid': HARDSIGM,
     'tanh': Activation('tanh', torch.tanh, _tanh_p, lambda s, r: 1 - r * r),
+    'sigmoid': Activation('sigmoid', torch.sigmoid, _sigmoid_p, lambda s, r: r * (1 - r)),
+    'my_hard_sig': Activation('my_hard_sig', lambda x: (0.5 * x).clamp(0, 1), lambda x: 0.5 * _box(x, 0, 2)),
+    'ctrd_hard_sig': Activation('ctrd_hard_sig', lambda x: x.clamp(-0.5, 0.5), lambda x: _box(x, -0.5, 0.5)),
+    # ρ' of H is the boxcar pseudo-derivative 1 on [−½, ½] (Laydevant 2021), H having no useful derivative
+    'heaviside': Activation('heaviside', heaviside, lambda x: _box(x, -0.5, 0.5)),
 }
+ACTIVATION_NAMES = ('sigm', 'hardsigm', 'tanh')                    # the Ernoult-2019 nets' names (A.3)
 
 
 def get_activation(name):

@@ -18,20 +18,10 @@ import torch.nn.functional as F
 from torch.nn.grad import conv2d_input
 
 import netFunctions as nf
-from netClasses import Activation, EPNet
+from netClasses import EPNet
 
-ACTIVATIONS = {
-    'mysig': lambda x: torch.sigmoid(4 * (x - 0.5)),
-    'sigmoid': torch.sigmoid,
-    'tanh': torch.tanh,
-    'hard_sigmoid': lambda x: x.clamp(0, 1),
-    'my_hard_sig': lambda x: (0.5 * x).clamp(0, 1),
-    'ctrd_hard_sig': lambda x: x.clamp(-0.5, 0.5),
-}
-
-
-def activation(name):
-    return Activation(name, ACTIVATIONS[name], None)
+# the σ of the paper's code (ρ and ρ' in netClasses.ACTIVATIONS)
+ACTIVATION_NAMES = ('mysig', 'sigmoid', 'tanh', 'hard_sigmoid', 'my_hard_sig', 'ctrd_hard_sig')
 
 
 def per_sample(beta, n):
@@ -44,7 +34,7 @@ class LabNet(EPNet):
     softmax = False
 
     def __init__(self, T1, T2, beta, act, loss='mse'):
-        super().__init__(T1, T2, beta, activation(act))
+        super().__init__(T1, T2, beta, act)
         self.loss = loss
 
     @property
