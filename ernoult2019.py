@@ -141,8 +141,8 @@ def check_values(args):
 
 def conv_geometry(args, in_size=28):
     """The spatial size of every conv layer of convEP (its formula); vanishing maps are a usage error."""
-    P = (args.Fconv - 1) // 2 if args.padding else 0
-    sizes = conv_pool_sizes(in_size, len(args.C_tab) - 1, args.Fconv, args.Fpool, P)
+    P, n = (args.Fconv - 1) // 2 if args.padding else 0, len(args.C_tab) - 1
+    sizes = conv_pool_sizes(in_size, [args.Fconv] * n, [1] * n, [P] * n, 'm' * n, args.Fpool)
     if sizes[-1] < 1:
         raise UsageError(f'--C_tab {" ".join(map(str, args.C_tab))}: the feature maps vanish '
                          f'({" → ".join(map(str, sizes))} with --Fconv {args.Fconv}, --Fpool {args.Fpool}, '

@@ -161,8 +161,9 @@ def check_values(args):
 
 def conv_geometry(args):
     """Spatial sizes of the conv layers (convEP's formula with an explicit padding); vanishing maps are an error."""
-    sizes = conv_pool_sizes(32 if args.dataset == 'cifar10' else 28, len(args.convList) - 1, args.kernelSize,
-                            args.Fpool, args.padding)
+    n = len(args.convList) - 1
+    sizes = conv_pool_sizes(32 if args.dataset == 'cifar10' else 28, [args.kernelSize] * n, [1] * n,
+                            [args.padding] * n, 'm' * n, args.Fpool)
     if sizes[-1] < 1:
         raise UsageError(f'--convList {" ".join(map(str, args.convList))}: the feature map vanishes '
                          f'({" → ".join(map(str, sizes))} with --kernelSize {args.kernelSize}, --Fpool '

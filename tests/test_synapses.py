@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from netClasses import ACTIVATIONS
+from netClasses import ACTIVATIONS, ConvPool, conv_pool_sizes
 
 
 @pytest.mark.parametrize('name', sorted(set(ACTIVATIONS) - {'heaviside'}))
@@ -21,3 +21,18 @@ def test_heaviside_pseudo_derivative_is_the_boxcar():
     x = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0])
     assert act.rho(x).tolist() == [0, 0, 1, 1, 1]
     assert act.rhop(x).tolist() == [0, 1, 1, 1, 0]
+
+
+@pytest.mark.parametrize('pool', ['m', 'a', 'i'])
+@pytest.mark.parametrize('stride, padding, pool_size, n', [(1, 0, 2, 13), (2, 1, 2, 15), (1, 2, 3, 11)])
+def test_conv_pool_adjoint_is_the_input_gradient(pool, stride, padding, pool_size, n):
+    """adjoint(g) = ∂/∂a ⟨P(W ⋆ a + b), g⟩ (autograd), with odd maps whose last row and column the pooling drops; the
+    output side is the size formula's."""
+    torch.manual_seed(0)
+    syn = ConvPool(3, 4, 3, stride, padding, pool, pool_size).double()
+    a = torch.randn(2, 3, n, n, dtype=torch.float64, requires_grad=True)
+    p, ctx = syn(a)
+    assert p.shape[-1] == conv_pool_sizes(n, [3], [stride], [padding], pool, pool_size)[-1]
+    g = torch.randn_like(p)
+    expected, = torch.autograd.grad((p * g).sum(), a)
+    torch.testing.assert_close(syn.adjoint(g, ctx), expected)
