@@ -115,9 +115,38 @@ def log_flip_fraction(flips, n_weights):
 
 # ---------------------------------------------------------------------------------------------------------------
 
-class Network_fc_bin_W(EPdisc):
-    """Binary weights ±α_l, full-precision hardsigm neurons; states start at 0 and are clipped to [0, 1] after every
-    step (the nudge β(y − s_0) is added after ρ). layersList is given input first and reversed here."""
+class BinaryOutput:
+    """Output layer of the binary nets (mixin over EPdisc or convEP): expand_output neurons per class, in contiguous
+    groups. The target y repeats each one-hot entry expand_output times and the cost ℓ = ½||s_0 − y||² is on every
+    output neuron."""
+    expand_output = 1
+
+    def _groups(self, s):
+        return s[0].view(s[0].shape[0], -1, self.expand_output)
+
+    def output(self, s):
+        """Class scores: the mean of each class's group of expand_output neurons ("ave")."""
+        return self._groups(s).mean(2)
+
+    def single(self, s):
+        """The first neuron of each class group ("single")."""
+        return self._groups(s)[:, :, 0]
+
+    def cost(self, s, y):
+        # on s_0 itself, not on the group means of `output` (the nudge β (y − s_0) acts on every output neuron)
+        return 0.5 * ((s[0] - y) ** 2).sum(1)
+
+    def target(self, label):
+        """One-hot over the classes, each entry repeated expand_output times (contiguous groups per class)."""
+        n = self.state_shapes()[0][0] // self.expand_output
+        y = torch.nn.functional.one_hot(label, n).to(next(self.parameters()).dtype)
+        return y.repeat_interleave(self.expand_output, 1)
+
+
+class Network_fc_bin_W(BinaryOutput, EPdisc):
+    """EPdisc with binary weights ±α_l (per layer) and full-precision hardsigm neurons; states start at 0 and are
+    clipped to [0, 1] after every step (the nudge β(y − s_0) is added after ρ). layersList is given input first and
+    reversed here."""
 
     def __init__(self, layers_list, T, Kmax, beta, activation='hardsigm', expand_output=1):
         super().__init__(list(layers_list)[::-1], T, Kmax, beta, activation)
@@ -126,23 +155,6 @@ class Network_fc_bin_W(EPdisc):
 
     def update(self, s, h, y, beta):
         return [si.clamp(0, 1) for si in super().update(s, h, y, beta)]
-
-    def output(self, s):
-        """Class scores: the mean of each class's group of expand_output neurons ("ave")."""
-        return s[0].view(s[0].shape[0], -1, self.expand_output).mean(2)
-
-    def single(self, s):
-        """The first neuron of each class group ("single")."""
-        return s[0].view(s[0].shape[0], -1, self.expand_output)[:, :, 0]
-
-    def cost(self, s, y):
-        return 0.5 * ((s[0] - y) ** 2).sum(1)
-
-    def target(self, label):
-        """One-hot over the classes, each entry repeated expand_output times (contiguous groups per class)."""
-        n = self.state_shapes()[0][0] // self.expand_output
-        y = torch.nn.functional.one_hot(label, n).to(next(self.parameters()).dtype)
-        return y.repeat_interleave(self.expand_output, 1)
 
     def binary_layers(self):
         return [BinaryLayer(self.w[i].weight, self.w[i].bias, self.alpha[i], False, 0.5) for i in range(self.ns)]
