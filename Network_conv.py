@@ -8,16 +8,17 @@ convList is given deepest first, input channels last (e.g. 64 32 1); layersList 
 """
 import torch
 
-from Network_fc import BINARY_ACTIVATIONS, BinaryLayer, BinaryNeurons, Network_fc_bin_W, binarize_
+from Network_fc import BinaryLayer, BinaryNeurons, BinaryOutput, binarize_
 from netClasses import convEP
 
 
-class Network_conv_bin_W(convEP):
-    """Binary weights, full-precision hardsigm neurons; states start at 0.5 (no clipping in this class)."""
+class Network_conv_bin_W(BinaryOutput, convEP):
+    """convEP with binary weights ±α (per output channel for the convs, per layer for the classifier) and
+    full-precision hardsigm neurons; states start at 0.5 (no clipping in this class)."""
 
     def __init__(self, layers_list, conv_list, T, Kmax, beta, activation='hardsigm', kernel_size=5, Fpool=2,
                  padding=0, in_size=28, expand_output=1):
-        super().__init__(layers_list, conv_list, T, Kmax, beta, BINARY_ACTIVATIONS[activation], Fconv=kernel_size,
+        super().__init__(layers_list, conv_list, T, Kmax, beta, activation, Fconv=kernel_size,
                          Fpool=Fpool, in_size=in_size, P=padding)
         self.expand_output = expand_output
         self.register_buffer('alpha_fc', torch.stack([binarize_(m.weight) for m in self.fc]))
@@ -26,11 +27,6 @@ class Network_conv_bin_W(convEP):
 
     def init_state(self, batch, device=None, dtype=None):
         return [torch.full_like(si, 0.5) for si in super().init_state(batch, device, dtype)]
-
-    output = Network_fc_bin_W.output
-    single = Network_fc_bin_W.single
-    cost = Network_fc_bin_W.cost
-    target = Network_fc_bin_W.target
 
     def binary_layers(self):
         """Classifier layers then conv layers; every layer flips on ≥ τ, as the original conv nets."""

@@ -17,22 +17,11 @@ import math
 
 import torch
 
-from netClasses import Activation, EPdisc
+from netClasses import EPdisc
 
 
-def heaviside(x):
-    return (x >= 0).to(x.dtype)
-
-
-def boxcar(x):
-    """The pseudo-derivative of the heaviside: 1 on [−½, ½]."""
-    return ((x >= -0.5) & (x <= 0.5)).to(x.dtype)
-
-
-BINARY_ACTIVATIONS = {
-    'hardsigm': Activation('hardsigm', lambda x: x.clamp(0, 1), lambda x: ((x >= 0) & (x <= 1)).to(x.dtype)),
-    'heaviside': Activation('heaviside', heaviside, boxcar),
-}
+# the neurons of the paper (ρ and ρ' in netClasses.ACTIVATIONS; heaviside with the boxcar pseudo-derivative)
+ACTIVATION_NAMES = ('hardsigm', 'heaviside')
 
 
 def binarize_(weight, per_channel=False):
@@ -126,27 +115,25 @@ def log_flip_fraction(flips, n_weights):
 
 # ---------------------------------------------------------------------------------------------------------------
 
-class Network_fc_bin_W(EPdisc):
-    """Binary weights ±α_l, full-precision hardsigm neurons; states start at 0 and are clipped to [0, 1] after every
-    step (the nudge β(y − s_0) is added after ρ). layersList is given input first and reversed here."""
+class BinaryOutput:
+    """Output layer of the binary nets (mixin over EPdisc or convEP): expand_output neurons per class, in contiguous
+    groups. The target y repeats each one-hot entry expand_output times and the cost ℓ = ½||s_0 − y||² is on every
+    output neuron."""
+    expand_output = 1
 
-    def __init__(self, layers_list, T, Kmax, beta, activation='hardsigm', expand_output=1):
-        super().__init__(list(layers_list)[::-1], T, Kmax, beta, BINARY_ACTIVATIONS[activation])
-        self.expand_output = expand_output
-        self.register_buffer('alpha', torch.stack([binarize_(w.weight) for w in self.w]))
-
-    def update(self, s, h, y, beta):
-        return [si.clamp(0, 1) for si in super().update(s, h, y, beta)]
+    def _groups(self, s):
+        return s[0].view(s[0].shape[0], -1, self.expand_output)
 
     def output(self, s):
         """Class scores: the mean of each class's group of expand_output neurons ("ave")."""
-        return s[0].view(s[0].shape[0], -1, self.expand_output).mean(2)
+        return self._groups(s).mean(2)
 
     def single(self, s):
         """The first neuron of each class group ("single")."""
-        return s[0].view(s[0].shape[0], -1, self.expand_output)[:, :, 0]
+        return self._groups(s)[:, :, 0]
 
     def cost(self, s, y):
+        # on s_0 itself, not on the group means of `output` (the nudge β (y − s_0) acts on every output neuron)
         return 0.5 * ((s[0] - y) ** 2).sum(1)
 
     def target(self, label):
@@ -154,6 +141,20 @@ class Network_fc_bin_W(EPdisc):
         n = self.state_shapes()[0][0] // self.expand_output
         y = torch.nn.functional.one_hot(label, n).to(next(self.parameters()).dtype)
         return y.repeat_interleave(self.expand_output, 1)
+
+
+class Network_fc_bin_W(BinaryOutput, EPdisc):
+    """EPdisc with binary weights ±α_l (per layer) and full-precision hardsigm neurons; states start at 0 and are
+    clipped to [0, 1] after every step (the nudge β(y − s_0) is added after ρ). layersList is given input first and
+    reversed here."""
+
+    def __init__(self, layers_list, T, Kmax, beta, activation='hardsigm', expand_output=1):
+        super().__init__(list(layers_list)[::-1], T, Kmax, beta, activation)
+        self.expand_output = expand_output
+        self.register_buffer('alpha', torch.stack([binarize_(w.weight) for w in self.w]))
+
+    def update(self, s, h, y, beta):
+        return [si.clamp(0, 1) for si in super().update(s, h, y, beta)]
 
     def binary_layers(self):
         return [BinaryLayer(self.w[i].weight, self.w[i].bias, self.alpha[i], False, 0.5) for i in range(self.ns)]

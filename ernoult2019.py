@@ -17,7 +17,7 @@ import checks
 import results
 import trainer
 from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
-from netClasses import ACTIVATIONS, build_net, conv_pool_sizes
+from netClasses import ACTIVATION_NAMES, build_net, conv_pool_sizes
 
 NAME = 'ernoult2019'
 DEFAULTS = dict(T=100, Kmax=25, beta=1.0, epochs=1, padding=0, Fpool=2, dataset='mnist')
@@ -41,7 +41,7 @@ def add_args(parser):
     g.add_argument('--dt', type=float, default=None,
                    help='Euler step ε of the energy-based setting (default 0.2); the prototypical setting uses 1 '
                         'unless --dt is given')
-    g.add_argument('--activation-function', default='sigm', choices=sorted(ACTIVATIONS),
+    g.add_argument('--activation-function', default='sigm', choices=sorted(ACTIVATION_NAMES),
                    help="ρ: 'sigm' (1/(1+exp(-4(x-0.5)))), 'hardsigm' (clip to [0,1]) or 'tanh'")
     g.add_argument('--training-method', default='eqprop', choices=sorted(METHODS),
                    help='EP (alias eqprop) or BPTT')
@@ -141,8 +141,8 @@ def check_values(args):
 
 def conv_geometry(args, in_size=28):
     """The spatial size of every conv layer of convEP (its formula); vanishing maps are a usage error."""
-    P = (args.Fconv - 1) // 2 if args.padding else 0
-    sizes = conv_pool_sizes(in_size, len(args.C_tab) - 1, args.Fconv, args.Fpool, P)
+    P, n = (args.Fconv - 1) // 2 if args.padding else 0, len(args.C_tab) - 1
+    sizes = conv_pool_sizes(in_size, [args.Fconv] * n, [1] * n, [P] * n, 'm' * n, args.Fpool)
     if sizes[-1] < 1:
         raise UsageError(f'--C_tab {" ".join(map(str, args.C_tab))}: the feature maps vanish '
                          f'({" → ".join(map(str, sizes))} with --Fconv {args.Fconv}, --Fpool {args.Fpool}, '

@@ -18,7 +18,8 @@ import plotFunctions
 import results
 import trainer
 from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
-from netLaborieux import ACTIVATIONS, P_CNN, P_MLP, VF_CNN, VF_MLP, conv_sizes
+from netClasses import conv_pool_sizes
+from netLaborieux import ACTIVATION_NAMES, P_CNN, P_MLP, VF_CNN, VF_MLP
 
 NAME = 'laborieux2021'
 DEFAULTS = dict(epochs=1, dataset=None, archi=['784', '512', '10'], optim='sgd')
@@ -36,7 +37,7 @@ def add_args(parser):
     g.add_argument('--paddings', type=int, nargs='+', default=[0, 0], help='conv paddings')
     g.add_argument('--pools', default='mm', help="one letter per conv layer: m (max), a (average), i (identity)")
     g.add_argument('--fc', type=int, nargs='+', default=[10], help='fully connected sizes after the convs')
-    g.add_argument('--act', default='mysig', choices=sorted(ACTIVATIONS), help='activation σ')
+    g.add_argument('--act', default='mysig', choices=sorted(ACTIVATION_NAMES), help='activation σ')
     g.add_argument('--lrs', type=float, nargs='+', default=[], help='one learning rate per synapse layer')
     g.add_argument('--wds', type=float, nargs='+', default=None, help='one weight decay per synapse layer')
     g.add_argument('--mmt', type=float, default=0.0, help='SGD momentum')
@@ -181,10 +182,10 @@ def check_layers(args):
                              f'--archi {pixels} 512 {N_CLASSES}')
     if args.model in ('CNN', 'VFCNN'):
         n = IN_SIZE[args.data_name]
-        sizes = conv_sizes(n, args.kernels, args.strides, args.paddings, args.pools)
+        sizes = conv_pool_sizes(n, args.kernels, args.strides, args.paddings, args.pools)
         if min(sizes) < 1:
             raise UsageError(f'--channels {" ".join(map(str, args.channels))}: the feature maps vanish '
-                             f'({" → ".join(map(str, [n] + sizes))} with --kernels {" ".join(map(str, args.kernels))}'
+                             f'({" → ".join(map(str, sizes))} with --kernels {" ".join(map(str, args.kernels))}'
                              f', --strides {" ".join(map(str, args.strides))}, --paddings '
                              f'{" ".join(map(str, args.paddings))}, --pools {args.pools}); use fewer conv layers, '
                              f'smaller kernels or larger --paddings')

@@ -18,7 +18,7 @@ import Tools_fc
 from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
 from Network_conv import Network_conv_bin_W, Network_conv_bin_W_N
 from netClasses import conv_pool_sizes
-from Network_fc import BinaryOptimizer, Network_fc_bin_W, Network_fc_bin_W_N
+from Network_fc import ACTIVATION_NAMES, BinaryOptimizer, Network_fc_bin_W, Network_fc_bin_W_N
 
 NAME = 'laydevant2021'
 DEFAULTS = dict(T=150, Kmax=10, beta=0.3, epochs=2, padding=0, Fpool=2, dataset='mnist', optim='ep',
@@ -34,7 +34,7 @@ def add_args(parser):
     g.add_argument('--convList', type=int, nargs='+', default=[64, 32, 1],
                    help='conv channels, deepest first, input channels last')
     g.add_argument('--kernelSize', type=int, default=5, help='conv kernel size')
-    g.add_argument('--activationFun', default='hardsigm', choices=['hardsigm', 'heaviside'])
+    g.add_argument('--activationFun', default='hardsigm', choices=list(ACTIVATION_NAMES))
     g.add_argument('--gamma_neur', type=float, default=0.5, help='leak of the binary-neuron pre-activations')
     g.add_argument('--random_beta', type=int, default=1, help='1: random sign of β per mini-batch')
     g.add_argument('--binary_settings', default='bin_W', choices=['bin_W', 'bin_W_N'])
@@ -161,8 +161,9 @@ def check_values(args):
 
 def conv_geometry(args):
     """Spatial sizes of the conv layers (convEP's formula with an explicit padding); vanishing maps are an error."""
-    sizes = conv_pool_sizes(32 if args.dataset == 'cifar10' else 28, len(args.convList) - 1, args.kernelSize,
-                            args.Fpool, args.padding)
+    n = len(args.convList) - 1
+    sizes = conv_pool_sizes(32 if args.dataset == 'cifar10' else 28, [args.kernelSize] * n, [1] * n,
+                            [args.padding] * n, 'm' * n, args.Fpool)
     if sizes[-1] < 1:
         raise UsageError(f'--convList {" ".join(map(str, args.convList))}: the feature map vanishes '
                          f'({" → ".join(map(str, sizes))} with --kernelSize {args.kernelSize}, --Fpool '

@@ -21,17 +21,18 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.grad import conv2d_input
 
 import netFunctions as nf
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Activations ρ and their derivatives ρ' (Ernoult 2019, A.3)
+# Activations ρ and their derivatives ρ', one table for every paper (each paper module lists its own names)
 
 class Activation:
     """ρ and ρ' as a pair, so that closed-form dynamics never need autograd for ρ'.
 
-    `rhop_r(s, r)` gives ρ'(s) reusing r = ρ(s) when that is cheaper (sigm, tanh)."""
+    `rhop_r(s, r)` gives ρ'(s) reusing r = ρ(s) when that is cheaper (sigm, sigmoid, tanh)."""
 
     def __init__(self, name, rho, rhop, rhop_r=None):
         self.name, self.rho, self.rhop = name, rho, rhop
@@ -50,20 +51,39 @@ def _sigm_p(x):
     return 4 * r * (1 - r)
 
 
+def _sigmoid_p(x):
+    r = torch.sigmoid(x)
+    return r * (1 - r)
+
+
 def _tanh_p(x):
     return 1 - torch.tanh(x) ** 2
 
 
-def _hardsigm_p(x):
-    # Same convention as autograd of clamp: derivative 1 on the closed interval [0, 1].
-    return ((x >= 0) & (x <= 1)).to(x.dtype)
+def _box(x, lo, hi):
+    """1 on the closed interval [lo, hi], else 0: the derivative of clamp(x, lo, hi) with autograd's convention."""
+    return ((x >= lo) & (x <= hi)).to(x.dtype)
 
+
+def heaviside(x):
+    """H(x) = 1 for x ≥ 0, else 0 (Laydevant 2021's binary neuron)."""
+    return (x >= 0).to(x.dtype)
+
+
+SIGM = Activation('sigm', _sigm, _sigm_p, lambda s, r: 4 * r * (1 - r))           # 1/(1 + e^{−4(x − ½)})
+HARDSIGM = Activation('hardsigm', lambda x: x.clamp(0, 1), lambda x: _box(x, 0, 1))
 
 ACTIVATIONS = {
-    'sigm': Activation('sigm', _sigm, _sigm_p, lambda s, r: 4 * r * (1 - r)),
-    'hardsigm': Activation('hardsigm', lambda x: x.clamp(0, 1), _hardsigm_p),
+    'sigm': SIGM, 'mysig': SIGM,                                   # Ernoult's and Laborieux's names of one ρ
+    'hardsigm': HARDSIGM, 'hard_sigmoid': HARDSIGM,
     'tanh': Activation('tanh', torch.tanh, _tanh_p, lambda s, r: 1 - r * r),
+    'sigmoid': Activation('sigmoid', torch.sigmoid, _sigmoid_p, lambda s, r: r * (1 - r)),
+    'my_hard_sig': Activation('my_hard_sig', lambda x: (0.5 * x).clamp(0, 1), lambda x: 0.5 * _box(x, 0, 2)),
+    'ctrd_hard_sig': Activation('ctrd_hard_sig', lambda x: x.clamp(-0.5, 0.5), lambda x: _box(x, -0.5, 0.5)),
+    # ρ' of H is the boxcar pseudo-derivative 1 on [−½, ½] (Laydevant 2021), H having no useful derivative
+    'heaviside': Activation('heaviside', heaviside, lambda x: _box(x, -0.5, 0.5)),
 }
+ACTIVATION_NAMES = ('sigm', 'hardsigm', 'tanh')                    # the Ernoult-2019 nets' names (A.3)
 
 
 def get_activation(name):
@@ -436,38 +456,97 @@ class toyEPcont(EPNet):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Prototypical convolutional network ("P-conv")
+# The conv-pool synapse P(W ⋆ a + b) and its adjoint (convEP, the binary conv nets, P_CNN, VF_CNN, LCANet)
 
-def conv_pool_sizes(in_size, n_conv, Fconv, Fpool, P):
-    """Spatial sizes from the input upwards through n_conv (conv F, padding P, then max-pool Fpool): [in_size,
-    n_1, …]; it stops at the first size below 1 (the maps vanish)."""
+def conv_pool_sizes(in_size, kernels, strides, paddings, pools, pool_size=2):
+    """Side of the maps from the input upwards, [in_size, n_1, …], through conv-pool layers: the convolution
+    (kernel F, stride S, padding P) gives n' = ⌊(n + 2P − F)/S⌋ + 1, the pooling ('m', 'a': kernel and stride
+    Fpool; 'i': none) ⌊(n' − Fpool)/Fpool⌋ + 1. It stops at the first side below 1 (the maps vanish)."""
     sizes = [in_size]
-    for _ in range(n_conv):
+    for kernel, stride, padding, pool in zip(kernels, strides, paddings, pools):
         if sizes[-1] < 1:
             break
-        sizes.append(math.floor((sizes[-1] - Fconv + 1 + 2 * P - Fpool) / Fpool + 1))
+        n = math.floor((sizes[-1] + 2 * padding - kernel) / stride + 1)
+        sizes.append(math.floor((n - pool_size) / pool_size + 1) if pool in 'ma' else n)
     return sizes
 
+
+class Pool(nn.Module):
+    """P: max ('m'), average ('a') or no ('i') pooling, kernel and stride Fpool; no parameters.
+    `forward(z)` returns (P(z), the argmax indices of max pooling, else None)."""
+
+    def __init__(self, kind='m', size=2):
+        super().__init__()
+        if kind not in ('m', 'a', 'i'):
+            raise ValueError(f'pooling {kind!r}: m (max), a (average) or i (identity)')
+        self.kind, self.size = kind, size
+
+    def forward(self, z):
+        if self.kind == 'm':
+            return F.max_pool2d(z, self.size, self.size, return_indices=True)
+        if self.kind == 'a':
+            return F.avg_pool2d(z, self.size, self.size), None
+        return z, None
+
+    def adjoint(self, g, idx, shape):
+        """Pᵀ g, of the shape of z: max sends each g to the current argmax of its window (MaxUnpool), average
+        spreads g / Fpool² over its window; the rows and columns that the pooling's floor drops get 0."""
+        k = self.size
+        if self.kind == 'm':
+            return F.max_unpool2d(g, idx, k, k, output_size=shape[-2:])
+        if self.kind == 'a':
+            g = g.repeat_interleave(k, -2).repeat_interleave(k, -1) / (k * k)
+            return F.pad(g, (0, shape[-1] - g.shape[-1], 0, shape[-2] - g.shape[-2]))
+        return g
+
+
+class ConvPool(nn.Conv2d):
+    """The synapse a ↦ P(W ⋆ a + b) (a Conv2d, so its parameters are `.weight` and `.bias`, then `pool`) and its
+    adjoint, the feedback that the layer above sends down through it:
+
+        adjoint(g) = ∂/∂a ⟨P(W ⋆ a + b), g⟩ = Wᵀ ⋆ (Pᵀ g)     (transposed convolution of the unpooled g)
+
+    With max pooling Pᵀ depends on a (the argmax), so `forward` returns the context that `adjoint` needs."""
+
+    def __init__(self, c_in, c_out, kernel, stride=1, padding=0, pool='m', pool_size=2, bias=True):
+        super().__init__(c_in, c_out, kernel, stride, padding, bias=bias)
+        self.pool = Pool(pool, pool_size)
+
+    def forward(self, a):
+        """(P(W ⋆ a + b), context of the adjoint: the shapes of a and of W ⋆ a, the argmax indices)."""
+        z = F.conv2d(a, self.weight, self.bias, self.stride, self.padding)
+        p, idx = self.pool(z)
+        return p, (a.shape, z.shape, idx)
+
+    def adjoint(self, g, ctx):
+        """Wᵀ ⋆ (Pᵀ g) at the input of `ctx` (conv2d_input: the input gradient of the convolution, any stride)."""
+        a_shape, z_shape, idx = ctx
+        return conv2d_input(a_shape, self.weight, self.pool.adjoint(g, idx, z_shape), self.stride, self.padding)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Prototypical convolutional network ("P-conv")
 
 class convEP(EPNet):
     """Prototypical conv net: conv + max-pool layers, fully connected classifier, symmetric feedback.
 
     C_tab = [C_top, …, C_in] (classifier side first), size_tab = fc sizes from the output (e.g. [10]).
-    conv[k] = Conv2d(C_tab[k+1] → C_tab[k], F, padding P), pool P_k = max-pool(Fpool, stride Fpool).
+    conv[k] = ConvPool(C_tab[k+1] → C_tab[k], F, stride 1, padding P, max-pool Fpool with stride Fpool): P_k(conv_k).
     State s = [fc layers from the output …, conv layers from the top to the bottom]; nc = number of fc layers.
 
     Φ(x, s) = Σ_{k<nc} s_k · (fc_k(flatten s_{k+1}) + b_k) + Σ_j ⟨ s_{nc+j}, P_j(conv_j(s_{nc+j+1})) ⟩,  s_{nc+ncv} = x
     s_{t+1} = σ(∂Φ/∂s), output nudged as EPdisc. ∂Φ/∂s through a max-pool routes each upper unit to the argmax of the
     current pre-pool map (MaxUnpool with the current indices) followed by a transposed convolution with the forward
-    kernel: the feedback weights are the forward ones. Padding: --padding 1 means P = (F−1)/2 ("same" convolution).
+    kernel (ConvPool.adjoint): the feedback weights are the forward ones. Padding: --padding 1 means P = (F−1)/2
+    ("same" convolution).
     """
 
     def __init__(self, size_tab, C_tab, T, Kmax, beta, activation, Fconv=5, Fpool=2, padding=0, in_size=28, P=None):
         super().__init__(T, Kmax, beta, activation)
         self.C_tab, self.Fconv, self.Fpool = list(C_tab), Fconv, Fpool
         self.P = ((Fconv - 1) // 2 if padding else 0) if P is None else P     # P: explicit padding amount
-        self.ncv = len(C_tab) - 1
-        sizes = conv_pool_sizes(in_size, self.ncv, Fconv, Fpool, self.P)
+        self.ncv = n = len(C_tab) - 1
+        sizes = conv_pool_sizes(in_size, [Fconv] * n, [1] * n, [self.P] * n, 'm' * n, Fpool)
         if sizes[-1] < 1:
             raise ValueError(f'--C_tab {C_tab}: the feature map vanishes (input {in_size}, Fconv {Fconv}, '
                              f'Fpool {Fpool}, padding {self.P}); use fewer conv layers or --padding 1')
@@ -475,7 +554,8 @@ class convEP(EPNet):
         self.fc_tab = list(size_tab) + [C_tab[0] * self.conv_sizes[0] ** 2]
         self.nc = len(size_tab)
         self.fc = nn.ModuleList(nn.Linear(self.fc_tab[k + 1], self.fc_tab[k]) for k in range(self.nc))
-        self.conv = nn.ModuleList(nn.Conv2d(C_tab[k + 1], C_tab[k], Fconv, padding=self.P) for k in range(self.ncv))
+        self.conv = nn.ModuleList(ConvPool(C_tab[k + 1], C_tab[k], Fconv, padding=self.P, pool_size=Fpool)
+                                  for k in range(n))
 
     def state_shapes(self):
         return [(n,) for n in self.fc_tab[:-1]] + [(c, n, n) for c, n in zip(self.C_tab[:-1], self.conv_sizes)]
@@ -484,31 +564,25 @@ class convEP(EPNet):
         layers = list(self.fc) + list(self.conv)
         return [{'params': list(m.parameters()), 'lr': lr} for m, lr in zip(layers, lr_tab)]
 
-    def _pool(self, a):
-        return F.max_pool2d(a, self.Fpool, self.Fpool, return_indices=True)
-
     def drive(self, x):
-        return self._pool(self.conv[-1](x))[0]
+        return self.conv[-1](x)[0]
 
     def dphi_ds(self, s, drive, y=None, beta=0.0):
         nc, ncv, fc, conv = self.nc, self.ncv, self.fc, self.conv
-        # pre-pool map of every conv fed by a state (each computed once: it drives the layer above and, through
-        # its pooling indices, routes that layer's feedback)
-        pre = [conv[j](s[nc + j + 1]) for j in range(ncv - 1)]
-        pooled = [self._pool(p) for p in pre]
+        # every conv fed by a state is evaluated once: its pooled map drives the layer above, and its context (the
+        # argmax) routes that layer's feedback
+        fwd = [conv[j](s[nc + j + 1]) for j in range(ncv - 1)]
         h = []
         for k in range(nc):                                # fully connected layers
             hk = fc[k](s[k + 1].flatten(1))
             h.append(_linear_T(fc[k - 1], s[k - 1], hk) if k > 0 else hk)
         for j in range(ncv):                               # conv layers, top first
             i = nc + j
-            hj = pooled[j][0] if j < ncv - 1 else drive
+            hj = fwd[j][0] if j < ncv - 1 else drive
             if j == 0:
                 hj = hj + _linear_T(fc[nc - 1], s[nc - 1]).view_as(s[i])
             else:
-                up = F.max_unpool2d(s[i - 1], pooled[j - 1][1], self.Fpool, self.Fpool,
-                                    output_size=pre[j - 1].shape[-2:])
-                hj = hj + F.conv_transpose2d(up, conv[j - 1].weight, padding=self.P)
+                hj = hj + conv[j - 1].adjoint(s[i - 1], fwd[j - 1][1])
             h.append(hj)
         return h
 
@@ -517,7 +591,7 @@ class convEP(EPNet):
         total = sum(_bilinear(s[k], self.fc[k], s[k + 1].flatten(1)) for k in range(nc))
         for j in range(ncv):
             below = s[nc + j + 1] if j < ncv - 1 else x
-            total = total + (s[nc + j] * self._pool(self.conv[j](below))[0]).flatten(1).sum(1)
+            total = total + (s[nc + j] * self.conv[j](below)[0]).flatten(1).sum(1)
         return total
 
     update = EPdisc.update

@@ -20,26 +20,13 @@ engine treats it as x. When the dictionary learns from the classification signal
 requires grad, a carries the graph of the unrolled LCA, and the engine backpropagates its EP estimate of ∂L/∂a
 into D (BPTT backpropagates its own ∂L/∂a).
 """
-import torch.nn as nn
-import torch.nn.functional as F
-
 from lca import LCAConv2D
+from netClasses import Pool, conv_pool_sizes
 from netLaborieux import P_CNN
 
 
-class Copy(nn.Module):
+class Copy(Pool):
     """Synapse 0 of the sparse-copy layer: P_0(a), no parameters (its adjoint is never needed: nothing below)."""
-
-    def __init__(self, pool):
-        super().__init__()
-        self.pool = pool
-
-    def forward(self, a):
-        if self.pool == 'm':
-            return F.max_pool2d(a, 2, 2), None
-        if self.pool == 'a':
-            return F.avg_pool2d(a, 2, 2), None
-        return a, None
 
 
 class LCANet(P_CNN):
@@ -64,7 +51,7 @@ class LCANet(P_CNN):
         if in_front:
             if len(channels) < 3:
                 raise ValueError('without feedback into the sparse layer, a conv layer must follow it')
-            size = code // 2 if pools[0] in 'ma' else code
+            size = conv_pool_sizes(code, [1], [1], [0], pools[0])[-1]         # P_0 alone: a 1×1 kernel
             super().__init__(size, lca_layer.F, channels[2:], kernels[1:], strides[1:], paddings[1:], pools[1:], fc,
                              T1, T2, beta, act, loss=loss, softmax=softmax)
         else:

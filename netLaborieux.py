@@ -15,23 +15,12 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.grad import conv2d_input
 
 import netFunctions as nf
-from netClasses import Activation, CrossEntropy, EPNet, SquaredError
+from netClasses import ConvPool, CrossEntropy, EPNet, SquaredError, conv_pool_sizes
 
-ACTIVATIONS = {
-    'mysig': lambda x: torch.sigmoid(4 * (x - 0.5)),
-    'sigmoid': torch.sigmoid,
-    'tanh': torch.tanh,
-    'hard_sigmoid': lambda x: x.clamp(0, 1),
-    'my_hard_sig': lambda x: (0.5 * x).clamp(0, 1),
-    'ctrd_hard_sig': lambda x: x.clamp(-0.5, 0.5),
-}
-
-
-def activation(name):
-    return Activation(name, ACTIVATIONS[name], None)
+# the σ of the paper's code (ρ and ρ' in netClasses.ACTIVATIONS)
+ACTIVATION_NAMES = ('mysig', 'sigmoid', 'tanh', 'hard_sigmoid', 'my_hard_sig', 'ctrd_hard_sig')
 
 
 class LabNet(EPNet):
@@ -41,7 +30,7 @@ class LabNet(EPNet):
     out_index = -1
 
     def __init__(self, T1, T2, beta, act, loss='mse'):
-        super().__init__(T1, T2, beta, activation(act), SquaredError() if loss == 'mse' else CrossEntropy())
+        super().__init__(T1, T2, beta, act, SquaredError() if loss == 'mse' else CrossEntropy())
         self.loss = loss
 
     @property
@@ -113,47 +102,6 @@ class P_MLP(LabNet):
         return sum((W(p) * sk).sum(1) for W, p, sk in zip(self.synapses, prev, s)) + self.phi_nudge(s, y, beta)
 
 
-class ConvPool(nn.Module):
-    """P(W ⋆ a + b): a convolution followed by 2×2 max ('m') / average ('a') pooling or none ('i'), and the adjoint
-    of that linear map at the current input (for max pooling: unpool to the current argmax, then transposed conv)."""
-
-    def __init__(self, c_in, c_out, kernel, stride, padding, pool, bias=True):
-        super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=bias)
-        self.pool = pool
-
-    def forward(self, a):
-        """Returns (pooled map, context for the adjoint)."""
-        z = self.conv(a)
-        if self.pool == 'm':
-            p, idx = F.max_pool2d(z, 2, 2, return_indices=True)
-            return p, (a.shape, z.shape, idx)
-        if self.pool == 'a':
-            return F.avg_pool2d(z, 2, 2), (a.shape, z.shape, None)
-        return z, (a.shape, z.shape, None)
-
-    def adjoint(self, g, ctx):
-        """(∂/∂a ⟨P(W ⋆ a), g⟩): the feedback that the layer above sends down through this synapse."""
-        a_shape, z_shape, idx = ctx
-        if self.pool == 'm':
-            g = F.max_unpool2d(g, idx, 2, 2, output_size=z_shape[-2:])
-        elif self.pool == 'a':
-            g = g.repeat_interleave(2, -2).repeat_interleave(2, -1) / 4
-            g = F.pad(g, (0, z_shape[-1] - g.shape[-1], 0, z_shape[-2] - g.shape[-2]))
-        c = self.conv
-        return conv2d_input(a_shape, c.weight, g, stride=c.stride, padding=c.padding)
-
-
-def conv_sizes(in_size, kernels, strides, paddings, pools):
-    sizes, n = [], in_size
-    for k, st, p, pool in zip(kernels, strides, paddings, pools):
-        n = math.floor((n + 2 * p - k) / st + 1)
-        if pool in 'ma':
-            n = math.floor((n - 2) / 2 + 1)
-        sizes.append(n)
-    return sizes
-
-
 class P_CNN(LabNet):
     """Conv layers (ConvPool) then fully connected ones; with `softmax` the last Linear is a readout outside the
     dynamics and the last neuron layer is nudged through it."""
@@ -162,7 +110,7 @@ class P_CNN(LabNet):
                  loss='mse', softmax=False):
         super().__init__(T1, T2, beta, act, loss)
         ch = [in_channels] + list(channels)
-        self.sizes = conv_sizes(in_size, kernels, strides, paddings, pools)
+        self.sizes = conv_pool_sizes(in_size, kernels, strides, paddings, pools)[1:]
         if min(self.sizes) < 1:
             raise ValueError(f'the feature maps vanish ({self.sizes}) for input size {in_size}')
         self.ch = ch
@@ -248,8 +196,7 @@ class VFMixin:
         """Angle (degrees) between each B_k and the forward synapse k+1 it mirrors."""
         out = []
         for b, w in self._pairs():
-            bw, ww = b.weight.flatten() if hasattr(b, 'weight') else b.conv.weight.flatten(), \
-                w.weight.flatten() if hasattr(w, 'weight') else w.conv.weight.flatten()
+            bw, ww = b.weight.flatten(), w.weight.flatten()
             cos = (bw @ ww) / (bw.norm() * ww.norm()).clamp_min(1e-30)
             out.append(math.degrees(math.acos(max(-1.0, min(1.0, cos.item())))))
         return out
@@ -273,8 +220,7 @@ class VFMixin:
             grads = nf.phi_param_grads(self, x, s_a, s_b, beta_a, beta_b, y)
             named = dict(zip([n for n, _ in self.named_parameters()], grads))
             for k, (b, w) in enumerate(self._pairs()):
-                kb = f'B_syn.{k}.' + ('weight' if isinstance(b, nn.Linear) else 'conv.weight')
-                kw = f'synapses.{k + 1}.' + ('weight' if isinstance(w, nn.Linear) else 'conv.weight')
+                kb, kw = f'B_syn.{k}.weight', f'synapses.{k + 1}.weight'
                 avg = 0.5 * (named[kb] + named[kw])
                 named[kb], named[kw] = avg, avg.clone()
             return list(named.values())
@@ -316,9 +262,8 @@ class VF_CNN(VFMixin, P_CNN):
         for k in range(1, len(self.synapses) - (1 if self.softmax else 0)):
             m = self.synapses[k]
             if isinstance(m, ConvPool):
-                c = m.conv
-                fb.append(ConvPool(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, m.pool,
-                                   bias=False))
+                fb.append(ConvPool(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.pool.kind,
+                                   m.pool.size, bias=False))
             else:
                 fb.append(nn.Linear(m.in_features, m.out_features, bias=False))
         self.B_syn = nn.ModuleList(fb)

@@ -13,14 +13,14 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import netFunctions as nf                                   # noqa: E402
-from netClasses import EPdisc, convEP                      # noqa: E402
+from netClasses import ACTIVATIONS, EPdisc, convEP         # noqa: E402
 from Network_conv import Network_conv_bin_W                # noqa: E402
-from Network_fc import BINARY_ACTIVATIONS, BinaryOptimizer, Network_fc_bin_W  # noqa: E402
+from Network_fc import BinaryOptimizer, Network_fc_bin_W   # noqa: E402
 
 
 def configs(quick):
     T_conv = 20 if quick else 150
-    hs = BINARY_ACTIVATIONS['hardsigm']
+    hs = ACTIVATIONS['hardsigm']
     return [
         ('FC 1h 784-4096-10', (784,), 64,
          lambda: Network_fc_bin_W([784, 4096, 10], 50, 10, 0.3),
