@@ -501,8 +501,8 @@ class Pool(nn.Module):
 
 
 class ConvPool(nn.Conv2d):
-    """The synapse a ↦ P(W ⋆ a + b) (a Conv2d, so its parameters are `.weight` and `.bias`, then `pool`) and its
-    adjoint, the feedback that the layer above sends down through it:
+    """The synapse a ↦ P(W ⋆ a + b) (a Conv2d: parameters `.weight` and `.bias`, the state-dict keys of a plain
+    convolution; `pool` has none) and its adjoint, the feedback that the layer above sends down through it:
 
         adjoint(g) = ∂/∂a ⟨P(W ⋆ a + b), g⟩ = Wᵀ ⋆ (Pᵀ g)     (transposed convolution of the unpooled g)
 
@@ -519,7 +519,8 @@ class ConvPool(nn.Conv2d):
         return p, (a.shape, z.shape, idx)
 
     def adjoint(self, g, ctx):
-        """Wᵀ ⋆ (Pᵀ g) at the input of `ctx` (conv2d_input: the input gradient of the convolution, any stride)."""
+        """Wᵀ ⋆ (Pᵀ g) at the input of `ctx` (conv2d_input, the convolution's input gradient, takes the input shape:
+        no output padding to work out for a stride above 1, unlike conv_transpose2d; same kernel, same speed)."""
         a_shape, z_shape, idx = ctx
         return conv2d_input(a_shape, self.weight, self.pool.adjoint(g, idx, z_shape), self.stride, self.padding)
 
