@@ -1,5 +1,5 @@
 """Binary EP (Laydevant et al. 2021): training and test loops, the results dataframe, the result folder and the
-hyperparameter file. The loops are the suite's (netFunctions.train / free_phase); this file adds what the paper
+hyperparameter file. The loops are the suite's (trainer.train, netFunctions.free_phase); this file adds what the paper
 records: "ave" and "single" errors, losses, flips, thresholds, γ and α per layer. Tools_conv.py names the conv
 columns."""
 import os
@@ -9,6 +9,7 @@ import torch
 
 import netFunctions as nf
 import results
+import trainer
 from Network_fc import log_flip_fraction
 
 
@@ -58,7 +59,7 @@ def train_bin(net, opt, batches, args, gen):
         step = (lambda x, y: nf.bptt_step(net, x, y))
     stats = EpochStats(net)
     opt.reset_flips()
-    nf.train(net, opt, batches, step, desc=f'{args.optim} train', observe=stats)
+    trainer.train(net, opt, batches, step, desc=f'{args.optim} train', observe=stats)
     return stats.result()
 
 

@@ -27,7 +27,6 @@ import attacks
 import checks
 import data
 import laborieux2021 as lab
-import netFunctions as nf
 import plotFunctions
 import results
 import trainer
@@ -419,7 +418,7 @@ def attack_action(args, argv, model, clf, xte, yte, device, seed):
     clean = sum((clf.logits(xb).argmax(1) == yb).sum().item() for xb, yb in batched(x, label, bs)) / len(x) * 100
     for eps in grid:
         advs, probs = [], []
-        for xb, yb in nf.progress(list(batched(x, label, bs)), f'eps {eps:.3g}'):
+        for xb, yb in trainer.progress(list(batched(x, label, bs)), f'eps {eps:.3g}'):
             xa = attacks.pgd(clf, xb, yb, eps, args.norm, args.attack_iters) if white else \
                 attacks.square(clf, xb, yb, eps, args.norm, args.queries, generator=gen)
             advs.append(xa)
@@ -467,7 +466,7 @@ def corruptions(args, clf, folder, device, bs):
     labels = torch.from_numpy(np.load(os.path.join(root, 'labels.npy'))).long()
     rows = []
     names = sorted(f[:-4] for f in os.listdir(root) if f.endswith('.npy') and f != 'labels.npy')
-    for name in nf.progress(names, 'corruptions'):
+    for name in trainer.progress(names, 'corruptions'):
         imgs = np.load(os.path.join(root, name + '.npy'))
         n = len(imgs) // 5
         for sev in range(5):
@@ -512,7 +511,7 @@ def dictlearn_action(args, argv, device, seed):
     every, history = max(args.epochs // 7, 1), []
     for epoch in range(1, args.epochs + 1):
         tot = torch.zeros(3, device=device, dtype=torch.float64)
-        for xb, _ in nf.progress(train_b, f'dictlearn {epoch}'):
+        for xb, _ in trainer.progress(train_b, f'dictlearn {epoch}'):
             xb = lca.preprocess(xb)
             with torch.no_grad():
                 a, _, err, _ = lca.encode(xb)

@@ -247,8 +247,8 @@ def train_action(args, argv, device, seed):
         test_b = make_batches(args, xte, yte, args.test_batch_size, False, device, gens[method])
 
         def run_epoch(epoch, method=method, m=m, train_b=train_b, test_b=test_b):
-            tr_err = nf.train(m, opts[method], train_b, step_fn(m, method), f'{method} epoch {epoch}')
-            te_err, te_loss = nf.evaluate(m, test_b)
+            tr_err = trainer.train(m, opts[method], train_b, step_fn(m, method), f'{method} epoch {epoch}')
+            te_err, te_loss = trainer.evaluate(m, test_b)
             return dict(method=method, train_error=tr_err, test_error=te_err, test_loss=te_loss)
         trainer.fit(folder, args.epochs, rows[method], run_epoch, saves[method], m.parameters(), label=f' ({method})')
     plotFunctions.plot_folder(folder, show=False)

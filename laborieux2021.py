@@ -344,7 +344,7 @@ def train_epoch(args, model, opt, train_b, gen, ext=None):
         if args.check_thm and args.alg not in ('BPTT', 'BP') and b % tenth == 0:
             check_theorem(args, model, x[:5], y[:5], b / len(train_b))
     step = (lambda x, y: ext.after_step(train_one_batch(args, model, opt, ext.prepare(x, y), y, gen)))
-    return 100.0 - nf.train(model, opt, train_b, step, 'train', hook, ext.observe(True))
+    return 100.0 - trainer.train(model, opt, train_b, step, 'train', hook, ext.observe(True))
 
 
 def check_theorem(args, model, x, y, frac):
@@ -377,7 +377,7 @@ def train_action(args, argv, model, xtr, ytr, xte, yte, device, seed, ext=None):
         train_acc = train_epoch(args, model, opt, train_b, gen, ext)
         if sched and epoch <= 100:                         # the original stops the cosine schedule at epoch 100
             sched.step()
-        test_err, test_loss = nf.evaluate(model, test_b, args.T1, ext.observe(False))
+        test_err, test_loss = trainer.evaluate(model, test_b, args.T1, ext.observe(False))
         row = dict(train_acc=train_acc, test_acc=100 - test_err, test_loss=test_loss, lr=opt.param_groups[0]['lr'])
         if hasattr(model, 'angles'):                       # VF nets: angle between B_k and W_{k+1}, degrees
             row.update({f'angle_{k}': a for k, a in enumerate(model.angles())})
@@ -446,7 +446,7 @@ def evaluate_action(args, model, xtr, ytr, xte, yte, device):
         load_model(args.load_path, model)
     lines = []
     for name, (x, y) in (('Train', (xtr, ytr)), ('Test', (xte, yte))):
-        err, _ = nf.evaluate(model, batches(args, x, y, args.mbs, False, device, None), args.T1)
+        err, _ = trainer.evaluate(model, batches(args, x, y, args.mbs, False, device, None), args.T1)
         lines.append(f'{name} accuracy : {100 - err:.2f}')
         say(lines[-1])
     if args.load_path:                                     # (not a 'python main.py' line: a later resume of the

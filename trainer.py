@@ -18,9 +18,11 @@ import time
 import zipfile
 
 import torch
+from tqdm import tqdm
 
 import results
 from cli import UsageError
+from netFunctions import free_phase
 
 
 class Stopped(Exception):
@@ -84,6 +86,52 @@ def note_resume(folder, argv, hyper_file='hyperparameters.txt'):
     """A resumed run appends its command line to the folder's hyperparameter file: its flags override the saved
     ones the next time the folder is loaded (main.saved_argv reads every command line of that file, in order)."""
     results.append_hyperparameters(folder, [results.command_line(argv)], name=hyper_file)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Mini-batch loops (one epoch of training, one pass of testing), shared by every paper
+
+def progress(iterable, desc):
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def train(net, optimizer, batches, step, desc='train', hook=None, observe=None):
+    """One epoch. step(x, y) writes the gradient estimate to .grad (EP, BPTT) and returns the free state; the
+    optimiser then descends (net.updateWeights). hook(b, x, y), if given, runs before each mini-batch, observe(s, y,
+    label) after it.
+    Returns the training error (%) measured at the free equilibrium before each update."""
+    net.train()
+    wrong = torch.zeros((), dtype=torch.long, device=next(net.parameters()).device)
+    seen = 0
+    for b, (x, label) in enumerate(progress(batches, desc)):
+        y = net.target(label)
+        if hook is not None:
+            hook(b, x, y)
+        optimizer.zero_grad(set_to_none=True)
+        s = step(x, y)
+        net.updateWeights(optimizer)
+        if observe is not None:
+            observe(s, y, label)
+        wrong += (net.output(s).argmax(1) != label).sum()   # stays on the device: no sync per batch
+        seen += label.shape[0]
+    return 100.0 * wrong.item() / max(seen, 1)
+
+
+def evaluate(net, batches, T=None, observe=None):
+    """Test error (%) and mean cost ℓ at the free equilibrium (T steps from zeros); observe(s, y, label), if given,
+    sees every batch."""
+    net.eval()
+    dev = next(net.parameters()).device
+    wrong, loss, seen = torch.zeros((), device=dev), torch.zeros((), device=dev), 0
+    with torch.no_grad():
+        for x, label in batches:
+            s = free_phase(net, net.front(x), T)
+            wrong += (net.output(s).argmax(1) != label).sum()
+            loss += net.cost(s, net.target(label)).sum()
+            seen += label.shape[0]
+            if observe is not None:
+                observe(s, net.target(label), label)
+    return 100.0 * wrong.item() / max(seen, 1), loss.item() / max(seen, 1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
