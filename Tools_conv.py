@@ -1,6 +1,6 @@
 """Binary EP, conv architecture: the same loops and files as Tools_fc.py; the results columns name the classifier
 layers fc_k (output first) and the conv layers conv_k (deepest first)."""
-from Tools_fc import create_path, results_row, save_hyperparameters, save_results, test_bin, train_bin  # noqa: F401
+from Tools_fc import create_path, results_row, save_hyperparameters, test_bin, train_bin  # noqa: F401
 
 
 def layer_names(net):

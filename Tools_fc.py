@@ -1,14 +1,14 @@
-"""Binary EP (Laydevant et al. 2021): training and test loops, the results dataframe, the result folder and the
-hyperparameter file. The loops are the suite's (netFunctions.train / free_phase); this file adds what the paper
-records: "ave" and "single" errors, losses, flips, thresholds, γ and α per layer. Tools_conv.py names the conv
-columns."""
+"""Binary EP (Laydevant et al. 2021): training and test loops, the rows of results.csv, the result folder and the
+hyperparameter file. The loops are the suite's (trainer.train, netFunctions.free_phase; trainer.fit writes
+results.csv); this file adds what the paper records: "ave" and "single" errors, losses, flips, thresholds, γ and α
+per layer. Tools_conv.py names the conv columns."""
 import os
 
-import pandas as pd
 import torch
 
 import netFunctions as nf
 import results
+import trainer
 from Network_fc import log_flip_fraction
 
 
@@ -58,7 +58,7 @@ def train_bin(net, opt, batches, args, gen):
         step = (lambda x, y: nf.bptt_step(net, x, y))
     stats = EpochStats(net)
     opt.reset_flips()
-    nf.train(net, opt, batches, step, desc=f'{args.optim} train', observe=stats)
+    trainer.train(net, opt, batches, step, desc=f'{args.optim} train', observe=stats)
     return stats.result()
 
 
@@ -90,6 +90,3 @@ def results_row(net, opt, train, test, args, names=None):
     row.update({f'Alpha_{n}': a for n, a in zip(names, opt.alphas())})
     return row
 
-
-def save_results(folder, rows):
-    results.write_csv(os.path.join(folder, 'results.csv'), pd.DataFrame(rows))

@@ -1,9 +1,13 @@
-"""Command-line plumbing shared by every paper: the parser class, the suite-wide flags, usage errors, device choice,
-seeding and --dry-run capping. Paper modules add their own argument group; main.py assembles and dispatches."""
+"""Command-line plumbing shared by every paper: the parser class, the suite-wide flags, usage errors, the frozen run
+configuration a paper's validation builds (RunConfig), device choice, seeding and --dry-run capping. Paper modules add
+their own argument group; main.py assembles and dispatches."""
 import argparse
+import dataclasses
 import os
 import random
 import sys
+import types
+import typing
 
 import torch
 
@@ -87,6 +91,71 @@ def apply_defaults(args, defaults):
             setattr(args, k, v)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """What a run reads of the suite-wide flags, once its paper has validated the command line. Each paper subclasses
+    it with its own flags and what they resolve to, and builds it once (run_config); its actions read it and never
+    change it: assigning a field raises dataclasses.FrozenInstanceError, and a field whose value does not have the
+    declared type is a TypeError when it is built (a validation that forgot to normalise a flag).
+
+    --load-path is split by meaning: `resume` is the run folder that training picks up again, `model_from` the run
+    folder whose model evaluate / gducheck / the attacks / advtrain use; both are None for a fresh network (also for
+    a dry run given a --load-path folder that does not exist). Lists stay lists (hyperparameters.txt prints them as
+    the flags were given); they are not copied, and nothing changes them once built."""
+    action: str
+    device: int | None                  # --device as given (cli.pick_device chooses)
+    seed: int                           # --seed, or one drawn when the config was built (recorded, replayable)
+    data_root: str
+    results_dir: str                    # where this run's folders go (<--results-dir>/dry-run/ under --dry-run)
+    results_root: str                   # the --results-dir given, where real runs live
+    dry_run: bool
+    threads: int | None
+    argv_given: list | None = None      # the command line as typed (main.main): a resume appends it to its folder
+    resume: str | None = None
+    model_from: str | None = None
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not _has_type(value, hints[f.name]):
+                raise TypeError(f'{type(self).__name__}.{f.name} = {value!r} is not {hints[f.name]}')
+
+
+def _has_type(value, tp):
+    """isinstance for the annotations of the run configurations: X | None, list[X], tuple[X, ...], dict[K, V]
+    (the container only), typing.Any; an int is a float (PEP 484's numeric tower), a bool is not a number."""
+    if tp is typing.Any:
+        return True
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, a) for a in args)
+    if origin in (list, tuple):
+        return isinstance(value, origin) and all(_has_type(v, args[0]) for v in value)
+    if origin is not None:
+        return isinstance(value, origin)
+    if tp is type(None):
+        return value is None
+    if tp in (int, float) and isinstance(value, bool):
+        return False
+    if tp is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, tp)
+
+
+def run_config(cls, ns, **values):
+    """The frozen configuration `cls` (a RunConfig) of a validated namespace: each field from `values`, else the
+    namespace's attribute of that name, else the field's default; the seed is drawn here when none was given."""
+    # (the namespace of a test that skipped main.main has no results_root: its --results-dir is the root)
+    kw = {'seed': draw_seed(ns.seed), 'results_root': getattr(ns, 'results_root', ns.results_dir)}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            kw[f.name] = values[f.name]
+        elif hasattr(ns, f.name) and f.name not in kw:
+            kw[f.name] = getattr(ns, f.name)
+    return cls(**kw)
+
+
 def pick_device(index):
     if index is None:
         return torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')
@@ -98,10 +167,14 @@ def pick_device(index):
     return torch.device(f'cuda:{index}')
 
 
+def draw_seed(seed):
+    """The seed given, or one drawn (from os.urandom: no random state is touched) so that every run can be replayed."""
+    return int.from_bytes(os.urandom(4), 'little') % (2 ** 31) if seed is None else seed
+
+
 def seed_everything(seed):
-    """Seed torch, numpy and random; draw a seed when none is given so that every run can be replayed."""
-    if seed is None:
-        seed = int.from_bytes(os.urandom(4), 'little') % (2 ** 31)
+    """Seed torch, numpy and random (a seed is drawn when none is given); returns the seed."""
+    seed = draw_seed(seed)
     torch.manual_seed(seed)
     random.seed(seed)
     try:

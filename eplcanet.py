@@ -14,10 +14,10 @@ Actions beyond Laborieux's train/evaluate/gducheck: attack (white-box PGD), hsj-
 score-based Square attack), advtrain, image-print, corruptions (CIFAR-10-C), baseline, dictlearn (dictionary
 pre-training, the cifar_dictlearning procedure). The attacks are in attacks.py, the model in netLCANet.py.
 """
+import dataclasses
 import glob
 import math
 import os
-import time
 
 import numpy as np
 import pandas as pd
@@ -27,11 +27,11 @@ import attacks
 import checks
 import data
 import laborieux2021 as lab
-import netFunctions as nf
 import plotFunctions
 import results
 import trainer
-from cli import DRY_RUN_DIR, UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
+from cli import (DRY_RUN_DIR, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say,
+                 seed_everything)
 from lca import LCAConv2D
 from netLCANet import LCANet
 
@@ -161,11 +161,67 @@ def check_values(args):
         raise UsageError(f'--attack-norm {args.attack_norm}: 2 (L2) or 100 (L∞)')
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(lab.Config):
+    """A validated EPLCANet command line: Laborieux et al. 2021's configuration, the LCA and the attacks. The LCA
+    fields under 'resolved' are set for the LCA models (EPLCACNN, LCACNN) only."""
+    n_feats: int
+    lca_feats: int
+    lca_lambda: float
+    tau: float
+    eta: float
+    lca_stride: int | None
+    lca_ksize: int | None
+    lca_iters: int
+    lca_grad_iters: int
+    dict_loss: str | None
+    dict_training: str
+    dictionary: str | None              # resolved: --dictionary, or the newest real dictlearn's (None: random)
+    scale_feedback: float
+    eps: float
+    image_print: int
+    attack_step: int
+    predict_step: int
+    train_attack_step: int
+    attack_norm: int
+    norm: float                         # 2 or math.inf
+    attack_samples: int | None
+    attack_iters: int
+    queries: int
+    # resolved (lca_config)
+    lca: dict | None = None             # the LCAConv2D arguments
+    full_channels: list[int] | None = None
+    feedback_scale: float | None = None
+    dict_init: str | None = None        # random or pretrained
+    dict_class: bool = False            # the dictionary learns from the EP estimate of ∂L/∂a
+    dict_recon: bool = False            # ... from the LCA's own update
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DictLearnConfig(RunConfig):
+    """A validated --todo dictlearn command line (dictionary pre-training)."""
+    data_name: str
+    data_aug: bool
+    mbs: int
+    epochs: int
+    lca_feats: int
+    lca_ksize: int | None
+    lca_stride: int | None
+    lca_lambda: float
+    tau: float
+    eta: float
+    lca_iters: int
+
+
 def check_args(args):
+    """Every inconsistency is reported before anything is loaded or written; returns the run's Config (or
+    DictLearnConfig). The namespace is normalised on the way (lists cut to the synapses, the LCA resolved, the
+    dictionary file found, dry-run caps), then Laborieux et al. 2021's checks run (laborieux2021.validate)."""
     apply_defaults(args, lab.DEFAULTS)
     check_values(args)
     if args.action == 'dictlearn':
-        return check_dictlearn(args)
+        check_dictlearn(args)
+        return run_config(DictLearnConfig, args)
     if args.load_path and args.action not in ('train', 'advtrain') and os.path.isdir(args.load_path):
         lab.adopt_arch(args, args.load_path)
     if args.dict_training in DICT_TRAINING and args.model != 'LCACNN':
@@ -194,7 +250,7 @@ def check_args(args):
     if args.action == 'corruptions' and not os.path.isfile(os.path.join(args.data_root, 'CIFAR-10-C', 'labels.npy')):
         raise UsageError(f'--todo corruptions: no {os.path.join(args.data_root, "CIFAR-10-C", "labels.npy")}; put '
                          f'the CIFAR-10-C .npy files in <--data-root>/CIFAR-10-C/')
-    lab.check_args(args, lab.ACTIONS + ACTIONS)
+    lab.validate(args, lab.ACTIONS + ACTIONS)
     args.norm = attacks.parse_norm(args.attack_norm)
     if args.dry_run:
         args.predict_step, args.attack_step = dry_cap(args.predict_step, args.attack_step)
@@ -203,6 +259,9 @@ def check_args(args):
         args.attack_samples = min(args.attack_samples or 8, 8)
         if args.model in MODELS:
             args.lca['lca_iters'] = min(args.lca['lca_iters'], 5)
+    if args.model in MODELS and args.dict_init == 'pretrained' and not (args.resume or args.model_from):
+        resolve_dictionary(args)                           # (a run's own weights hold its dictionary)
+    return run_config(Config, args)
 
 
 def check_dictlearn(args):
@@ -219,36 +278,50 @@ def check_dictlearn(args):
 # ---------------------------------------------------------------------------------------------------------------
 # Model
 
-def build(args, in_shape):
-    if args.model not in MODELS:
-        return lab.build_model(args, in_shape)
+def build(cfg, in_shape):
+    if cfg.model not in MODELS:
+        return lab.build_model(cfg, in_shape)
     try:
-        model = LCANet(in_shape[-1], in_shape[0], args.lca, args.full_channels, args.kernels, args.strides,
-                       args.paddings, args.pools, args.fc, args.T1, args.T2, args.betas[1], args.act, args.loss,
-                       args.softmax, args.feedback_scale, args.dict_class)
+        model = LCANet(in_shape[-1], in_shape[0], cfg.lca, cfg.full_channels, cfg.kernels, cfg.strides,
+                       cfg.paddings, cfg.pools, cfg.fc, cfg.T1, cfg.T2, cfg.betas[1], cfg.act, cfg.loss,
+                       cfg.softmax, cfg.feedback_scale, cfg.dict_class)
     except ValueError as e:
         raise UsageError(f'--channels/--kernels/--paddings/--lca_*: {e}')
-    if args.dict_init == 'pretrained' and not args.load_path:
-        load_dictionary(args, model.lca)
-    model.lca.grad_iters = args.lca_grad_iters
+    if cfg.dictionary and not (cfg.resume or cfg.model_from):
+        assign_dictionary(cfg.dictionary, model.lca)
+    model.lca.grad_iters = cfg.lca_grad_iters
     return model
 
 
-def load_dictionary(args, lca):
+def resolve_dictionary(args):
+    """Validation of --dict_training pretrained / finetune: args.dictionary becomes the file the LCA starts from
+    (--dictionary, else the newest real dictlearn run's), or None in a dry run that finds none (random dictionary)."""
     path = args.dictionary or newest_dictionary(getattr(args, 'results_root', args.results_dir))
     if not path or not os.path.isfile(path):
         if args.dry_run:
             say(f'dry run: no dictionary file (--dictionary {path}); using a random dictionary')
+            args.dictionary = None
             return
         raise UsageError(f'--dict_training {args.dict_training} needs --dictionary <dictionary.pt> (made by '
                          f'--todo dictlearn); got {path}')
+    args.dictionary = path
+
+
+def assign_dictionary(path, lca):
+    """The weights of a dictionary.pt into the LCA layer."""
     w = trainer.load(path, ('weights',), 'a dictionary.pt made by --todo dictlearn', '--dictionary')['weights']
     try:
         lca.assign_weight_values(w)
     except ValueError as e:
         raise UsageError(f'--dictionary {path}: {e}; match --lca_feats/--lca_ksize and the input channels')
     say(f'dictionary: {path}')
-    args.dictionary = path
+
+
+def load_dictionary(args, lca):
+    """resolve_dictionary, then assign_dictionary: a namespace's dictionary into an LCA layer in one call."""
+    resolve_dictionary(args)
+    if args.dictionary:
+        assign_dictionary(args.dictionary, lca)
 
 
 def newest_dictionary(results_dir):
@@ -259,44 +332,39 @@ def newest_dictionary(results_dir):
     return max(found, key=os.path.getmtime) if found else None
 
 
-def load_weights(args, model):
-    if args.load_path:
-        lab.load_model(args.load_path, model)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Training: dictionary updates, LCA metrics, adversarial batches
 
-class LCAExtension(lab.Extension):
+class LCAExtension(trainer.Extension):
     """Adds to Laborieux's loop: the LCA's own dictionary update (recon), the LCA metrics of every epoch (sparsity =
     fraction of non-zero codes; reconstruction error as a mean squared error and, as the original logged it, the
     signed mean of x̂ − D ∗ a), and, for --todo advtrain, the replacement of every batch by its PGD-L2 version."""
 
-    def __init__(self, args, model, clf=None):
-        self.model, self.args, self.clf = model, args, clf
+    def __init__(self, cfg, model, clf=None):
+        self.model, self.cfg, self.clf = model, cfg, clf
         self.lca = model.lca if isinstance(model, LCANet) else None
         self.sums = {}
         self.items = []
         if self.lca is not None:
-            self.items += [('lca', args.lca), ('sparse layers', args.full_channels),
-                           ('feedback scale', args.feedback_scale), ('dictionary init', args.dict_init),
-                           ('dictionary learns by', args.dict_loss or ('recon' if args.dict_recon else 'nothing')),
-                           ('dictionary file', args.dictionary)]
+            self.items += [('lca', cfg.lca), ('sparse layers', cfg.full_channels),
+                           ('feedback scale', cfg.feedback_scale), ('dictionary init', cfg.dict_init),
+                           ('dictionary learns by', cfg.dict_loss or ('recon' if cfg.dict_recon else 'nothing')),
+                           ('dictionary file', cfg.dictionary)]
         if clf is not None:
-            self.items += [('adversarial training eps (L2)', args.eps),
-                           ('adversarial gradient steps', args.train_attack_step)]
+            self.items += [('adversarial training eps (L2)', cfg.eps),
+                           ('adversarial gradient steps', cfg.train_attack_step)]
 
     def prepare(self, x, y):
         if self.clf is None:
             return x
         label = y.argmax(1)
         x01 = self.clf.denormalize(x)
-        xa = attacks.pgd(self.clf, x01, label, self.args.eps, 2, self.args.attack_iters)
+        xa = attacks.pgd(self.clf, x01, label, self.cfg.eps, 2, self.cfg.attack_iters)
         self._add('adv', 'replaced', (xa != x01).flatten(1).any(1).to(x).mean())
         return self.clf.normalize(xa)
 
     def after_step(self, s):
-        if self.lca is not None and self.args.dict_recon:
+        if self.lca is not None and self.cfg.dict_recon:
             self.lca.update_weights(*self.model.lca_stats)
         return s
 
@@ -324,7 +392,7 @@ class LCAExtension(lab.Extension):
 
     def save(self, folder):
         if self.lca is not None:
-            results.save({'weights': self.lca.get_weights().cpu(), 'lca': self.args.lca},
+            results.save({'weights': self.lca.get_weights().cpu(), 'lca': self.cfg.lca},
                          os.path.join(folder, 'dictionary.pt'))
 
 
@@ -332,58 +400,56 @@ class LCAExtension(lab.Extension):
 # Actions
 
 def run(args, argv):
-    check_args(args)
-    device = pick_device(args.device)
-    seed = seed_everything(args.seed)
-    if args.action == 'dictlearn':
-        return dictlearn_action(args, argv, device, seed)
-    xtr, ytr = lab.load_split(args, True) if args.action in ('train', 'advtrain', 'gducheck', 'evaluate') \
+    cfg = check_args(args)
+    device = pick_device(cfg.device)
+    seed = seed_everything(cfg.seed)
+    if cfg.action == 'dictlearn':
+        return dictlearn_action(cfg, argv, device, seed)
+    xtr, ytr = lab.load_split(cfg, True) if cfg.action in ('train', 'advtrain', 'gducheck', 'evaluate') \
         else (None, None)
-    xte, yte = lab.load_split(args, False) if args.action != 'gducheck' else (None, None)
+    xte, yte = lab.load_split(cfg, False) if cfg.action != 'gducheck' else (None, None)
     shape = tuple((xtr if xtr is not None else xte).shape[1:])
-    model = build(args, shape).to(device)
-    if args.scale is not None:                             # the dictionary keeps unit-norm features
-        lab.rescale(model.synapses if isinstance(model, LCANet) else model, args.scale)
-    if args.action == 'gducheck':
-        return lab.gducheck_action(args, argv, model, xtr, ytr, device, seed)
-    if args.action == 'evaluate':
-        return lab.evaluate_action(args, model, xtr, ytr, xte, yte, device)
-    if args.action == 'train':
-        return lab.train_action(args, argv, model, xtr, ytr, xte, yte, device, seed, LCAExtension(args, model))
-    if args.action == 'advtrain':
-        if args.load_path:                                # adversarial fine-tuning of a trained run, new folder
-            load_weights(args, model)
-            args.load_path = ''
-        clf = attacks.Classifier(model, *norm_stats(args), predict_steps=100, attack_steps=args.train_attack_step)
-        return lab.train_action(args, argv, model, xtr, ytr, xte, yte, device, seed,
-                                LCAExtension(args, model, clf))
-    load_weights(args, model)
-    clf = attacks.Classifier(model, *norm_stats(args), predict_steps=args.predict_step, attack_steps=args.attack_step)
-    return attack_action(args, argv, model, clf, xte, yte, device, seed)
+    model = build(cfg, shape).to(device)
+    if cfg.scale is not None:                              # the dictionary keeps unit-norm features
+        lab.rescale(model.synapses if isinstance(model, LCANet) else model, cfg.scale)
+    if cfg.action == 'gducheck':
+        return lab.gducheck_action(cfg, argv, model, xtr, ytr, device, seed)
+    if cfg.action == 'evaluate':
+        return lab.evaluate_action(cfg, model, xtr, ytr, xte, yte, device)
+    if cfg.action == 'train':
+        return lab.train_action(cfg, argv, model, xtr, ytr, xte, yte, device, seed, LCAExtension(cfg, model))
+    if cfg.model_from:                                     # (advtrain: adversarial fine-tuning into a new folder)
+        lab.load_model(cfg.model_from, model)
+    if cfg.action == 'advtrain':
+        clf = attacks.Classifier(model, *norm_stats(cfg), predict_steps=100, attack_steps=cfg.train_attack_step)
+        return lab.train_action(cfg, argv, model, xtr, ytr, xte, yte, device, seed,
+                                LCAExtension(cfg, model, clf))
+    clf = attacks.Classifier(model, *norm_stats(cfg), predict_steps=cfg.predict_step, attack_steps=cfg.attack_step)
+    return attack_action(cfg, argv, model, clf, xte, yte, device, seed)
 
 
-def norm_stats(args):
+def norm_stats(cfg):
     """(mean, std) of the data normalisation, which moves inside the classifier: attacks work on [0, 1] images."""
-    return (data.CIFAR_MEAN, lab.CIFAR_STD) if args.data_name == 'cifar10' else (None, None)
+    return (data.CIFAR_MEAN, lab.CIFAR_STD) if cfg.data_name == 'cifar10' else (None, None)
 
 
-def attack_folder(args, argv, device, seed, items):
-    now = time.localtime()
-    folder = results.claim_dir(os.path.join(args.results_dir, args.action, time.strftime('%Y-%m-%d', now),
-                                            time.strftime('%H-%M-%S', now)))
-    results.write_hyperparameters(folder, argv, [('model folder', args.load_path or 'fresh network (dry run)'),
-                                                 ('model', args.model), ('task', args.data_name),
-                                                 ('predict steps', args.predict_step),
-                                                 ('attack (BPTT) steps', args.attack_step), ('seed', seed),
-                                                 ('device', device)] + items)
-    results.copy_plot_script(folder)
-    say(f'results: {folder}')
-    return folder
+def attack_folder(cfg, argv, device, seed, items):
+    """A new <results-dir>/<action>/<date>/<time> folder, with the model folder attacked among its hyperparameters."""
+    def make():
+        folder = results.claim_time_dir(os.path.join(cfg.results_dir, cfg.action))
+        results.write_hyperparameters(folder, argv, [('model folder', cfg.model_from or 'fresh network (dry run)'),
+                                                     ('model', cfg.model), ('task', cfg.data_name),
+                                                     ('predict steps', cfg.predict_step),
+                                                     ('attack (BPTT) steps', cfg.attack_step), ('seed', seed),
+                                                     ('device', device)] + items)
+        results.copy_plot_script(folder)
+        return folder
+    return trainer.open_run(make)
 
 
-def test_set(args, clf, xte, yte, device):
+def test_set(cfg, clf, xte, yte, device):
     """The attacked test images in [0, 1] (the first --attack-samples), with labels, on the device."""
-    n = len(xte) if args.attack_samples is None else min(args.attack_samples, len(xte))
+    n = len(xte) if cfg.attack_samples is None else min(cfg.attack_samples, len(xte))
     return clf.denormalize(xte[:n].to(device)), yte[:n].to(device)
 
 
@@ -392,60 +458,60 @@ def batched(x, y, bs):
         yield x[i:i + bs], y[i:i + bs]
 
 
-def attack_action(args, argv, model, clf, xte, yte, device, seed):
+def attack_action(cfg, argv, model, clf, xte, yte, device, seed):
     model.eval()
-    norm_name = 'inf' if args.norm == math.inf else '2'
+    norm_name = 'inf' if cfg.norm == math.inf else '2'
     tag = f'Norm_{norm_name}_'
-    items = [('attack', args.action), ('norm', norm_name), ('PGD iterations', args.attack_iters),
-             ('Square queries', args.queries), ('samples', args.attack_samples)]
-    folder = attack_folder(args, argv, device, seed, items)
-    x, label = test_set(args, clf, xte, yte, device)
-    bs = 16 if args.dry_run else 100
-    if args.action == 'baseline':
+    items = [('attack', cfg.action), ('norm', norm_name), ('PGD iterations', cfg.attack_iters),
+             ('Square queries', cfg.queries), ('samples', cfg.attack_samples)]
+    folder = attack_folder(cfg, argv, device, seed, items)
+    x, label = test_set(cfg, clf, xte, yte, device)
+    bs = 16 if cfg.dry_run else 100
+    if cfg.action == 'baseline':
         logits = torch.cat([clf.logits(xb) for xb, _ in batched(x, label, bs)])
         for name, arr in (('Images', x), ('Labels', label), ('Logits', logits)):
             results.save_npy(os.path.join(folder, f'Original_{name}.npy'), arr.cpu().numpy())
         say(f'clean accuracy {(logits.argmax(1) == label).double().mean().item() * 100:.2f} %')
         return folder
-    if args.action == 'corruptions':
-        return corruptions(args, clf, folder, device, bs)
-    if args.action == 'image-print' or args.image_print:
-        return image_print(args, clf, x, label, folder)
+    if cfg.action == 'corruptions':
+        return corruptions(cfg, clf, folder, device, bs)
+    if cfg.action == 'image-print' or cfg.image_print:
+        return image_print(cfg, clf, x, label, folder)
     gen = torch.Generator().manual_seed(seed)
-    white = args.action == 'attack'
-    grid = attacks.eps_grid(args.norm) if white else attacks.eps_grid(args.norm)[3:]
+    white = cfg.action == 'attack'
+    grid = attacks.eps_grid(cfg.norm) if white else attacks.eps_grid(cfg.norm)[3:]
     prefix = 'White_' if white else 'Square_'
     rows = []
     clean = sum((clf.logits(xb).argmax(1) == yb).sum().item() for xb, yb in batched(x, label, bs)) / len(x) * 100
     for eps in grid:
         advs, probs = [], []
-        for xb, yb in nf.progress(list(batched(x, label, bs)), f'eps {eps:.3g}'):
-            xa = attacks.pgd(clf, xb, yb, eps, args.norm, args.attack_iters) if white else \
-                attacks.square(clf, xb, yb, eps, args.norm, args.queries, generator=gen)
+        for xb, yb in trainer.progress(list(batched(x, label, bs)), f'eps {eps:.3g}'):
+            xa = attacks.pgd(clf, xb, yb, eps, cfg.norm, cfg.attack_iters) if white else \
+                attacks.square(clf, xb, yb, eps, cfg.norm, cfg.queries, generator=gen)
             advs.append(xa)
             probs.append(torch.softmax(clf.logits(xa), 1))
         adv, prob = torch.cat(advs), torch.cat(probs)
         acc = (prob.argmax(1) == label).double().mean().item() * 100
         rows.append(dict(norm=norm_name, eps=eps, clean_acc=clean, adv_acc=acc))
         say(f'eps {eps:.4g}: clean {clean:.2f} %, adversarial {acc:.2f} %')
-        stem = f'{prefix}{tag}Adversarial_%s_Eps_{int(1000 * eps)}_Attack_T_{args.attack_step}_' \
-               f'Predict_T_{args.predict_step}.npy'
+        stem = f'{prefix}{tag}Adversarial_%s_Eps_{int(1000 * eps)}_Attack_T_{cfg.attack_step}_' \
+               f'Predict_T_{cfg.predict_step}.npy'
         for name, arr in (('Images', adv), ('Labels', label), ('Confidence', prob)):
             results.save_npy(os.path.join(folder, stem % name), arr.cpu().numpy())
         table = pd.DataFrame(rows)
         results.write_csv(os.path.join(folder, 'accuracy_vs_eps.csv'), table)
-        results.write_text(os.path.join(folder, f'{prefix}{tag}Adversarial_Accuracy_Attack_T_{args.attack_step}_'
-                                                f'Predict_T_{args.predict_step}.txt'),
+        results.write_text(os.path.join(folder, f'{prefix}{tag}Adversarial_Accuracy_Attack_T_{cfg.attack_step}_'
+                                                f'Predict_T_{cfg.predict_step}.txt'),
                            table[['eps', 'clean_acc', 'adv_acc']].to_string(index=False) + '\n')
     plotFunctions.plot_folder(folder)
     return folder
 
 
-def image_print(args, clf, x, label, folder):
+def image_print(cfg, clf, x, label, folder):
     """One image (Test_Image.pt of the model folder when present, else the first test image) attacked with PGD at
     ε ∈ {0.5, 1, 2, 3, 7}; arrays in image_print.npz, figure image_print.png."""
-    path = os.path.join(args.load_path or '', 'Test_Image.pt')
-    if args.load_path and os.path.isfile(path):
+    path = os.path.join(cfg.model_from or '', 'Test_Image.pt')
+    if cfg.model_from and os.path.isfile(path):
         img = trainer.load(path, (), 'an image tensor')
         img = (img[0] if isinstance(img, (tuple, list)) else img).to(x)
         img = img.view(1, *x.shape[1:])
@@ -453,7 +519,7 @@ def image_print(args, clf, x, label, folder):
     else:
         img, lbl = x[:1], label[:1]
     eps = [0.5, 1.0, 2.0, 3.0, 7.0]
-    advs = [attacks.pgd(clf, img, lbl, e, args.norm, args.attack_iters) for e in eps]
+    advs = [attacks.pgd(clf, img, lbl, e, cfg.norm, cfg.attack_iters) for e in eps]
     preds = [clf.logits(a).argmax(1).item() for a in [img] + advs]
     np.savez(os.path.join(folder, 'image_print.npz'), eps=np.array([0.0] + eps), label=lbl.item(),
              images=torch.cat([img] + advs).cpu().numpy(), predictions=np.array(preds))
@@ -461,17 +527,17 @@ def image_print(args, clf, x, label, folder):
     return folder
 
 
-def corruptions(args, clf, folder, device, bs):
+def corruptions(cfg, clf, folder, device, bs):
     """CIFAR-10-C: accuracy per corruption and severity (each file holds 5 severities × N images, uint8 NHWC)."""
-    root = os.path.join(args.data_root, 'CIFAR-10-C')
+    root = os.path.join(cfg.data_root, 'CIFAR-10-C')
     labels = torch.from_numpy(np.load(os.path.join(root, 'labels.npy'))).long()
     rows = []
     names = sorted(f[:-4] for f in os.listdir(root) if f.endswith('.npy') and f != 'labels.npy')
-    for name in nf.progress(names, 'corruptions'):
+    for name in trainer.progress(names, 'corruptions'):
         imgs = np.load(os.path.join(root, name + '.npy'))
         n = len(imgs) // 5
         for sev in range(5):
-            sl = slice(sev * n, sev * n + min(n, args.attack_samples or n))
+            sl = slice(sev * n, sev * n + min(n, cfg.attack_samples or n))
             x = torch.from_numpy(imgs[sl]).permute(0, 3, 1, 2).to(device, torch.float32) / 255
             y = labels[sl].to(device)
             correct = sum((clf.logits(xb).argmax(1) == yb).sum().item() for xb, yb in batched(x, y, bs))
@@ -486,33 +552,34 @@ def corruptions(args, clf, folder, device, bs):
 # ---------------------------------------------------------------------------------------------------------------
 # Dictionary pre-training (C2's cifar_dictlearning.py)
 
-def dictlearn_action(args, argv, device, seed):
+def dictlearn_action(cfg, argv, device, seed):
     """LCA dictionary learning alone: a random half of the training set (indices saved in train_indices.npy),
     the built-in update (D.3) after every mini-batch, λ raised by 0.1 every epochs//7 epochs; dictionary.pt,
     dictlearn.csv (λ, reconstruction MSE, sparsity, energy per epoch) and lca_weights.png every epoch."""
-    x, y = lab.load_split(args, True)
-    lca = LCAConv2D(args.lca_feats, x.shape[1], args.lca_ksize or 7, args.lca_stride or 1, args.lca_lambda, args.tau,
-                    args.eta, args.lca_iters).to(device)
+    x, y = lab.load_split(cfg, True)
+    lca = LCAConv2D(cfg.lca_feats, x.shape[1], cfg.lca_ksize or 7, cfg.lca_stride or 1, cfg.lca_lambda, cfg.tau,
+                    cfg.eta, cfg.lca_iters).to(device)
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(x), generator=gen)[:len(x) // 2]
-    now = time.localtime()
-    folder = results.claim_dir(os.path.join(args.results_dir, 'dictlearn', time.strftime('%Y-%m-%d', now),
-                                            time.strftime('%H-%M-%S', now)))
-    results.write_hyperparameters(folder, argv, [('task', args.data_name), ('features', args.lca_feats),
-                                                 ('kernel', lca.k), ('stride', lca.stride), ('lambda', lca.lambda_),
-                                                 ('tau', lca.tau), ('eta', lca.eta), ('iterations', lca.lca_iters),
-                                                 ('minibatch size', args.mbs), ('epochs', args.epochs),
-                                                 ('seed', seed), ('device', device)])
-    results.copy_plot_script(folder)
-    results.save_npy(os.path.join(folder, 'train_indices.npy'), idx.numpy())
-    say(f'results: {folder}')
-    aug = data.augment if (args.data_aug and args.data_name == 'cifar10') else None
-    train_b = data.Batches(x[idx], y[idx], args.mbs, shuffle=True, device=device, generator=gen, transform=aug,
-                           max_batches=1 if args.dry_run else None)
-    every, history = max(args.epochs // 7, 1), []
-    for epoch in range(1, args.epochs + 1):
+
+    def make():
+        folder = results.claim_time_dir(os.path.join(cfg.results_dir, 'dictlearn'))
+        results.write_hyperparameters(folder, argv, [('task', cfg.data_name), ('features', cfg.lca_feats),
+                                                     ('kernel', lca.k), ('stride', lca.stride),
+                                                     ('lambda', lca.lambda_), ('tau', lca.tau), ('eta', lca.eta),
+                                                     ('iterations', lca.lca_iters), ('minibatch size', cfg.mbs),
+                                                     ('epochs', cfg.epochs), ('seed', seed), ('device', device)])
+        results.copy_plot_script(folder)
+        results.save_npy(os.path.join(folder, 'train_indices.npy'), idx.numpy())
+        return folder
+    folder = trainer.open_run(make)
+    aug = data.augment if (cfg.data_aug and cfg.data_name == 'cifar10') else None
+    train_b = data.Batches(x[idx], y[idx], cfg.mbs, shuffle=True, device=device, generator=gen, transform=aug,
+                           max_batches=1 if cfg.dry_run else None)
+    every, history = max(cfg.epochs // 7, 1), []
+    for epoch in range(1, cfg.epochs + 1):
         tot = torch.zeros(3, device=device, dtype=torch.float64)
-        for xb, _ in nf.progress(train_b, f'dictlearn {epoch}'):
+        for xb, _ in trainer.progress(train_b, f'dictlearn {epoch}'):
             xb = lca.preprocess(xb)
             with torch.no_grad():
                 a, _, err, _ = lca.encode(xb)

@@ -1,10 +1,12 @@
 """Ernoult et al., NeurIPS 2019 — "Updates of EP match gradients of BPTT in an RNN with static input".
 
-Its flag group (spec A.1, same names and meanings) and its actions: train (EP or BPTT, --benchmark trains both from
-the same initial weights), plotcurves (GDU traces of one mini-batch, also reachable as gducheck) and receipe (sign
-agreement of EP and BPTT over 20 mini-batches). Networks in netClasses.py, algorithms in netFunctions.py.
+Its flag group (spec A.1, same names and meanings), their validation into a frozen Config, and its actions: train
+(EP or BPTT, --benchmark trains both from the same initial weights), plotcurves (GDU traces of one mini-batch, also
+reachable as gducheck) and receipe (sign agreement of EP and BPTT over 20 mini-batches). Networks in netClasses.py,
+algorithms in netFunctions.py, the epoch loop and run folder in trainer.py.
 """
 import copy
+import dataclasses
 import os
 
 import pandas as pd
@@ -16,7 +18,7 @@ import plotFunctions
 import checks
 import results
 import trainer
-from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
+from cli import RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say, seed_everything
 from netClasses import ACTIVATION_NAMES, build_net, conv_pool_sizes
 
 NAME = 'ernoult2019'
@@ -69,8 +71,36 @@ def n_weight_layers(args):
     return len(args.size_tab) - 1
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(RunConfig):
+    """A validated command line of this paper (check_args); `resume` is the Trial folder that training picks up."""
+    dataset: str
+    T: int
+    Kmax: int
+    beta: float
+    epochs: int
+    batch_size: int
+    test_batch_size: int
+    lr_tab: list[float]
+    size_tab: list[int]                 # from the output to the input
+    C_tab: list[int]                    # conv channels (convEP), empty for the fully connected nets
+    Fconv: int
+    Fpool: int
+    padding: int
+    discrete: bool
+    toymodel: bool
+    no_clamp: bool
+    dt: float                           # Euler step of the energy-based setting
+    dt_disc: float                      # ... and of the prototypical one (1 unless --dt)
+    activation_function: str
+    method: str                         # EP or BPTT (--training-method)
+    benchmark: bool
+    save_all_traces: bool
+
+
 def check_args(args):
-    """Every inconsistency is reported before anything is loaded or written."""
+    """Every inconsistency is reported before anything is loaded or written; returns the run's Config (the namespace
+    is normalised on the way: defaults applied, gducheck → plotcurves, --device-label → --device)."""
     if not args.C_tab:                                    # conv-only flags (unset shared flags are still None here)
         given = [f for f, v in (('--padding', args.padding), ('--Fpool', args.Fpool)) if v is not None]
         given += ['--Fconv'] if args.Fconv != 5 else []
@@ -119,6 +149,9 @@ def check_args(args):
         args.epochs = 1
     if args.device_label is not None and args.device is None:
         args.device = args.device_label
+    if args.load_path and args.action != 'train':
+        raise UsageError(f'--load-path is for --action train here (it resumes a Trial folder), not {args.action}')
+    return run_config(Config, args, resume=args.load_path or None)
 
 
 def check_values(args):
@@ -150,84 +183,77 @@ def conv_geometry(args, in_size=28):
     return sizes
 
 
-def model_name(args):
-    kind = '_conv' if args.C_tab else ('_disc' if args.discrete else '_cont')
-    return 'ep' + kind + ('_toymodel' if args.toymodel else f'_{len(args.size_tab) - 2}hidden')
+def model_name(cfg):
+    kind = '_conv' if cfg.C_tab else ('_disc' if cfg.discrete else '_cont')
+    return 'ep' + kind + ('_toymodel' if cfg.toymodel else f'_{len(cfg.size_tab) - 2}hidden')
 
 
-def hyperparameters(args, seed, device):
-    items = [('action', args.action), ('model', model_name(args)), ('dataset', args.dataset),
-             ('T', args.T), ('Kmax', args.Kmax), ('beta', f'{args.beta:.3f}'), ('batch size', args.batch_size),
-             ('activation function', args.activation_function), ('training method', args.method),
-             ('benchmark', args.benchmark)]
-    if args.action == 'train':
-        items += [('number of epochs', args.epochs), ('learning rates', args.lr_tab)]
-    items.append(('dt', f'{args.dt_disc if args.discrete else args.dt:.3f}' if not args.C_tab else 'n/a (P-conv)'))
-    if not args.discrete and not args.C_tab:
-        items.append(('clamp', not args.no_clamp))
-    if args.C_tab:
-        items += [('channel sizes', args.C_tab), ('classifier sizes', args.size_tab), ('filter size', args.Fconv),
-                  ('pool size', args.Fpool), ('padded layers', 'yes' if args.padding else 'no')]
+def hyperparameters(cfg, seed, device):
+    items = [('action', cfg.action), ('model', model_name(cfg)), ('dataset', cfg.dataset),
+             ('T', cfg.T), ('Kmax', cfg.Kmax), ('beta', f'{cfg.beta:.3f}'), ('batch size', cfg.batch_size),
+             ('activation function', cfg.activation_function), ('training method', cfg.method),
+             ('benchmark', cfg.benchmark)]
+    if cfg.action == 'train':
+        items += [('number of epochs', cfg.epochs), ('learning rates', cfg.lr_tab)]
+    items.append(('dt', f'{cfg.dt_disc if cfg.discrete else cfg.dt:.3f}' if not cfg.C_tab else 'n/a (P-conv)'))
+    if not cfg.discrete and not cfg.C_tab:
+        items.append(('clamp', not cfg.no_clamp))
+    if cfg.C_tab:
+        items += [('channel sizes', cfg.C_tab), ('classifier sizes', cfg.size_tab), ('filter size', cfg.Fconv),
+                  ('pool size', cfg.Fpool), ('padded layers', 'yes' if cfg.padding else 'no')]
     else:
-        items.append(('layer sizes', args.size_tab))
-    items += [('seed', seed), ('device', device), ('dry run', args.dry_run)]
+        items.append(('layer sizes', cfg.size_tab))
+    items += [('seed', seed), ('device', device), ('dry run', cfg.dry_run)]
     return items
 
 
-def load_data(args, train):
-    return data.load_or_synthetic(args.dataset, args.data_root, train, args.dry_run)
+def load_data(cfg, train):
+    return data.load_or_synthetic(cfg.dataset, cfg.data_root, train, cfg.dry_run)
 
 
-def make_batches(args, x, y, batch_size, shuffle, device, gen):
-    flat = not args.C_tab
+def make_batches(cfg, x, y, batch_size, shuffle, device, gen):
+    flat = not cfg.C_tab
     return data.Batches(x, y, batch_size, shuffle=shuffle, flatten=flat, device=device, generator=gen,
-                        max_batches=1 if args.dry_run else None)
+                        max_batches=1 if cfg.dry_run else None)
 
 
-def new_run_dir(args):
-    parent = os.path.join(args.results_dir, NAME, model_name(args), results.today())
-    return results.claim_run_dir(parent)
+def new_run_dir(cfg, argv, seed, device, header):
+    """A new Trial-<k> folder of this model and day, with its hyperparameters and plotting script."""
+    folder = results.claim_run_dir(os.path.join(cfg.results_dir, NAME, model_name(cfg), results.today()))
+    results.write_hyperparameters(folder, argv, hyperparameters(cfg, seed, device), header=header)
+    results.copy_plot_script(folder)
+    return folder
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Actions
 
 def run(args, argv):
-    check_args(args)
-    if args.load_path and args.action != 'train':
-        raise UsageError(f'--load-path is for --action train here (it resumes a Trial folder), not {args.action}')
-    device = pick_device(args.device)
-    seed = seed_everything(args.seed)
+    cfg = check_args(args)
+    device = pick_device(cfg.device)
+    seed = seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(seed)
-    if args.action == 'train':
-        return train_action(args, argv, device, seed)
-    return gdu_action(args, argv, device, seed, gen)
+    if cfg.action == 'train':
+        return train_action(cfg, argv, device, seed)
+    return gdu_action(cfg, argv, device, seed, gen)
 
 
-def train_action(args, argv, device, seed):
-    xtr, ytr = load_data(args, True)
-    xte, yte = load_data(args, False)
-    net = build_net(args).to(device)
-    nets = {args.method: net}
-    if args.benchmark:                                    # BPTT twin from the same initial weights, trained first
+def train_action(cfg, argv, device, seed):
+    xtr, ytr = load_data(cfg, True)
+    xte, yte = load_data(cfg, False)
+    net = build_net(cfg).to(device)
+    nets = {cfg.method: net}
+    if cfg.benchmark:                                     # BPTT twin from the same initial weights, trained first
         nets = {'BPTT': copy.deepcopy(net), 'EP': net}
-    opts = {m: torch.optim.SGD(n.lr_groups(args.lr_tab), lr=args.lr_tab[0]) for m, n in nets.items()}
+    opts = {m: torch.optim.SGD(n.lr_groups(cfg.lr_tab), lr=cfg.lr_tab[0]) for m, n in nets.items()}
     gens = {m: torch.Generator().manual_seed(seed) for m in nets}   # EP and its twin see the same mini-batches
-    rows = {m: [] for m in nets}
-    if args.load_path:
-        rows = resume(args, nets, opts, gens)
-        folder = args.load_path
-        trainer.note_resume(folder, getattr(args, 'argv_given', argv))
-    else:
-        folder = new_run_dir(args)
-        results.write_hyperparameters(folder, argv, hyperparameters(args, seed, device), header=f' TRAINING: list of '
-                                      f'hyperparameters ({model_name(args)}, {results.today()})')
-        results.copy_plot_script(folder)
-    say(f'results: {folder}')
+    rows = resume(cfg, nets, opts, gens) if cfg.resume else {m: [] for m in nets}
+    header = f' TRAINING: list of hyperparameters ({model_name(cfg)}, {results.today()})'
+    folder = trainer.open_run(lambda: new_run_dir(cfg, argv, seed, device, header), cfg.resume,
+                              cfg.argv_given or argv)
 
     def saver(method):
         def save(history):
-            results.write_csv(os.path.join(folder, 'metrics.csv'), pd.DataFrame([r for v in rows.values() for r in v]))
             results.save({'model': nets[method].state_dict(), 'optimizer': opts[method].state_dict(),
                           'epoch': history[-1]['epoch'] if history else 0, 'seed': seed, 'method': method,
                           'generator': gens[method].get_state(), 'history': history},
@@ -243,24 +269,25 @@ def train_action(args, argv, device, seed):
         if not rows[m]:
             saves[m](rows[m])
     for method, m in nets.items():
-        train_b = make_batches(args, xtr, ytr, args.batch_size, True, device, gens[method])
-        test_b = make_batches(args, xte, yte, args.test_batch_size, False, device, gens[method])
+        train_b = make_batches(cfg, xtr, ytr, cfg.batch_size, True, device, gens[method])
+        test_b = make_batches(cfg, xte, yte, cfg.test_batch_size, False, device, gens[method])
 
         def run_epoch(epoch, method=method, m=m, train_b=train_b, test_b=test_b):
-            tr_err = nf.train(m, opts[method], train_b, step_fn(m, method), f'{method} epoch {epoch}')
-            te_err, te_loss = nf.evaluate(m, test_b)
+            tr_err = trainer.train(m, opts[method], train_b, step_fn(m, method), f'{method} epoch {epoch}')
+            te_err, te_loss = trainer.evaluate(m, test_b)
             return dict(method=method, train_error=tr_err, test_error=te_err, test_loss=te_loss)
-        trainer.fit(folder, args.epochs, rows[method], run_epoch, saves[method], m.parameters(), label=f' ({method})')
+        trainer.fit(folder, cfg.epochs, rows[method], run_epoch, saves[method], m.parameters(), label=f' ({method})',
+                    metrics='metrics.csv', table=lambda: [r for v in rows.values() for r in v])
     plotFunctions.plot_folder(folder, show=False)
     return folder
 
 
-def resume(args, nets, opts, gens):
+def resume(cfg, nets, opts, gens):
     """Weights, optimiser and shuffling state of every net of a Trial folder (learning rates: this command's);
     returns the rows done per net."""
     rows = {}
     for method, net in nets.items():
-        path = os.path.join(args.load_path, f'checkpoint_{method}.pt')
+        path = os.path.join(cfg.resume, f'checkpoint_{method}.pt')
         ck = trainer.load(path, ('model', 'optimizer', 'generator', 'history'),
                           f'a checkpoint_{method}.pt of an Ernoult-2019 training run with the same --benchmark')
         trainer.load_state(net, ck['model'], path)
@@ -277,19 +304,19 @@ def step_fn(net, method):
     return lambda x, y: nf.bptt_step(net, x, y)
 
 
-def gdu_sampler(args, device, gen):
+def gdu_sampler(cfg, device, gen):
     """Draws GDU mini-batches (x, y one-hot); the toy model gets uniform inputs and one random class per batch."""
-    B = args.batch_size
-    if args.toymodel:
-        nx, n0 = args.size_tab[-1], args.size_tab[0]
+    B = cfg.batch_size
+    if cfg.toymodel:
+        nx, n0 = cfg.size_tab[-1], cfg.size_tab[0]
 
         def draw():
             x = torch.rand(B, nx, generator=gen)
             label = torch.randint(0, n0, (1,), generator=gen).repeat(B)
             return x.to(device), nf.one_hot(label, n0).to(device)
         return draw
-    xtr, ytr = load_data(args, True)
-    batches = make_batches(args, xtr, ytr, B, True, device, gen)
+    xtr, ytr = load_data(cfg, True)
+    batches = make_batches(cfg, xtr, ytr, B, True, device, gen)
 
     def draw():
         x, label = next(iter(batches))                    # a fresh shuffle: a new mini-batch each call
@@ -297,23 +324,20 @@ def gdu_sampler(args, device, gen):
     return draw
 
 
-def gdu_action(args, argv, device, seed, gen):
-    draw = gdu_sampler(args, device, gen)                 # fails on absent data before the folder exists
-    net = build_net(args).to(device)
-    folder = new_run_dir(args)
-    header = f' NABLA-DELTA CURVES ({args.action}): list of hyperparameters ({model_name(args)}, {results.today()})'
-    results.write_hyperparameters(folder, argv, hyperparameters(args, seed, device), header=header)
-    results.copy_plot_script(folder)
-    say(f'results: {folder}')
-    if args.action == 'receipe':
-        return receipe_action(args, net, folder, draw)
+def gdu_action(cfg, argv, device, seed, gen):
+    draw = gdu_sampler(cfg, device, gen)                  # fails on absent data before the folder exists
+    net = build_net(cfg).to(device)
+    header = f' NABLA-DELTA CURVES ({cfg.action}): list of hyperparameters ({model_name(cfg)}, {results.today()})'
+    folder = trainer.open_run(lambda: new_run_dir(cfg, argv, seed, device, header))
+    if cfg.action == 'receipe':
+        return receipe_action(cfg, net, folder, draw)
     x, y = draw()
     tr = nf.gdu_traces(net, x, y)
     tr = {k: ([t.cpu() for t in v] if isinstance(v, list) else {n: t.cpu() for n, t in v.items()})
           for k, v in tr.items()}
-    tr['labels'] = plotFunctions.param_labels(list(tr['nT']), toymodel=args.toymodel)
+    tr['labels'] = plotFunctions.param_labels(list(tr['nT']), toymodel=cfg.toymodel)
     table = pd.DataFrame(nf.gdu_table(tr, param_labels=tr['labels']))      # statistics of the full traces
-    results.save(tr if args.save_all_traces else sample_traces(tr), os.path.join(folder, 'gdu.pt'))
+    results.save(tr if cfg.save_all_traces else sample_traces(tr), os.path.join(folder, 'gdu.pt'))
     results.write_csv(os.path.join(folder, 'gdu_stats.csv'), table)
     say(table.to_string(index=False, float_format=lambda v: f'{v:.4f}'))
     plotFunctions.plot_folder(folder, show=False)
@@ -352,8 +376,8 @@ def sample_traces(tr, n_keep=TRACE_UNITS, seed=TRACE_SEED):
     return {**{k: v for k, v in tr.items() if k not in out}, **out}
 
 
-def receipe_action(args, net, folder, draw):
-    n_trials = 1 if args.dry_run else 20
+def receipe_action(cfg, net, folder, draw):
+    n_trials = 1 if cfg.dry_run else 20
     stats = nf.receipe(net, draw, n_trials)
     rows, summary = [], []
     for k, v in stats.items():

@@ -1,12 +1,13 @@
 """Laborieux et al. 2021 — "Scaling Equilibrium Propagation to deep ConvNets by drastically reducing its gradient
 estimator bias": symmetric nudging, cross-entropy readout, continual EP, theorem (GDU) check.
 
-Its flag group (spec B.1, same names and defaults) and its actions: --todo train (EP with the one-sided, random-sign
-or symmetric estimator, CEP, or truncated BPTT), evaluate, gducheck. Networks in netLaborieux.py; the loops are the
-suite's engine (netFunctions.py).
+Its flag group (spec B.1, same names and defaults), their validation into a frozen Config, and its actions: --todo
+train (EP with the one-sided, random-sign or symmetric estimator, CEP, or truncated BPTT), evaluate, gducheck.
+Networks in netLaborieux.py; the dynamics are the suite's engine (netFunctions.py), the epoch and mini-batch loops
+its trainer (trainer.py). EPLCANet (eplcanet.py) extends this paper's flags, Config and actions.
 """
+import dataclasses
 import os
-import time
 
 import pandas as pd
 import torch
@@ -17,7 +18,7 @@ import netFunctions as nf
 import plotFunctions
 import results
 import trainer
-from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
+from cli import RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say, seed_everything
 from netClasses import conv_pool_sizes
 from netLaborieux import ACTIVATION_NAMES, P_CNN, P_MLP, VF_CNN, VF_MLP
 
@@ -77,7 +78,54 @@ TASKS = {'mnist': 'mnist', 'mnist5k': 'mnist5k', 'cifar10': 'cifar10'}
 ACTIONS = ('train', 'evaluate', 'gducheck')
 
 
-def check_args(args, actions=ACTIONS):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(RunConfig):
+    """A validated command line of this paper (check_args): `resume` is the run that training picks up again,
+    `model_from` the run whose model evaluate / gducheck use (its architecture flags are then the run's)."""
+    data_name: str                      # mnist, mnist5k or cifar10 (--task, or --dataset)
+    model: str
+    archi: list[int]                    # MLP sizes from the input to the output
+    channels: list[int]
+    kernels: list[int]
+    strides: list[int]
+    paddings: list[int]
+    pools: str
+    fc: list[int]
+    act: str
+    loss: str
+    softmax: bool
+    same_update: bool
+    scale: float | None
+    alg: str
+    estimator: str                      # one-sided, random-sign or symmetric (--random-sign, --thirdphase)
+    optim: str
+    lrs: list[float]
+    wds: list[float] | None
+    mmt: float
+    lr_decay: bool
+    cep_debug: bool
+    mbs: int
+    epochs: int
+    T1: int
+    T2: int
+    betas: list[float]
+    random_sign: bool
+    thirdphase: bool
+    check_thm: bool
+    data_aug: bool
+    extra_arch: tuple = ()              # architecture fields of a derived paper saved beside the weights (model.pt)
+
+
+def check_args(args):
+    """Every inconsistency is reported before anything is loaded or written; returns the run's Config."""
+    validate(args)
+    return run_config(Config, args)
+
+
+def validate(args, actions=ACTIONS):
+    """The checks of this paper's flags, normalising the namespace (defaults, data_name, integer --archi, the
+    architecture of the --load-path run for evaluate / gducheck, dry-run caps, estimator) and setting its `resume`
+    and `model_from` folders; EPLCANet runs them after its own (eplcanet.check_args)."""
     apply_defaults(args, DEFAULTS)
     if args.optim not in ('sgd', 'adam'):
         raise UsageError(f'--optim {args.optim}: this paper uses sgd or adam')
@@ -122,15 +170,18 @@ def check_args(args, actions=ACTIONS):
         raise UsageError(f'--betas {args.betas[0]} {args.betas[1]}: β2 must be non-zero for EP and CEP (e.g. --betas '
                          f'0.0 0.1)')
     check_values(args)
-    if args.load_path and not os.path.isdir(args.load_path):
+    folder = args.load_path or None
+    if folder and not os.path.isdir(folder):
         if not args.dry_run:
-            raise UsageError(f'--load-path {args.load_path}: no such run folder')
-        say(f'dry run: --load-path {args.load_path} does not exist; using a fresh network')
-        args.load_path = ''
-    if args.load_path and args.action != 'train':
-        adopt_arch(args, args.load_path)
+            raise UsageError(f'--load-path {folder}: no such run folder')
+        say(f'dry run: --load-path {folder} does not exist; using a fresh network')
+        folder = None
+    # train picks the run up again; every other action (EPLCANet's advtrain too) starts from its model
+    args.resume, args.model_from = (folder, None) if args.action == 'train' else (None, folder)
+    if args.model_from:
+        adopt_arch(args, args.model_from)
     check_layers(args)
-    if args.action == 'evaluate' and not args.load_path and not args.dry_run:
+    if args.action == 'evaluate' and not args.model_from and not args.dry_run:
         raise UsageError('--todo evaluate needs --load-path <run folder>')
     if args.dry_run:
         args.T1, args.T2 = dry_cap(args.T1, args.T2)
@@ -195,8 +246,8 @@ ARCH = ('model', 'archi', 'channels', 'kernels', 'strides', 'paddings', 'pools',
         'same_update')
 
 
-def arch_of(args):
-    return {k: getattr(args, k) for k in ARCH + tuple(getattr(args, 'extra_arch', ()))}
+def arch_of(cfg):
+    return {k: getattr(cfg, k) for k in ARCH + cfg.extra_arch}
 
 
 def adopt_arch(args, folder):
@@ -206,19 +257,19 @@ def adopt_arch(args, folder):
         setattr(args, k, v)
 
 
-def build_model(args, in_shape):
-    beta, vf = args.betas[1], args.model.startswith('VF')
-    if 'CNN' in args.model:
-        cls, extra = (VF_CNN, {'same_update': args.same_update}) if vf else (P_CNN, {})
-        return cls(in_shape[-1], in_shape[0], args.channels, args.kernels, args.strides, args.paddings, args.pools,
-                   args.fc, args.T1, args.T2, beta, args.act, loss=args.loss, softmax=args.softmax, **extra)
-    archi = list(args.archi)
+def build_model(cfg, in_shape):
+    beta, vf = cfg.betas[1], cfg.model.startswith('VF')
+    if 'CNN' in cfg.model:
+        cls, extra = (VF_CNN, {'same_update': cfg.same_update}) if vf else (P_CNN, {})
+        return cls(in_shape[-1], in_shape[0], cfg.channels, cfg.kernels, cfg.strides, cfg.paddings, cfg.pools,
+                   cfg.fc, cfg.T1, cfg.T2, beta, cfg.act, loss=cfg.loss, softmax=cfg.softmax, **extra)
+    archi = list(cfg.archi)
     if archi[0] != in_shape[0] * in_shape[1] * in_shape[2]:
-        raise UsageError(f'--archi starts with {archi[0]} but the {args.data_name} input has '
+        raise UsageError(f'--archi starts with {archi[0]} but the {cfg.data_name} input has '
                          f'{in_shape[0] * in_shape[1] * in_shape[2]} pixels')
     if vf:
-        return VF_MLP(archi, args.T1, args.T2, beta, args.act, args.loss, same_update=args.same_update)
-    return P_MLP(archi, args.T1, args.T2, beta, args.act, args.loss)
+        return VF_MLP(archi, cfg.T1, cfg.T2, beta, cfg.act, cfg.loss, same_update=cfg.same_update)
+    return P_MLP(archi, cfg.T1, cfg.T2, beta, cfg.act, cfg.loss)
 
 
 def rescale(model, g):
@@ -228,17 +279,17 @@ def rescale(model, g):
             p.mul_(g)
 
 
-def make_optimizer(args, model):
-    groups = model.lr_groups(args.lrs, args.wds)
-    if args.alg == 'CEP' and args.wds:
+def make_optimizer(cfg, model):
+    groups = model.lr_groups(cfg.lrs, cfg.wds)
+    if cfg.alg == 'CEP' and cfg.wds:
         # CEP re-parameterises the weight decay so that T2 small steps decay as one ordinary step of 0.1·wd
-        for g, wd in zip(groups, args.wds):
-            g['weight_decay'] = (1 - (1 - 0.1 * wd) ** (1 / args.T2)) / g['lr']
-    if args.optim == 'sgd':
-        opt = torch.optim.SGD(groups, lr=args.lrs[0], momentum=args.mmt)
+        for g, wd in zip(groups, cfg.wds):
+            g['weight_decay'] = (1 - (1 - 0.1 * wd) ** (1 / cfg.T2)) / g['lr']
+    if cfg.optim == 'sgd':
+        opt = torch.optim.SGD(groups, lr=cfg.lrs[0], momentum=cfg.mmt)
     else:
-        opt = torch.optim.Adam(groups, lr=args.lrs[0])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 100, eta_min=1e-5) if args.lr_decay else None
+        opt = torch.optim.Adam(groups, lr=cfg.lrs[0])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 100, eta_min=1e-5) if cfg.lr_decay else None
     return opt, sched
 
 
@@ -248,54 +299,51 @@ def make_optimizer(args, model):
 CIFAR_STD = (3 * 0.2023, 3 * 0.1994, 3 * 0.2010)          # 3× the usual std, as the original
 
 
-def load_split(args, train):
-    x, y = data.load_or_synthetic(args.data_name, args.data_root, train, args.dry_run, max(args.mbs, 8))
-    return (data.normalize(x, data.CIFAR_MEAN, CIFAR_STD) if args.data_name == 'cifar10' else x), y
+def load_split(cfg, train):
+    x, y = data.load_or_synthetic(cfg.data_name, cfg.data_root, train, cfg.dry_run, max(cfg.mbs, 8))
+    return (data.normalize(x, data.CIFAR_MEAN, CIFAR_STD) if cfg.data_name == 'cifar10' else x), y
 
 
-def batches(args, x, y, bs, train, device, gen):
-    aug = data.augment if (train and args.data_aug and args.data_name == 'cifar10') else None
+def batches(cfg, x, y, bs, train, device, gen):
+    aug = data.augment if (train and cfg.data_aug and cfg.data_name == 'cifar10') else None
     return data.Batches(x, y, bs, shuffle=train, device=device, generator=gen, transform=aug,
-                        max_batches=1 if args.dry_run else None)
+                        max_batches=1 if cfg.dry_run else None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Actions
 
 def run(args, argv):
-    check_args(args)
-    device = pick_device(args.device)
-    seed = seed_everything(args.seed)
-    xtr, ytr = load_split(args, True)
-    xte, yte = (load_split(args, False) if args.action != 'gducheck' else (None, None))
-    model = build_model(args, tuple(xtr.shape[1:])).to(device)
-    if args.scale is not None:
-        rescale(model, args.scale)
-    if args.action == 'gducheck':
-        return gducheck_action(args, argv, model, xtr, ytr, device, seed)
-    if args.action == 'evaluate':
-        return evaluate_action(args, model, xtr, ytr, xte, yte, device)
-    return train_action(args, argv, model, xtr, ytr, xte, yte, device, seed)
+    cfg = check_args(args)
+    device = pick_device(cfg.device)
+    seed = seed_everything(cfg.seed)
+    xtr, ytr = load_split(cfg, True)
+    xte, yte = (load_split(cfg, False) if cfg.action != 'gducheck' else (None, None))
+    model = build_model(cfg, tuple(xtr.shape[1:])).to(device)
+    if cfg.scale is not None:
+        rescale(model, cfg.scale)
+    if cfg.action == 'gducheck':
+        return gducheck_action(cfg, argv, model, xtr, ytr, device, seed)
+    if cfg.action == 'evaluate':
+        return evaluate_action(cfg, model, xtr, ytr, xte, yte, device)
+    return train_action(cfg, argv, model, xtr, ytr, xte, yte, device, seed)
 
 
-def run_folder(args, argv, device, seed, model, extra_items=()):
-    if args.load_path:
-        return args.load_path
-    now = time.localtime()
-    parent = os.path.join(args.results_dir, args.alg, args.loss, time.strftime('%Y-%m-%d', now))
-    folder = results.claim_dir(os.path.join(parent, time.strftime('%H-%M-%S', now)))
-    items = [('task', args.data_name), ('model', args.model), ('data augmentation', args.data_aug),
-             ('learning rate decay', args.lr_decay), ('scale', args.scale), ('activation', args.act),
-             ('learning rates', args.lrs), ('weight decays', args.wds), ('momentum', args.mmt),
-             ('optimizer', args.optim), ('loss', args.loss), ('alg', args.alg), ('minibatch size', args.mbs),
-             ('T1', args.T1), ('T2', args.T2), ('betas', args.betas), ('random beta_2 sign', args.random_sign),
-             ('thirdphase', args.thirdphase), ('softmax', args.softmax), ('same update VFCNN', args.same_update),
-             ('epochs', args.epochs), ('seed', seed), ('device', device), ('dry run', args.dry_run)]
-    if 'CNN' in args.model:
-        items += [('channels', args.channels), ('kernels', args.kernels), ('strides', args.strides),
-                  ('paddings', args.paddings), ('poolings', list(args.pools)), ('fc', args.fc)]
+def new_run_folder(cfg, argv, device, seed, model, extra_items=()):
+    """A new <results-dir>/<alg>/<loss>/<date>/<time> folder with its hyperparameters and plotting script."""
+    folder = results.claim_time_dir(os.path.join(cfg.results_dir, cfg.alg, cfg.loss))
+    items = [('task', cfg.data_name), ('model', cfg.model), ('data augmentation', cfg.data_aug),
+             ('learning rate decay', cfg.lr_decay), ('scale', cfg.scale), ('activation', cfg.act),
+             ('learning rates', cfg.lrs), ('weight decays', cfg.wds), ('momentum', cfg.mmt),
+             ('optimizer', cfg.optim), ('loss', cfg.loss), ('alg', cfg.alg), ('minibatch size', cfg.mbs),
+             ('T1', cfg.T1), ('T2', cfg.T2), ('betas', cfg.betas), ('random beta_2 sign', cfg.random_sign),
+             ('thirdphase', cfg.thirdphase), ('softmax', cfg.softmax), ('same update VFCNN', cfg.same_update),
+             ('epochs', cfg.epochs), ('seed', seed), ('device', device), ('dry run', cfg.dry_run)]
+    if 'CNN' in cfg.model:
+        items += [('channels', cfg.channels), ('kernels', cfg.kernels), ('strides', cfg.strides),
+                  ('paddings', cfg.paddings), ('poolings', list(cfg.pools)), ('fc', cfg.fc)]
     else:
-        items.append(('archi', args.archi))
+        items.append(('archi', cfg.archi))
     results.write_hyperparameters(folder, argv, items + list(extra_items))
     results.append_hyperparameters(folder, [str(model)])
     results.copy_plot_script(folder)
@@ -312,45 +360,21 @@ def train_one_batch(args, model, opt, x, y, gen):
     return nf.ep_step(model, x, y, beta, args.estimator, args.T1, args.T2, generator=gen)
 
 
-class Extension:
-    """What a derived paper (eplcanet.py) adds to this training loop; no-ops here."""
-    items = ()                                          # extra hyperparameters.txt lines
-
-    def prepare(self, x, y):
-        """The mini-batch the update sees (adversarial training replaces it)."""
-        return x
-
-    def after_step(self, s):
-        """After the gradient estimate, before the optimiser step (built-in dictionary updates)."""
-        return s
-
-    def observe(self, train):
-        """Callback(s, y, label) run on every training (train=True) or test batch, or None."""
-        return None
-
-    def epoch_row(self):
-        """Extra metrics.csv columns of the epoch that just ended."""
-        return {}
-
-    def save(self, folder):
-        """Extra files of the run, written every epoch."""
-
-
-def train_epoch(args, model, opt, train_b, gen, ext=None):
+def train_epoch(cfg, model, opt, train_b, gen, ext=None):
     """One epoch; returns the running training accuracy (%) at the free equilibrium before each update."""
-    ext = ext or Extension()
+    ext = ext or trainer.Extension()
     tenth = max(len(train_b) // 10, 1)
 
     def hook(b, x, y):
-        if args.check_thm and args.alg not in ('BPTT', 'BP') and b % tenth == 0:
-            check_theorem(args, model, x[:5], y[:5], b / len(train_b))
-    step = (lambda x, y: ext.after_step(train_one_batch(args, model, opt, ext.prepare(x, y), y, gen)))
-    return 100.0 - nf.train(model, opt, train_b, step, 'train', hook, ext.observe(True))
+        if cfg.check_thm and cfg.alg not in ('BPTT', 'BP') and b % tenth == 0:
+            check_theorem(cfg, model, x[:5], y[:5], b / len(train_b))
+    step = ext.step(lambda x, y: train_one_batch(cfg, model, opt, x, y, gen))
+    return 100.0 - trainer.train(model, opt, train_b, step, 'train', hook, ext.observe(True))
 
 
-def check_theorem(args, model, x, y, frac):
+def check_theorem(cfg, model, x, y, frac):
     """--check-thm: the GDU check on 5 samples, RMSE per key printed (every 10 % of an epoch)."""
-    rows = nf.gdu_table(nf.gdu_traces(model, x, y, args.T1, args.T2, args.betas[1]))
+    rows = nf.gdu_table(nf.gdu_traces(model, x, y, cfg.T1, cfg.T2, cfg.betas[1]))
     say(f'[{frac:.0%} of the epoch] GDU RMSE: ' + ', '.join(f'{r["key"]} {r["rmse_mean"]:.3f}' for r in rows))
 
 
@@ -360,29 +384,26 @@ def checkpoint(model, opt, sched, gen, epoch, history, best):
             'torch_rng': torch.get_rng_state(), 'epoch': epoch, 'history': history, 'best': best}
 
 
-def train_action(args, argv, model, xtr, ytr, xte, yte, device, seed, ext=None):
-    ext = ext or Extension()
-    opt, sched = make_optimizer(args, model)
+def train_action(cfg, argv, model, xtr, ytr, xte, yte, device, seed, ext=None):
+    ext = ext or trainer.Extension()
+    opt, sched = make_optimizer(cfg, model)
     gen = torch.Generator().manual_seed(seed)
     history, best = [], -1.0
-    if args.load_path:                                     # resume from the LAST checkpoint
-        history, best = resume(args, model, opt, sched, gen)
-    folder = run_folder(args, argv, device, seed, model, ext.items)
-    if args.load_path:
-        trainer.note_resume(folder, getattr(args, 'argv_given', argv))
-    say(f'results: {folder}')
-    train_b = batches(args, xtr, ytr, args.mbs, True, device, gen)
-    test_b = batches(args, xte, yte, 16 if args.dry_run else 200, False, device, gen)
+    if cfg.resume:                                         # from the LAST checkpoint
+        history, best = resume(cfg, model, opt, sched, gen)
+    folder = trainer.open_run(lambda: new_run_folder(cfg, argv, device, seed, model, ext.items), cfg.resume,
+                              cfg.argv_given or argv)
+    train_b = batches(cfg, xtr, ytr, cfg.mbs, True, device, gen)
+    test_b = batches(cfg, xte, yte, 16 if cfg.dry_run else 200, False, device, gen)
 
     def run_epoch(epoch):
-        train_acc = train_epoch(args, model, opt, train_b, gen, ext)
+        train_acc = train_epoch(cfg, model, opt, train_b, gen, ext)
         if sched and epoch <= 100:                         # the original stops the cosine schedule at epoch 100
             sched.step()
-        test_err, test_loss = nf.evaluate(model, test_b, args.T1, ext.observe(False))
+        test_err, test_loss = trainer.evaluate(model, test_b, cfg.T1, ext.observe(False))
         row = dict(train_acc=train_acc, test_acc=100 - test_err, test_loss=test_loss, lr=opt.param_groups[0]['lr'])
         if hasattr(model, 'angles'):                       # VF nets: angle between B_k and W_{k+1}, degrees
             row.update({f'angle_{k}': a for k, a in enumerate(model.angles())})
-        row.update(ext.epoch_row())
         return row
 
     def save(history):
@@ -392,18 +413,17 @@ def train_action(args, argv, model, xtr, ytr, xte, yte, device, seed, ext=None):
         results.save(ck, os.path.join(folder, 'checkpoint.tar'))
         if not history:
             return
-        ext.save(folder)
-        results.write_csv(os.path.join(folder, 'metrics.csv'), pd.DataFrame(history))
         if last['test_acc'] > best:
             best = last['test_acc']
             results.save(ck, os.path.join(folder, 'best_checkpoint.tar'))
-            results.save({'model': model.state_dict(), 'arch': arch_of(args)}, os.path.join(folder, 'model.pt'))
+            results.save({'model': model.state_dict(), 'arch': arch_of(cfg)}, os.path.join(folder, 'model.pt'))
         say(f'epoch {last["epoch"]}: train acc {last["train_acc"]:.2f} %, test acc {last["test_acc"]:.2f} %, '
             f'test loss {last["test_loss"]:.4f}, {last["seconds"]:.1f} s')
 
-    trainer.fit(folder, args.epochs, history, run_epoch, save, model.parameters())
-    save_neural_activity(model, train_b, folder, args.T1)
-    results.save({'model': model.state_dict(), 'arch': arch_of(args)}, os.path.join(folder, 'final_model.pt'))
+    trainer.fit(folder, cfg.epochs, history, run_epoch, save, model.parameters(), metrics='metrics.csv',
+                extension=ext)
+    save_neural_activity(model, train_b, folder, cfg.T1)
+    results.save({'model': model.state_dict(), 'arch': arch_of(cfg)}, os.path.join(folder, 'final_model.pt'))
     plotFunctions.plot_folder(folder)
     return folder
 
@@ -411,10 +431,10 @@ def train_action(args, argv, model, xtr, ytr, xte, yte, device, seed, ext=None):
 CHECKPOINT_KEYS = ('model', 'optimizer', 'scheduler', 'generator', 'torch_rng', 'epoch', 'history', 'best')
 
 
-def resume(args, model, opt, sched, gen):
+def resume(cfg, model, opt, sched, gen):
     """Model, optimiser, scheduler and random states of the last checkpoint of a run (learning rates, weight
     decays and momentum are this command's, see trainer.load_optimizer); returns (history, best)."""
-    path = os.path.join(args.load_path, 'checkpoint.tar')
+    path = os.path.join(cfg.resume, 'checkpoint.tar')
     ck = trainer.load(path, CHECKPOINT_KEYS, 'a checkpoint.tar of a Laborieux-2021 / EPLCANet training run')
     trainer.load_state(model, ck['model'], path)
     trainer.load_optimizer(opt, ck['optimizer'], path)
@@ -441,20 +461,20 @@ def save_neural_activity(model, train_b, folder, T1):
                  os.path.join(folder, 'neural_activity.pt'))
 
 
-def evaluate_action(args, model, xtr, ytr, xte, yte, device):
+def evaluate_action(cfg, model, xtr, ytr, xte, yte, device):
     """Train and test accuracy of the best model of a run, appended to its hyperparameters.txt."""
-    if args.load_path:
-        load_model(args.load_path, model)
+    if cfg.model_from:
+        load_model(cfg.model_from, model)
     lines = []
     for name, (x, y) in (('Train', (xtr, ytr)), ('Test', (xte, yte))):
-        err, _ = nf.evaluate(model, batches(args, x, y, args.mbs, False, device, None), args.T1)
+        err, _ = trainer.evaluate(model, batches(cfg, x, y, cfg.mbs, False, device, None), cfg.T1)
         lines.append(f'{name} accuracy : {100 - err:.2f}')
         say(lines[-1])
-    if args.load_path:                                     # (not a 'python main.py' line: a later resume of the
-        given = getattr(args, 'argv_given', None)          # run does not take the evaluation's flags)
+    if cfg.model_from:                                     # (not a 'python main.py' line: a later resume of the
+        given = cfg.argv_given                             # run does not take the evaluation's flags)
         head = [f'evaluated with: {results.command_line(given)}'] if given else []
-        results.append_hyperparameters(args.load_path, head + lines)
-    return args.load_path or None
+        results.append_hyperparameters(cfg.model_from, head + lines)
+    return cfg.model_from
 
 
 def gdu_dict(tr, side):
@@ -464,18 +484,16 @@ def gdu_dict(tr, side):
     return out
 
 
-def gducheck_action(args, argv, model, xtr, ytr, device, seed):
-    if args.load_path:
-        load_model(args.load_path, model)
-        args.load_path = ''                                # the check gets a folder of its own
-    folder = run_folder(args, argv, device, seed, model)
-    say(f'results: {folder}')
-    x, label = xtr[:min(20, args.mbs)].to(device), ytr[:min(20, args.mbs)].to(device)
+def gducheck_action(cfg, argv, model, xtr, ytr, device, seed):
+    if cfg.model_from:                                     # the check gets a folder of its own
+        load_model(cfg.model_from, model)
+    folder = trainer.open_run(lambda: new_run_folder(cfg, argv, device, seed, model))
+    x, label = xtr[:min(20, cfg.mbs)].to(device), ytr[:min(20, cfg.mbs)].to(device)
     y = nf.one_hot(label, model.output_size).to(x)
-    beta = args.betas[1]
-    traces = {'right': nf.gdu_traces(model, x, y, args.T1, args.T2, beta)}
-    if args.thirdphase:
-        traces['left'] = nf.gdu_traces(model, x, y, args.T1, args.T2, -beta)
+    beta = cfg.betas[1]
+    traces = {'right': nf.gdu_traces(model, x, y, cfg.T1, cfg.T2, beta)}
+    if cfg.thirdphase:
+        traces['left'] = nf.gdu_traces(model, x, y, cfg.T1, cfg.T2, -beta)
     for side, tr in traces.items():
         tr = {k: ([t.cpu() for t in v] if isinstance(v, list) else {n: t.cpu() for n, t in v.items()})
               for k, v in tr.items()}

@@ -1,9 +1,11 @@
 """Laydevant, Ernoult, Querlioz, Grollier, CVPRW 2021 — "Training dynamical binary neural networks with equilibrium
 propagation": binary weights (bin_W) and binary weights + activations (bin_W_N), fc and conv.
 
-Its flag group (spec A3, same names and defaults, except --optim whose default becomes ep) and its action: train.
-Networks in Network_fc.py / Network_conv.py, loops and files in Tools_fc.py / Tools_conv.py.
+Its flag group (spec A3, same names and defaults, except --optim whose default becomes ep), their validation into a
+frozen Config, and its action: train. Networks in Network_fc.py / Network_conv.py, the paper's loops and files in
+Tools_fc.py / Tools_conv.py, the epoch loop and run folder in trainer.py.
 """
+import dataclasses
 import os
 
 import torch
@@ -15,7 +17,7 @@ import results
 import trainer
 import Tools_conv
 import Tools_fc
-from cli import UsageError, apply_defaults, dry_cap, pick_device, say, seed_everything
+from cli import RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say, seed_everything
 from Network_conv import Network_conv_bin_W, Network_conv_bin_W_N
 from netClasses import conv_pool_sizes
 from Network_fc import ACTIVATION_NAMES, BinaryOptimizer, Network_fc_bin_W, Network_fc_bin_W_N
@@ -66,7 +68,49 @@ FLAGS = {'--layersList', '--convList', '--kernelSize', '--activationFun', '--gam
          '--epochDecayLrAlpha'}
 
 
-def check_args(args):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(RunConfig):
+    """A validated binary-EP command line (check_args); `resume` is the S-k folder that training picks up again.
+    Per-layer lists are output layer first; a conv net's --gamma / --gradThreshold are split into its classifier and
+    conv lists (and stay None)."""
+    archi: str                          # fc or conv
+    optim: str                          # ep or bptt
+    dataset: str
+    T: int
+    Kmax: int
+    beta: float
+    epochs: int
+    padding: int
+    Fpool: int
+    layersList: list[int]
+    convList: list[int]
+    kernelSize: int
+    activationFun: str
+    gamma_neur: float
+    random_beta: int
+    binary_settings: str
+    gamma: list[float] | None
+    classi_gamma: list[float]
+    conv_gamma: list[float]
+    gradThreshold: list[float] | None
+    classi_threshold: list[float]
+    conv_threshold: list[float]
+    rho_threshold: float
+    expand_output: int
+    lrBias: list[float]
+    batchSize: int
+    test_batchSize: int
+    learnAlpha: int
+    lrAlpha: list[float]
+    decayLrAlpha: float
+    epochDecayLrAlpha: int
+
+
+def check_args(args, argv=()):
+    """Every inconsistency is reported before anything is loaded or written; returns the run's Config. The namespace
+    is normalised on the way (defaults, --archi fc|conv, per-layer lists, dry-run caps)."""
+    if args.archi == ['fc'] and conv_only_flags_given(argv):
+        raise UsageError(f'{", ".join(conv_only_flags_given(argv))}: conv flags do not apply to --archi fc')
     apply_defaults(args, DEFAULTS)
     if args.archi not in (['fc'], ['conv']):
         raise UsageError(f'--archi {" ".join(args.archi)}: the binary-EP paper takes fc or conv')
@@ -129,6 +173,7 @@ def check_args(args):
     if args.dry_run:
         args.T, args.Kmax = dry_cap(args.T, args.Kmax)
         args.epochs, args.batchSize, args.test_batchSize = 1, min(args.batchSize, 16), min(args.test_batchSize, 16)
+    return run_config(Config, args, resume=args.load_path or None)
 
 
 N_CLASSES = 10
@@ -185,31 +230,31 @@ def conv_only_flags_given(argv):
                         '--conv_gamma', '--gamma_classi', '--gamma_conv') if f in argv]
 
 
-def build_net(args, in_size):
-    common = dict(expand_output=args.expand_output)
-    if args.archi == 'fc':
-        if args.binary_settings == 'bin_W':
-            return Network_fc_bin_W(args.layersList, args.T, args.Kmax, args.beta, args.activationFun, **common)
-        return Network_fc_bin_W_N(args.layersList, args.T, args.Kmax, args.beta, args.activationFun,
-                                  gamma_neur=args.gamma_neur, rho_threshold=args.rho_threshold, **common)
-    kw = dict(activation=args.activationFun, kernel_size=args.kernelSize, Fpool=args.Fpool, padding=args.padding,
+def build_net(cfg, in_size):
+    common = dict(expand_output=cfg.expand_output)
+    if cfg.archi == 'fc':
+        if cfg.binary_settings == 'bin_W':
+            return Network_fc_bin_W(cfg.layersList, cfg.T, cfg.Kmax, cfg.beta, cfg.activationFun, **common)
+        return Network_fc_bin_W_N(cfg.layersList, cfg.T, cfg.Kmax, cfg.beta, cfg.activationFun,
+                                  gamma_neur=cfg.gamma_neur, rho_threshold=cfg.rho_threshold, **common)
+    kw = dict(activation=cfg.activationFun, kernel_size=cfg.kernelSize, Fpool=cfg.Fpool, padding=cfg.padding,
               in_size=in_size, **common)
     try:
-        if args.binary_settings == 'bin_W':
-            return Network_conv_bin_W(args.layersList, args.convList, args.T, args.Kmax, args.beta, **kw)
-        return Network_conv_bin_W_N(args.layersList, args.convList, args.T, args.Kmax, args.beta,
-                                    gamma_neur=args.gamma_neur, rho_threshold=args.rho_threshold, **kw)
+        if cfg.binary_settings == 'bin_W':
+            return Network_conv_bin_W(cfg.layersList, cfg.convList, cfg.T, cfg.Kmax, cfg.beta, **kw)
+        return Network_conv_bin_W_N(cfg.layersList, cfg.convList, cfg.T, cfg.Kmax, cfg.beta,
+                                    gamma_neur=cfg.gamma_neur, rho_threshold=cfg.rho_threshold, **kw)
     except ValueError as e:
         raise UsageError(str(e))
 
 
-def make_optimizer(net, args):
-    if args.archi == 'fc':
-        gammas, taus = args.gamma, args.gradThreshold
+def make_optimizer(net, cfg):
+    if cfg.archi == 'fc':
+        gammas, taus = cfg.gamma, cfg.gradThreshold
     else:
-        gammas, taus = args.classi_gamma + args.conv_gamma, args.classi_threshold + args.conv_threshold
-    return BinaryOptimizer(net.binary_layers(), args.lrBias, gammas, taus, args.lrAlpha if args.learnAlpha else None,
-                           bool(args.learnAlpha))
+        gammas, taus = cfg.classi_gamma + cfg.conv_gamma, cfg.classi_threshold + cfg.conv_threshold
+    return BinaryOptimizer(net.binary_layers(), cfg.lrBias, gammas, taus, cfg.lrAlpha if cfg.learnAlpha else None,
+                           bool(cfg.learnAlpha))
 
 
 HP_FC = ('gradThreshold', 'gamma')
@@ -224,18 +269,18 @@ HP_ALL = ('device', 'archi', 'layersList', 'optim', 'activationFun', 'T', 'Kmax'
 CIFAR_STD = (0.247, 0.243, 0.261)
 
 
-def load_split(args, train):
-    x, y = data.load_or_synthetic(args.dataset, args.data_root, train, args.dry_run)
-    return (data.normalize(x, data.CIFAR_MEAN, CIFAR_STD) if args.dataset == 'cifar10' else x), y
+def load_split(cfg, train):
+    x, y = data.load_or_synthetic(cfg.dataset, cfg.data_root, train, cfg.dry_run)
+    return (data.normalize(x, data.CIFAR_MEAN, CIFAR_STD) if cfg.dataset == 'cifar10' else x), y
 
 
 HYPER_FILE = 'Hyperparameters.txt'
 
 
-def resume(args, net, opt, gen, device):
+def resume(cfg, net, opt, gen, device):
     """Weights, α, flip-rule momenta, α learning rates and random states of the last checkpoint of an S-k folder;
     returns the rows of results.csv done so far."""
-    path = os.path.join(args.load_path, 'checkpoint.pt')
+    path = os.path.join(cfg.resume, 'checkpoint.pt')
     ck = trainer.load(path, ('model_state_dict', 'momentum', 'lr_alpha', 'rows', 'generator', 'torch_rng'),
                       'a checkpoint.pt of a binary-EP training run (S-k folder)')
     trainer.load_state(net, ck['model_state_dict'], path)
@@ -248,41 +293,37 @@ def resume(args, net, opt, gen, device):
 
 
 def run(args, argv):
-    if args.archi == ['fc'] and conv_only_flags_given(argv):
-        raise UsageError(f'{", ".join(conv_only_flags_given(argv))}: conv flags do not apply to --archi fc')
-    check_args(args)
-    device = pick_device(args.device)
-    args.seed = seed_everything(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
-    xtr, ytr = load_split(args, True)
-    xte, yte = load_split(args, False)
-    net = build_net(args, xtr.shape[-1]).to(device)
-    opt = make_optimizer(net, args)
-    tools = Tools_fc if args.archi == 'fc' else Tools_conv
-    row_fn = Tools_fc.results_row if args.archi == 'fc' else Tools_conv.results_row_conv
+    cfg = check_args(args, argv)
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    xtr, ytr = load_split(cfg, True)
+    xte, yte = load_split(cfg, False)
+    net = build_net(cfg, xtr.shape[-1]).to(device)
+    opt = make_optimizer(net, cfg)
+    tools = Tools_fc if cfg.archi == 'fc' else Tools_conv
+    row_fn = Tools_fc.results_row if cfg.archi == 'fc' else Tools_conv.results_row_conv
     lr_alpha_initial = list(opt.lr_alpha)                 # --lrAlpha of this command (before any decay)
-    rows = resume(args, net, opt, gen, device) if args.load_path else []
-    if args.load_path:
-        folder = args.load_path
-        trainer.note_resume(folder, getattr(args, 'argv_given', argv), HYPER_FILE)
-    else:
-        folder = tools.create_path(args)
-        keys = HP_ALL + (HP_FC if args.archi == 'fc' else HP_CONV) + (HP_BIN_N if args.binary_settings == 'bin_W_N'
-                                                                      else ())
-        tools.save_hyperparameters(folder, args, argv, keys)
-    say(f'results: {folder}')
-    flat = args.archi == 'fc'
-    aug = data.augment if args.dataset == 'cifar10' else None
-    max_b = 1 if args.dry_run else None
-    train_b = data.Batches(xtr, ytr, args.batchSize, True, flat, device, gen, max_b, transform=aug)
-    test_b = data.Batches(xte, yte, args.test_batchSize, False, flat, device, gen, max_b)
+    rows = resume(cfg, net, opt, gen, device) if cfg.resume else []
+    keys = HP_ALL + (HP_FC if cfg.archi == 'fc' else HP_CONV) + (HP_BIN_N if cfg.binary_settings == 'bin_W_N' else ())
+
+    def new_folder():
+        folder = tools.create_path(cfg)
+        tools.save_hyperparameters(folder, cfg, argv, keys)
+        return folder
+    folder = trainer.open_run(new_folder, cfg.resume, cfg.argv_given or argv, HYPER_FILE)
+    flat = cfg.archi == 'fc'
+    aug = data.augment if cfg.dataset == 'cifar10' else None
+    max_b = 1 if cfg.dry_run else None
+    train_b = data.Batches(xtr, ytr, cfg.batchSize, True, flat, device, gen, max_b, transform=aug)
+    test_b = data.Batches(xte, yte, cfg.test_batchSize, False, flat, device, gen, max_b)
 
     def run_epoch(epoch):
-        if epoch == args.epochDecayLrAlpha:
-            opt.lr_alpha = [lr / args.decayLrAlpha for lr in opt.lr_alpha]
-        train = tools.train_bin(net, opt, train_b, args, gen)
+        if epoch == cfg.epochDecayLrAlpha:
+            opt.lr_alpha = [lr / cfg.decayLrAlpha for lr in opt.lr_alpha]
+        train = tools.train_bin(net, opt, train_b, cfg, gen)
         test = tools.test_bin(net, test_b)
-        return row_fn(net, opt, train, test, args)
+        return row_fn(net, opt, train, test, cfg)
 
     def save(rows):
         results.save({'epoch': rows[-1]['epoch'] if rows else 0, 'model_state_dict': net.state_dict(),
@@ -292,10 +333,9 @@ def run(args, argv):
                      os.path.join(folder, 'checkpoint.pt'))
         if rows:
             r = rows[-1]
-            tools.save_results(folder, rows)
             say(f'epoch {r["epoch"]}: train error {r["Ave_Train_Error"]:.2f} % (single {r["Single_Train_Error"]:.2f}),'
                 f' test error {r["Ave_Test_Error"]:.2f} % (single {r["Single_Test_Error"]:.2f}), {r["seconds"]:.1f} s')
 
-    trainer.fit(folder, args.epochs, rows, run_epoch, save, net.parameters(), HYPER_FILE)
+    trainer.fit(folder, cfg.epochs, rows, run_epoch, save, net.parameters(), HYPER_FILE, metrics='results.csv')
     plotFunctions.plot_folder(os.path.dirname(folder))
     return folder

@@ -1,9 +1,9 @@
-"""The EP engine: relaxation, batched nudged phases, the EP rule by autograd of Φ, training/evaluation loops and the
-GDU (theorem) checks.
+"""The EP engine: relaxation, batched nudged phases, the EP rule by autograd of Φ, BPTT and the GDU (theorem) checks.
 
-Models (netClasses.py) only say what one step is; everything that loops lives here, once, for every paper. The
-gradient estimators (estimators.py) drive a mini-batch through the network's methods, which call these loops;
-ep_step, cep_step and bptt_step below are their functional forms.
+Models (netClasses.py) only say what one step is; every loop over dynamics steps lives here, once, for every paper.
+The gradient estimators (estimators.py) drive a mini-batch through the network's methods, which call these loops;
+ep_step, cep_step and bptt_step below are their functional forms. The loops over mini-batches and epochs (train,
+evaluate, fit) are the trainer's (trainer.py).
 
 Notation (Ernoult et al. 2019, discrete-time setting): s_{t+1} = update(s_t, ∂Φ/∂s), free phase of T steps to
 s* ≈ s_T, nudged phase of K steps from s^β_0 = s*. ℓ = ½||s_0 − y||², L = mean_b ℓ.
@@ -142,53 +142,10 @@ def bptt_step(net, x, y, T=None, K=None):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Training and evaluation
+# Targets
 
 def one_hot(label, n):
     return F.one_hot(label, n).float()
-
-
-def progress(iterable, desc):
-    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
-
-
-def train(net, optimizer, batches, step, desc='train', hook=None, observe=None):
-    """One epoch. step(x, y) writes the gradient estimate to .grad (EP, BPTT) and returns the free state; the
-    optimiser then descends (net.updateWeights). hook(b, x, y), if given, runs before each mini-batch, observe(s, y,
-    label) after it.
-    Returns the training error (%) measured at the free equilibrium before each update."""
-    net.train()
-    wrong = torch.zeros((), dtype=torch.long, device=next(net.parameters()).device)
-    seen = 0
-    for b, (x, label) in enumerate(progress(batches, desc)):
-        y = net.target(label)
-        if hook is not None:
-            hook(b, x, y)
-        optimizer.zero_grad(set_to_none=True)
-        s = step(x, y)
-        net.updateWeights(optimizer)
-        if observe is not None:
-            observe(s, y, label)
-        wrong += (net.output(s).argmax(1) != label).sum()   # stays on the device: no sync per batch
-        seen += label.shape[0]
-    return 100.0 * wrong.item() / max(seen, 1)
-
-
-def evaluate(net, batches, T=None, observe=None):
-    """Test error (%) and mean cost ℓ at the free equilibrium (T steps from zeros); observe(s, y, label), if given,
-    sees every batch."""
-    net.eval()
-    dev = next(net.parameters()).device
-    wrong, loss, seen = torch.zeros((), device=dev), torch.zeros((), device=dev), 0
-    with torch.no_grad():
-        for x, label in batches:
-            s = free_phase(net, net.front(x), T)
-            wrong += (net.output(s).argmax(1) != label).sum()
-            loss += net.cost(s, net.target(label)).sum()
-            seen += label.shape[0]
-            if observe is not None:
-                observe(s, net.target(label), label)
-    return 100.0 * wrong.item() / max(seen, 1), loss.item() / max(seen, 1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -334,7 +291,7 @@ def receipe(net, draw_batch, n_trials=20):
     (Ernoult 2019's tuning "recipe" for T, K, β). Returns {name: tensor (n_trials, 2) of (p_sign, p_zero)}."""
     stats = {}
     names = [n for n, _ in net.named_parameters()]
-    for _ in progress(range(n_trials), 'receipe'):
+    for _ in tqdm(range(n_trials), desc='receipe', leave=False, dynamic_ncols=True):
         x, y = draw_batch()
         with torch.no_grad():
             x = net.front(x)

@@ -12,6 +12,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import time
 
 import torch
 
@@ -43,6 +44,12 @@ def claim_dir(path):
             return candidate
         except FileExistsError:
             k += 1
+
+
+def claim_time_dir(parent):
+    """parent/<YYYY-MM-DD>/<HH-MM-SS> (the folders of Laborieux et al. 2021 and EPLCANet), never reused (claim_dir)."""
+    now = time.localtime()
+    return claim_dir(os.path.join(parent, time.strftime('%Y-%m-%d', now), time.strftime('%H-%M-%S', now)))
 
 
 def today():

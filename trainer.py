@@ -1,15 +1,24 @@
-"""The epoch loop every paper shares: timing, per-epoch files, the non-finite stop, Ctrl-C, and reading checkpoints.
+"""What every paper's training shares: the run folder (new or resumed), the epoch loop with its metrics CSV, the
+extension hooks, the mini-batch loops, and reading checkpoints.
 
-A paper hands `fit` two functions: `run_epoch(epoch)` (one epoch of training and testing, returning its metrics row)
-and `save(history)` (its metrics CSV and checkpoint, written atomically). `fit` adds to each row
+A paper opens its folder with `open_run` (a new folder it fills, or the --load-path folder it resumes, whose
+hyperparameter file gets the resume's command line) and hands `fit` two functions: `run_epoch(epoch)` (one epoch of
+training and testing, returning its metrics row) and `save(history)` (its checkpoint, written atomically). `fit` adds
+to each row
 
     epoch_seconds   wall-clock seconds of that epoch
     seconds         cumulative seconds of the run, continued across resumes (from the last row of `history`)
 
-and checks, once per epoch (one host synchronisation, none per mini-batch), that the row's numbers and the network's
-weights are finite. A run that goes non-finite, or that is interrupted (Ctrl-C), stops with `Stopped`: main.py prints
-its one line and exits with its code; the folder keeps the checkpoint of the last good epoch, which resumes with
---load-path, and a non-finite stop is written to the folder (stopped.txt, and a line of hyperparameters.txt).
+rewrites the paper's metrics CSV after every epoch, and checks, once per epoch (one host synchronisation, none per
+mini-batch), that the row's numbers and the network's weights are finite. A run that goes non-finite, or that is
+interrupted (Ctrl-C), stops with `Stopped`: main.py prints its one line and exits with its code; the folder keeps the
+checkpoint of the last good epoch, which resumes with --load-path, and a non-finite stop is written to the folder
+(stopped.txt, and a line of hyperparameters.txt).
+
+`train(net, optimizer, batches, step, ...)` is one epoch over mini-batches: `step(x, y)` writes the gradient estimate
+(or, for CEP, applies it) and returns the free state, then `net.updateWeights(optimizer)`; `evaluate` is one pass of
+free phases. An `Extension` is what a paper adds to that loop (EPLCANet: dictionary updates, LCA metrics, adversarial
+batches).
 """
 import math
 import os
@@ -17,10 +26,13 @@ import pickle
 import time
 import zipfile
 
+import pandas as pd
 import torch
+from tqdm import tqdm
 
 import results
-from cli import UsageError
+from cli import UsageError, say
+from netFunctions import free_phase
 
 
 class Stopped(Exception):
@@ -40,11 +52,14 @@ def _finite_params(params):
     return not params or bool(torch.stack([torch.isfinite(p).all() for p in params]).all())
 
 
-def fit(folder, epochs, history, run_epoch, save, params, hyper_file='hyperparameters.txt', label=''):
+def fit(folder, epochs, history, run_epoch, save, params, hyper_file='hyperparameters.txt', label='', metrics=None,
+        table=None, extension=None):
     """`epochs` more epochs after those of `history` (the rows of the epochs already done, extended in place).
     `save(history)` runs once before the first epoch when nothing is saved yet (so that an interrupted first epoch
     leaves a checkpoint that resumes) and after every good epoch. `params`: the weights checked after each epoch.
-    Returns history."""
+    `metrics`: the name of the run's metrics CSV in `folder`, rewritten after every good epoch from `table()` (every
+    row of the run, e.g. of several nets; default: `history`). `extension` (an Extension): its epoch_row() columns
+    end each row, its save(folder) runs after every good epoch. Returns history."""
     params = list(params)                                  # (a generator would be spent after the first check)
     start = history[-1]['epoch'] if history else 0
     done = start
@@ -55,6 +70,8 @@ def fit(folder, epochs, history, run_epoch, save, params, hyper_file='hyperparam
         for epoch in range(start + 1, start + epochs + 1):
             t0 = time.time()
             row = run_epoch(epoch)
+            if extension is not None:
+                row.update(extension.epoch_row())
             dt = time.time() - t0
             row = dict(epoch=epoch, **{k: v for k, v in row.items() if k != 'epoch'})
             row.update(epoch_seconds=dt, seconds=elapsed + dt)
@@ -63,6 +80,10 @@ def fit(folder, epochs, history, run_epoch, save, params, hyper_file='hyperparam
             elapsed += dt
             history.append(row)
             save(history)
+            if extension is not None:
+                extension.save(folder)
+            if metrics:
+                results.write_csv(os.path.join(folder, metrics), pd.DataFrame(table() if table else history))
             done = epoch
     except KeyboardInterrupt:
         raise Stopped(f'interrupted{label} in epoch {done + 1}; {folder} holds the checkpoint of epoch {done}: '
@@ -84,6 +105,93 @@ def note_resume(folder, argv, hyper_file='hyperparameters.txt'):
     """A resumed run appends its command line to the folder's hyperparameter file: its flags override the saved
     ones the next time the folder is loaded (main.saved_argv reads every command line of that file, in order)."""
     results.append_hyperparameters(folder, [results.command_line(argv)], name=hyper_file)
+
+
+def open_run(make, resume=None, argv=None, hyper_file='hyperparameters.txt'):
+    """The folder of a run, said on stdout as `results: <folder>`: `resume` (a run picked up again; `argv`, the
+    command line as given, is appended to its hyperparameter file), else `make()`, which creates a new folder and
+    writes its hyperparameters (each paper has its own layout)."""
+    if resume:
+        note_resume(resume, argv, hyper_file)
+        folder = resume
+    else:
+        folder = make()
+    say(f'results: {folder}')
+    return folder
+
+
+class Extension:
+    """What a paper adds to the training loop (eplcanet.LCAExtension); no-ops here."""
+    items = ()                                          # extra hyperparameters.txt lines
+
+    def prepare(self, x, y):
+        """The mini-batch the update sees (adversarial training replaces it)."""
+        return x
+
+    def after_step(self, s):
+        """After the gradient estimate, before the optimiser step (built-in dictionary updates)."""
+        return s
+
+    def step(self, step):
+        """step(x, y) (the paper's gradient estimate) between prepare and after_step."""
+        return lambda x, y: self.after_step(step(self.prepare(x, y), y))
+
+    def observe(self, train):
+        """Callback(s, y, label) run on every training (train=True) or test batch, or None."""
+        return None
+
+    def epoch_row(self):
+        """Extra metrics columns of the epoch that just ended (fit adds them to its row)."""
+        return {}
+
+    def save(self, folder):
+        """Extra files of the run, written by fit after every epoch."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Mini-batch loops (one epoch of training, one pass of testing), shared by every paper
+
+def progress(iterable, desc):
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def train(net, optimizer, batches, step, desc='train', hook=None, observe=None):
+    """One epoch. step(x, y) writes the gradient estimate to .grad (EP, BPTT) and returns the free state; the
+    optimiser then descends (net.updateWeights). hook(b, x, y), if given, runs before each mini-batch, observe(s, y,
+    label) after it.
+    Returns the training error (%) measured at the free equilibrium before each update."""
+    net.train()
+    wrong = torch.zeros((), dtype=torch.long, device=next(net.parameters()).device)
+    seen = 0
+    for b, (x, label) in enumerate(progress(batches, desc)):
+        y = net.target(label)
+        if hook is not None:
+            hook(b, x, y)
+        optimizer.zero_grad(set_to_none=True)
+        s = step(x, y)
+        net.updateWeights(optimizer)
+        if observe is not None:
+            observe(s, y, label)
+        wrong += (net.output(s).argmax(1) != label).sum()   # stays on the device: no sync per batch
+        seen += label.shape[0]
+    return 100.0 * wrong.item() / max(seen, 1)
+
+
+def evaluate(net, batches, T=None, observe=None):
+    """Test error (%) and mean cost ℓ at the free equilibrium (T steps from zeros); observe(s, y, label), if given,
+    sees every batch."""
+    net.eval()
+    dev = next(net.parameters()).device
+    wrong, loss, seen = torch.zeros((), device=dev), torch.zeros((), device=dev), 0
+    with torch.no_grad():
+        for x, label in batches:
+            s = free_phase(net, net.front(x), T)
+            wrong += (net.output(s).argmax(1) != label).sum()
+            loss += net.cost(s, net.target(label)).sum()
+            seen += label.shape[0]
+            if observe is not None:
+                observe(s, net.target(label), label)
+    return 100.0 * wrong.item() / max(seen, 1), loss.item() / max(seen, 1)
 
 
 # ---------------------------------------------------------------------------------------------------------------

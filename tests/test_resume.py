@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-import netFunctions as nf
+import trainer
 from conftest import run_main
 
 ERNOULT = ['--action', 'train', '--discrete', '--size_tab', '10', '32', '784', '--lr_tab', '0.04', '0.08',
@@ -82,15 +82,15 @@ def test_a_flag_given_again_overrides_the_saved_one(tmp_path):
 
 
 def _interrupt_in_epoch(monkeypatch, n):
-    """nf.train raises KeyboardInterrupt on its n-th call (n-th training epoch)."""
-    real, calls = nf.train, []
+    """trainer.train raises KeyboardInterrupt on its n-th call (n-th training epoch)."""
+    real, calls = trainer.train, []
 
     def train(*a, **kw):
         calls.append(1)
         if len(calls) == n:
             raise KeyboardInterrupt
         return real(*a, **kw)
-    monkeypatch.setattr(nf, 'train', train)
+    monkeypatch.setattr(trainer, 'train', train)
 
 
 @pytest.mark.parametrize('paper', ['laborieux', 'binary'])

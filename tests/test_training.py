@@ -5,6 +5,7 @@ import pandas as pd
 import torch
 
 import netFunctions as nf
+import trainer
 from conftest import run_main
 from data import Batches
 from netClasses import toyEPcont
@@ -55,7 +56,7 @@ def test_toy_model_is_trainable(mnist5k):
     opt = torch.optim.SGD(net.lr_groups([0.05, 0.05, 0.05]), lr=0.05)
     batches = Batches(x[:2000], y[:2000], 20, shuffle=True, flatten=True, generator=torch.Generator().manual_seed(0))
     test = Batches(x[2000:3000], y[2000:3000], 500, flatten=True)
-    err0, loss0 = nf.evaluate(net, test)
-    nf.train(net, opt, batches, lambda xb, yb: nf.ep_step(net, xb, yb, net.beta))
-    err1, loss1 = nf.evaluate(net, test)
+    err0, loss0 = trainer.evaluate(net, test)
+    trainer.train(net, opt, batches, lambda xb, yb: nf.ep_step(net, xb, yb, net.beta))
+    err1, loss1 = trainer.evaluate(net, test)
     assert loss1 < 0.8 * loss0 and err1 < err0 - 20, (err0, err1, loss0, loss1)
