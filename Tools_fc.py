@@ -6,6 +6,7 @@ import os
 
 import torch
 
+import estimators
 import netFunctions as nf
 import results
 import trainer
@@ -52,10 +53,11 @@ class EpochStats:
 def train_bin(net, opt, batches, args, gen):
     """One epoch of EP (random-sign β when --random_beta 1) or BPTT; returns ave/single errors (%), loss."""
     if args.optim == 'ep':
-        estimator = 'random-sign' if args.random_beta else 'one-sided'
-        step = (lambda x, y: nf.ep_step(net, x, y, net.beta, estimator, generator=gen))
+        estimate = estimators.RandomSign(net.beta, generator=gen) if args.random_beta else \
+            estimators.OneSided(net.beta)
     else:
-        step = (lambda x, y: nf.bptt_step(net, x, y))
+        estimate = estimators.TruncatedBPTT()
+    step = (lambda x, y: estimate(net, x, y, opt))
     stats = EpochStats(net)
     opt.reset_flips()
     trainer.train(net, opt, batches, step, desc=f'{args.optim} train', observe=stats)

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 import data
+import estimators
 import netFunctions as nf
 import plotFunctions
 import checks
@@ -297,11 +298,11 @@ def resume(cfg, nets, opts, gens):
     return rows
 
 
-def step_fn(net, method):
-    """One mini-batch of the paper's training: one-sided EP (T free, Kmax nudged steps) or truncated BPTT."""
-    if method == 'EP':
-        return lambda x, y: nf.ep_step(net, x, y, net.beta)
-    return lambda x, y: nf.bptt_step(net, x, y)
+def step_fn(net, method, opt=None):
+    """One mini-batch of the paper's training: one-sided EP (T free, Kmax nudged steps, the net's β) or truncated
+    BPTT."""
+    estimate = estimators.OneSided(net.beta) if method == 'EP' else estimators.TruncatedBPTT()
+    return lambda x, y: estimate(net, x, y, opt)
 
 
 def gdu_sampler(cfg, device, gen):

@@ -14,6 +14,7 @@ import torch
 
 import checks
 import data
+import estimators
 import netFunctions as nf
 import plotFunctions
 import results
@@ -97,7 +98,6 @@ class Config(RunConfig):
     same_update: bool
     scale: float | None
     alg: str
-    estimator: str                      # one-sided, random-sign or symmetric (--random-sign, --thirdphase)
     optim: str
     lrs: list[float]
     wds: list[float] | None
@@ -124,7 +124,7 @@ def check_args(args):
 
 def validate(args, actions=ACTIONS):
     """The checks of this paper's flags, normalising the namespace (defaults, data_name, integer --archi, the
-    architecture of the --load-path run for evaluate / gducheck, dry-run caps, estimator) and setting its `resume`
+    architecture of the --load-path run for evaluate / gducheck, dry-run caps) and setting its `resume`
     and `model_from` folders; EPLCANet runs them after its own (eplcanet.check_args)."""
     apply_defaults(args, DEFAULTS)
     if args.optim not in ('sgd', 'adam'):
@@ -186,7 +186,6 @@ def validate(args, actions=ACTIONS):
     if args.dry_run:
         args.T1, args.T2 = dry_cap(args.T1, args.T2)
         args.epochs, args.mbs = 1, min(args.mbs, 16)
-    args.estimator = 'symmetric' if args.thirdphase else ('random-sign' if args.random_sign else 'one-sided')
 
 
 def check_values(args):
@@ -350,14 +349,19 @@ def new_run_folder(cfg, argv, device, seed, model, extra_items=()):
     return folder
 
 
-def train_one_batch(args, model, opt, x, y, gen):
-    beta = args.betas[1]
-    if args.alg in ('BPTT', 'BP'):
-        return nf.bptt_step(model, x, y, args.T1, args.T2)
-    if args.alg == 'CEP':
-        return nf.cep_step(model, x, y, beta, opt, args.T1, args.T2, thirdphase=args.thirdphase,
-                           accumulate=args.cep_debug)
-    return nf.ep_step(model, x, y, beta, args.estimator, args.T1, args.T2, generator=gen)
+def make_estimator(cfg, gen):
+    """The gradient estimator of the flags: truncated BPTT (--alg BPTT, BP), CEP (--alg CEP, --thirdphase,
+    --cep-debug), or EP: symmetric (--thirdphase), random-sign (--random-sign, drawn from gen) or one-sided."""
+    beta, T, K = cfg.betas[1], cfg.T1, cfg.T2
+    if cfg.alg in ('BPTT', 'BP'):
+        return estimators.TruncatedBPTT(T, K)
+    if cfg.alg == 'CEP':
+        return estimators.Continual(beta, T, K, thirdphase=cfg.thirdphase, accumulate=cfg.cep_debug)
+    if cfg.thirdphase:
+        return estimators.Symmetric(beta, T, K)
+    if cfg.random_sign:
+        return estimators.RandomSign(beta, T, K, generator=gen)
+    return estimators.OneSided(beta, T, K)
 
 
 def train_epoch(cfg, model, opt, train_b, gen, ext=None):
@@ -368,7 +372,8 @@ def train_epoch(cfg, model, opt, train_b, gen, ext=None):
     def hook(b, x, y):
         if cfg.check_thm and cfg.alg not in ('BPTT', 'BP') and b % tenth == 0:
             check_theorem(cfg, model, x[:5], y[:5], b / len(train_b))
-    step = ext.step(lambda x, y: train_one_batch(cfg, model, opt, x, y, gen))
+    estimate = make_estimator(cfg, gen)
+    step = ext.step(lambda x, y: estimate(model, x, y, opt))
     return 100.0 - trainer.train(model, opt, train_b, step, 'train', hook, ext.observe(True))
 
 
