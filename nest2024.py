@@ -63,8 +63,16 @@ DRY_BATCH = 4
 
 
 def claims(argv):
-    """A command line of this paper: it names a Hydra config."""
-    return any(a == '--config-name' or a.startswith('--config-name=') for a in argv)
+    """A command line of this paper: it names a Hydra config, or resumes (--load-path) a folder holding a
+    config.yaml of this paper's runs."""
+    if any(a == '--config-name' or a.startswith('--config-name=') for a in argv):
+        return True
+    for i, a in enumerate(argv):
+        path = a.split('=', 1)[1] if a.startswith('--load-path=') else (
+            argv[i + 1] if a == '--load-path' and i + 1 < len(argv) else None)
+        if path and os.path.isfile(os.path.join(path, 'config.yaml')):
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -170,6 +178,7 @@ class Run:
     eta_min: float
     device: int
     seed: int
+    limit_batches: int = None
     gdd: dict = field(default_factory=dict)
     dry_run: bool = False
     results_dir: str = 'results'
@@ -231,6 +240,7 @@ def to_run(cfg, name, flags):
               seed=seed if seed is not None else _get(cfg, 'trainer.seed', 'int', 0, optional=True),
               dry_run=flags.get('dry_run', False), results_dir=flags.get('results_dir', 'results'),
               data_root=flags.get('data_root', './data'), load_path=flags.get('load_path', ''))
+    run.limit_batches = _get(cfg, 'trainer.limit_batches', 'int', 1, optional=True)
     if _get(cfg, 'data.config.input_size', 'int') != 32:
         raise UsageError('data.config.input_size: the models take 32×32 images')
     if run.exp_type == 'gdd':
@@ -314,10 +324,10 @@ def transform(run, augment):
 
 def batches(run, train, device, gen):
     x, y = load_split(run, train)
-    if run.dry_run:
-        n_batches = 1
-    else:
-        n_batches = max(len(y) // run.batch_size, 1) if train else None      # train: drop the last partial batch
+    n_batches = max(len(y) // run.batch_size, 1) if train else None          # train: drop the last partial batch
+    cap = 1 if run.dry_run else run.limit_batches
+    if cap is not None:
+        n_batches = cap if n_batches is None else min(n_batches, cap)
     return data.Batches(x, y, run.batch_size, train, False, device, gen, n_batches, transform(run, train))
 
 
@@ -470,7 +480,7 @@ def gdd_curves(chain, x, label, run, gen):
     layers = weight_layers(chain)
     rows = []
     ep = chain.ep_transients(states, label, run.beta, run.T2)
-    id_ = [chain.id_transient(states, label, run.T2, k) for k in range(len(chain.blocks))]
+    id_ = chain.id_transients(states, label, run.T2)
     for idx, k, name, p in layers:
         pick = torch.randint(0, p.numel(), (run.gdd['curves'],), generator=gen)
         pname = name.split('.', 2)[2]

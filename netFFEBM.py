@@ -181,8 +181,12 @@ class ConvPoolBlock(EPNet):
         s, keep = list(s), torch.is_grad_enabled()
         for layers in self.schedule(len(s), y is not None):
             with torch.enable_grad():
-                leaves = [si if (keep and si.requires_grad) else si.detach().requires_grad_(True) for si in s]
-                h = torch.autograd.grad(self.phi_drive(drive, leaves, y, beta).sum(), leaves, create_graph=keep)
+                # the partial derivatives ∂Φ/∂s_l, taken at a zero offset added to each layer: a total derivative
+                # with respect to s itself would also follow s_l's dependence on the layers updated before it
+                eps = [torch.zeros_like(si, requires_grad=True) for si in s]
+                base = s if keep else [si.detach() for si in s]
+                phi = self.phi_drive(drive, [b + e for b, e in zip(base, eps)], y, beta)
+                h = torch.autograd.grad(phi.sum(), eps, create_graph=keep)
             for l in layers:
                 s[l] = self.activate(l, h[l] if keep else h[l].detach())
         return s
@@ -329,17 +333,61 @@ class HopfieldChain(nn.Module):
             target = gx
         return out
 
-    def id_transient(self, states, label, steps, k):
-        """For t = 0 … T2: {parameter name of block k: ∂L/∂θ} with block k re-run t steps from its free state and
-        cached input, every later block T2 steps, L = mean CE backpropagated (truncated BPTT through t steps)."""
-        named = list(self.blocks[k].named_parameters())
-        out = []
-        for t in range(steps + 1):
+    @staticmethod
+    def _step_vjp(block, x, s, s_next, lam, params):
+        """Σ over the layer groups of one asynchronous iteration s → s_next of λ_uᵀ ∂u/∂θ, u the group's new layers
+        recomputed from their (detached) inputs: the layers of earlier groups already new, the others old. (One VJP
+        of the whole iteration would count twice the paths from a layer updated first to one updated after it:
+        λ of the first already contains them.)"""
+        total, done = [torch.zeros_like(p) for p in params], set()
+        for layers in block.schedule(len(s), False):
+            inp = [(s_next[l] if l in done else s[l]).detach() for l in range(len(s))]
             with torch.enable_grad():
-                s, _ = self.rerun(states, steps, first=k, first_steps=t)
-                loss = self.blocks[-1].cost(s, self.target(label)).mean()
-                g = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
-            out.append({n: torch.zeros_like(p) if gi is None else gi for (n, p), gi in zip(named, g)})
+                u = block.dphi_ds_layers(inp, block.ff(x.detach()), None, 0.0, layers)
+                new = [block.activate(l, ul) for l, ul in zip(layers, u)]
+                g = nf._grads(new, params, grad_outputs=[lam[l] for l in layers])
+            total = [a + b for a, b in zip(total, g)]
+            done |= set(layers)
+        return total
+
+    def id_transients(self, states, label, steps):
+        """Per block k and t = 0 … T2: {parameter name: ∂L/∂θ_k through the last t steps of block k} in one re-run
+        of the chain (T2 steps per block from the free states, graph kept), one backward for the adjoints
+        λ_j = ∂L/∂s^k_j, then per step the vector-Jacobian product λ_{j+1}ᵀ ∂step(s_j, F_k(x_k); θ)/∂θ (the drive
+        recomputed, so that Conv_1 counts at every step; see _step_vjp). From a converged free state this equals re-running block
+        k for t steps only (the spec's definition, t + 1 re-runs of the downstream chain), at a fraction of the cost;
+        at t = T2 it is the ID gradient."""
+        target = self.target(label)
+        with torch.enable_grad():
+            trajs, x = [], states[0][0]
+            for k, block in enumerate(self.blocks):
+                traj = [[si.detach() for si in states[k][2]]]
+                d = block.ff(x)
+                for _ in range(steps):
+                    traj.append(block.stepper(traj[-1], d))
+                trajs.append((x, traj))
+                x = traj[-1][-1]
+            loss = self.blocks[-1].cost(traj[-1], target).mean()
+            flat = [si for _, tr in trajs for st in tr[1:] for si in st]
+            lam = nf._grads(loss, flat, retain_graph=True)
+        out, i = [], 0
+        for k, (block, (x, traj)) in enumerate(zip(self.blocks, trajs)):
+            named = list(block.named_parameters())
+            params = [p for _, p in named]
+            n = len(traj[0])
+            lam_k = [lam[i + j * n: i + (j + 1) * n] for j in range(steps)]
+            i += steps * n
+            per_step = [self._step_vjp(block, x, traj[j], traj[j + 1], lam_k[j], params) for j in range(steps)]
+            direct = [torch.zeros_like(p) for p in params]
+            if block.readout is not None:                                # θ inside the cost: the readout
+                with torch.enable_grad():
+                    direct = nf._grads(block.cost([si.detach() for si in traj[-1]], target).mean(), params)
+            trace = []
+            for t in range(steps + 1):
+                g = [dr + sum((ps[q] for ps in per_step[steps - t:]), torch.zeros_like(dr))
+                     for q, dr in enumerate(direct)]
+                trace.append({nm: gi for (nm, _), gi in zip(named, g)})
+            out.append(trace)
         return out
 
 
