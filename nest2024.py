@@ -59,7 +59,7 @@ NORMALISE = {'cifar10': ((0.4914, 0.4822, 0.4465), tuple(3 * s for s in (0.2023,
              'imagenet32': ((0.485, 0.456, 0.406), tuple(1.5 * s for s in (0.229, 0.224, 0.225))),
              # MNIST by analogy with CIFAR (its mean, 3× its std)
              'mnist5k': ((0.1307,) * 3, (3 * 0.3081,) * 3)}
-DRY_BATCH = 4
+DRY_BATCH = 2
 
 
 def claims(argv):

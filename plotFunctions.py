@@ -476,14 +476,19 @@ def plot_gdd(folder):
     rows = max(len(cur[cur['block'] == b]['layer'].unique()) for b in blocks)
     fig, axes = plt.subplots(rows, len(blocks), figsize=(2.6 * len(blocks), 2.0 * rows), squeeze=False)
     colors = plt.cm.plasma(np.linspace(0, 0.9, cur['layer'].max()))
+    offset = cur['t'].max()                           # T2: block j's backward time starts at j·T2
+    for ax in axes.flat:
+        ax.axis('off')
     for j, b in enumerate(blocks):
         for i, layer in enumerate(sorted(cur[cur['block'] == b]['layer'].unique())):
             ax = axes[i][j]
+            ax.axis('on')
             for _, g in cur[cur['layer'] == layer].groupby('element'):
-                ax.plot(g['t'] + 20 * j, g['ID'], color=colors[layer - 1], lw=2.5)
-                ax.plot(g['t'] + 20 * j, g['EP'], 'k--', lw=0.8)
+                ax.plot(g['t'] + offset * j, g['ID'], color=colors[layer - 1], lw=2.5)
+                ax.plot(g['t'] + offset * j, g['EP'], 'k--', lw=0.8)
             ax.set_title(f'layer {layer}', fontsize=8)
             ax.tick_params(labelsize=6)
+    fig.tight_layout()
     return paths + [_save(fig, folder, 'curves.png')]
 
 
