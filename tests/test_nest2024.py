@@ -188,3 +188,28 @@ def test_resume_equals_an_uninterrupted_run(small, tmp_path):
         assert torch.equal(a['model'][k], b['model'][k]), k
     assert [r['test_top1'] for r in a['history']] == [r['test_top1'] for r in b['history']]
     assert {'accuracy.png', 'wall_clock.png', 'best.pt', 'metrics.csv'} <= set(os.listdir(part))
+
+
+def _fake_batches(paths, n=2, label_key='labels', base=1):
+    import pickle
+    import numpy as np
+    for i, p in enumerate(paths):
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, 'wb') as f:
+            pickle.dump({'data': np.full((n, 3072), i, dtype=np.uint8), label_key: [base + i] * n}, f)
+
+
+@pytest.mark.parametrize('layout', ['authors', 'official'])
+def test_imagenet32_both_layouts(layout, tmp_path):
+    import data
+    root = tmp_path / 'imagenet32'
+    train = [str(root / ('out_data_train' if layout == 'authors' else '') / f'train_data_batch_{i}')
+             for i in range(1, 11)]
+    val = ([str(root / 'out_data_val' / f'train_data_batch_{i}') for i in range(1, 11)] if layout == 'authors'
+           else [str(root / 'val_data')])
+    _fake_batches(train)
+    _fake_batches(val)
+    x, y = data.load_images('imagenet32', str(tmp_path), True)
+    assert x.shape == (20, 3, 32, 32) and x.dtype == torch.uint8 and y.min() == 0 and y.max() == 9   # 1-based → 0
+    x, y = data.load_images('imagenet32', str(tmp_path), False)
+    assert len(y) == (20 if layout == 'authors' else 2)
