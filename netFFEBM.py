@@ -217,15 +217,6 @@ class HopfieldChain(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.tol, self.check_every = tol, check_every
 
-    @property
-    def T1(self):
-        return self.blocks[0].T
-
-    def set_steps(self, T1=None, T2=None):
-        for b in self.blocks:
-            b.T = b.T if T1 is None else T1
-            b.Kmax = b.Kmax if T2 is None else T2
-
     def free_phase(self, x, tol=None, steps=None):
         """Free phase block by block from zeros, without graph: [(x_k, drive_k, s_k)], and the iterations each
         block ran (T1, or fewer when the TOL criterion stops it)."""
@@ -277,36 +268,34 @@ class HopfieldChain(nn.Module):
         return currents
 
     # -- ID: truncated BPTT from the free equilibria --------------------------------------------------------------
-    def rerun(self, states, steps, x=None, first=0, first_steps=None):
-        """Blocks first … K−1 re-run with graph from their free states for `steps` iterations (`first_steps` for
-        block `first`), each fed by the differentiable output of the previous one (block `first` by x, default its
-        cached input). Returns the last block's final state and the block inputs used."""
-        x = states[first][0] if x is None else x
-        inputs = []
-        for k in range(first, len(self.blocks)):
-            block = self.blocks[k]
-            inputs.append(x)
-            s = [si.detach() for si in states[k][2]]
+    def rerun(self, states, steps):
+        """Every block re-run with graph for `steps` iterations from its free state, block 1 fed by the image and
+        block k > 1 by the differentiable output of block k − 1's re-run. Returns [(x_k, [s_0, …, s_T2])] per
+        block."""
+        x, out = states[0][0], []
+        for k, block in enumerate(self.blocks):
+            traj = [[si.detach() for si in states[k][2]]]
             d = block.ff(x)
-            for _ in range(first_steps if (k == first and first_steps is not None) else steps):
-                s = block.stepper(s, d)
-            x = s[-1]
-        return s, inputs
+            for _ in range(steps):
+                traj.append(block.stepper(traj[-1], d))
+            out.append((x, traj))
+            x = traj[-1][-1]
+        return out
 
     def id_gradients(self, states, label, steps, input_grads=False):
         """L = mean_b CE(readout(s_n), y) after the T2-step re-run of the whole chain, backpropagated (written to
         .grad). With input_grads, returns B·∂L/∂x_k for k ≥ 1 (comparable to the EP error currents)."""
         with torch.enable_grad():
-            x0 = states[0][0]
-            s, inputs = self.rerun(states, steps, x0)
-            for xi in inputs[1:]:
+            trajs = self.rerun(states, steps)
+            inputs = [x for x, _ in trajs[1:]]
+            for xi in inputs:
                 xi.retain_grad()
-            loss = self.blocks[-1].cost(s, self.target(label)).mean()
+            loss = self.blocks[-1].cost(trajs[-1][1][-1], self.target(label)).mean()
             for p in self.parameters():
                 p.grad = None
             loss.backward()
         if input_grads:
-            return loss.detach(), [xi.grad * xi.shape[0] for xi in inputs[1:]]
+            return loss.detach(), [xi.grad * xi.shape[0] for xi in inputs]
         return loss.detach()
 
 
@@ -354,24 +343,17 @@ class HopfieldChain(nn.Module):
         """Per block k and t = 0 … T2: {parameter name: ∂L/∂θ_k through the last t steps of block k} in one re-run
         of the chain (T2 steps per block from the free states, graph kept), one backward for the adjoints
         λ_j = ∂L/∂s^k_j, then per step the vector-Jacobian product λ_{j+1}ᵀ ∂step(s_j, F_k(x_k); θ)/∂θ (the drive
-        recomputed, so that Conv_1 counts at every step; see _step_vjp). From a converged free state this equals re-running block
-        k for t steps only (the spec's definition, t + 1 re-runs of the downstream chain), at a fraction of the cost;
-        at t = T2 it is the ID gradient."""
+        recomputed, so that Conv_1 counts at every step; see _step_vjp). From a converged free state this equals
+        re-running block k for t steps only (the spec's definition, t + 1 re-runs of the downstream chain), at a
+        fraction of the cost; at t = T2 it is the ID gradient."""
         target = self.target(label)
         with torch.enable_grad():
-            trajs, x = [], states[0][0]
-            for k, block in enumerate(self.blocks):
-                traj = [[si.detach() for si in states[k][2]]]
-                d = block.ff(x)
-                for _ in range(steps):
-                    traj.append(block.stepper(traj[-1], d))
-                trajs.append((x, traj))
-                x = traj[-1][-1]
-            loss = self.blocks[-1].cost(traj[-1], target).mean()
+            trajs = self.rerun(states, steps)
+            loss = self.blocks[-1].cost(trajs[-1][1][-1], target).mean()
             flat = [si for _, tr in trajs for st in tr[1:] for si in st]
             lam = nf._grads(loss, flat, retain_graph=True)
         out, i = [], 0
-        for k, (block, (x, traj)) in enumerate(zip(self.blocks, trajs)):
+        for block, (x, traj) in zip(self.blocks, trajs):
             named = list(block.named_parameters())
             params = [p for _, p in named]
             n = len(traj[0])
