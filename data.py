@@ -207,3 +207,70 @@ class Batches:
                 idx = order[sl]
                 x, y = self.x[idx], self.y[idx]
             yield (x if self.transform is None else self.transform(x, self.generator)), y
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Nest & Ernoult 2024: CIFAR-10/100 and ImageNet32 as uint8 tensors (N, 3, 32, 32), normalised per mini-batch
+
+def _unpickle(path):
+    import pickle
+    with open(path, 'rb') as f:
+        return pickle.load(f, encoding='latin1')
+
+
+def _stack(paths, label_keys=('labels', 'fine_labels'), one_based=False):
+    xs, ys = [], []
+    for p in paths:
+        d = _unpickle(p)
+        xs.append(np.asarray(d['data'], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.append(np.asarray(next(d[k] for k in label_keys if k in d), dtype=np.int64) - int(one_based))
+    return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+
+def load_cifar100(root, train):
+    """cifar-100-python/{train,test} (fine labels)."""
+    name = 'train' if train else 'test'
+    for folder in (os.path.join(root, 'cifar-100-python'), os.path.join(root, 'CIFAR100', 'cifar-100-python'), root):
+        if os.path.isfile(os.path.join(folder, name)):
+            return _stack([os.path.join(folder, name)], ('fine_labels', 'labels'))
+    raise DataError(f'CIFAR-100 not found under --data-root {os.path.abspath(root)}: expected '
+                    f'cifar-100-python/{name} (the python version of CIFAR-100, extracted there)')
+
+
+IMAGENET32_TRAIN = [f'train_data_batch_{i}' for i in range(1, 11)]
+
+
+def _imagenet32_layouts(root):
+    """(train files, val files) of the two layouts: the authors' archive (out_data_train/ and out_data_val/, both
+    named train_data_batch_1..10) and the official Downsampled ImageNet 32×32 (train_data_batch_1..10 and val_data,
+    side by side or in Imagenet32_train/ and Imagenet32_val/)."""
+    out = []
+    for base in (os.path.join(root, 'imagenet32'), os.path.join(root, 'imagenet32', 'imagenet32'), root):
+        out.append(([os.path.join(base, 'out_data_train', n) for n in IMAGENET32_TRAIN],
+                    [os.path.join(base, 'out_data_val', n) for n in IMAGENET32_TRAIN]))
+        out.append(([os.path.join(base, n) for n in IMAGENET32_TRAIN], [os.path.join(base, 'val_data')]))
+        out.append(([os.path.join(base, 'Imagenet32_train', n) for n in IMAGENET32_TRAIN],
+                    [os.path.join(base, 'Imagenet32_val', 'val_data')]))
+    return out
+
+
+def load_imagenet32(root, train):
+    """ImageNet32 (1,000 classes; labels 1-based in the files, 0-based here)."""
+    for tr, va in _imagenet32_layouts(root):
+        paths = tr if train else va
+        if all(os.path.isfile(p) for p in paths):
+            return _stack(paths, one_based=True)
+    raise DataError(f'ImageNet32 not found under --data-root {os.path.abspath(root)}: expected imagenet32/ holding '
+                    f'either out_data_train/ and out_data_val/ with train_data_batch_1..10 each (the authors\' '
+                    f'archive) or train_data_batch_1..10 and val_data (the official Downsampled ImageNet 32x32)')
+
+
+def load_images(name, root, train):
+    """(uint8 images (N, 3, 32, 32), int64 labels) of cifar10, cifar100 or imagenet32."""
+    if name == 'cifar10':
+        got = _cifar_pickles(root, train)
+        if got is None:
+            raise DataError(f'CIFAR-10 not found under --data-root {os.path.abspath(root)}: expected '
+                            f'cifar-10-batches-py/ with data_batch_1..5 and test_batch (the python version)')
+        return got
+    return load_cifar100(root, train) if name == 'cifar100' else load_imagenet32(root, train)

@@ -183,3 +183,35 @@ def ep(name, beta, T=None, K=None, generator=None):
     if name == 'random-sign':
         return RandomSign(beta, T, K, generator)
     return NAMED[name](beta, T, K)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Chains of EP blocks (Nest & Ernoult 2024, netFFEBM.HopfieldChain): EP inside the blocks, backprop between them
+
+class ChainEP:
+    """Free phase block by block (T1, or the TOL criterion), then for blocks K … 1 centered ±β nudged phases of
+    T2 steps, the block gradient by the Φ difference and the error current sent upstream (HopfieldChain.ep_gradients).
+    Returns (free-phase logits, mean cross-entropy of the free phase)."""
+
+    def __init__(self, beta, T2):
+        self.beta, self.T2 = beta, T2
+
+    def __call__(self, chain, x, label):
+        states, _ = chain.free_phase(x)
+        chain.ep_gradients(states, label, self.beta, self.T2)
+        logits = chain.blocks[-1].logits(states[-1][2])
+        return logits, chain.blocks[-1].cost(states[-1][2], chain.target(label)).mean()
+
+
+class ChainID:
+    """ID: the same free phase, then T2 steps of every block re-run with autograd from the free equilibria, each fed
+    by the differentiable output of the one before, and L = mean CE backpropagated (HopfieldChain.id_gradients).
+    Returns (free-phase logits, L of the re-run)."""
+
+    def __init__(self, T2):
+        self.T2 = T2
+
+    def __call__(self, chain, x, label):
+        states, _ = chain.free_phase(x)
+        loss = chain.id_gradients(states, label, self.T2)
+        return chain.blocks[-1].logits(states[-1][2]), loss

@@ -14,6 +14,7 @@ import ernoult2019
 import eplcanet
 import laborieux2021
 import laydevant2021
+import nest2024
 import trainer
 
 # Each paper module has FLAGS (the flags only it uses), add_args(parser) and run(args, argv).
@@ -183,6 +184,8 @@ def resolve(argv, parser):
 def main(argv=None):
     given = sys.argv[1:] if argv is None else list(argv)
     try:
+        if nest2024.claims(given):                 # Hydra command lines (--config-name=…) of Nest & Ernoult 2024
+            return nest2024.main(given)
         parser = build_parser()
         args, argv = resolve(given, parser)
         args.argv_given = given                     # what this command said (a resume appends it to its folder)

@@ -301,3 +301,31 @@ def receipe(net, draw_batch, n_trials=20):
             if k.endswith('weight'):
                 stats.setdefault(k, []).append(sign_agreement(n_k.sum(0), d_k.sum(0)))
     return {k: torch.tensor(v) for k, v in stats.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Relaxation with a convergence criterion (Nest & Ernoult 2024, TOL)
+
+def converged(prev, s, tol):
+    """(1/n) Σ_l ‖s_l − prev_l‖_F / max(‖prev_l‖_F, 1e−6) < tol, norms over each layer's whole batch tensor (a
+    device tensor: the caller decides when to read it)."""
+    r = torch.stack([(a - b).norm() / b.norm().clamp_min(1e-6) for a, b in zip(s, prev)])
+    return r.mean() < tol
+
+
+def relax_tol(net, s, drive, steps, tol=None, every=10, y=None, beta=0.0):
+    """Up to `steps` closed-form steps; with tol, stop after the first step i (a multiple of `every`, or `steps`)
+    whose change from step i − 1 meets the criterion. The criterion is read on the host once per `every` steps, not
+    every step. Returns (state, steps run)."""
+    if tol is None:
+        return relax(net, None, s, y, beta, steps, drive), steps
+    done = 0
+    while done < steps:
+        k = min(every, steps - done)
+        for _ in range(k - 1):
+            s = net.stepper(s, drive, y, beta)
+        prev, s = s, net.stepper(s, drive, y, beta)
+        done += k
+        if converged(prev, s, tol):
+            break
+    return s, done

@@ -427,6 +427,70 @@ def plot_corruptions(folder):
     return [_save(fig, folder, 'corruptions.png')]
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Nest & Ernoult 2024 (ff-EBMs): accuracy and wall-clock curves; GDD bars and transients
+
+def plot_ffebm(folder):
+    """accuracy.png: top-1 / top-5 train and test vs epoch; wall_clock.png: test top-1 vs cumulative seconds."""
+    df = pd.read_csv(os.path.join(folder, 'metrics.csv'))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for col, style in (('train_top1', 'o-'), ('test_top1', 's-'), ('train_top5', 'o:'), ('test_top5', 's:')):
+        ax.plot(df['epoch'], df[col], style, label=col.replace('_', ' '))
+    ax.set_xlabel('epoch')
+    ax.set_ylabel('accuracy (%)')
+    ax.set_title(f'best test top-1 {df["test_top1"].max():.2f} %')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    paths = [_save(fig, folder, 'accuracy.png')]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(df['seconds'], df['test_top1'], 's-', label='test top-1')
+    ax.plot(df['seconds'], df['train_top1'], 'o-', label='train top-1')
+    ax.set_xlabel('wall-clock time (s, cumulative)')
+    ax.set_ylabel('accuracy (%)')
+    ax.set_title(f'{df["epoch_seconds"].mean():.1f} s per epoch')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return paths + [_save(fig, folder, 'wall_clock.png')]
+
+
+def plot_gdd(folder):
+    """bars.png: per-layer cos∠(ĝ^EP, ĝ^ID) at t = T2 (error bars over batches × seeds when present);
+    curves.png: one column per block, one row per weight layer of the block, ID thick coloured, EP dashed black,
+    against the backward time t (offset per block)."""
+    bars = pd.read_csv(os.path.join(folder, 'bars.csv'))
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(bars)), 4))
+    ax.bar(bars['layer'], bars['cosine'], yerr=bars['cosine_std'] if (bars['n'] > 1).any() else None,
+           color=plt.cm.plasma(np.linspace(0, 0.9, len(bars))), capsize=3)
+    ax.set_xticks(bars['layer'])
+    ax.set_xticklabels([f'Layer {i}' for i in bars['layer']], rotation=60)
+    ax.set_ylabel(r'cos$\angle(\hat g^{EP}, \hat g^{ID})$')
+    ax.set_ylim(min(0.0, bars['cosine'].min() - 0.05), 1.02)
+    ax.grid(alpha=0.3, axis='y')
+    paths = [_save(fig, folder, 'bars.png')]
+    path = os.path.join(folder, 'curves.csv')
+    if not os.path.exists(path) or os.path.getsize(path) < 2:
+        return paths
+    cur = pd.read_csv(path)
+    blocks = sorted(cur['block'].unique())
+    rows = max(len(cur[cur['block'] == b]['layer'].unique()) for b in blocks)
+    fig, axes = plt.subplots(rows, len(blocks), figsize=(2.6 * len(blocks), 2.0 * rows), squeeze=False)
+    colors = plt.cm.plasma(np.linspace(0, 0.9, cur['layer'].max()))
+    offset = cur['t'].max()                           # T2: block j's backward time starts at j·T2
+    for ax in axes.flat:
+        ax.axis('off')
+    for j, b in enumerate(blocks):
+        for i, layer in enumerate(sorted(cur[cur['block'] == b]['layer'].unique())):
+            ax = axes[i][j]
+            ax.axis('on')
+            for _, g in cur[cur['layer'] == layer].groupby('element'):
+                ax.plot(g['t'] + offset * j, g['ID'], color=colors[layer - 1], lw=2.5)
+                ax.plot(g['t'] + offset * j, g['EP'], 'k--', lw=0.8)
+            ax.set_title(f'layer {layer}', fontsize=8)
+            ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    return paths + [_save(fig, folder, 'curves.png')]
+
+
 def plot_folder(folder='.', show=False):
     """Draw every figure whose data the folder holds; returns the PNG paths."""
     paths = []
@@ -436,10 +500,14 @@ def plot_folder(folder='.', show=False):
         cols = pd.read_csv(os.path.join(folder, 'metrics.csv'), nrows=1).columns
         if 'method' in cols:
             paths += plot_results(folder)
+        elif 'test_top1' in cols:
+            paths += plot_ffebm(folder)
         elif 'train_sparsity' in cols:
             paths += plot_acc(folder, 'accuracy.png') + plot_lca_metrics(folder)
         else:
             paths += plot_acc(folder)
+    if os.path.exists(os.path.join(folder, 'bars.csv')):
+        paths += plot_gdd(folder)
     if os.path.exists(os.path.join(folder, 'neural_activity.pt')):
         paths += plot_neural_activity(folder)
     if os.path.exists(os.path.join(folder, 'gdu_laborieux.pt')):

@@ -1,0 +1,539 @@
+"""Nest & Ernoult 2024, "Towards training digitally-tied analog blocks via hybrid gradient computation": ff-EBMs
+(netFFEBM.py) trained with EP inside the blocks and backprop between them, or with ID (truncated BPTT from the free
+equilibria); static gradient analysis (GDD).
+
+Command line: `python main.py --config-name=<top-level config> [group=option …] [key=value …] [+key=value …]`, composed
+by Hydra's compose API over configs/ (groups model/, data/, algorithm/, trainer/). Suite flags that may appear
+anywhere on the line: --dry-run, --results-dir, --data-root, --seed, --device, --threads, --load-path. Results go to
+<results-dir>/ffebm/<config-name>/<date>/<time>/.
+
+Quirks of the original (spec §B11) and what this suite does:
+ 1. seed 0 meant unseeded: every run is seeded (trainer.seed, or drawn and written to config.yaml).
+ 2. CIFAR's test loader dropped the last partial batch: every test image is scored (the training split drops its
+    last partial batch, as the original).
+ 3. checkpoints only with a logger, `best` never updated, resume restarting at epoch 0: checkpoint.tar every epoch,
+    best.pt at the best test top-1, --load-path continues the epoch count (trainer.epochs then counts epochs to add).
+ 4. splitting_small*.yaml defaulted to the large model: they default to splitting_small_1block.
+ 5. algorithm/bp.yaml named an unregistered algorithm: not shipped (ep and bptt only).
+ 6. splitting_large_sota3's activation was a string: the config, unused, is not shipped.
+ 7. scaling_large's 258-channel layer: kept (it is what ran), said in its config.
+ 8. ImageNet32 val read train_data_batch_* names: both that layout and the official val_data are read.
+ 9. gdown md5=: nothing is downloaded; an absent dataset names the folder and the expected files.
+10. the autograd stepper's δ-nudge sign: one Cost (ErrorCurrent) gives both Φ and the closed-form force.
+11. BN running statistics updated at every stepper call and Φ evaluation: once per block and mini-batch (free phase).
+12. GDD's BPTT pass re-cached the block inputs used by EP: both use the free-phase inputs.
+13. harmless indexing slip in the BPTT-detailed loop: not reproduced.
+14. tolerance silently off before a496fc3: model.config.tol is applied whenever set.
+"""
+import datetime
+import os
+import shlex
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+import data
+import estimators
+import plotFunctions
+import results
+import trainer
+from cli import UsageError, dry_cap, pick_device, say, seed_everything
+from netFFEBM import HopfieldChain, blocks_from_config
+
+NAME = 'nest2024'
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
+CONFIG_NAMES = ('gdd', 'splitting_small', 'splitting_small_TOL', 'splitting_large', 'splitting_large_TOL',
+                'scaling_small', 'scaling_large')
+# suite flags this paper reads (with a value, except --dry-run) and the config key a flag sets
+SUITE_FLAGS = {'--dry-run': None, '--results-dir': 'results_dir', '--data-root': 'data_root', '--seed': 'seed',
+               '--device': 'device', '--threads': 'threads', '--load-path': 'load_path', '--config-name': 'config_name'}
+NORMALISE = {'cifar10': ((0.4914, 0.4822, 0.4465), tuple(3 * s for s in (0.2023, 0.1994, 0.2010))),
+             'cifar100': ((0.4914, 0.4822, 0.4465), tuple(3 * s for s in (0.2023, 0.1994, 0.2010))),
+             'imagenet32': ((0.485, 0.456, 0.406), tuple(1.5 * s for s in (0.229, 0.224, 0.225))),
+             # MNIST by analogy with CIFAR (its mean, 3× its std)
+             'mnist5k': ((0.1307,) * 3, (3 * 0.3081,) * 3)}
+DRY_BATCH = 2
+
+
+def claims(argv):
+    """A command line of this paper: it names a Hydra config, or resumes (--load-path) a folder holding a
+    config.yaml of this paper's runs."""
+    if any(a == '--config-name' or a.startswith('--config-name=') for a in argv):
+        return True
+    for i, a in enumerate(argv):
+        path = a.split('=', 1)[1] if a.startswith('--load-path=') else (
+            argv[i + 1] if a == '--load-path' and i + 1 < len(argv) else None)
+        if path and os.path.isfile(os.path.join(path, 'config.yaml')):
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command line → composed config → typed run config
+
+def split_argv(argv):
+    """(suite flag values by name, Hydra overrides). Suite flags may appear anywhere; any other '-…' is an error."""
+    flags, overrides, i = {}, [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith('-'):
+            name, eq, val = a.partition('=')
+            if name not in SUITE_FLAGS:
+                raise UsageError(f'{name}: not a flag of the Nest & Ernoult 2024 commands (they take Hydra overrides '
+                                 f'key=value, and the suite flags {", ".join(SUITE_FLAGS)})')
+            if SUITE_FLAGS[name] is None:
+                flags['dry_run'] = True
+            else:
+                if not eq:
+                    if i + 1 >= len(argv):
+                        raise UsageError(f'{name}: expected a value')
+                    i += 1
+                    val = argv[i]
+                flags[SUITE_FLAGS[name]] = val
+        else:
+            overrides.append(a)
+        i += 1
+    return flags, overrides
+
+
+def _int_flag(flags, key):
+    if flags.get(key) is None:
+        return None
+    try:
+        return int(flags[key])
+    except ValueError:
+        raise UsageError(f'--{key.replace("_", "-")} {flags[key]}: expected an integer')
+
+
+def merge_overrides(*lists):
+    """Override lists in order, a later value of the same key replacing an earlier one (resume: saved, then new)."""
+    out = {}
+    for lst in lists:
+        for o in lst:
+            out[o.split('=', 1)[0].lstrip('+~')] = o
+    return list(out.values())
+
+
+def compose_config(name, overrides):
+    if name not in CONFIG_NAMES:
+        raise UsageError(f'--config-name={name}: no such configuration (choose {", ".join(CONFIG_NAMES)})')
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base='1.3'):
+            return compose(config_name=name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        msg = ' '.join(str(e).split())
+        raise UsageError(f'{" ".join(overrides)}: {msg[:300]}')
+
+
+def _get(cfg, key, kind, lo=None, choices=None, nonzero=False, optional=False):
+    """A typed config value: int, float (ints accepted), bool or str; None only when optional."""
+    v = OmegaConf.select(cfg, key)
+    if v is None and optional:
+        return None
+    ok = {'int': isinstance(v, int) and not isinstance(v, bool),
+          'float': isinstance(v, (int, float)) and not isinstance(v, bool),
+          'bool': isinstance(v, bool), 'str': isinstance(v, str)}[kind]
+    if not ok:
+        raise UsageError(f'{key}={v}: expected {"an" if kind == "int" else "a"} {kind}'
+                         f'{" or null" if optional else ""}')
+    if choices is not None and v not in choices:
+        raise UsageError(f'{key}={v}: choose one of {", ".join(map(str, choices))}')
+    if lo is not None and v < lo:
+        raise UsageError(f'{key}={v}: must be at least {lo}')
+    if nonzero and v == 0:
+        raise UsageError(f'{key}={v}: must be non-zero')
+    return float(v) if kind == 'float' else v
+
+
+@dataclass
+class Run:
+    """The validated run configuration."""
+    config_name: str
+    exp_type: str
+    blocks: list
+    T1: int
+    T2: int
+    slope: float
+    tol: float
+    check_every: int
+    V: float
+    asynchronous: bool
+    use_autograd: bool
+    algorithm: str
+    beta: float
+    dataset: str
+    batch_size: int
+    num_classes: int
+    epochs: int
+    lr: float
+    weight_decay: float
+    T_max: int
+    eta_min: float
+    device: int
+    seed: int
+    limit_batches: int = None
+    gdd: dict = field(default_factory=dict)
+    dry_run: bool = False
+    results_dir: str = 'results'
+    data_root: str = './data'
+    load_path: str = ''
+
+
+def check_blocks(blocks):
+    out = []
+    for i, b in enumerate(blocks):
+        where = f'model.config.blocks[{i}]'
+        ch, pools = list(b.get('channels', [])), str(b.get('pools', ''))
+        if len(ch) < 2 or not all(isinstance(c, int) and c >= 1 for c in ch):
+            raise UsageError(f'{where}.channels={ch}: give the input channels then one positive count per conv')
+        if len(pools) != len(ch) - 1 or set(pools) - set('ms-'):
+            raise UsageError(f'{where}.pools={pools}: one letter per conv (m: 2×2 max-pool, s or -: none)')
+        if b.get('norm', 'bn') not in ('bn', '-'):
+            raise UsageError(f'{where}.norm={b.get("norm")}: bn or "-"')
+        fc = list(b.get('fc', []) or [])
+        if not all(isinstance(f, int) and f >= 1 for f in fc):
+            raise UsageError(f'{where}.fc={fc}: positive layer sizes')
+        out.append(dict(channels=ch, pools=pools, norm=b.get('norm', 'bn') == 'bn', fc=fc,
+                        clamp_last=bool(b.get('clamp_last', False))))
+    if not out:
+        raise UsageError('model.config.blocks: give at least one block')
+    for i in range(1, len(out)):
+        if out[i]['channels'][0] != out[i - 1]['channels'][-1] or out[i - 1]['fc']:
+            raise UsageError(f'model.config.blocks[{i}]: its input channels ({out[i]["channels"][0]}) must be the '
+                             f'last channels of block {i - 1} ({out[i - 1]["channels"][-1]}), and only the last '
+                             f'block may have fc layers')
+    return out
+
+
+def to_run(cfg, name, flags):
+    """Validate the composed config into a Run (every failure is one UsageError line)."""
+    m = 'model.config.'
+    for key, want in ((m + 'readout', True), (m + 'norm_pool', False), (m + 'neurons', 'zeros'),
+                      (m + 'weights', 'goe'), ('model.name', 'vgg'), ('trainer.criterion', 'cross_entropy')):
+        if OmegaConf.select(cfg, key) != want:
+            raise UsageError(f'{key}={OmegaConf.select(cfg, key)}: only {want} is implemented (every published '
+                             f'config uses it)')
+    seed = _int_flag(flags, 'seed')
+    device = _int_flag(flags, 'device')
+    run = Run(config_name=name, exp_type=_get(cfg, 'exp_type', 'str', choices=('training', 'gdd')),
+              blocks=check_blocks(OmegaConf.to_container(cfg.model.config.blocks)),
+              T1=_get(cfg, m + 'T1', 'int', 1), T2=_get(cfg, 'algorithm.config.T2', 'int', 1),
+              slope=_get(cfg, m + 'activation', 'float', nonzero=True),
+              tol=_get(cfg, m + 'tol', 'float', 0, optional=True),
+              check_every=_get(cfg, m + 'tol_check_every', 'int', 1), V=_get(cfg, m + 'V', 'float', 0),
+              asynchronous=_get(cfg, m + 'asynchronous', 'bool'), use_autograd=_get(cfg, m + 'use_autograd', 'bool'),
+              algorithm=_get(cfg, 'algorithm.name', 'str', choices=('ep', 'bptt')),
+              beta=_get(cfg, 'algorithm.config.beta', 'float', nonzero=True),
+              dataset=_get(cfg, 'data.name', 'str', choices=('cifar10', 'cifar100', 'imagenet32', 'mnist5k')),
+              batch_size=_get(cfg, 'data.config.batch_size', 'int', 1),
+              num_classes=_get(cfg, 'data.config.num_classes', 'int', 2),
+              epochs=_get(cfg, 'trainer.epochs', 'int', 1), lr=_get(cfg, 'trainer.lr', 'float', 0),
+              weight_decay=_get(cfg, 'trainer.weight_decay', 'float', 0), T_max=_get(cfg, 'trainer.T_max', 'int', 1),
+              eta_min=_get(cfg, 'trainer.eta_min', 'float', 0),
+              device=device if device is not None else _get(cfg, 'trainer.device', 'int', -1, optional=True),
+              seed=seed if seed is not None else _get(cfg, 'trainer.seed', 'int', 0, optional=True),
+              dry_run=flags.get('dry_run', False), results_dir=flags.get('results_dir', 'results'),
+              data_root=flags.get('data_root', './data'), load_path=flags.get('load_path', ''))
+    run.limit_batches = _get(cfg, 'trainer.limit_batches', 'int', 1, optional=True)
+    if _get(cfg, 'data.config.input_size', 'int') != 32:
+        raise UsageError('data.config.input_size: the models take 32×32 images')
+    if run.exp_type == 'gdd':
+        run.gdd = {k: _get(cfg, f'gdd.{k}', 'int', 1 if k != 'curves' else 0) for k in ('batches', 'seeds', 'curves')}
+    if run.dry_run:
+        run.T1, run.T2 = dry_cap(run.T1, run.T2)
+        run.epochs, run.batch_size = 1, min(run.batch_size, DRY_BATCH)
+        run.gdd = {**run.gdd, 'batches': 1, 'seeds': 1}
+    return run
+
+
+def saved_command(folder):
+    """(config name, overrides) of a run folder: its first command line, then every resume line, merged."""
+    path = trainer.hyper_file_of(folder)
+    if path is None:
+        raise UsageError(f'--load-path {folder}: no hyperparameters.txt in that folder; give a run folder of this '
+                         f'suite')
+    name, lists = None, []
+    with open(path) as f:
+        for line in f:
+            if line.startswith('python main.py '):
+                flags, ov = split_argv(shlex.split(line)[2:])
+                name = name or flags.get('config_name')
+                lists.append(ov)
+    return name, merge_overrides(*lists)
+
+
+def resolve(argv):
+    """(Run, composed config, overrides) of a command line (with --load-path: the run's saved overrides first)."""
+    flags, overrides = split_argv(argv)
+    name = flags.get('config_name')
+    if flags.get('load_path'):
+        saved_name, saved = saved_command(flags['load_path'])
+        if name not in (None, saved_name):
+            raise UsageError(f'--config-name={name}: {flags["load_path"]} is a {saved_name} run')
+        name, overrides = saved_name, merge_overrides(saved, overrides)
+    cfg = compose_config(name, overrides)
+    return to_run(cfg, name, flags), cfg, overrides
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model, data
+
+def build_chain(run, device):
+    chain = HopfieldChain(blocks_from_config(run.blocks, 32, run.num_classes, run.slope, run.T1, run.T2, run.beta,
+                                             run.V, run.asynchronous, run.use_autograd), run.tol, run.check_every)
+    return chain.to(device)
+
+
+def mnist_images(train):
+    """The embedded digits padded to 32×32 and repeated to 3 channels (uint8), so that every model config runs."""
+    x, y = data.load_mnist5k(train)
+    x = F.pad((x * 255).round().to(torch.uint8), (2, 2, 2, 2)).repeat(1, 3, 1, 1)
+    return x, y
+
+
+def load_split(run, train):
+    """(uint8 images, labels) of a split; --dry-run falls back to synthetic images when the files are absent."""
+    if run.dataset == 'mnist5k':
+        return mnist_images(train)
+    try:
+        return data.load_images(run.dataset, run.data_root, train)
+    except data.DataError:
+        if not run.dry_run:
+            raise
+        x, y = data.synthetic((3, 32, 32), 16, run.num_classes, seed=int(train))
+        say(f'dry run: no {run.dataset} data under {run.data_root}; synthesised {"train" if train else "test"} '
+            f'images {tuple(x.shape)} and labels in 0..{run.num_classes - 1}')
+        return (x * 255).to(torch.uint8), y
+
+
+def transform(run, augment):
+    """uint8 → [0, 1] → the dataset's normalisation → (training, CIFAR/ImageNet32) random flip and 4-pixel edge crop."""
+    mean, std = NORMALISE[run.dataset]
+
+    def f(x, generator=None):
+        x = data.normalize(x.float() / 255, mean, std).to(x.device)
+        return data.augment(x, generator) if augment and run.dataset != 'mnist5k' else x
+    return f
+
+
+def batches(run, train, device, gen):
+    x, y = load_split(run, train)
+    n_batches = max(len(y) // run.batch_size, 1) if train else None          # train: drop the last partial batch
+    cap = 1 if run.dry_run else run.limit_batches
+    if cap is not None:
+        n_batches = cap if n_batches is None else min(n_batches, cap)
+    return data.Batches(x, y, run.batch_size, train, False, device, gen, n_batches, transform(run, train))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training
+
+def topk_counts(logits, label):
+    """(top-1 hits, top-5 hits) as device tensors."""
+    top = logits.topk(min(5, logits.shape[1]), 1).indices
+    hit = top == label.view(-1, 1)
+    return hit[:, 0].sum(), hit.any(1).sum()
+
+
+def train_epoch(chain, opt, train_b, est):
+    chain.train()
+    dev = next(chain.parameters()).device
+    tot = torch.zeros(3, device=dev, dtype=torch.float64)
+    seen = 0
+    for x, label in trainer.progress(train_b, 'train'):
+        logits, loss = est(chain, x, label)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        t1, t5 = topk_counts(logits, label)
+        tot += torch.stack([t1.double(), t5.double(), loss.double() * len(label)])
+        seen += len(label)
+    t = (tot / max(seen, 1)).tolist()                                # one host read per epoch
+    return {'train_top1': 100 * t[0], 'train_top5': 100 * t[1], 'train_loss': t[2]}
+
+
+def evaluate(chain, test_b):
+    """Top-1/top-5 and mean CE at the free equilibrium (eval mode: BN running statistics; TOL if set)."""
+    chain.eval()
+    dev = next(chain.parameters()).device
+    tot = torch.zeros(3, device=dev, dtype=torch.float64)
+    seen = 0
+    with torch.no_grad():
+        for x, label in test_b:
+            logits = chain(x)
+            t1, t5 = topk_counts(logits, label)
+            tot += torch.stack([t1.double(), t5.double(), F.cross_entropy(logits, label, reduction='sum').double()])
+            seen += len(label)
+    t = (tot / max(seen, 1)).tolist()
+    return {'test_top1': 100 * t[0], 'test_top5': 100 * t[1], 'test_loss': t[2]}
+
+
+def run_folder(run):
+    now = datetime.datetime.now()
+    root = os.path.join(run.results_dir, 'ffebm', run.config_name, now.strftime('%Y-%m-%d'))
+    return results.claim_dir(os.path.join(root, now.strftime('%H-%M-%S')))
+
+
+def write_config(folder, argv, cfg, run):
+    """config.yaml (the command line first, then the resolved config with the seed used) and hyperparameters.txt."""
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.trainer.seed = run.seed
+    results.write_text(os.path.join(folder, 'config.yaml'),
+                       f'# {results.command_line(argv)}\n{OmegaConf.to_yaml(cfg, resolve=True)}')
+    flat = pd.json_normalize(OmegaConf.to_container(cfg, resolve=True), sep='.').iloc[0].to_dict()
+    results.write_hyperparameters(folder, argv, [(k, v) for k, v in flat.items()])
+
+
+def train(run, cfg, argv):
+    device = pick_device(run.device)
+    run.seed = seed_everything(run.seed)
+    gen = torch.Generator().manual_seed(run.seed)
+    train_b, test_b = batches(run, True, device, gen), batches(run, False, device, gen)
+    chain = build_chain(run, device)
+    opt = torch.optim.Adam(chain.parameters(), lr=run.lr, weight_decay=run.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, run.T_max, run.eta_min)
+    est = estimators.ChainEP(run.beta, run.T2) if run.algorithm == 'ep' else estimators.ChainID(run.T2)
+    history, best = [], {'top1': -1.0}
+    if run.load_path:
+        folder = run.load_path
+        history, best['top1'] = resume(folder, chain, opt, sched, gen)
+        trainer.note_resume(folder, argv)
+    else:
+        folder = run_folder(run)
+        write_config(folder, argv, cfg, run)
+        results.copy_plot_script(folder)
+    say(f'results: {folder}')
+
+    def run_epoch(epoch):
+        row = {**train_epoch(chain, opt, train_b, est), **evaluate(chain, test_b), 'lr': opt.param_groups[0]['lr']}
+        sched.step()
+        say(f'epoch {epoch}: train top-1 {row["train_top1"]:.2f} %, test top-1 {row["test_top1"]:.2f} % '
+            f'(top-5 {row["test_top5"]:.2f} %), loss {row["train_loss"]:.4f}')
+        return row
+
+    def save(rows):
+        if rows and rows[-1]['test_top1'] > best['top1']:
+            best['top1'] = rows[-1]['test_top1']
+            results.save({'model': chain.state_dict(), 'epoch': rows[-1]['epoch']}, os.path.join(folder, 'best.pt'))
+        results.save({'epoch': rows[-1]['epoch'] if rows else 0, 'model': chain.state_dict(),
+                      'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(), 'history': rows,
+                      'best_top1': best['top1'], 'generator': gen.get_state(), 'torch_rng': torch.get_rng_state()},
+                     os.path.join(folder, 'checkpoint.tar'))
+        if rows:
+            results.write_csv(os.path.join(folder, 'metrics.csv'), pd.DataFrame(rows))
+
+    trainer.fit(folder, run.epochs, history, run_epoch, save, chain.parameters())
+    plotFunctions.plot_folder(folder)
+    return folder
+
+
+def resume(folder, chain, opt, sched, gen):
+    path = os.path.join(folder, 'checkpoint.tar')
+    ck = trainer.load(path, ('model', 'optimizer', 'scheduler', 'history', 'generator'),
+                      'a checkpoint.tar of a Nest & Ernoult 2024 training run')
+    trainer.load_state(chain, ck['model'], path)
+    trainer.load_optimizer(opt, ck['optimizer'], path)
+    sched.load_state_dict(ck['scheduler'])
+    gen.set_state(ck['generator'])
+    torch.set_rng_state(ck['torch_rng'])
+    return ck['history'], ck.get('best_top1', -1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GDD: static gradient analysis
+
+def weight_layers(chain):
+    """[(layer number, block, parameter name, tensor)] of every conv / fc weight (no bias, BN or readout)."""
+    out = []
+    for k, block in enumerate(chain.blocks):
+        named = dict(block.named_parameters())
+        for n in block.weight_names():
+            out.append((len(out) + 1, k + 1, f'blocks.{k}.{n}', named[n]))
+    return out
+
+
+def cosine(a, b):
+    a, b = a.double().flatten(), b.double().flatten()          # float64: 16M-element layers
+    return (a @ b / (a.norm() * b.norm()).clamp_min(1e-300)).item()
+
+
+def gdd_cosines(chain, x, label, run):
+    """Per weight layer: cos(ĝ_EP, ĝ_ID) at t = T2, both from the same free equilibria."""
+    states, _ = chain.free_phase(x)
+    layers = weight_layers(chain)
+    chain.id_gradients(states, label, run.T2)
+    g_id = [p.grad.clone() for _, _, _, p in layers]
+    chain.ep_gradients(states, label, run.beta, run.T2)
+    return [cosine(p.grad, g) for (_, _, _, p), g in zip(layers, g_id)]
+
+
+def gdd_curves(chain, x, label, run, gen):
+    """Per-step transients of `curves` random elements of every weight layer: ID (block run t steps, then every later
+    block T2 steps, backprop) and EP (the Φ-difference estimate from the states after t nudged steps)."""
+    states, _ = chain.free_phase(x)
+    layers = weight_layers(chain)
+    rows = []
+    ep = chain.ep_transients(states, label, run.beta, run.T2)
+    id_ = chain.id_transients(states, label, run.T2)
+    for idx, k, name, p in layers:
+        pick = torch.randint(0, p.numel(), (run.gdd['curves'],), generator=gen)
+        pname = name.split('.', 2)[2]
+        id_t = [g[pname] for g in id_[k - 1]]
+        for t in range(run.T2 + 1):
+            for e, j in enumerate(pick.tolist()):
+                rows.append({'layer': idx, 'block': k, 'element': e, 't': t,
+                             'ID': id_t[t].flatten()[j].item(), 'EP': ep[k - 1][t][pname].flatten()[j].item()})
+    return rows
+
+
+def gdd(run, cfg, argv):
+    device = pick_device(run.device)
+    run.seed = seed_everything(run.seed)
+    folder = run_folder(run)
+    write_config(folder, argv, cfg, run)
+    results.copy_plot_script(folder)
+    say(f'results: {folder}')
+    per, curves = [], None
+    for i in range(run.gdd['seeds']):
+        seed_everything(run.seed + i)
+        gen = torch.Generator().manual_seed(run.seed + i)
+        chain = build_chain(run, device).train()
+        for b, (x, label) in enumerate(batches(run, True, device, gen)):
+            if b >= run.gdd['batches']:
+                break
+            per.append(gdd_cosines(chain, x, label, run))
+            if curves is None:
+                curves = gdd_curves(chain, x, label, run, gen)
+    c = torch.tensor(per, dtype=torch.float64)
+    layers = weight_layers(chain)
+    rows = [{'layer': idx, 'block': k, 'name': name, 'cosine': c[:, j].mean().item(),
+             'cosine_std': c[:, j].std().item() if len(per) > 1 else 0.0, 'n': len(per)}
+            for j, (idx, k, name, _) in enumerate(layers)]
+    results.write_csv(os.path.join(folder, 'bars.csv'), pd.DataFrame(rows))
+    results.write_csv(os.path.join(folder, 'curves.csv'), pd.DataFrame(curves))
+    for r in rows:
+        say(f'layer {r["layer"]:2d} (block {r["block"]}): cos(EP, ID) = {r["cosine"]:.5f}'
+            + (f' ± {r["cosine_std"]:.5f} over {r["n"]}' if r['n'] > 1 else ''))
+    plotFunctions.plot_folder(folder)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+def main(argv):
+    """Entry point from main.py for a `--config-name=` command line; returns the result folder."""
+    flags, _ = split_argv(argv)
+    if flags.get('threads') is not None:
+        torch.set_num_threads(max(1, _int_flag(flags, 'threads')))
+    run, cfg, _ = resolve(argv)
+    if run.dry_run:
+        run.results_dir = os.path.join(run.results_dir, 'dry-run')
+    if run.exp_type == 'gdd':
+        return gdd(run, cfg, argv)
+    return train(run, cfg, argv)

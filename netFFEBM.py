@@ -1,0 +1,382 @@
+"""Feedforward-tied energy-based models (ff-EBMs) of Nest & Ernoult 2024: a chain of Hopfield blocks, each an EPNet
+of the suite, tied by feedforward (digital) ops; EP inside each block, backprop between blocks.
+
+Block k (layers s_1 … s_n, s_0 ≡ x_k its input, x_{k+1} = s^k_n at equilibrium) has the per-sample primitive
+
+    Φ_k(x, s; β) = ⟨F_k(x), s_1⟩ + Σ_{l=2..n_conv} ⟨P_l(W_l ⋆ s_{l−1} + b_l), s_l⟩
+                   + Σ_{fc} ⟨W_l flat(s_{l−1}) + b_l, s_l⟩ − β ℓ_k(s_n),
+
+F_k(x) = BN(P_1(W_1 ⋆ x)) the feedforward op (BN frozen and non-affine, Conv_1 without bias when there is a BN),
+ℓ_K = CE(readout(s_n), y) for the last block and ℓ_k = ⟨g_k, s_n⟩ (netClasses.ErrorCurrent) for the others, with
+g_k the error current sent back by block k+1. Dynamics: the fixed-point iteration s_l ← σ(∂Φ_k/∂s_l), σ(u) =
+clamp(a·u, 0, 1) (slope a), the last layer linear (s_n ← ∂Φ/∂s_n) unless clamp_last, asynchronous: layers 1, 3, … then
+2, 4, … (0-based even then odd) in the free phase, odd first in the nudged phases.
+
+Sign convention of the error current (stated once, used everywhere): g_k = B·∂L/∂x_{k+1} (gradient sign, L the
+batch-mean loss, so that g is the per-sample gradient of Σ_b ℓ_b); the nudging force on block k's last layer is
+−β g_k. The paper's δ_k is −g_k (its stepper adds +β δ): same dynamics, and Φ's nudging term −β⟨g, s_n⟩ agrees with
+that force (the original's autograd stepper had the opposite sign, spec quirk 10).
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import netFunctions as nf
+from netClasses import Activation, ConvPool, CrossEntropy, EPNet, ErrorCurrent, conv_pool_sizes
+
+POOLS = {'m': 'm', 's': 'i', '-': 'i'}          # 's' is MaxPool(1, 1), the identity; '-' no pool
+
+
+def hard_sigmoid(slope):
+    """σ(u) = clamp(a·u, 0, 1)."""
+    return Activation(f'hardsigm(a={slope})', lambda u: (slope * u).clamp(0, 1), None)
+
+
+def goe_(weight, V, k=3):
+    """GOE init of a conv kernel: each slice W[o, i] (k×k) is A = tril(G) + tril(G)ᵀ with G iid N(0, V/k), its
+    diagonal then multiplied by √2 (off-diagonal variance V/k, diagonal 8V/k)."""
+    with torch.no_grad():
+        g = torch.randn_like(weight) * math.sqrt(V / k)
+        low = torch.tril(g)
+        a = low + low.transpose(-1, -2)
+        eye = torch.eye(weight.shape[-1], dtype=torch.bool, device=weight.device)
+        weight.copy_(torch.where(eye, a * math.sqrt(2.0), a))
+    return weight
+
+
+class ConvPoolBlock(EPNet):
+    """One Hopfield block: conv layers (ConvPool synapses with their adjoint) then fc layers; optionally the readout
+    (last block). channels = [c_in, c_1, …, c_nconv], pools one letter per conv ('m', 's' or '-')."""
+
+    def __init__(self, in_size, channels, pools, fc=(), norm=True, clamp_last=False, slope=1.0, T1=20, T2=5,
+                 beta=0.2, n_classes=None, asynchronous=True, V=None, use_autograd=False):
+        crit = CrossEntropy() if n_classes else ErrorCurrent()
+        super().__init__(T1, T2, beta, hard_sigmoid(slope), crit)
+        self.ncv, self.clamp_last, self.asynchronous = len(channels) - 1, clamp_last, asynchronous
+        self.use_autograd = use_autograd        # model.config.use_autograd: the oracle step in every phase
+        kinds = [POOLS[p] for p in pools]         # 3×3 convs, stride 1, padding 1 keep the side; 'm' halves it
+        self.sizes = conv_pool_sizes(in_size, [3] * len(kinds), [1] * len(kinds), [1] * len(kinds), kinds)[1:]
+        if len(self.sizes) < len(kinds) or min(self.sizes) < 1:
+            raise ValueError(f'the feature maps vanish ({self.sizes}) for an input of size {in_size}')
+        self.channels = list(channels)
+        convs = [ConvPool(channels[k], channels[k + 1], 3, 1, 1, POOLS[pools[k]], bias=not (k == 0 and norm))
+                 for k in range(self.ncv)]
+        fc_in = [channels[-1] * self.sizes[-1] ** 2] + list(fc)
+        self.fc_sizes = list(fc)
+        self.synapses = nn.ModuleList(convs + [nn.Linear(a, b) for a, b in zip(fc_in[:-1], fc_in[1:])])
+        self.bn = nn.BatchNorm2d(channels[1], affine=False) if norm else None
+        self.readout = nn.Linear(fc_in[-1], n_classes) if n_classes else None
+        if V is not None:
+            for m in convs:
+                goe_(m.weight, V)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    # -- shapes and cost ------------------------------------------------------------------------------------------
+    def state_shapes(self):
+        return [(c, n, n) for c, n in zip(self.channels[1:], self.sizes)] + [(f,) for f in self.fc_sizes]
+
+    def logits(self, s):
+        """The readout z = W_r flat(s_n) + b_r (last block), else the last layer itself (what ⟨g, ·⟩ reads)."""
+        return self.readout(s[-1].flatten(1)) if self.readout is not None else s[-1]
+
+    @property
+    def output_size(self):
+        return self.readout.out_features
+
+    def nudge(self, s, y, beta):
+        """−β ∂ℓ/∂s_n: through the readout, −β (softmax(z) − y) W_r; for an error current g, −β g."""
+        if self.readout is None:
+            b = beta.view(-1, *[1] * (y.dim() - 1)) if torch.is_tensor(beta) else beta
+            return -b * y
+        return ((-beta * self.criterion.grad(self.logits(s), y)) @ self.readout.weight).view_as(s[-1])
+
+    # -- feedforward op and fields ---------------------------------------------------------------------------------
+    def ff(self, x, update_stats=False):
+        """F_k(x) = BN(P_1(W_1 ⋆ x)): batch statistics in training (running statistics updated only when asked:
+        once per block and mini-batch, in the free phase), running statistics in eval mode."""
+        z = self.synapses[0](x)[0]
+        if self.bn is None:
+            return z
+        bn = self.bn
+        if not self.training:
+            return F.batch_norm(z, bn.running_mean, bn.running_var, training=False, eps=bn.eps)
+        rm, rv = (bn.running_mean, bn.running_var) if update_stats else (None, None)
+        return F.batch_norm(z, rm, rv, training=True, momentum=bn.momentum, eps=bn.eps)
+
+    def drive(self, x):
+        return self.ff(x, update_stats=self.training)
+
+    def _bottom_up(self, l, s, drive):
+        if l == 0:
+            return drive
+        if l < self.ncv:
+            return self.synapses[l](s[l - 1])[0]
+        return self.synapses[l](s[l - 1].flatten(1))
+
+    def _top_down(self, l, s):
+        """∂/∂s_l ⟨syn_{l+1}(s_l), s_{l+1}⟩: the adjoint of the next synapse at the current s_l (unpool to the
+        argmax of its max-pool, then transposed conv; Wᵀ s_{l+1} for a Linear)."""
+        m = self.synapses[l + 1]
+        if l + 1 < self.ncv:
+            ctx = m(s[l])[1] if m.pool.kind == 'm' else (s[l].shape, None, None)   # no pool: no forward needed
+            return m.adjoint(s[l + 1], ctx)
+        return (s[l + 1] @ m.weight).view_as(s[l])
+
+    def dphi_ds_layers(self, s, drive, y, beta, layers):
+        """∂Φ/∂s_l in closed form for the given layers, all read from the same state s."""
+        n, out = len(s), []
+        for l in layers:
+            u = self._bottom_up(l, s, drive)
+            if l + 1 < n:
+                u = u + self._top_down(l, s)
+            elif y is not None:
+                u = u + self.nudge(s, y, beta)
+            out.append(u)
+        return out
+
+    def dphi_ds(self, s, drive, y=None, beta=0.0):
+        return self.dphi_ds_layers(s, drive, y, beta, range(len(s)))
+
+    def activate(self, l, u):
+        """σ(u), except the last layer, linear unless clamp_last."""
+        return u if (l == len(self.sizes) + len(self.fc_sizes) - 1 and not self.clamp_last) else self.act.rho(u)
+
+    def schedule(self, n, nudged):
+        """Layer groups updated in turn within one iteration: even then odd (odd first when nudged); synchronous:
+        all at once."""
+        if not self.asynchronous:
+            return [range(n)]
+        groups = [range(0, n, 2), range(1, n, 2)]
+        return groups[::-1] if nudged else groups
+
+    def stepper(self, s, drive, y=None, beta=0.0):
+        """One asynchronous iteration, closed-form fields (autograd of Φ with use_autograd)."""
+        if self.use_autograd:
+            return self.autograd_step(drive, s, y, beta)
+        s = list(s)
+        for layers in self.schedule(len(s), y is not None):
+            for l, u in zip(layers, self.dphi_ds_layers(s, drive, y, beta, layers)):
+                s[l] = self.activate(l, u)
+        return s
+
+    def stepper_autograd(self, x, s, y=None, beta=0.0):
+        """The same iteration with ∂Φ/∂s by autograd of `phi` (the oracle)."""
+        return self.autograd_step(self.ff(x), s, y, beta)
+
+    def autograd_step(self, drive, s, y=None, beta=0.0):
+        """One iteration of the schedule with ∂Φ/∂s = autograd of Φ at the current state (a graph through it
+        when grad is enabled, so that ID can differentiate the oracle dynamics too)."""
+        s, keep = list(s), torch.is_grad_enabled()
+        for layers in self.schedule(len(s), y is not None):
+            with torch.enable_grad():
+                # the partial derivatives ∂Φ/∂s_l, taken at a zero offset added to each layer: a total derivative
+                # with respect to s itself would also follow s_l's dependence on the layers updated before it
+                eps = [torch.zeros_like(si, requires_grad=True) for si in s]
+                base = s if keep else [si.detach() for si in s]
+                phi = self.phi_drive(drive, [b + e for b, e in zip(base, eps)], y, beta)
+                h = torch.autograd.grad(phi.sum(), eps, create_graph=keep)
+            for l in layers:
+                s[l] = self.activate(l, h[l] if keep else h[l].detach())
+        return s
+
+    def phi(self, x, s, y=None, beta=0.0):
+        return self.phi_drive(self.ff(x), s, y, beta)
+
+    def phi_drive(self, drive, s, y=None, beta=0.0):
+        """Φ with the feedforward op F_k(x) already computed."""
+        total = (drive * s[0]).flatten(1).sum(1)
+        for l in range(1, len(s)):
+            total = total + (self._bottom_up(l, s, None) * s[l]).flatten(1).sum(1)
+        return total + self.phi_nudge(s, y, beta)
+
+    def weight_names(self):
+        """Names of the conv and fc weight tensors of the block (what GDD compares), in layer order."""
+        return [f'synapses.{k}.weight' if k < self.ncv else f'synapses.{k}.weight'
+                for k in range(len(self.synapses))]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+class HopfieldChain(nn.Module):
+    """Blocks in sequence, x_{k+1} = s^k_n (at the free equilibrium); the logits are the last block's readout."""
+
+    def __init__(self, blocks, tol=None, check_every=10):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.tol, self.check_every = tol, check_every
+
+    def free_phase(self, x, tol=None, steps=None):
+        """Free phase block by block from zeros, without graph: [(x_k, drive_k, s_k)], and the iterations each
+        block ran (T1, or fewer when the TOL criterion stops it)."""
+        tol = self.tol if tol is None else tol
+        out, iters = [], []
+        with torch.no_grad():
+            for block in self.blocks:
+                d = block.drive(x)
+                s, n = nf.relax_tol(block, block.init_state(x.shape[0]), d, steps or block.T, tol,
+                                    self.check_every)
+                out.append((x, d, s))
+                iters.append(n)
+                x = s[-1]
+        return out, iters
+
+    def forward(self, x):
+        """Logits of the free equilibrium."""
+        states, _ = self.free_phase(x)
+        return self.blocks[-1].logits(states[-1][2])
+
+    def target(self, label):
+        return self.blocks[-1].target(label)
+
+    # -- EP inside the blocks, BP between them --------------------------------------------------------------------
+    def ep_block(self, k, x, d, s, target, beta, steps, x_grad):
+        """Centered EP in block k: ±β nudged phases as one batch (T2 steps from the free state, odd layers first),
+        block gradients ĝ_θ = −(1/2β) mean_b [∂Φ_k/∂θ(s^{+β}) − ∂Φ_k/∂θ(s^{−β})] written to .grad, and the error
+        current g_{k−1} = B·(the same difference w.r.t. x_k), through F_k by autograd (None when not asked)."""
+        block = self.blocks[k]
+        with torch.no_grad():
+            s_p, s_m = block.forward(x, s, target, (beta, -beta), steps=steps, drive=d)
+        grads = nf.phi_param_grads(block, x, s_m, s_p, -beta, beta, target, x_grad=x_grad)
+        gx = grads.pop() * x.shape[0] if x_grad else None
+        for p, g in zip(block.parameters(), grads):
+            p.grad = g
+        return gx
+
+    def ep_gradients(self, states, label, beta, steps):
+        """The hybrid gradient (Alg. 2): blocks from the last to the first, each nudged by the error current of the
+        one after it (the cross-entropy for the last). Returns the error currents [g_0, …, g_{K−2}] (g_k nudges
+        block k)."""
+        target = self.target(label)
+        currents = [None] * (len(self.blocks) - 1)
+        for k in reversed(range(len(self.blocks))):
+            x, d, s = states[k]
+            g = self.ep_block(k, x, d, s, target, beta, steps, x_grad=k > 0)
+            if k > 0:
+                currents[k - 1] = target = g
+        return currents
+
+    # -- ID: truncated BPTT from the free equilibria --------------------------------------------------------------
+    def rerun(self, states, steps):
+        """Every block re-run with graph for `steps` iterations from its free state, block 1 fed by the image and
+        block k > 1 by the differentiable output of block k − 1's re-run. Returns [(x_k, [s_0, …, s_T2])] per
+        block."""
+        x, out = states[0][0], []
+        for k, block in enumerate(self.blocks):
+            traj = [[si.detach() for si in states[k][2]]]
+            d = block.ff(x)
+            for _ in range(steps):
+                traj.append(block.stepper(traj[-1], d))
+            out.append((x, traj))
+            x = traj[-1][-1]
+        return out
+
+    def id_gradients(self, states, label, steps, input_grads=False):
+        """L = mean_b CE(readout(s_n), y) after the T2-step re-run of the whole chain, backpropagated (written to
+        .grad). With input_grads, returns B·∂L/∂x_k for k ≥ 1 (comparable to the EP error currents)."""
+        with torch.enable_grad():
+            trajs = self.rerun(states, steps)
+            inputs = [x for x, _ in trajs[1:]]
+            for xi in inputs:
+                xi.retain_grad()
+            loss = self.blocks[-1].cost(trajs[-1][1][-1], self.target(label)).mean()
+            for p in self.parameters():
+                p.grad = None
+            loss.backward()
+        if input_grads:
+            return loss.detach(), [xi.grad * xi.shape[0] for xi in inputs]
+        return loss.detach()
+
+
+    # -- transients (GDD) -----------------------------------------------------------------------------------------
+    def ep_transients(self, states, label, beta, steps):
+        """Per block (index k) and step t = 0 … T2: {parameter name: the EP estimate from the ±β states after t
+        nudged steps}; each block is nudged by the error current of the next one's final step."""
+        target = self.target(label)
+        out = [None] * len(self.blocks)
+        for k in reversed(range(len(self.blocks))):
+            block = self.blocks[k]
+            x, d, s = states[k]
+            s_p, s_m, trace = s, s, []
+            names = [n for n, _ in block.named_parameters()]
+            for t in range(steps + 1):
+                grads = nf.phi_param_grads(block, x, s_m, s_p, -beta, beta, target, x_grad=(k > 0 and t == steps))
+                gx = grads.pop() * x.shape[0] if (k > 0 and t == steps) else None
+                trace.append(dict(zip(names, grads)))
+                if t < steps:
+                    with torch.no_grad():
+                        s_p = block.forward(x, s_p, target, beta, steps=1, drive=d)
+                        s_m = block.forward(x, s_m, target, -beta, steps=1, drive=d)
+            out[k] = trace
+            target = gx
+        return out
+
+    @staticmethod
+    def _step_vjp(block, x, s, s_next, lam, params):
+        """Σ over the layer groups of one asynchronous iteration s → s_next of λ_uᵀ ∂u/∂θ, u the group's new layers
+        recomputed from their (detached) inputs: the layers of earlier groups already new, the others old. (One VJP
+        of the whole iteration would count twice the paths from a layer updated first to one updated after it:
+        λ of the first already contains them.)"""
+        total, done = [torch.zeros_like(p) for p in params], set()
+        for layers in block.schedule(len(s), False):
+            inp = [(s_next[l] if l in done else s[l]).detach() for l in range(len(s))]
+            with torch.enable_grad():
+                u = block.dphi_ds_layers(inp, block.ff(x.detach()), None, 0.0, layers)
+                new = [block.activate(l, ul) for l, ul in zip(layers, u)]
+                g = nf._grads(new, params, grad_outputs=[lam[l] for l in layers])
+            total = [a + b for a, b in zip(total, g)]
+            done |= set(layers)
+        return total
+
+    def id_transients(self, states, label, steps):
+        """Per block k and t = 0 … T2: {parameter name: ∂L/∂θ_k through the last t steps of block k} in one re-run
+        of the chain (T2 steps per block from the free states, graph kept), one backward for the adjoints
+        λ_j = ∂L/∂s^k_j, then per step the vector-Jacobian product λ_{j+1}ᵀ ∂step(s_j, F_k(x_k); θ)/∂θ (the drive
+        recomputed, so that Conv_1 counts at every step; see _step_vjp). From a converged free state this equals
+        re-running block k for t steps only (the spec's definition, t + 1 re-runs of the downstream chain), at a
+        fraction of the cost; at t = T2 it is the ID gradient."""
+        target = self.target(label)
+        with torch.enable_grad():
+            trajs = self.rerun(states, steps)
+            loss = self.blocks[-1].cost(trajs[-1][1][-1], target).mean()
+            flat = [si for _, tr in trajs for st in tr[1:] for si in st]
+            lam = nf._grads(loss, flat, retain_graph=True)
+        out, i = [], 0
+        for block, (x, traj) in zip(self.blocks, trajs):
+            named = list(block.named_parameters())
+            params = [p for _, p in named]
+            n = len(traj[0])
+            lam_k = [lam[i + j * n: i + (j + 1) * n] for j in range(steps)]
+            i += steps * n
+            per_step = [self._step_vjp(block, x, traj[j], traj[j + 1], lam_k[j], params) for j in range(steps)]
+            direct = [torch.zeros_like(p) for p in params]
+            if block.readout is not None:                                # θ inside the cost: the readout
+                with torch.enable_grad():
+                    direct = nf._grads(block.cost([si.detach() for si in traj[-1]], target).mean(), params)
+            trace = []
+            for t in range(steps + 1):
+                g = [dr + sum((ps[q] for ps in per_step[steps - t:]), torch.zeros_like(dr))
+                     for q, dr in enumerate(direct)]
+                trace.append({nm: gi for (nm, _), gi in zip(named, g)})
+            out.append(trace)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+def blocks_from_config(blocks, in_size, n_classes, slope, T1, T2, beta, V, asynchronous=True, use_autograd=False):
+    """ConvPoolBlocks from the model config's block list (dicts with channels, pools, fc, norm, clamp_last); the
+    last block gets the readout."""
+    out, n = [], in_size
+    for i, b in enumerate(blocks):
+        last = i == len(blocks) - 1
+        blk = ConvPoolBlock(n, b['channels'], b['pools'], b.get('fc', ()), b.get('norm', True),
+                            b.get('clamp_last', False), slope, T1, T2, beta, n_classes if last else None,
+                            asynchronous, V, use_autograd)
+        if blk.fc_sizes and not last:
+            raise ValueError(f'block {i + 1}: fc layers end a chain (only the last block may have them)')
+        n = blk.sizes[-1]
+        out.append(blk)
+    return out

@@ -1,0 +1,215 @@
+"""Nest & Ernoult 2024 (ff-EBMs): EP-in-blocks gradients against ID, the error currents, the closed-form asynchronous
+stepper against autograd of Φ, a 1-block chain against Laborieux's P_CNN, TOL, and the 33 README commands."""
+import os
+import shlex
+
+import pytest
+import torch
+
+import estimators
+import nest2024
+import netFunctions as nf
+from conftest import ROOT, run_main
+from netFFEBM import ConvPoolBlock, HopfieldChain, blocks_from_config
+from netLaborieux import P_CNN
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One CPU thread: these tests run tiny ops, which a second thread only slows down on a loaded machine (after
+    conftest's fixture, which sets 2)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+TINY = [dict(channels=[3, 4, 6], pools='m-', norm=True, clamp_last=True),
+        dict(channels=[6, 6, 8], pools='m-', norm=False, clamp_last=False),
+        dict(channels=[8, 8], pools='-', norm=True, fc=[12])]
+
+
+def tiny_chain(T=80, slope=0.5, V=0.01, seed=0, blocks=TINY):
+    torch.manual_seed(seed)
+    chain = HopfieldChain(blocks_from_config(blocks, 8, 5, slope, T, T, 1e-3, V)).double().train()
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    return chain, x, torch.tensor([0, 1, 2, 3])
+
+
+def test_ep_gradients_and_error_currents_match_id():
+    """Every layer's EP gradient has cosine > 0.999 with ID; the paper's error current δ_k = −g_k equals
+    −B ∂L/∂x_k (L the batch-mean CE) by autograd through the chain, k = 2, 3."""
+    chain, x, label = tiny_chain()
+    states, _ = chain.free_phase(x)
+    currents = chain.ep_gradients(states, label, 1e-3, 80)
+    ep = {n: p.grad.clone() for n, p in chain.named_parameters()}
+    _, input_grads = chain.id_gradients(states, label, 80, input_grads=True)
+    for n, p in chain.named_parameters():
+        cos = (ep[n].flatten() @ p.grad.flatten()) / (ep[n].norm() * p.grad.norm())
+        assert cos > 0.999, (n, cos.item())
+    for g, gid in zip(currents, input_grads):
+        delta_paper, minus_dLdx = -g, -gid
+        assert torch.allclose(delta_paper, minus_dLdx, atol=1e-6 * minus_dLdx.abs().max().item()), \
+            (delta_paper - minus_dLdx).abs().max()
+
+
+def test_one_block_chain_is_the_hopfield_net():
+    """A 1-block chain (no BN, synchronous, clamped last layer, slope 1) is Laborieux's P_CNN with a softmax readout:
+    same free equilibrium, same centered-EP gradients (the suite's Symmetric estimator on P_CNN)."""
+    torch.manual_seed(1)
+    block = ConvPoolBlock(8, [3, 4, 6], 'mm', fc=[7], norm=False, clamp_last=True, slope=1.0, T1=30, T2=10,
+                          beta=0.05, n_classes=5, asynchronous=False, V=0.05).double()
+    chain = HopfieldChain([block]).train()
+    net = P_CNN(8, 3, [4, 6], [3, 3], [1, 1], [1, 1], ['m', 'm'], [7, 5], 30, 10, 0.05, 'hard_sigmoid', 'cel',
+                softmax=True).double()
+    with torch.no_grad():
+        for p, q in zip(net.parameters(), block.parameters()):
+            p.copy_(q)
+    x, label = torch.randn(3, 3, 8, 8, dtype=torch.float64), torch.tensor([0, 3, 4])
+    states, _ = chain.free_phase(x)
+    s_ref = net.forward(x)
+    for a, b in zip(states[0][2], s_ref):
+        assert torch.allclose(a, b, atol=1e-12)
+    chain.ep_gradients(states, label, 0.05, 10)
+    estimators.Symmetric(0.05, 30, 10)(net, x, net.target(label))
+    for p, q in zip(block.parameters(), net.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-10)
+
+
+@pytest.mark.parametrize('nudge', ['free', 'cross-entropy', 'error-current'])
+def test_closed_form_async_stepper_equals_autograd_of_phi(nudge):
+    """Step by step (BN, max-pools, fc, readout; even-then-odd free, odd-first nudged; ±β batched)."""
+    chain, x, label = tiny_chain(T=5)
+    k = 2 if nudge != 'error-current' else 1
+    block = chain.blocks[k]
+    states, _ = chain.free_phase(x)
+    xk, d, s = states[k]
+    if nudge == 'free':
+        y, beta = None, 0.0
+    elif nudge == 'cross-entropy':
+        y, beta = block.target(label), torch.tensor([[0.3]] * 2 + [[-0.3]] * 2, dtype=torch.float64)
+    else:
+        y, beta = torch.randn_like(s[-1]), 0.4
+    s_c = s_a = [si + 0.1 * torch.randn_like(si) for si in s]
+    for _ in range(6):
+        s_c, s_a = block.stepper(s_c, d, y, beta), block.stepper_autograd(xk, s_a, y, beta)
+        for a, b in zip(s_c, s_a):
+            assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_tol_stops_early_on_a_converged_state_and_gives_the_fixed_iteration_answer():
+    chain, x, _ = tiny_chain(T=200)
+    block = chain.blocks[0]
+    with torch.no_grad():
+        d = block.drive(x)
+        fixed = nf.relax(block, None, block.init_state(4), None, 0.0, 200, d)
+        s, n = nf.relax_tol(block, fixed, d, 200, tol=1e-8, every=10)
+        assert n == 10                                                   # stopped at the first check
+        assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(s, fixed))
+        s, n = nf.relax_tol(block, block.init_state(4), d, 200, tol=1e-10, every=10)
+        assert n < 200 and all(torch.allclose(a, b, atol=1e-8) for a, b in zip(s, fixed))
+        s, n = nf.relax_tol(block, block.init_state(4), d, 200, tol=None)
+        assert n == 200
+
+
+def test_id_transients_end_at_the_id_gradient():
+    chain, x, label = tiny_chain(T=20)
+    states, _ = chain.free_phase(x)
+    tr = chain.id_transients(states, label, 6)
+    chain.id_gradients(states, label, 6)
+    for k, block in enumerate(chain.blocks):
+        for n, p in block.named_parameters():
+            assert torch.allclose(tr[k][-1][n], p.grad, atol=1e-12), n
+            if n != 'readout.weight' and n != 'readout.bias':
+                assert tr[k][0][n].abs().max() == 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command lines (models shrunk 32× in width so that every command runs in a second or so)
+
+def shrink(blocks):
+    def c(n):
+        return n if n == 3 else max(2, n // 32)
+    return [{**b, 'channels': [c(n) for n in b['channels']], 'fc': [max(4, f // 32) for f in b['fc']]}
+            for b in blocks]
+
+
+@pytest.fixture
+def small(monkeypatch):
+    build = nest2024.build_chain
+
+    def build_small(run, device):
+        run.blocks = shrink(run.blocks)
+        return build(run, device)
+    monkeypatch.setattr(nest2024, 'build_chain', build_small)
+
+
+def seed_commands():
+    path = os.path.join(ROOT, 'check', 'nest2024.sh')
+    return [shlex.split(line)[2:] for line in open(path) if line.startswith('python main.py')]
+
+
+def test_the_33_readme_commands_dry_run(small, tmp_path):
+    cmds = seed_commands()
+    assert len(cmds) == 33
+    for i, argv in enumerate(cmds):
+        code, folder = run_main(argv + ['--dry-run', '--results-dir', str(tmp_path / str(i))])
+        assert code == 0, argv
+        assert os.path.relpath(folder, tmp_path / str(i)).split(os.sep)[:3] == ['dry-run', 'ffebm', argv[0][14:]]
+        files = os.listdir(folder)
+        assert {'config.yaml', 'hyperparameters.txt', 'plotFunctions.py'} <= set(files)
+        assert ('bars.csv' in files) if 'gdd' in argv[0] else ('metrics.csv' in files)
+        assert open(os.path.join(folder, 'config.yaml')).readline().startswith('# python main.py --config-name=')
+
+
+@pytest.mark.parametrize('extra', [['trainer.foo=1'], ['trainer.epochs=abc'], ['trainer.epochs=2.5'], ['model=nope'],
+                                   ['algorithm.config.beta=0'], ['--bogus'], ['model.config.asynchronous=3'],
+                                   ['data=cifar10', '--data-root', '/nonexistent']])
+def test_bad_overrides_exit_2_with_one_line(extra, capsys):
+    code, _ = run_main(['--config-name=splitting_small', 'model=splitting_small_3block', 'data=mnist5k'] + extra)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith('main.py: error: ') and '\n' not in err and 'Traceback' not in err, err
+
+
+def test_unknown_config_name_exits_2(capsys):
+    assert run_main(['--config-name=nope'])[0] == 2
+
+
+def test_resume_equals_an_uninterrupted_run(small, tmp_path):
+    base = ['--config-name=splitting_small', 'model=splitting_small_3block', 'data=mnist5k', '--seed', '3',
+            'trainer.limit_batches=2', 'data.config.batch_size=16', 'model.config.T1=4', 'algorithm.config.T2=2']
+    _, full = run_main(base + ['trainer.epochs=2', '--results-dir', str(tmp_path / 'a')])
+    _, part = run_main(base + ['trainer.epochs=1', '--results-dir', str(tmp_path / 'b')])
+    _, resumed = run_main(['--load-path', part, 'trainer.epochs=1'])
+    assert resumed == part
+    a = torch.load(os.path.join(full, 'checkpoint.tar'), weights_only=False)
+    b = torch.load(os.path.join(part, 'checkpoint.tar'), weights_only=False)
+    assert a['epoch'] == b['epoch'] == 2
+    for k in a['model']:
+        assert torch.equal(a['model'][k], b['model'][k]), k
+    assert [r['test_top1'] for r in a['history']] == [r['test_top1'] for r in b['history']]
+    assert {'accuracy.png', 'wall_clock.png', 'best.pt', 'metrics.csv'} <= set(os.listdir(part))
+
+
+def _fake_batches(paths, n=2, label_key='labels', base=1):
+    import pickle
+    import numpy as np
+    for i, p in enumerate(paths):
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, 'wb') as f:
+            pickle.dump({'data': np.full((n, 3072), i, dtype=np.uint8), label_key: [base + i] * n}, f)
+
+
+@pytest.mark.parametrize('layout', ['authors', 'official'])
+def test_imagenet32_both_layouts(layout, tmp_path):
+    import data
+    root = tmp_path / 'imagenet32'
+    train = [str(root / ('out_data_train' if layout == 'authors' else '') / f'train_data_batch_{i}')
+             for i in range(1, 11)]
+    val = ([str(root / 'out_data_val' / f'train_data_batch_{i}') for i in range(1, 11)] if layout == 'authors'
+           else [str(root / 'val_data')])
+    _fake_batches(train)
+    _fake_batches(val)
+    x, y = data.load_images('imagenet32', str(tmp_path), True)
+    assert x.shape == (20, 3, 32, 32) and x.dtype == torch.uint8 and y.min() == 0 and y.max() == 9   # 1-based → 0
+    x, y = data.load_images('imagenet32', str(tmp_path), False)
+    assert len(y) == (20 if layout == 'authors' else 2)
