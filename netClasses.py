@@ -1,4 +1,9 @@
-"""Networks of Ernoult et al., NeurIPS 2019, on one shared base.
+"""The parts every network of the suite is built from, and the networks of Ernoult et al., NeurIPS 2019.
+
+Shared parts: the activation table (ρ, ρ'), the base `EPNet` (the design-card methods stepper / forward /
+computeGradients / updateWeights), the costs ℓ (`SquaredError`, `CrossEntropy`, `ErrorCurrent` δ), and the conv-pool
+synapse `ConvPool` with its adjoint and one size formula. netLaborieux.py, netLCANet.py, Network_fc.py,
+Network_conv.py and netFFEBM.py build their papers' networks from them.
 
 Every network is a dynamical system on a list of neuron layers s = [s_0, s_1, ...] (s_0 = output, as in the paper:
 layers are indexed from the output towards the input) driven by a static input x. It is defined by a primitive
