@@ -178,15 +178,22 @@ def plot_Hist(folder):
 def plot_acc(folder, name='train-test_acc.png'):
     """Laborieux et al. 2021: train and test accuracy vs epoch."""
     df = pd.read_csv(os.path.join(folder, 'metrics.csv'))
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.plot(df['epoch'], df['train_acc'], 'o-', label='train (running, before each update)')
-    ax.plot(df['epoch'], df['test_acc'], 's--', label='test')
-    ax.set_xlabel('epoch')
+    fig = _curves(df, 'epoch', (('train_acc', 'o-', 'train (running, before each update)'), ('test_acc', 's--', 'test')),
+                  'epoch', f'best test accuracy {df["test_acc"].max():.2f} %')
+    return [_save(fig, folder, name)]
+
+
+def _curves(df, x, series, xlabel, title, figsize=(8, 4.5)):
+    """Accuracy curves against column `x`: series = ((column, style, label), ...)."""
+    fig, ax = plt.subplots(figsize=figsize)
+    for col, style, label in series:
+        ax.plot(df[x], df[col], style, label=label)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel('accuracy (%)')
-    ax.set_title(f'best test accuracy {df["test_acc"].max():.2f} %')
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    return [_save(fig, folder, name)]
+    return fig
 
 
 def plot_neural_activity(folder):
@@ -433,23 +440,12 @@ def plot_corruptions(folder):
 def plot_ffebm(folder):
     """accuracy.png: top-1 / top-5 train and test vs epoch; wall_clock.png: test top-1 vs cumulative seconds."""
     df = pd.read_csv(os.path.join(folder, 'metrics.csv'))
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for col, style in (('train_top1', 'o-'), ('test_top1', 's-'), ('train_top5', 'o:'), ('test_top5', 's:')):
-        ax.plot(df['epoch'], df[col], style, label=col.replace('_', ' '))
-    ax.set_xlabel('epoch')
-    ax.set_ylabel('accuracy (%)')
-    ax.set_title(f'best test top-1 {df["test_top1"].max():.2f} %')
-    ax.grid(alpha=0.3)
-    ax.legend()
+    series = [(col, style, col.replace('_', ' ')) for col, style in
+              (('train_top1', 'o-'), ('test_top1', 's-'), ('train_top5', 'o:'), ('test_top5', 's:'))]
+    fig = _curves(df, 'epoch', series, 'epoch', f'best test top-1 {df["test_top1"].max():.2f} %')
     paths = [_save(fig, folder, 'accuracy.png')]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(df['seconds'], df['test_top1'], 's-', label='test top-1')
-    ax.plot(df['seconds'], df['train_top1'], 'o-', label='train top-1')
-    ax.set_xlabel('wall-clock time (s, cumulative)')
-    ax.set_ylabel('accuracy (%)')
-    ax.set_title(f'{df["epoch_seconds"].mean():.1f} s per epoch')
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig = _curves(df, 'seconds', (('test_top1', 's-', 'test top-1'), ('train_top1', 'o-', 'train top-1')),
+                  'wall-clock time (s, cumulative)', f'{df["epoch_seconds"].mean():.1f} s per epoch', figsize=(7, 4.5))
     return paths + [_save(fig, folder, 'wall_clock.png')]
 
 

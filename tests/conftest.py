@@ -43,16 +43,20 @@ def run_main(argv):
         return e.code, None
 
 
-def assert_resume_equals_uninterrupted(base, tmp_path):
+def assert_resume_equals_uninterrupted(base, tmp_path, epochs=lambda n: ['--epochs', str(n)], resume=None,
+                                       metric='test_acc'):
     """`base` trained 2 epochs in one run equals 1 epoch then a resumed epoch (--load-path): same folder reused,
-    bit-identical weights, same test accuracies."""
-    _, full = run_main(base + ['--epochs', '2', '--results-dir', str(tmp_path / 'a')])
-    _, part = run_main(base + ['--epochs', '1', '--results-dir', str(tmp_path / 'b')])
-    _, resumed = run_main(base + ['--epochs', '1', '--load-path', part, '--results-dir', str(tmp_path / 'b')])
+    bit-identical weights, same test accuracies. `epochs(n)` spells the epoch count, `resume(folder)` the resuming
+    command (default: `base`, one epoch, --load-path). Returns the resumed folder."""
+    _, full = run_main(base + epochs(2) + ['--results-dir', str(tmp_path / 'a')])
+    _, part = run_main(base + epochs(1) + ['--results-dir', str(tmp_path / 'b')])
+    resume = resume or (lambda folder: base + epochs(1) + ['--load-path', folder, '--results-dir', str(tmp_path / 'b')])
+    _, resumed = run_main(resume(part))
     assert resumed == part
     a = torch.load(os.path.join(full, 'checkpoint.tar'), weights_only=False)
     b = torch.load(os.path.join(part, 'checkpoint.tar'), weights_only=False)
     assert a['epoch'] == b['epoch'] == 2
     for k in a['model']:
         assert torch.equal(a['model'][k], b['model'][k]), k
-    assert [r['test_acc'] for r in a['history']] == [r['test_acc'] for r in b['history']]
+    assert [r[metric] for r in a['history']] == [r[metric] for r in b['history']]
+    return part

@@ -9,7 +9,7 @@ import torch
 import estimators
 import nest2024
 import netFunctions as nf
-from conftest import ROOT, run_main
+from conftest import ROOT, assert_resume_equals_uninterrupted, run_main
 from netFFEBM import ConvPoolBlock, HopfieldChain, blocks_from_config
 from netLaborieux import P_CNN
 
@@ -177,16 +177,9 @@ def test_unknown_config_name_exits_2(capsys):
 def test_resume_equals_an_uninterrupted_run(small, tmp_path):
     base = ['--config-name=splitting_small', 'model=splitting_small_3block', 'data=mnist5k', '--seed', '3',
             'trainer.limit_batches=2', 'data.config.batch_size=16', 'model.config.T1=4', 'algorithm.config.T2=2']
-    _, full = run_main(base + ['trainer.epochs=2', '--results-dir', str(tmp_path / 'a')])
-    _, part = run_main(base + ['trainer.epochs=1', '--results-dir', str(tmp_path / 'b')])
-    _, resumed = run_main(['--load-path', part, 'trainer.epochs=1'])
-    assert resumed == part
-    a = torch.load(os.path.join(full, 'checkpoint.tar'), weights_only=False)
-    b = torch.load(os.path.join(part, 'checkpoint.tar'), weights_only=False)
-    assert a['epoch'] == b['epoch'] == 2
-    for k in a['model']:
-        assert torch.equal(a['model'][k], b['model'][k]), k
-    assert [r['test_top1'] for r in a['history']] == [r['test_top1'] for r in b['history']]
+    part = assert_resume_equals_uninterrupted(base, tmp_path, epochs=lambda n: [f'trainer.epochs={n}'],
+                                              resume=lambda folder: ['--load-path', folder, 'trainer.epochs=1'],
+                                              metric='test_top1')
     assert {'accuracy.png', 'wall_clock.png', 'best.pt', 'metrics.csv'} <= set(os.listdir(part))
 
 
