@@ -13,9 +13,12 @@ Quirks of the original (spec §B11) and what this suite does:
     last partial batch, as the original).
  3. checkpoints only with a logger, `best` never updated, resume restarting at epoch 0: checkpoint.tar every epoch,
     best.pt at the best test top-1, --load-path continues the epoch count (trainer.epochs then counts epochs to add).
- 4. splitting_small*.yaml defaulted to the large model: they default to splitting_small_1block.
- 5. algorithm/bp.yaml named an unregistered algorithm: not shipped (ep and bptt only).
- 6. splitting_large_sota3's activation was a string: the config, unused, is not shipped.
+ 4. config.yaml (the default) named a missing model, splitting_small*.yaml defaulted to the large model: there is
+    no default config (--config-name is required; the bare command line belongs to the other papers) and
+    splitting_small*.yaml default to splitting_small_1block.
+ 5. algorithm/bp.yaml named an unregistered algorithm: not shipped (ep and bptt only; algorithm=bp exits 2).
+ 6. splitting_large_sota3's activation was a string ("hard_ern19", a crash): the string names Ernoult 2019's hard
+    sigmoid, slope 1.0 (NAMED_SLOPES); its block layout is a reconstruction from the spec's outline.
  7. scaling_large's 258-channel layer: kept (it is what ran), said in its config.
  8. ImageNet32 val read train_data_batch_* names: both that layout and the official val_data are read.
  9. gdown md5=: nothing is downloaded; an absent dataset names the folder and the expected files.
@@ -59,6 +62,9 @@ NORMALISE = {'cifar10': ((0.4914, 0.4822, 0.4465), tuple(3 * s for s in (0.2023,
              # MNIST by analogy with CIFAR (its mean, 3× its std)
              'mnist5k': ((0.1307,) * 3, (3 * 0.3081,) * 3)}
 DRY_BATCH = 2
+# activation strings of the original configs and their slope a (σ(u) = clamp(a·u, 0, 1)); quirk 6
+NAMED_SLOPES = {'hard_ern19': 1.0}
+GDD_PLOTTERS = ('paper',)
 
 
 def claims(argv):
@@ -185,6 +191,17 @@ class Run:
     load_path: str = ''
 
 
+def _slope(cfg, key):
+    """The slope a of σ: a number, or an activation name of the original configs (NAMED_SLOPES)."""
+    v = OmegaConf.select(cfg, key)
+    if isinstance(v, str):
+        if v not in NAMED_SLOPES:
+            raise UsageError(f'{key}={v}: give the slope a of clamp(a·u, 0, 1) (a number) or one of '
+                             f'{", ".join(NAMED_SLOPES)}')
+        return NAMED_SLOPES[v]
+    return _get(cfg, key, 'float', nonzero=True)
+
+
 def check_blocks(blocks):
     out = []
     for i, b in enumerate(blocks):
@@ -224,7 +241,7 @@ def to_run(cfg, name, flags):
     run = Run(config_name=name, exp_type=_get(cfg, 'exp_type', 'str', choices=('training', 'gdd')),
               blocks=check_blocks(OmegaConf.to_container(cfg.model.config.blocks)),
               T1=_get(cfg, m + 'T1', 'int', 1), T2=_get(cfg, 'algorithm.config.T2', 'int', 1),
-              slope=_get(cfg, m + 'activation', 'float', nonzero=True),
+              slope=_slope(cfg, m + 'activation'),
               tol=_get(cfg, m + 'tol', 'float', 0, optional=True),
               check_every=_get(cfg, m + 'tol_check_every', 'int', 1), V=_get(cfg, m + 'V', 'float', 0),
               asynchronous=_get(cfg, m + 'asynchronous', 'bool'), use_autograd=_get(cfg, m + 'use_autograd', 'bool'),
@@ -245,6 +262,7 @@ def to_run(cfg, name, flags):
         raise UsageError('data.config.input_size: the models take 32×32 images')
     if run.exp_type == 'gdd':
         run.gdd = {k: _get(cfg, f'gdd.{k}', 'int', 1 if k != 'curves' else 0) for k in ('batches', 'seeds', 'curves')}
+        _get(cfg, 'gdd.plotter', 'str', choices=GDD_PLOTTERS)      # the original's default/detailed plotters: not here
     if run.dry_run:
         run.T1, run.T2 = dry_cap(run.T1, run.T2)
         run.epochs, run.batch_size = 1, min(run.batch_size, DRY_BATCH)

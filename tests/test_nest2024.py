@@ -5,6 +5,7 @@ import shlex
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import estimators
 import nest2024
@@ -213,3 +214,94 @@ def test_imagenet32_both_layouts(layout, tmp_path):
     assert x.shape == (20, 3, 32, 32) and x.dtype == torch.uint8 and y.min() == 0 and y.max() == 9   # 1-based → 0
     x, y = data.load_images('imagenet32', str(tmp_path), False)
     assert len(y) == (20 if layout == 'authors' else 2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Configurations against the spec's tables (§B5.1, §B5.2)
+
+SPEC_MODELS = {   # T1, slope a, GOE V, layers per block, the last block's last layer, readout inputs
+    'splitting_small_1block': (60, 1.0, 8.351e-5, [6], (256,), 256),
+    'splitting_small_2block': (60, 1.0, 8.351e-5, [3, 3], (256,), 256),
+    'splitting_small_3block': (60, 1.0, 8.351e-5, [2, 2, 2], (256,), 256),
+    'splitting_large_3block': (20, 1.0, 5.9e-5, [4, 4, 4], (512, 4, 4), 8192),
+    'splitting_large_4block': (20, 1.0, 5.9e-5, [3, 3, 3, 3], (512, 4, 4), 8192),
+    'splitting_large_6block': (20, 1.0, 5.9e-5, [2] * 6, (512, 4, 4), 8192),
+    'scaling_small': (15, 0.5, 4.9e-5, [2] * 6, (512, 4, 4), 8192),
+    'scaling_large': (15, 0.5, 1e-5, [2] * 7 + [1], (512, 4, 4), 8192),
+    'static_gradient_analysis': (15, 0.5, 4.9e-5, [2, 2, 3, 3, 2, 3], (4096,), 4096),
+    'splitting_large_sota3': (5, 1.0, 1.7e-5, [4, 4, 4], (512, 1, 1), 512),
+}
+SPEC_SHAPES = {   # every layer (C, H, W) / (n,) of the §B5.2 table, block by block
+    'splitting_small_1block': [[(128, 16, 16), (256, 8, 8), (256, 4, 4), (512, 2, 2), (512, 2, 2), (256,)]],
+    'splitting_small_2block': [[(128, 16, 16), (256, 8, 8), (256, 4, 4)], [(512, 2, 2), (512, 1, 1), (256,)]],
+    'splitting_small_3block': [[(128, 16, 16), (256, 8, 8)], [(256, 4, 4), (512, 2, 2)], [(512, 2, 2), (256,)]],
+    'splitting_large_3block': [[(128, 32, 32), (128, 32, 32), (128, 16, 16), (128, 16, 16)],
+                               [(256, 8, 8)] * 4, [(512, 4, 4)] * 4],
+    'splitting_large_4block': [[(128, 32, 32)] * 3, [(128, 16, 16), (256, 16, 16), (256, 16, 16)],
+                               [(256, 8, 8), (256, 8, 8), (512, 8, 8)], [(512, 4, 4)] * 3],
+    'scaling_large': [[(64, 32, 32)] * 2, [(128, 16, 16)] * 2, [(128, 16, 16)] * 2, [(256, 8, 8)] * 2,
+                      [(258, 8, 8), (256, 8, 8)], [(512, 4, 4)] * 2, [(512, 4, 4)] * 2, [(512, 4, 4)]],
+    'static_gradient_analysis': [[(64, 32, 32)] * 2, [(128, 16, 16)] * 2, [(256, 8, 8)] * 3, [(512, 4, 4)] * 3,
+                                 [(512, 2, 2)] * 2, [(512, 2, 2), (1024, 2, 2), (4096,)]],
+}
+SPEC_TOP = {      # data, batch, T2, β, default model, epochs, lr, T_max, eta_min, (T1, slope, tol) overrides
+    'splitting_small': ('cifar10', 128, 20, 0.2, 'splitting_small_1block', 200, 1e-4, 200, 1e-6, None),
+    'splitting_small_TOL': ('cifar10', 128, 20, 0.2, 'splitting_small_1block', 100, 3e-4, 100, 1e-6,
+                            (1580, 0.65, 1e-6)),
+    'splitting_large': ('cifar10', 128, 5, 0.2, 'splitting_large_3block', 200, 5e-5, 200, 1e-6, None),
+    'splitting_large_TOL': ('cifar10', 128, 5, 0.2, 'splitting_large_6block', 100, 5e-5, 100, 1e-6,
+                            (1580, 0.55, 1e-4)),
+    'scaling_small': ('cifar100', 256, 5, 0.2, 'scaling_small', 200, 5e-5, 200, 5e-7, None),
+    'scaling_large': ('cifar100', 256, 5, 0.2, 'scaling_large', 100, 2e-5, 100, 1e-7, None),
+    'gdd': ('cifar10', 2, 20, 0.02, 'static_gradient_analysis', 300, 5e-5, 100, 3e-6, None),
+}
+
+
+@pytest.mark.parametrize('model', sorted(SPEC_MODELS))
+def test_model_configs_match_the_spec_table(model):
+    """Every model of §B5.2: T1, slope, V, layers per block, every layer's shape, the readout; BN and Conv_1's bias
+    (none with a BN), GOE kernels (symmetric slices, zero conv biases)."""
+    run, cfg, _ = nest2024.resolve(['--config-name=splitting_small', f'model={model}'])
+    T1, slope, V, bs, last, readout_in = SPEC_MODELS[model]
+    assert (run.T1, run.slope, run.V, run.asynchronous, run.tol) == (T1, slope, V, True, None)
+    chain = nest2024.build_chain(run, 'cpu')
+    assert [len(b.state_shapes()) for b in chain.blocks] == bs
+    assert chain.blocks[-1].state_shapes()[-1] == last and chain.blocks[-1].readout.in_features == readout_in
+    if model in SPEC_SHAPES:
+        assert [b.state_shapes() for b in chain.blocks] == SPEC_SHAPES[model]
+    for b in chain.blocks:
+        assert (b.synapses[0].bias is None) == (b.bn is not None)
+        assert b.bn is None or not b.bn.affine
+        w = b.synapses[1].weight if b.ncv > 1 else b.synapses[0].weight
+        assert torch.equal(w, w.transpose(-1, -2))
+    small = [b.bn is not None for b in chain.blocks]
+    if model.startswith('splitting_small'):            # BN only at block 1's input; clamp_last on non-final blocks
+        assert small == [True] + [False] * (len(bs) - 1)
+        assert [b.clamp_last for b in chain.blocks] == [True] * (len(bs) - 1) + [False]
+    else:
+        assert all(small) and not any(b.clamp_last for b in chain.blocks)
+
+
+@pytest.mark.parametrize('name', sorted(SPEC_TOP))
+def test_top_level_configs_match_the_spec_table(name):
+    run, cfg, _ = nest2024.resolve([f'--config-name={name}'])
+    data_, bs, T2, beta, model, epochs, lr, T_max, eta_min, over = SPEC_TOP[name]
+    assert (run.dataset, run.batch_size, run.T2, run.beta, run.algorithm) == (data_, bs, T2, beta, 'ep')
+    assert {'model': model} in OmegaConf.to_container(OmegaConf.load(os.path.join(nest2024.CONFIG_DIR, f'{name}.yaml'))
+                                                      ).get('defaults')
+    assert (run.epochs, run.lr, run.T_max, run.eta_min, run.weight_decay) == (epochs, lr, T_max, eta_min, 3e-4)
+    if over:
+        assert (run.T1, run.slope, run.tol) == over
+    run_id, _, _ = nest2024.resolve([f'--config-name={name}', 'algorithm=bptt'])
+    assert (run_id.algorithm, run_id.T2) == ('bptt', T2)                 # the top-level T2 applies to ID too
+    assert cfg.data.config.num_classes == {'cifar10': 10, 'cifar100': 100}[data_]
+    if name == 'gdd':
+        assert (run.device, run.seed, cfg.gdd.plotter, run.exp_type) == (-1, 0, 'paper', 'gdd')
+
+
+@pytest.mark.parametrize('extra', [['model.config.activation=hard_lab99'], ['gdd.plotter=detailed'],
+                                   ['algorithm=bp']])
+def test_unknown_activation_name_plotter_or_algorithm_exit_2(extra, capsys):
+    code, _ = run_main(['--config-name=gdd', 'data=mnist5k'] + extra)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith('main.py: error: ') and '\n' not in err, err
