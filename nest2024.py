@@ -47,7 +47,7 @@ import plotFunctions
 import results
 import trainer
 from cli import UsageError, dry_cap, pick_device, say, seed_everything
-from netFFEBM import HopfieldChain, blocks_from_config
+from netFFEBM import RESNET_STAGES, HopfieldChain, blocks_from_config, resnet_blocks
 
 NAME = 'nest2024'
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
@@ -228,18 +228,32 @@ def check_blocks(blocks):
     return out
 
 
+def model_blocks(cfg):
+    """The validated block list: model.config.blocks (vgg), or ResNet18/34's BasicBlocks (resnet: depth, widths,
+    stem, clamp_last)."""
+    if cfg.model.name == 'vgg':
+        return check_blocks(OmegaConf.to_container(cfg.model.config.blocks))
+    m = 'model.config.'
+    depth = _get(cfg, m + 'depth', 'int', choices=tuple(RESNET_STAGES))
+    widths = OmegaConf.to_container(cfg.model.config.widths)
+    if len(widths) != 4 or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
+        raise UsageError(f'{m}widths={widths}: four positive stage widths (ResNet: 64, 128, 256, 512)')
+    return resnet_blocks(depth, widths, _get(cfg, m + 'stem', 'int', 1), _get(cfg, m + 'clamp_last', 'bool'))
+
+
 def to_run(cfg, name, flags):
     """Validate the composed config into a Run (every failure is one UsageError line)."""
     m = 'model.config.'
     for key, want in ((m + 'readout', True), (m + 'norm_pool', False), (m + 'neurons', 'zeros'),
-                      (m + 'weights', 'goe'), ('model.name', 'vgg'), ('trainer.criterion', 'cross_entropy')):
+                      (m + 'weights', 'goe'), ('trainer.criterion', 'cross_entropy')):
         if OmegaConf.select(cfg, key) != want:
             raise UsageError(f'{key}={OmegaConf.select(cfg, key)}: only {want} is implemented (every published '
                              f'config uses it)')
+    _get(cfg, 'model.name', 'str', choices=('vgg', 'resnet'))
     seed = _int_flag(flags, 'seed')
     device = _int_flag(flags, 'device')
     run = Run(config_name=name, exp_type=_get(cfg, 'exp_type', 'str', choices=('training', 'gdd')),
-              blocks=check_blocks(OmegaConf.to_container(cfg.model.config.blocks)),
+              blocks=model_blocks(cfg),
               T1=_get(cfg, m + 'T1', 'int', 1), T2=_get(cfg, 'algorithm.config.T2', 'int', 1),
               slope=_slope(cfg, m + 'activation'),
               tol=_get(cfg, m + 'tol', 'float', 0, optional=True),

@@ -29,10 +29,10 @@ TINY = [dict(channels=[3, 4, 6], pools='m-', norm=True, clamp_last=True),
         dict(channels=[8, 8], pools='-', norm=True, fc=[12])]
 
 
-def tiny_chain(T=80, slope=0.5, V=0.01, seed=0, blocks=TINY):
+def tiny_chain(T=80, slope=0.5, V=0.01, seed=0, blocks=TINY, in_size=8):
     torch.manual_seed(seed)
-    chain = HopfieldChain(blocks_from_config(blocks, 8, 5, slope, T, T, 1e-3, V)).double().train()
-    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    chain = HopfieldChain(blocks_from_config(blocks, in_size, 5, slope, T, T, 1e-3, V)).double().train()
+    x = torch.randn(4, 3, in_size, in_size, dtype=torch.float64)
     return chain, x, torch.tensor([0, 1, 2, 3])
 
 
@@ -95,6 +95,70 @@ def test_closed_form_async_stepper_equals_autograd_of_phi(nudge):
         s_c, s_a = block.stepper(s_c, d, y, beta), block.stepper_autograd(xk, s_a, y, beta)
         for a, b in zip(s_c, s_a):
             assert torch.allclose(a, b, atol=1e-12)
+
+
+TINY_RESNET = [dict(kind='basic', channels=[3, 4, 4], stride=1, stem=True),       # stem, identity skip
+               dict(kind='basic', channels=[4, 6], stride=1, clamp_last=True),     # 1×1-conv + BN skip (width)
+               dict(kind='basic', channels=[6, 6], stride=2)]                      # stride-2 skip, readout
+
+
+@pytest.mark.parametrize('k, nudge', [(0, 'free'), (0, 'error-current'), (1, 'free'), (1, 'error-current'),
+                                      (2, 'free'), (2, 'cross-entropy')])
+def test_resnet_basic_block_stepper_equals_autograd_of_phi(k, nudge):
+    """BasicBlocks (spec §B7): the closed-form residual stepper equals autograd of the block's Φ step by step, for
+    the stem block, a width-changing and a stride-2 block; free, nudged by an error current (±β batched) or by the
+    cross-entropy through the average-pooled readout (last block)."""
+    chain, x, label = tiny_chain(T=5, blocks=TINY_RESNET, in_size=16)
+    block = chain.blocks[k]
+    xk, d, s = chain.free_phase(x)[0][k]
+    if nudge == 'free':
+        y, beta = None, 0.0
+    elif nudge == 'cross-entropy':
+        y, beta = block.target(label), torch.tensor([[0.3]] * 2 + [[-0.3]] * 2, dtype=torch.float64)
+    else:
+        y, beta = torch.randn_like(s[-1]), torch.tensor([[0.4]] * 2 + [[-0.4]] * 2, dtype=torch.float64)
+    s0 = s_c = s_a = [si + 0.1 * torch.randn_like(si) for si in s]
+    for _ in range(6):
+        s_c, s_a = block.stepper(s_c, d, y, beta), block.stepper_autograd(xk, s_a, y, beta)
+        for a, b in zip(s_c, s_a):
+            assert torch.allclose(a, b, atol=1e-12)
+    assert all(not torch.allclose(a, b, atol=1e-3) for a, b in zip(s_c, s0))      # both layers moved
+
+
+def test_resnet_chain_ep_gradients_and_error_currents_match_id():
+    """A tiny float64 ResNet chain (stem, identity and downsampling skips): every parameter's EP gradient has cosine
+    > 0.999 with ID (the stem and the 1×1 skips, feedforward ops, get theirs through the error currents), and the
+    error currents equal −B ∂L/∂x_k by autograd."""
+    chain, x, label = tiny_chain(blocks=TINY_RESNET, in_size=16)
+    states, _ = chain.free_phase(x)
+    currents = chain.ep_gradients(states, label, 1e-3, 80)
+    ep = {n: p.grad.clone() for n, p in chain.named_parameters()}
+    _, input_grads = chain.id_gradients(states, label, 80, input_grads=True)
+    names = [n for n, _ in chain.named_parameters()]
+    assert {'blocks.0.stem.weight', 'blocks.1.down.weight', 'blocks.2.down.weight', 'blocks.2.readout.weight'} \
+        <= set(names)
+    for n, p in chain.named_parameters():
+        assert p.grad.norm() > 0, n
+        cos = (ep[n].flatten() @ p.grad.flatten()) / (ep[n].norm() * p.grad.norm())
+        assert cos > 0.999, (n, cos.item())
+    for g, gid in zip(currents, input_grads):
+        assert torch.allclose(g, gid, atol=1e-6 * gid.abs().max().item()), (g - gid).abs().max()
+
+
+def test_resnet18_34_configs_build_the_published_stages():
+    """model=resnet18 / resnet34: 8 / 16 BasicBlocks (2-2-2-2 / 3-4-6-3) of 64-128-256-512 channels, the stem in
+    the first (32² → 16² → 8²), stride 2 at each later stage's first block, 1×1 skips there, readout 512 → classes."""
+    for depth, stages in ((18, [2, 2, 2, 2]), (34, [3, 4, 6, 3])):
+        run, _, _ = nest2024.resolve(['--config-name=scaling_small', f'model=resnet{depth}'])
+        chain = nest2024.build_chain(run, 'cpu')
+        widths = [w for w, n in zip([64, 128, 256, 512], stages) for _ in range(n)]
+        sides = [s for s, n in zip([8, 4, 2, 1], stages) for _ in range(n)]
+        assert [b.state_shapes() for b in chain.blocks] == [[(w, n, n)] * 2 for w, n in zip(widths, sides)]
+        firsts = {sum(stages[:i]) for i in range(1, 4)}
+        assert [b.down is not None for b in chain.blocks] == [i in firsts for i in range(len(widths))]
+        assert chain.blocks[0].stem is not None and all(b.stem is None for b in chain.blocks[1:])
+        assert (chain.blocks[-1].readout.in_features, chain.blocks[-1].readout.out_features) == (512, 100)
+        assert len(nest2024.weight_layers(chain)) == 1 + 2 * len(widths) + 3
 
 
 def test_tol_stops_early_on_a_converged_state_and_gives_the_fixed_iteration_answer():
@@ -305,3 +369,10 @@ def test_unknown_activation_name_plotter_or_algorithm_exit_2(extra, capsys):
     code, _ = run_main(['--config-name=gdd', 'data=mnist5k'] + extra)
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith('main.py: error: ') and '\n' not in err, err
+
+
+@pytest.mark.parametrize('name', ['scaling_small', 'gdd'])
+def test_resnet_runs_under_a_published_config(name, small, tmp_path):
+    code, folder = run_main([f'--config-name={name}', 'model=resnet18', 'data=mnist5k', '--dry-run',
+                             '--results-dir', str(tmp_path)])
+    assert code == 0 and ('bars.csv' if name == 'gdd' else 'metrics.csv') in os.listdir(folder)
