@@ -21,7 +21,9 @@ Quirks of the original (spec §B11) and what this suite does:
     sigmoid, slope 1.0 (NAMED_SLOPES); its block layout is a reconstruction from the spec's outline.
  7. scaling_large's 258-channel layer: kept (it is what ran), said in its config.
  8. ImageNet32 val read train_data_batch_* names: both that layout and the official val_data are read.
- 9. gdown md5=: nothing is downloaded; an absent dataset names the folder and the expected files.
+ 9. gdown md5= (removed from gdown): data.download=true fetches the authors' ImageNet32 archive with hash= where
+    gdown imports and the machine is online; otherwise, as for any absent dataset, one line names the folder and the
+    expected files (exit 2). A dry run never downloads.
 10. the autograd stepper's δ-nudge sign: one Cost (ErrorCurrent) gives both Φ and the closed-form force.
 11. BN running statistics updated at every stepper call and Φ evaluation: once per block and mini-batch (free phase).
 12. GDD's BPTT pass re-cached the block inputs used by EP: both use the free-phase inputs.
@@ -184,6 +186,7 @@ class Run:
     device: int
     seed: int
     limit_batches: int = None
+    download: bool = False
     gdd: dict = field(default_factory=dict)
     dry_run: bool = False
     results_dir: str = 'results'
@@ -272,6 +275,10 @@ def to_run(cfg, name, flags):
               dry_run=flags.get('dry_run', False), results_dir=flags.get('results_dir', 'results'),
               data_root=flags.get('data_root', './data'), load_path=flags.get('load_path', ''))
     run.limit_batches = _get(cfg, 'trainer.limit_batches', 'int', 1, optional=True)
+    run.download = _get(cfg, 'data.download', 'bool')
+    if run.download and run.dataset != 'imagenet32':
+        raise UsageError(f'data.download=true: only ImageNet32 is downloaded (the authors\' archive); put '
+                         f'{run.dataset} under --data-root {os.path.abspath(run.data_root)}')
     if _get(cfg, 'data.config.input_size', 'int') != 32:
         raise UsageError('data.config.input_size: the models take 32×32 images')
     if run.exp_type == 'gdd':
@@ -334,7 +341,7 @@ def load_split(run, train):
     if run.dataset == 'mnist5k':
         return mnist_images(train)
     try:
-        return data.load_images(run.dataset, run.data_root, train)
+        return data.load_images(run.dataset, run.data_root, train, download=run.download and not run.dry_run)
     except data.DataError:
         if not run.dry_run:
             raise

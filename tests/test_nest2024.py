@@ -376,3 +376,65 @@ def test_resnet_runs_under_a_published_config(name, small, tmp_path):
     code, folder = run_main([f'--config-name={name}', 'model=resnet18', 'data=mnist5k', '--dry-run',
                              '--results-dir', str(tmp_path)])
     assert code == 0 and ('bars.csv' if name == 'gdd' else 'metrics.csv') in os.listdir(folder)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# data.download=true (the authors' ImageNet32 archive through gdown; no network here: gdown is faked)
+
+DOWNLOAD = ['--config-name=scaling_small', 'model=scaling_small', 'data=imagenet32', 'data.download=true']
+
+
+def test_download_without_gdown_names_the_folder_and_the_files(tmp_path, monkeypatch, capsys):
+    import sys
+    monkeypatch.setitem(sys.modules, 'gdown', None)                 # `import gdown` raises ImportError
+    code, _ = run_main(DOWNLOAD + ['--data-root', str(tmp_path / 'd'), '--results-dir', str(tmp_path / 'r')])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and '\n' not in err and err.startswith('main.py: error: data.download=true: gdown is not')
+    assert str(tmp_path / 'd') in err and 'out_data_train' in err and 'val_data' in err
+    assert not (tmp_path / 'd').exists() and not (tmp_path / 'r').exists()             # nothing written
+
+
+def _fake_gdown(monkeypatch, fail=False):
+    """A gdown module whose cached_download records its call and 'extracts' the authors' layout next to the path."""
+    import sys
+    import types
+    calls = []
+
+    def cached_download(url, path=None, hash=None, postprocess=None, **kw):
+        calls.append(dict(url=url, path=path, hash=hash, postprocess=postprocess, **kw))
+        if fail:
+            raise OSError('no network')
+        base = os.path.join(os.path.dirname(path), 'imagenet32')
+        _fake_batches([os.path.join(base, d, f'train_data_batch_{i}') for d in ('out_data_train', 'out_data_val')
+                       for i in range(1, 11)])
+        return path
+    fake = types.SimpleNamespace(cached_download=cached_download, extractall=object())
+    monkeypatch.setitem(sys.modules, 'gdown', fake)
+    return fake, calls
+
+
+def test_download_fetches_the_authors_archive_with_its_hash(tmp_path, monkeypatch):
+    import data
+    fake, calls = _fake_gdown(monkeypatch)
+    x, y = data.load_images('imagenet32', str(tmp_path), True, download=True)
+    assert x.shape == (20, 3, 32, 32) and len(calls) == 1
+    c = calls[0]
+    assert c['url'] == 'https://drive.google.com/uc?id=1XAlD_wshHhGNzaqy8ML-Jk0ZhAm8J5J_'
+    assert c['hash'] == 'md5:64cae578416aebe1576729ee93e41c25' and 'md5' not in c      # hash=, not the removed md5=
+    assert c['path'] == str(tmp_path / 'imagenet32' / 'imagenet32.tar.gz') and c['postprocess'] is fake.extractall
+    data.load_images('imagenet32', str(tmp_path), False, download=True)
+    assert len(calls) == 1                                          # present: not fetched again
+
+
+def test_download_offline_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
+    _, calls = _fake_gdown(monkeypatch, fail=True)
+    code, _ = run_main(DOWNLOAD + ['--data-root', str(tmp_path / 'd'), '--results-dir', str(tmp_path / 'r')])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(calls) == 1 and '\n' not in err and 'could not be fetched' in err, err
+    assert str(tmp_path / 'd' / 'imagenet32') in err and 'train_data_batch_1..10' in err
+    assert not (tmp_path / 'd' / 'imagenet32').exists() and not (tmp_path / 'r').exists()
+
+
+def test_download_is_for_imagenet32_only(capsys):
+    code, _ = run_main(['--config-name=splitting_small', 'data=cifar10', 'data.download=true'])
+    assert code == 2 and 'only ImageNet32' in capsys.readouterr().err
