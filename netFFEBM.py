@@ -67,9 +67,9 @@ def frozen_bn(bn, z, training, update_stats=False):
 class HopfieldBlock(EPNet):
     """What every block of a chain shares: the readout (last block) or the error-current nudge, the activation (the
     last layer linear unless clamp_last), the asynchronous schedule, the closed-form stepper and its autograd-of-Φ
-    oracle. A subclass gives state_shapes, ff (the feedforward op: the drive of the block, constant in a phase),
-    dphi_ds_layers (∂Φ/∂s_l in closed form), phi_drive (Φ from the drive), features (what the readout reads of s_n)
-    and features_adjoint."""
+    oracle, and the EP estimate. A subclass gives state_shapes, ff (the feedforward op: the drive of the block,
+    constant in a phase), dphi_ds_layers (∂Φ/∂s_l in closed form), ff_term (the terms of Φ that hold the drive, linear
+    in s) and phi_rest (the others, with the nudge), features (what the readout reads of s_n) and features_adjoint."""
 
     def __init__(self, slope, T1, T2, beta, n_classes, clamp_last, asynchronous, use_autograd):
         super().__init__(T1, T2, beta, hard_sigmoid(slope), CrossEntropy() if n_classes else ErrorCurrent())
@@ -141,6 +141,42 @@ class HopfieldBlock(EPNet):
 
     def phi(self, x, s, y=None, beta=0.0):
         return self.phi_drive(self.ff(x), s, y, beta)
+
+    def phi_drive(self, drive, s, y=None, beta=0.0):
+        """Φ with the feedforward op already computed: ff_term(drive, s) + phi_rest(s)."""
+        return self.ff_term(drive, s) + self.phi_rest(s, y, beta)
+
+    def phi_rest(self, s, y=None, beta=0.0):
+        """The terms of Φ without the drive: Σ ⟨syn(s_i), s_o⟩ over the couplings, − β ℓ(s_n), per sample."""
+        total = self.phi_nudge(s, y, beta)
+        for m, i, o in self.couplings():
+            total = total + (syn_out(m, s[i]).view_as(s[o]) * s[o]).flatten(1).sum(1)
+        return total
+
+    def ep_param_grads(self, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None, phi_betas=None, x_grad=False):
+        """ĝ = −(1/(β_b − β_a)) mean_b [∂Φ/∂θ(x, s_b; β_b) − ∂Φ/∂θ(x, s_a; β_a)] per parameter (and, with x_grad,
+        the same difference with respect to x, per sample, appended): netFunctions.phi_param_grads's estimate, with
+        the difference taken before the backward pass instead of after it (two nudged halves subtracted):
+            ⟨F(x), s_b⟩ − ⟨F(x), s_a⟩ = ⟨F(x), s_b − s_a⟩   (the feedforward terms, linear in s),
+            ⟨syn(a_b), c_b⟩ − ⟨syn(a_a), c_a⟩ = ⟨syn(a_b), c_b − c_a⟩ + ⟨syn(a_b) − syn(a_a), c_a⟩   (see syn_diff),
+        and the nudging terms, −β_b ℓ(s_b) + β_a ℓ(s_a), on the halves (a sum for ±β). Mathematically the same; in
+        float32 the halves are not: through F_k(x) = BN(P(W_1 ⋆ x)) each half's ∂Φ/∂W_1 was ~10⁷ times their
+        difference on splitting_small at β = 0.2 (rounding noise 70 times the gradient), and the in-block weights
+        lost the same way at β ≤ 0.01."""
+        params, B = list(self.parameters()), x.shape[0]
+        c, beta = nf.pair_weights(x, beta_a, beta_b, phi_betas)
+        s_a, s_b = [a.detach() for a in s_a], [b.detach() for b in s_b]
+        with torch.enable_grad():
+            xx = x.detach().requires_grad_(x_grad)
+            d = self.ff_term(self.ff(xx), [b - a for a, b in zip(s_a, s_b)])
+            for m, i, o in self.couplings():
+                d = d + (syn_out(m, s_b[i]).view_as(s_b[o]) * (s_b[o] - s_a[o])).flatten(1).sum(1)
+                d = d + (syn_diff(m, s_a[i], s_b[i]).view_as(s_a[o]) * s_a[o]).flatten(1).sum(1)
+            obj = -d.sum() / (B * (beta_b - beta_a))
+            if y is not None:
+                s_cat = [torch.cat([a, b]) for a, b in zip(s_a, s_b)]
+                obj = obj + (c * self.phi_nudge(s_cat, torch.cat([y, y]), beta)).sum()
+            return nf._grads(obj, params + ([xx] if x_grad else []))
 
     def weight_names(self):
         """Names of the conv and fc weight tensors of the block (what GDD compares: no bias, BN or readout), in
@@ -218,12 +254,13 @@ class ConvPoolBlock(HopfieldBlock):
             out.append(u)
         return out
 
-    def phi_drive(self, drive, s, y=None, beta=0.0):
-        """Φ with the feedforward op F_k(x) already computed."""
-        total = (drive * s[0]).flatten(1).sum(1)
-        for l in range(1, len(s)):
-            total = total + (self._bottom_up(l, s, None) * s[l]).flatten(1).sum(1)
-        return total + self.phi_nudge(s, y, beta)
+    def ff_term(self, drive, s):
+        """⟨F_k(x), s_1⟩ per sample."""
+        return (drive * s[0]).flatten(1).sum(1)
+
+    def couplings(self):
+        """(synapse, its input layer, its output layer) of every term ⟨syn_l(s_{l−1}), s_l⟩, l ≥ 2."""
+        return [(self.synapses[l], l - 1, l) for l in range(1, len(self.synapses))]
 
 
 class BasicBlock(HopfieldBlock):
@@ -294,10 +331,36 @@ class BasicBlock(HopfieldBlock):
                 out.append(u if y is None else u + self.nudge(s, y, beta))
         return out
 
-    def phi_drive(self, drive, s, y=None, beta=0.0):
-        """Φ with the feedforward op (BN(W_1 ⋆ h), skip(h)) already computed."""
-        total = (drive[0] * s[0]).flatten(1).sum(1) + ((self.conv2(s[0])[0] + drive[1]) * s[1]).flatten(1).sum(1)
-        return total + self.phi_nudge(s, y, beta)
+    def ff_term(self, drive, s):
+        """⟨BN(W_1 ⋆ h), s_1⟩ + ⟨skip(h), s_2⟩ per sample."""
+        return (drive[0] * s[0]).flatten(1).sum(1) + (drive[1] * s[1]).flatten(1).sum(1)
+
+    def couplings(self):
+        """The term ⟨W_2 ⋆ s_1 + b_2, s_2⟩."""
+        return [(self.conv2, 0, 1)]
+
+
+def syn_out(m, a):
+    """A synapse's output: P(W ⋆ a + b) (ConvPool) or W flat(a) + b (Linear)."""
+    return m(a.flatten(1)) if isinstance(m, nn.Linear) else m(a)[0]
+
+
+def syn_diff(m, a_a, a_b):
+    """syn(a_b) − syn(a_a) without subtracting the two outputs: W (a_b − a_a) (the bias cancels); through a
+    max-pool, gather(W ⋆ (a_b − a_a), i_b) + gather(z_a, i_b) − gather(z_a, i_a) with z_a = W ⋆ a_a + b and i the
+    argmax indices: exact, and the last two terms cancel exactly wherever the two argmaxes agree."""
+    da = a_b - a_a
+    if isinstance(m, nn.Linear):
+        return F.linear(da.flatten(1), m.weight)
+    dz = F.conv2d(da, m.weight, None, m.stride, m.padding)
+    if m.pool.kind != 'm':
+        return m.pool(dz)[0]
+    z_a = F.conv2d(a_a, m.weight, m.bias, m.stride, m.padding)
+    i_a, i_b = m.pool(z_a)[1], m.pool(F.conv2d(a_b, m.weight, m.bias, m.stride, m.padding))[1]
+
+    def gather(z, i):
+        return z.flatten(2).gather(2, i.flatten(2)).view_as(i)
+    return gather(dz, i_b) + gather(z_a, i_b) - gather(z_a, i_a)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -341,7 +404,7 @@ class HopfieldChain(nn.Module):
         block = self.blocks[k]
         with torch.no_grad():
             s_p, s_m = block.forward(x, s, target, (beta, -beta), steps=steps, drive=d)
-        grads = nf.phi_param_grads(block, x, s_m, s_p, -beta, beta, target, x_grad=x_grad)
+        grads = block.ep_param_grads(x, s_m, s_p, -beta, beta, target, x_grad=x_grad)
         gx = grads.pop() * x.shape[0] if x_grad else None
         for p, g in zip(block.parameters(), grads):
             p.grad = g
@@ -404,7 +467,7 @@ class HopfieldChain(nn.Module):
             s_p, s_m, trace = s, s, []
             names = [n for n, _ in block.named_parameters()]
             for t in range(steps + 1):
-                grads = nf.phi_param_grads(block, x, s_m, s_p, -beta, beta, target, x_grad=(k > 0 and t == steps))
+                grads = block.ep_param_grads(x, s_m, s_p, -beta, beta, target, x_grad=(k > 0 and t == steps))
                 gx = grads.pop() * x.shape[0] if (k > 0 and t == steps) else None
                 trace.append(dict(zip(names, grads)))
                 if t < steps:

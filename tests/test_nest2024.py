@@ -161,6 +161,64 @@ def test_resnet18_34_configs_build_the_published_stages():
         assert len(nest2024.weight_layers(chain)) == 1 + 2 * len(widths) + 3
 
 
+POOLED = [dict(channels=[3, 4, 6], pools='mm', norm=True, clamp_last=True),     # an in-block max-pool
+          dict(channels=[6, 6], pools='-', norm=False, fc=[7])]
+
+
+@pytest.mark.parametrize('arch, k', [('vgg', 0), ('vgg', 1), ('resnet', 0), ('resnet', 2)])
+def test_difference_first_ep_estimate_equals_the_phi_difference(arch, k):
+    """HopfieldBlock.ep_param_grads (the Φ difference taken before the backward pass) equals netFunctions'
+    phi_param_grads (two nudged halves, autograd, then subtracted) in float64, parameters and input, for states far
+    apart (max-pool argmaxes that differ between the two states: the gather correction of syn_diff) and for the
+    readout's cross-entropy nudge."""
+    chain, x, label = tiny_chain(T=5, blocks=POOLED if arch == 'vgg' else TINY_RESNET,
+                                 in_size=8 if arch == 'vgg' else 16)
+    block = chain.blocks[k]
+    xk, _, s = chain.free_phase(x)[0][k]
+    s_a = [si + 0.3 * torch.randn_like(si) for si in s]
+    s_b = [si + 0.3 * torch.randn_like(si) for si in s]
+    y = block.target(label) if block.readout is not None else torch.randn_like(s[-1])
+    if arch == 'vgg' and k == 0:
+        m = block.synapses[1]
+        assert (m(s_a[0])[1][2] != m(s_b[0])[1][2]).any()                # the argmaxes differ somewhere
+    new = block.ep_param_grads(xk, s_a, s_b, -0.1, 0.1, y, x_grad=True)
+    ref = nf.phi_param_grads(block, xk, s_a, s_b, -0.1, 0.1, y, x_grad=True)
+    names = [n for n, _ in block.named_parameters()] + ['x']
+    for n, a, b in zip(names, new, ref):
+        assert b.abs().max() > 0 and torch.allclose(a, b, atol=1e-10 * b.abs().max().item()), n
+
+
+def test_ep_estimate_through_a_batchnorm_keeps_float32_precision():
+    """The bug behind the README's early mnist5k EP/ID gap: with the two nudged halves subtracted after autograd,
+    a first conv under a BN (small GOE V, as the configs) lost its EP gradient to float32 rounding (cosine 0.66
+    with float64 here at β = 0.02; on splitting_small_3block at β = 0.2, noise 70 times the gradient). The
+    difference-first estimate keeps it."""
+    blocks = [dict(channels=[3, 8, 16], pools='mm', norm=True, clamp_last=True),
+              dict(channels=[16, 16], pools='-', norm=False, fc=[12])]
+    beta, got = 0.02, {}
+    torch.manual_seed(0)
+    c32 = HopfieldChain(blocks_from_config(blocks, 16, 5, 1.0, 60, 20, beta, 8e-5)).train()
+    c64 = HopfieldChain(blocks_from_config(blocks, 16, 5, 1.0, 60, 20, beta, 8e-5)).double().train()
+    c64.load_state_dict(c32.state_dict())
+    x, label = torch.randn(16, 3, 16, 16), torch.randint(0, 5, (16,))
+    for tag, chain in (('32', c32), ('64', c64)):
+        xx = x.to(next(chain.parameters()).dtype)
+        states, _ = chain.free_phase(xx)
+        current = chain.ep_gradients(states, label, beta, 20)[0]
+        block = chain.blocks[0]
+        xk, d, s = states[0]
+        with torch.no_grad():
+            s_p, s_m = block.forward(xk, s, current, (beta, -beta), steps=20, drive=d)
+        got[tag] = (block.ep_param_grads(xk, s_m, s_p, -beta, beta, current),
+                    nf.phi_param_grads(block, xk, s_m, s_p, -beta, beta, current))
+
+    def cos(a, b):
+        a, b = a.double().flatten(), b.double().flatten()
+        return (a @ b / (a.norm() * b.norm())).item()
+    assert all(cos(a, b) > 0.9999 for a, b in zip(got['32'][0], got['64'][0]))
+    assert cos(got['32'][1][0], got['64'][1][0]) < 0.95                  # the halves: W_1 lost in float32
+
+
 def test_tol_stops_early_on_a_converged_state_and_gives_the_fixed_iteration_answer():
     chain, x, _ = tiny_chain(T=200)
     block = chain.blocks[0]
