@@ -254,23 +254,60 @@ def _imagenet32_layouts(root):
     return out
 
 
+IMAGENET32_EXPECTED = ("imagenet32/ holding either out_data_train/ and out_data_val/ with train_data_batch_1..10 each "
+                       "(the authors' archive) or train_data_batch_1..10 and val_data (the official Downsampled "
+                       "ImageNet 32x32)")
+# the authors' archive (Nest & Ernoult 2024), fetched by gdown with hash= (its md5= argument was removed, spec §B8)
+IMAGENET32_ARCHIVE = ('https://drive.google.com/uc?id=1XAlD_wshHhGNzaqy8ML-Jk0ZhAm8J5J_',
+                      'md5:64cae578416aebe1576729ee93e41c25')
+
+
 def load_imagenet32(root, train):
     """ImageNet32 (1,000 classes; labels 1-based in the files, 0-based here)."""
     for tr, va in _imagenet32_layouts(root):
         paths = tr if train else va
         if all(os.path.isfile(p) for p in paths):
             return _stack(paths, one_based=True)
-    raise DataError(f'ImageNet32 not found under --data-root {os.path.abspath(root)}: expected imagenet32/ holding '
-                    f'either out_data_train/ and out_data_val/ with train_data_batch_1..10 each (the authors\' '
-                    f'archive) or train_data_batch_1..10 and val_data (the official Downsampled ImageNet 32x32)')
+    raise DataError(f'ImageNet32 not found under --data-root {os.path.abspath(root)}: expected {IMAGENET32_EXPECTED}')
 
 
-def load_images(name, root, train):
-    """(uint8 images (N, 3, 32, 32), int64 labels) of cifar10, cifar100 or imagenet32."""
+def download_imagenet32(root):
+    """root/imagenet32/imagenet32.tar.gz from the authors' Google Drive (gdown, hash-checked, cached), extracted
+    there (root/imagenet32/imagenet32/out_data_*). One DataError line when gdown is absent or the fetch fails."""
+    folder = os.path.abspath(os.path.join(root, 'imagenet32'))
+    where = f'put ImageNet32 under --data-root {os.path.abspath(root)}: expected {IMAGENET32_EXPECTED}'
+    try:
+        import gdown                                # optional: only data.download=true needs it
+    except ImportError:
+        raise DataError(f'data.download=true: gdown is not installed (pip install gdown), or {where}')
+    made = not os.path.isdir(folder)
+    os.makedirs(folder, exist_ok=True)
+    url, digest = IMAGENET32_ARCHIVE
+    try:
+        gdown.cached_download(url, path=os.path.join(folder, 'imagenet32.tar.gz'), hash=digest,
+                              postprocess=gdown.extractall)
+    except Exception as e:
+        if made and not os.listdir(folder):
+            os.rmdir(folder)
+        raise DataError(f'data.download=true: the ImageNet32 archive could not be fetched into {folder} '
+                        f'({type(e).__name__}; offline?): {where}')
+
+
+def load_images(name, root, train, download=False):
+    """(uint8 images (N, 3, 32, 32), int64 labels) of cifar10, cifar100 or imagenet32 (download: fetch the authors'
+    ImageNet32 archive when the files are absent)."""
     if name == 'cifar10':
         got = _cifar_pickles(root, train)
         if got is None:
             raise DataError(f'CIFAR-10 not found under --data-root {os.path.abspath(root)}: expected '
                             f'cifar-10-batches-py/ with data_batch_1..5 and test_batch (the python version)')
         return got
-    return load_cifar100(root, train) if name == 'cifar100' else load_imagenet32(root, train)
+    if name == 'cifar100':
+        return load_cifar100(root, train)
+    try:
+        return load_imagenet32(root, train)
+    except DataError:
+        if not download:
+            raise
+    download_imagenet32(root)
+    return load_imagenet32(root, train)

@@ -13,12 +13,17 @@ Quirks of the original (spec §B11) and what this suite does:
     last partial batch, as the original).
  3. checkpoints only with a logger, `best` never updated, resume restarting at epoch 0: checkpoint.tar every epoch,
     best.pt at the best test top-1, --load-path continues the epoch count (trainer.epochs then counts epochs to add).
- 4. splitting_small*.yaml defaulted to the large model: they default to splitting_small_1block.
- 5. algorithm/bp.yaml named an unregistered algorithm: not shipped (ep and bptt only).
- 6. splitting_large_sota3's activation was a string: the config, unused, is not shipped.
+ 4. config.yaml (the default) named a missing model, splitting_small*.yaml defaulted to the large model: there is
+    no default config (--config-name is required; the bare command line belongs to the other papers) and
+    splitting_small*.yaml default to splitting_small_1block.
+ 5. algorithm/bp.yaml named an unregistered algorithm: not shipped (ep and bptt only; algorithm=bp exits 2).
+ 6. splitting_large_sota3's activation was a string ("hard_ern19", a crash): the string names Ernoult 2019's hard
+    sigmoid, slope 1.0 (NAMED_SLOPES); its block layout is a reconstruction from the spec's outline.
  7. scaling_large's 258-channel layer: kept (it is what ran), said in its config.
  8. ImageNet32 val read train_data_batch_* names: both that layout and the official val_data are read.
- 9. gdown md5=: nothing is downloaded; an absent dataset names the folder and the expected files.
+ 9. gdown md5= (removed from gdown): data.download=true fetches the authors' ImageNet32 archive with hash= where
+    gdown imports and the machine is online; otherwise, as for any absent dataset, one line names the folder and the
+    expected files (exit 2). A dry run never downloads.
 10. the autograd stepper's δ-nudge sign: one Cost (ErrorCurrent) gives both Φ and the closed-form force.
 11. BN running statistics updated at every stepper call and Φ evaluation: once per block and mini-batch (free phase).
 12. GDD's BPTT pass re-cached the block inputs used by EP: both use the free-phase inputs.
@@ -44,7 +49,7 @@ import plotFunctions
 import results
 import trainer
 from cli import UsageError, dry_cap, pick_device, say, seed_everything
-from netFFEBM import HopfieldChain, blocks_from_config
+from netFFEBM import RESNET_STAGES, HopfieldChain, blocks_from_config, resnet_blocks
 
 NAME = 'nest2024'
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
@@ -59,6 +64,9 @@ NORMALISE = {'cifar10': ((0.4914, 0.4822, 0.4465), tuple(3 * s for s in (0.2023,
              # MNIST by analogy with CIFAR (its mean, 3× its std)
              'mnist5k': ((0.1307,) * 3, (3 * 0.3081,) * 3)}
 DRY_BATCH = 2
+# activation strings of the original configs and their slope a (σ(u) = clamp(a·u, 0, 1)); quirk 6
+NAMED_SLOPES = {'hard_ern19': 1.0}
+GDD_PLOTTERS = ('paper',)
 
 
 def claims(argv):
@@ -178,11 +186,23 @@ class Run:
     device: int
     seed: int
     limit_batches: int = None
+    download: bool = False
     gdd: dict = field(default_factory=dict)
     dry_run: bool = False
     results_dir: str = 'results'
     data_root: str = './data'
     load_path: str = ''
+
+
+def _slope(cfg, key):
+    """The slope a of σ: a number, or an activation name of the original configs (NAMED_SLOPES)."""
+    v = OmegaConf.select(cfg, key)
+    if isinstance(v, str):
+        if v not in NAMED_SLOPES:
+            raise UsageError(f'{key}={v}: give the slope a of clamp(a·u, 0, 1) (a number) or one of '
+                             f'{", ".join(NAMED_SLOPES)}')
+        return NAMED_SLOPES[v]
+    return _get(cfg, key, 'float', nonzero=True)
 
 
 def check_blocks(blocks):
@@ -211,20 +231,34 @@ def check_blocks(blocks):
     return out
 
 
+def model_blocks(cfg):
+    """The validated block list: model.config.blocks (vgg), or ResNet18/34's BasicBlocks (resnet: depth, widths,
+    stem, clamp_last)."""
+    if cfg.model.name == 'vgg':
+        return check_blocks(OmegaConf.to_container(cfg.model.config.blocks))
+    m = 'model.config.'
+    depth = _get(cfg, m + 'depth', 'int', choices=tuple(RESNET_STAGES))
+    widths = OmegaConf.to_container(cfg.model.config.widths)
+    if len(widths) != 4 or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
+        raise UsageError(f'{m}widths={widths}: four positive stage widths (ResNet: 64, 128, 256, 512)')
+    return resnet_blocks(depth, widths, _get(cfg, m + 'stem', 'int', 1), _get(cfg, m + 'clamp_last', 'bool'))
+
+
 def to_run(cfg, name, flags):
     """Validate the composed config into a Run (every failure is one UsageError line)."""
     m = 'model.config.'
     for key, want in ((m + 'readout', True), (m + 'norm_pool', False), (m + 'neurons', 'zeros'),
-                      (m + 'weights', 'goe'), ('model.name', 'vgg'), ('trainer.criterion', 'cross_entropy')):
+                      (m + 'weights', 'goe'), ('trainer.criterion', 'cross_entropy')):
         if OmegaConf.select(cfg, key) != want:
             raise UsageError(f'{key}={OmegaConf.select(cfg, key)}: only {want} is implemented (every published '
                              f'config uses it)')
+    _get(cfg, 'model.name', 'str', choices=('vgg', 'resnet'))
     seed = _int_flag(flags, 'seed')
     device = _int_flag(flags, 'device')
     run = Run(config_name=name, exp_type=_get(cfg, 'exp_type', 'str', choices=('training', 'gdd')),
-              blocks=check_blocks(OmegaConf.to_container(cfg.model.config.blocks)),
+              blocks=model_blocks(cfg),
               T1=_get(cfg, m + 'T1', 'int', 1), T2=_get(cfg, 'algorithm.config.T2', 'int', 1),
-              slope=_get(cfg, m + 'activation', 'float', nonzero=True),
+              slope=_slope(cfg, m + 'activation'),
               tol=_get(cfg, m + 'tol', 'float', 0, optional=True),
               check_every=_get(cfg, m + 'tol_check_every', 'int', 1), V=_get(cfg, m + 'V', 'float', 0),
               asynchronous=_get(cfg, m + 'asynchronous', 'bool'), use_autograd=_get(cfg, m + 'use_autograd', 'bool'),
@@ -241,10 +275,15 @@ def to_run(cfg, name, flags):
               dry_run=flags.get('dry_run', False), results_dir=flags.get('results_dir', 'results'),
               data_root=flags.get('data_root', './data'), load_path=flags.get('load_path', ''))
     run.limit_batches = _get(cfg, 'trainer.limit_batches', 'int', 1, optional=True)
+    run.download = _get(cfg, 'data.download', 'bool')
+    if run.download and run.dataset != 'imagenet32':
+        raise UsageError(f'data.download=true: only ImageNet32 is downloaded (the authors\' archive); put '
+                         f'{run.dataset} under --data-root {os.path.abspath(run.data_root)}')
     if _get(cfg, 'data.config.input_size', 'int') != 32:
         raise UsageError('data.config.input_size: the models take 32×32 images')
     if run.exp_type == 'gdd':
         run.gdd = {k: _get(cfg, f'gdd.{k}', 'int', 1 if k != 'curves' else 0) for k in ('batches', 'seeds', 'curves')}
+        _get(cfg, 'gdd.plotter', 'str', choices=GDD_PLOTTERS)      # the original's default/detailed plotters: not here
     if run.dry_run:
         run.T1, run.T2 = dry_cap(run.T1, run.T2)
         run.epochs, run.batch_size = 1, min(run.batch_size, DRY_BATCH)
@@ -302,7 +341,7 @@ def load_split(run, train):
     if run.dataset == 'mnist5k':
         return mnist_images(train)
     try:
-        return data.load_images(run.dataset, run.data_root, train)
+        return data.load_images(run.dataset, run.data_root, train, download=run.download and not run.dry_run)
     except data.DataError:
         if not run.dry_run:
             raise

@@ -46,103 +46,60 @@ def goe_(weight, V, k=3):
     return weight
 
 
-class ConvPoolBlock(EPNet):
-    """One Hopfield block: conv layers (ConvPool synapses with their adjoint) then fc layers; optionally the readout
-    (last block). channels = [c_in, c_1, …, c_nconv], pools one letter per conv ('m', 's' or '-')."""
+def goe_convs_(block, V):
+    """GOE init (goe_) of every Conv2d kernel of a block, k its side; conv biases to 0. Linears keep PyTorch's."""
+    for m in block.modules():
+        if isinstance(m, nn.Conv2d):
+            goe_(m.weight, V, m.kernel_size[0])
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
-    def __init__(self, in_size, channels, pools, fc=(), norm=True, clamp_last=False, slope=1.0, T1=20, T2=5,
-                 beta=0.2, n_classes=None, asynchronous=True, V=None, use_autograd=False):
-        crit = CrossEntropy() if n_classes else ErrorCurrent()
-        super().__init__(T1, T2, beta, hard_sigmoid(slope), crit)
-        self.ncv, self.clamp_last, self.asynchronous = len(channels) - 1, clamp_last, asynchronous
+
+def frozen_bn(bn, z, training, update_stats=False):
+    """The frozen, non-affine BatchNorm: batch statistics in training (the running statistics updated only when
+    asked: once per block and mini-batch, in the free phase), running statistics in eval mode."""
+    if not training:
+        return F.batch_norm(z, bn.running_mean, bn.running_var, training=False, eps=bn.eps)
+    rm, rv = (bn.running_mean, bn.running_var) if update_stats else (None, None)
+    return F.batch_norm(z, rm, rv, training=True, momentum=bn.momentum, eps=bn.eps)
+
+
+class HopfieldBlock(EPNet):
+    """What every block of a chain shares: the readout (last block) or the error-current nudge, the activation (the
+    last layer linear unless clamp_last), the asynchronous schedule, the closed-form stepper and its autograd-of-Φ
+    oracle, and the EP estimate. A subclass gives state_shapes, ff (the feedforward op: the drive of the block,
+    constant in a phase), dphi_ds_layers (∂Φ/∂s_l in closed form), ff_term (the terms of Φ that hold the drive, linear
+    in s) and phi_rest (the others, with the nudge), features (what the readout reads of s_n) and features_adjoint."""
+
+    def __init__(self, slope, T1, T2, beta, n_classes, clamp_last, asynchronous, use_autograd):
+        super().__init__(T1, T2, beta, hard_sigmoid(slope), CrossEntropy() if n_classes else ErrorCurrent())
+        self.clamp_last, self.asynchronous = clamp_last, asynchronous
         self.use_autograd = use_autograd        # model.config.use_autograd: the oracle step in every phase
-        kinds = [POOLS[p] for p in pools]         # 3×3 convs, stride 1, padding 1 keep the side; 'm' halves it
-        self.sizes = conv_pool_sizes(in_size, [3] * len(kinds), [1] * len(kinds), [1] * len(kinds), kinds)[1:]
-        if len(self.sizes) < len(kinds) or min(self.sizes) < 1:
-            raise ValueError(f'the feature maps vanish ({self.sizes}) for an input of size {in_size}')
-        self.channels = list(channels)
-        convs = [ConvPool(channels[k], channels[k + 1], 3, 1, 1, POOLS[pools[k]], bias=not (k == 0 and norm))
-                 for k in range(self.ncv)]
-        fc_in = [channels[-1] * self.sizes[-1] ** 2] + list(fc)
-        self.fc_sizes = list(fc)
-        self.synapses = nn.ModuleList(convs + [nn.Linear(a, b) for a, b in zip(fc_in[:-1], fc_in[1:])])
-        self.bn = nn.BatchNorm2d(channels[1], affine=False) if norm else None
-        self.readout = nn.Linear(fc_in[-1], n_classes) if n_classes else None
-        if V is not None:
-            for m in convs:
-                goe_(m.weight, V)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-
-    # -- shapes and cost ------------------------------------------------------------------------------------------
-    def state_shapes(self):
-        return [(c, n, n) for c, n in zip(self.channels[1:], self.sizes)] + [(f,) for f in self.fc_sizes]
 
     def logits(self, s):
-        """The readout z = W_r flat(s_n) + b_r (last block), else the last layer itself (what ⟨g, ·⟩ reads)."""
-        return self.readout(s[-1].flatten(1)) if self.readout is not None else s[-1]
+        """The readout z = W_r features(s_n) + b_r (last block), else the last layer itself (what ⟨g, ·⟩ reads)."""
+        return self.readout(self.features(s[-1])) if self.readout is not None else s[-1]
 
     @property
     def output_size(self):
         return self.readout.out_features
 
     def nudge(self, s, y, beta):
-        """−β ∂ℓ/∂s_n: through the readout, −β (softmax(z) − y) W_r; for an error current g, −β g."""
+        """−β ∂ℓ/∂s_n: through the readout, featuresᵀ(−β (softmax(z) − y) W_r); for an error current g, −β g."""
         if self.readout is None:
             b = beta.view(-1, *[1] * (y.dim() - 1)) if torch.is_tensor(beta) else beta
             return -b * y
-        return ((-beta * self.criterion.grad(self.logits(s), y)) @ self.readout.weight).view_as(s[-1])
-
-    # -- feedforward op and fields ---------------------------------------------------------------------------------
-    def ff(self, x, update_stats=False):
-        """F_k(x) = BN(P_1(W_1 ⋆ x)): batch statistics in training (running statistics updated only when asked:
-        once per block and mini-batch, in the free phase), running statistics in eval mode."""
-        z = self.synapses[0](x)[0]
-        if self.bn is None:
-            return z
-        bn = self.bn
-        if not self.training:
-            return F.batch_norm(z, bn.running_mean, bn.running_var, training=False, eps=bn.eps)
-        rm, rv = (bn.running_mean, bn.running_var) if update_stats else (None, None)
-        return F.batch_norm(z, rm, rv, training=True, momentum=bn.momentum, eps=bn.eps)
+        return self.features_adjoint((-beta * self.criterion.grad(self.logits(s), y)) @ self.readout.weight, s[-1])
 
     def drive(self, x):
         return self.ff(x, update_stats=self.training)
-
-    def _bottom_up(self, l, s, drive):
-        if l == 0:
-            return drive
-        if l < self.ncv:
-            return self.synapses[l](s[l - 1])[0]
-        return self.synapses[l](s[l - 1].flatten(1))
-
-    def _top_down(self, l, s):
-        """∂/∂s_l ⟨syn_{l+1}(s_l), s_{l+1}⟩: the adjoint of the next synapse at the current s_l (unpool to the
-        argmax of its max-pool, then transposed conv; Wᵀ s_{l+1} for a Linear)."""
-        m = self.synapses[l + 1]
-        if l + 1 < self.ncv:
-            ctx = m(s[l])[1] if m.pool.kind == 'm' else (s[l].shape, None, None)   # no pool: no forward needed
-            return m.adjoint(s[l + 1], ctx)
-        return (s[l + 1] @ m.weight).view_as(s[l])
-
-    def dphi_ds_layers(self, s, drive, y, beta, layers):
-        """∂Φ/∂s_l in closed form for the given layers, all read from the same state s."""
-        n, out = len(s), []
-        for l in layers:
-            u = self._bottom_up(l, s, drive)
-            if l + 1 < n:
-                u = u + self._top_down(l, s)
-            elif y is not None:
-                u = u + self.nudge(s, y, beta)
-            out.append(u)
-        return out
 
     def dphi_ds(self, s, drive, y=None, beta=0.0):
         return self.dphi_ds_layers(s, drive, y, beta, range(len(s)))
 
     def activate(self, l, u):
         """σ(u), except the last layer, linear unless clamp_last."""
-        return u if (l == len(self.sizes) + len(self.fc_sizes) - 1 and not self.clamp_last) else self.act.rho(u)
+        return u if (l == self.n_layers - 1 and not self.clamp_last) else self.act.rho(u)
 
     def schedule(self, n, nudged):
         """Layer groups updated in turn within one iteration: even then odd (odd first when nudged); synchronous:
@@ -186,16 +143,224 @@ class ConvPoolBlock(EPNet):
         return self.phi_drive(self.ff(x), s, y, beta)
 
     def phi_drive(self, drive, s, y=None, beta=0.0):
-        """Φ with the feedforward op F_k(x) already computed."""
-        total = (drive * s[0]).flatten(1).sum(1)
-        for l in range(1, len(s)):
-            total = total + (self._bottom_up(l, s, None) * s[l]).flatten(1).sum(1)
-        return total + self.phi_nudge(s, y, beta)
+        """Φ with the feedforward op already computed: ff_term(drive, s) + phi_rest(s)."""
+        return self.ff_term(drive, s) + self.phi_rest(s, y, beta)
+
+    def phi_rest(self, s, y=None, beta=0.0):
+        """The terms of Φ without the drive: Σ ⟨syn(s_i), s_o⟩ over the couplings, − β ℓ(s_n), per sample."""
+        total = self.phi_nudge(s, y, beta)
+        for m, i, o in self.couplings():
+            total = total + (syn_out(m, s[i]).view_as(s[o]) * s[o]).flatten(1).sum(1)
+        return total
+
+    def ep_param_grads(self, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None, phi_betas=None, x_grad=False):
+        """ĝ = −(1/(β_b − β_a)) mean_b [∂Φ/∂θ(x, s_b; β_b) − ∂Φ/∂θ(x, s_a; β_a)] per parameter (and, with x_grad,
+        the same difference with respect to x, per sample, appended): netFunctions.phi_param_grads's estimate, with
+        the difference taken before the backward pass instead of after it (two nudged halves subtracted):
+            ⟨F(x), s_b⟩ − ⟨F(x), s_a⟩ = ⟨F(x), s_b − s_a⟩   (the feedforward terms, linear in s),
+            ⟨syn(a_b), c_b⟩ − ⟨syn(a_a), c_a⟩ = ⟨syn(a_b), c_b − c_a⟩ + ⟨syn(a_b) − syn(a_a), c_a⟩   (see syn_diff),
+        and the nudging terms, −β_b ℓ(s_b) + β_a ℓ(s_a), on the halves (a sum for ±β). Mathematically the same; in
+        float32 the halves are not: through F_k(x) = BN(P(W_1 ⋆ x)) each half's ∂Φ/∂W_1 was ~10⁷ times their
+        difference on splitting_small at β = 0.2 (rounding noise 70 times the gradient), and the in-block weights
+        lost the same way at β ≤ 0.01."""
+        params, B = list(self.parameters()), x.shape[0]
+        c, beta = nf.pair_weights(x, beta_a, beta_b, phi_betas)
+        s_a, s_b = [a.detach() for a in s_a], [b.detach() for b in s_b]
+        with torch.enable_grad():
+            xx = x.detach().requires_grad_(x_grad)
+            d = self.ff_term(self.ff(xx), [b - a for a, b in zip(s_a, s_b)])
+            for m, i, o in self.couplings():
+                d = d + (syn_out(m, s_b[i]).view_as(s_b[o]) * (s_b[o] - s_a[o])).flatten(1).sum(1)
+                d = d + (syn_diff(m, s_a[i], s_b[i]).view_as(s_a[o]) * s_a[o]).flatten(1).sum(1)
+            obj = -d.sum() / (B * (beta_b - beta_a))
+            if y is not None:
+                s_cat = [torch.cat([a, b]) for a, b in zip(s_a, s_b)]
+                obj = obj + (c * self.phi_nudge(s_cat, torch.cat([y, y]), beta)).sum()
+            return nf._grads(obj, params + ([xx] if x_grad else []))
 
     def weight_names(self):
-        """Names of the conv and fc weight tensors of the block (what GDD compares), in layer order."""
-        return [f'synapses.{k}.weight' if k < self.ncv else f'synapses.{k}.weight'
-                for k in range(len(self.synapses))]
+        """Names of the conv and fc weight tensors of the block (what GDD compares: no bias, BN or readout), in
+        layer order."""
+        return [n for n, p in self.named_parameters() if p.dim() > 1 and not n.startswith('readout.')]
+
+
+class ConvPoolBlock(HopfieldBlock):
+    """One VGG Hopfield block: conv layers (ConvPool synapses with their adjoint) then fc layers; optionally the
+    readout (last block). channels = [c_in, c_1, …, c_nconv], pools one letter per conv ('m', 's' or '-')."""
+
+    def __init__(self, in_size, channels, pools, fc=(), norm=True, clamp_last=False, slope=1.0, T1=20, T2=5,
+                 beta=0.2, n_classes=None, asynchronous=True, V=None, use_autograd=False):
+        super().__init__(slope, T1, T2, beta, n_classes, clamp_last, asynchronous, use_autograd)
+        self.ncv = len(channels) - 1
+        kinds = [POOLS[p] for p in pools]         # 3×3 convs, stride 1, padding 1 keep the side; 'm' halves it
+        self.sizes = conv_pool_sizes(in_size, [3] * len(kinds), [1] * len(kinds), [1] * len(kinds), kinds)[1:]
+        if len(self.sizes) < len(kinds) or min(self.sizes) < 1:
+            raise ValueError(f'the feature maps vanish ({self.sizes}) for an input of size {in_size}')
+        self.channels = list(channels)
+        convs = [ConvPool(channels[k], channels[k + 1], 3, 1, 1, POOLS[pools[k]], bias=not (k == 0 and norm))
+                 for k in range(self.ncv)]
+        fc_in = [channels[-1] * self.sizes[-1] ** 2] + list(fc)
+        self.fc_sizes = list(fc)
+        self.n_layers = self.ncv + len(self.fc_sizes)
+        self.synapses = nn.ModuleList(convs + [nn.Linear(a, b) for a, b in zip(fc_in[:-1], fc_in[1:])])
+        self.bn = nn.BatchNorm2d(channels[1], affine=False) if norm else None
+        self.readout = nn.Linear(fc_in[-1], n_classes) if n_classes else None
+        if V is not None:
+            goe_convs_(self, V)
+
+    def state_shapes(self):
+        return [(c, n, n) for c, n in zip(self.channels[1:], self.sizes)] + [(f,) for f in self.fc_sizes]
+
+    @property
+    def out_size(self):
+        return self.sizes[-1]
+
+    def features(self, s_n):
+        return s_n.flatten(1)
+
+    def features_adjoint(self, g, s_n):
+        return g.view_as(s_n)
+
+    def ff(self, x, update_stats=False):
+        """F_k(x) = BN(P_1(W_1 ⋆ x)) (see frozen_bn)."""
+        z = self.synapses[0](x)[0]
+        return z if self.bn is None else frozen_bn(self.bn, z, self.training, update_stats)
+
+    def _bottom_up(self, l, s, drive):
+        if l == 0:
+            return drive
+        if l < self.ncv:
+            return self.synapses[l](s[l - 1])[0]
+        return self.synapses[l](s[l - 1].flatten(1))
+
+    def _top_down(self, l, s):
+        """∂/∂s_l ⟨syn_{l+1}(s_l), s_{l+1}⟩: the adjoint of the next synapse at the current s_l (unpool to the
+        argmax of its max-pool, then transposed conv; Wᵀ s_{l+1} for a Linear)."""
+        m = self.synapses[l + 1]
+        if l + 1 < self.ncv:
+            ctx = m(s[l])[1] if m.pool.kind == 'm' else (s[l].shape, None, None)   # no pool: no forward needed
+            return m.adjoint(s[l + 1], ctx)
+        return (s[l + 1] @ m.weight).view_as(s[l])
+
+    def dphi_ds_layers(self, s, drive, y, beta, layers):
+        """∂Φ/∂s_l in closed form for the given layers, all read from the same state s."""
+        n, out = len(s), []
+        for l in layers:
+            u = self._bottom_up(l, s, drive)
+            if l + 1 < n:
+                u = u + self._top_down(l, s)
+            elif y is not None:
+                u = u + self.nudge(s, y, beta)
+            out.append(u)
+        return out
+
+    def ff_term(self, drive, s):
+        """⟨F_k(x), s_1⟩ per sample."""
+        return (drive * s[0]).flatten(1).sum(1)
+
+    def couplings(self):
+        """(synapse, its input layer, its output layer) of every term ⟨syn_l(s_{l−1}), s_l⟩, l ≥ 2."""
+        return [(self.synapses[l], l - 1, l) for l in range(1, len(self.synapses))]
+
+
+class BasicBlock(HopfieldBlock):
+    """A ResNet BasicBlock as a 2-layer Hopfield block (spec §B7), s_1 and s_2 of `planes` channels:
+
+        Φ(x, s; β) = ⟨BN(W_1 ⋆_stride h), s_1⟩ + ⟨W_2 ⋆ s_1 + b_2, s_2⟩ + ⟨skip(h), s_2⟩ − β ℓ(s_2),
+
+    h = x, or stem(x) = MaxPool_{3/2}(BN(W_0 ⋆_{7/2} x)) in the first block (the stem is part of its feedforward op);
+    skip(h) = h, or BN(W_d ⋆_{1×1, stride} h) when the stride or the width changes. The feedforward op is the pair
+    (BN(W_1 ⋆ h), skip(h)), constant in a phase. Closed form: s_1 ← σ(BN(W_1 ⋆ h) + W_2ᵀ ⋆ s_2), s_2 ← W_2 ⋆ s_1 +
+    b_2 + skip(h) (+ the nudge; σ with clamp_last). The readout (last block) is Linear(mean over H×W of s_2).
+    channels = [c_in, planes], or [3, stem width, planes] with the stem."""
+
+    def __init__(self, in_size, channels, stride=1, stem=False, clamp_last=False, slope=1.0, T1=20, T2=5, beta=0.2,
+                 n_classes=None, asynchronous=True, V=None, use_autograd=False):
+        super().__init__(slope, T1, T2, beta, n_classes, clamp_last, asynchronous, use_autograd)
+        c_in, planes = channels[-2], channels[-1]
+        self.stem = None
+        if stem:
+            self.stem = nn.Conv2d(channels[0], c_in, 7, 2, 3, bias=False)
+            self.stem_bn = nn.BatchNorm2d(c_in, affine=False)
+            in_size = (in_size + 6 - 7) // 2 + 1
+            in_size = (in_size + 2 - 3) // 2 + 1                     # MaxPool 3, stride 2, padding 1
+        self.size = (in_size + 2 - 3) // stride + 1
+        if self.size < 1:
+            raise ValueError(f'the feature maps vanish for an input of size {in_size}')
+        self.planes, self.n_layers = planes, 2
+        self.conv1 = ConvPool(c_in, planes, 3, stride, 1, 'i', bias=False)
+        self.conv2 = ConvPool(planes, planes, 3, 1, 1, 'i')
+        self.bn1 = nn.BatchNorm2d(planes, affine=False)
+        self.down = None
+        if stride != 1 or c_in != planes:
+            self.down = nn.Conv2d(c_in, planes, 1, stride, bias=False)
+            self.down_bn = nn.BatchNorm2d(planes, affine=False)
+        self.readout = nn.Linear(planes, n_classes) if n_classes else None
+        if V is not None:
+            goe_convs_(self, V)
+
+    def state_shapes(self):
+        return [(self.planes, self.size, self.size)] * 2
+
+    @property
+    def out_size(self):
+        return self.size
+
+    def features(self, s_n):
+        return s_n.mean((2, 3))
+
+    def features_adjoint(self, g, s_n):
+        return (g / (s_n.shape[2] * s_n.shape[3]))[:, :, None, None].expand_as(s_n)
+
+    def ff(self, x, update_stats=False):
+        """(BN(W_1 ⋆ h), skip(h)), h = x or stem(x) (see frozen_bn)."""
+        def bn(m, z):
+            return frozen_bn(m, z, self.training, update_stats)
+        h = x if self.stem is None else F.max_pool2d(bn(self.stem_bn, self.stem(x)), 3, 2, 1)
+        skip = h if self.down is None else bn(self.down_bn, self.down(h))
+        return bn(self.bn1, self.conv1(h)[0]), skip
+
+    def dphi_ds_layers(self, s, drive, y, beta, layers):
+        """∂Φ/∂s_l in closed form for the given layers (0: s_1, 1: s_2), all read from the same state s."""
+        out = []
+        for l in layers:
+            if l == 0:
+                out.append(drive[0] + self.conv2.adjoint(s[1], (s[0].shape, None, None)))
+            else:
+                u = self.conv2(s[0])[0] + drive[1]
+                out.append(u if y is None else u + self.nudge(s, y, beta))
+        return out
+
+    def ff_term(self, drive, s):
+        """⟨BN(W_1 ⋆ h), s_1⟩ + ⟨skip(h), s_2⟩ per sample."""
+        return (drive[0] * s[0]).flatten(1).sum(1) + (drive[1] * s[1]).flatten(1).sum(1)
+
+    def couplings(self):
+        """The term ⟨W_2 ⋆ s_1 + b_2, s_2⟩."""
+        return [(self.conv2, 0, 1)]
+
+
+def syn_out(m, a):
+    """A synapse's output: P(W ⋆ a + b) (ConvPool) or W flat(a) + b (Linear)."""
+    return m(a.flatten(1)) if isinstance(m, nn.Linear) else m(a)[0]
+
+
+def syn_diff(m, a_a, a_b):
+    """syn(a_b) − syn(a_a) without subtracting the two outputs: W (a_b − a_a) (the bias cancels); through a
+    max-pool, gather(W ⋆ (a_b − a_a), i_b) + gather(z_a, i_b) − gather(z_a, i_a) with z_a = W ⋆ a_a + b and i the
+    argmax indices: exact, and the last two terms cancel exactly wherever the two argmaxes agree."""
+    da = a_b - a_a
+    if isinstance(m, nn.Linear):
+        return F.linear(da.flatten(1), m.weight)
+    dz = F.conv2d(da, m.weight, None, m.stride, m.padding)
+    if m.pool.kind != 'm':
+        return m.pool(dz)[0]
+    z_a = F.conv2d(a_a, m.weight, m.bias, m.stride, m.padding)
+    i_a, i_b = m.pool(z_a)[1], m.pool(F.conv2d(a_b, m.weight, m.bias, m.stride, m.padding))[1]
+
+    def gather(z, i):
+        return z.flatten(2).gather(2, i.flatten(2)).view_as(i)
+    return gather(dz, i_b) + gather(z_a, i_b) - gather(z_a, i_a)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -239,7 +404,7 @@ class HopfieldChain(nn.Module):
         block = self.blocks[k]
         with torch.no_grad():
             s_p, s_m = block.forward(x, s, target, (beta, -beta), steps=steps, drive=d)
-        grads = nf.phi_param_grads(block, x, s_m, s_p, -beta, beta, target, x_grad=x_grad)
+        grads = block.ep_param_grads(x, s_m, s_p, -beta, beta, target, x_grad=x_grad)
         gx = grads.pop() * x.shape[0] if x_grad else None
         for p, g in zip(block.parameters(), grads):
             p.grad = g
@@ -302,7 +467,7 @@ class HopfieldChain(nn.Module):
             s_p, s_m, trace = s, s, []
             names = [n for n, _ in block.named_parameters()]
             for t in range(steps + 1):
-                grads = nf.phi_param_grads(block, x, s_m, s_p, -beta, beta, target, x_grad=(k > 0 and t == steps))
+                grads = block.ep_param_grads(x, s_m, s_p, -beta, beta, target, x_grad=(k > 0 and t == steps))
                 gx = grads.pop() * x.shape[0] if (k > 0 and t == steps) else None
                 trace.append(dict(zip(names, grads)))
                 if t < steps:
@@ -367,16 +532,35 @@ class HopfieldChain(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 
 def blocks_from_config(blocks, in_size, n_classes, slope, T1, T2, beta, V, asynchronous=True, use_autograd=False):
-    """ConvPoolBlocks from the model config's block list (dicts with channels, pools, fc, norm, clamp_last); the
-    last block gets the readout."""
+    """Blocks from the model config's block list: ConvPoolBlocks (dicts with channels, pools, fc, norm, clamp_last)
+    or BasicBlocks (kind 'basic': channels, stride, stem, clamp_last); the last block gets the readout."""
     out, n = [], in_size
     for i, b in enumerate(blocks):
         last = i == len(blocks) - 1
-        blk = ConvPoolBlock(n, b['channels'], b['pools'], b.get('fc', ()), b.get('norm', True),
-                            b.get('clamp_last', False), slope, T1, T2, beta, n_classes if last else None,
-                            asynchronous, V, use_autograd)
-        if blk.fc_sizes and not last:
-            raise ValueError(f'block {i + 1}: fc layers end a chain (only the last block may have them)')
-        n = blk.sizes[-1]
+        common = dict(clamp_last=b.get('clamp_last', False), slope=slope, T1=T1, T2=T2, beta=beta,
+                      n_classes=n_classes if last else None, asynchronous=asynchronous, V=V, use_autograd=use_autograd)
+        if b.get('kind') == 'basic':
+            blk = BasicBlock(n, b['channels'], b.get('stride', 1), b.get('stem', False), **common)
+        else:
+            blk = ConvPoolBlock(n, b['channels'], b['pools'], b.get('fc', ()), b.get('norm', True), **common)
+            if blk.fc_sizes and not last:
+                raise ValueError(f'block {i + 1}: fc layers end a chain (only the last block may have them)')
+        n = blk.out_size
         out.append(blk)
+    return out
+
+
+RESNET_STAGES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+
+def resnet_blocks(depth, widths=(64, 128, 256, 512), stem=64, clamp_last=False):
+    """The block list of ResNet18/34 (spec §B7): the stem in front of the first BasicBlock, then stages of
+    RESNET_STAGES[depth] BasicBlocks of widths[i] channels, the first of every stage after the first with stride 2."""
+    out, c = [], stem
+    for i, (n, w) in enumerate(zip(RESNET_STAGES[depth], widths)):
+        for j in range(n):
+            first = not out
+            out.append(dict(kind='basic', channels=[3, c, w] if first else [c, w], stride=2 if (j == 0 and i > 0)
+                            else 1, stem=first, clamp_last=clamp_last, fc=[]))
+            c = w
     return out

@@ -5,6 +5,7 @@ import shlex
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import estimators
 import nest2024
@@ -28,10 +29,10 @@ TINY = [dict(channels=[3, 4, 6], pools='m-', norm=True, clamp_last=True),
         dict(channels=[8, 8], pools='-', norm=True, fc=[12])]
 
 
-def tiny_chain(T=80, slope=0.5, V=0.01, seed=0, blocks=TINY):
+def tiny_chain(T=80, slope=0.5, V=0.01, seed=0, blocks=TINY, in_size=8):
     torch.manual_seed(seed)
-    chain = HopfieldChain(blocks_from_config(blocks, 8, 5, slope, T, T, 1e-3, V)).double().train()
-    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    chain = HopfieldChain(blocks_from_config(blocks, in_size, 5, slope, T, T, 1e-3, V)).double().train()
+    x = torch.randn(4, 3, in_size, in_size, dtype=torch.float64)
     return chain, x, torch.tensor([0, 1, 2, 3])
 
 
@@ -94,6 +95,128 @@ def test_closed_form_async_stepper_equals_autograd_of_phi(nudge):
         s_c, s_a = block.stepper(s_c, d, y, beta), block.stepper_autograd(xk, s_a, y, beta)
         for a, b in zip(s_c, s_a):
             assert torch.allclose(a, b, atol=1e-12)
+
+
+TINY_RESNET = [dict(kind='basic', channels=[3, 4, 4], stride=1, stem=True),       # stem, identity skip
+               dict(kind='basic', channels=[4, 6], stride=1, clamp_last=True),     # 1×1-conv + BN skip (width)
+               dict(kind='basic', channels=[6, 6], stride=2)]                      # stride-2 skip, readout
+
+
+@pytest.mark.parametrize('k, nudge', [(0, 'free'), (0, 'error-current'), (1, 'free'), (1, 'error-current'),
+                                      (2, 'free'), (2, 'cross-entropy')])
+def test_resnet_basic_block_stepper_equals_autograd_of_phi(k, nudge):
+    """BasicBlocks (spec §B7): the closed-form residual stepper equals autograd of the block's Φ step by step, for
+    the stem block, a width-changing and a stride-2 block; free, nudged by an error current (±β batched) or by the
+    cross-entropy through the average-pooled readout (last block)."""
+    chain, x, label = tiny_chain(T=5, blocks=TINY_RESNET, in_size=16)
+    block = chain.blocks[k]
+    xk, d, s = chain.free_phase(x)[0][k]
+    if nudge == 'free':
+        y, beta = None, 0.0
+    elif nudge == 'cross-entropy':
+        y, beta = block.target(label), torch.tensor([[0.3]] * 2 + [[-0.3]] * 2, dtype=torch.float64)
+    else:
+        y, beta = torch.randn_like(s[-1]), torch.tensor([[0.4]] * 2 + [[-0.4]] * 2, dtype=torch.float64)
+    s0 = s_c = s_a = [si + 0.1 * torch.randn_like(si) for si in s]
+    for _ in range(6):
+        s_c, s_a = block.stepper(s_c, d, y, beta), block.stepper_autograd(xk, s_a, y, beta)
+        for a, b in zip(s_c, s_a):
+            assert torch.allclose(a, b, atol=1e-12)
+    assert all(not torch.allclose(a, b, atol=1e-3) for a, b in zip(s_c, s0))      # both layers moved
+
+
+def test_resnet_chain_ep_gradients_and_error_currents_match_id():
+    """A tiny float64 ResNet chain (stem, identity and downsampling skips): every parameter's EP gradient has cosine
+    > 0.999 with ID (the stem and the 1×1 skips, feedforward ops, get theirs through the error currents), and the
+    error currents equal −B ∂L/∂x_k by autograd."""
+    chain, x, label = tiny_chain(blocks=TINY_RESNET, in_size=16)
+    states, _ = chain.free_phase(x)
+    currents = chain.ep_gradients(states, label, 1e-3, 80)
+    ep = {n: p.grad.clone() for n, p in chain.named_parameters()}
+    _, input_grads = chain.id_gradients(states, label, 80, input_grads=True)
+    names = [n for n, _ in chain.named_parameters()]
+    assert {'blocks.0.stem.weight', 'blocks.1.down.weight', 'blocks.2.down.weight', 'blocks.2.readout.weight'} \
+        <= set(names)
+    for n, p in chain.named_parameters():
+        assert p.grad.norm() > 0, n
+        cos = (ep[n].flatten() @ p.grad.flatten()) / (ep[n].norm() * p.grad.norm())
+        assert cos > 0.999, (n, cos.item())
+    for g, gid in zip(currents, input_grads):
+        assert torch.allclose(g, gid, atol=1e-6 * gid.abs().max().item()), (g - gid).abs().max()
+
+
+def test_resnet18_34_configs_build_the_published_stages():
+    """model=resnet18 / resnet34: 8 / 16 BasicBlocks (2-2-2-2 / 3-4-6-3) of 64-128-256-512 channels, the stem in
+    the first (32² → 16² → 8²), stride 2 at each later stage's first block, 1×1 skips there, readout 512 → classes."""
+    for depth, stages in ((18, [2, 2, 2, 2]), (34, [3, 4, 6, 3])):
+        run, _, _ = nest2024.resolve(['--config-name=scaling_small', f'model=resnet{depth}'])
+        chain = nest2024.build_chain(run, 'cpu')
+        widths = [w for w, n in zip([64, 128, 256, 512], stages) for _ in range(n)]
+        sides = [s for s, n in zip([8, 4, 2, 1], stages) for _ in range(n)]
+        assert [b.state_shapes() for b in chain.blocks] == [[(w, n, n)] * 2 for w, n in zip(widths, sides)]
+        firsts = {sum(stages[:i]) for i in range(1, 4)}
+        assert [b.down is not None for b in chain.blocks] == [i in firsts for i in range(len(widths))]
+        assert chain.blocks[0].stem is not None and all(b.stem is None for b in chain.blocks[1:])
+        assert (chain.blocks[-1].readout.in_features, chain.blocks[-1].readout.out_features) == (512, 100)
+        assert len(nest2024.weight_layers(chain)) == 1 + 2 * len(widths) + 3
+
+
+POOLED = [dict(channels=[3, 4, 6], pools='mm', norm=True, clamp_last=True),     # an in-block max-pool
+          dict(channels=[6, 6], pools='-', norm=False, fc=[7])]
+
+
+@pytest.mark.parametrize('arch, k', [('vgg', 0), ('vgg', 1), ('resnet', 0), ('resnet', 2)])
+def test_difference_first_ep_estimate_equals_the_phi_difference(arch, k):
+    """HopfieldBlock.ep_param_grads (the Φ difference taken before the backward pass) equals netFunctions'
+    phi_param_grads (two nudged halves, autograd, then subtracted) in float64, parameters and input, for states far
+    apart (max-pool argmaxes that differ between the two states: the gather correction of syn_diff) and for the
+    readout's cross-entropy nudge."""
+    chain, x, label = tiny_chain(T=5, blocks=POOLED if arch == 'vgg' else TINY_RESNET,
+                                 in_size=8 if arch == 'vgg' else 16)
+    block = chain.blocks[k]
+    xk, _, s = chain.free_phase(x)[0][k]
+    s_a = [si + 0.3 * torch.randn_like(si) for si in s]
+    s_b = [si + 0.3 * torch.randn_like(si) for si in s]
+    y = block.target(label) if block.readout is not None else torch.randn_like(s[-1])
+    if arch == 'vgg' and k == 0:
+        m = block.synapses[1]
+        assert (m(s_a[0])[1][2] != m(s_b[0])[1][2]).any()                # the argmaxes differ somewhere
+    new = block.ep_param_grads(xk, s_a, s_b, -0.1, 0.1, y, x_grad=True)
+    ref = nf.phi_param_grads(block, xk, s_a, s_b, -0.1, 0.1, y, x_grad=True)
+    names = [n for n, _ in block.named_parameters()] + ['x']
+    for n, a, b in zip(names, new, ref):
+        assert b.abs().max() > 0 and torch.allclose(a, b, atol=1e-10 * b.abs().max().item()), n
+
+
+def test_ep_estimate_through_a_batchnorm_keeps_float32_precision():
+    """The bug behind the README's early mnist5k EP/ID gap: with the two nudged halves subtracted after autograd,
+    a first conv under a BN (small GOE V, as the configs) lost its EP gradient to float32 rounding (cosine 0.66
+    with float64 here at β = 0.02; on splitting_small_3block at β = 0.2, noise 70 times the gradient). The
+    difference-first estimate keeps it."""
+    blocks = [dict(channels=[3, 8, 16], pools='mm', norm=True, clamp_last=True),
+              dict(channels=[16, 16], pools='-', norm=False, fc=[12])]
+    beta, got = 0.02, {}
+    torch.manual_seed(0)
+    c32 = HopfieldChain(blocks_from_config(blocks, 16, 5, 1.0, 60, 20, beta, 8e-5)).train()
+    c64 = HopfieldChain(blocks_from_config(blocks, 16, 5, 1.0, 60, 20, beta, 8e-5)).double().train()
+    c64.load_state_dict(c32.state_dict())
+    x, label = torch.randn(16, 3, 16, 16), torch.randint(0, 5, (16,))
+    for tag, chain in (('32', c32), ('64', c64)):
+        xx = x.to(next(chain.parameters()).dtype)
+        states, _ = chain.free_phase(xx)
+        current = chain.ep_gradients(states, label, beta, 20)[0]
+        block = chain.blocks[0]
+        xk, d, s = states[0]
+        with torch.no_grad():
+            s_p, s_m = block.forward(xk, s, current, (beta, -beta), steps=20, drive=d)
+        got[tag] = (block.ep_param_grads(xk, s_m, s_p, -beta, beta, current),
+                    nf.phi_param_grads(block, xk, s_m, s_p, -beta, beta, current))
+
+    def cos(a, b):
+        a, b = a.double().flatten(), b.double().flatten()
+        return (a @ b / (a.norm() * b.norm())).item()
+    assert all(cos(a, b) > 0.9999 for a, b in zip(got['32'][0], got['64'][0]))
+    assert cos(got['32'][1][0], got['64'][1][0]) < 0.95                  # the halves: W_1 lost in float32
 
 
 def test_tol_stops_early_on_a_converged_state_and_gives_the_fixed_iteration_answer():
@@ -206,3 +329,163 @@ def test_imagenet32_both_layouts(layout, tmp_path):
     assert x.shape == (20, 3, 32, 32) and x.dtype == torch.uint8 and y.min() == 0 and y.max() == 9   # 1-based → 0
     x, y = data.load_images('imagenet32', str(tmp_path), False)
     assert len(y) == (20 if layout == 'authors' else 2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Configurations against the spec's tables (§B5.1, §B5.2)
+
+SPEC_MODELS = {   # T1, slope a, GOE V, layers per block, the last block's last layer, readout inputs
+    'splitting_small_1block': (60, 1.0, 8.351e-5, [6], (256,), 256),
+    'splitting_small_2block': (60, 1.0, 8.351e-5, [3, 3], (256,), 256),
+    'splitting_small_3block': (60, 1.0, 8.351e-5, [2, 2, 2], (256,), 256),
+    'splitting_large_3block': (20, 1.0, 5.9e-5, [4, 4, 4], (512, 4, 4), 8192),
+    'splitting_large_4block': (20, 1.0, 5.9e-5, [3, 3, 3, 3], (512, 4, 4), 8192),
+    'splitting_large_6block': (20, 1.0, 5.9e-5, [2] * 6, (512, 4, 4), 8192),
+    'scaling_small': (15, 0.5, 4.9e-5, [2] * 6, (512, 4, 4), 8192),
+    'scaling_large': (15, 0.5, 1e-5, [2] * 7 + [1], (512, 4, 4), 8192),
+    'static_gradient_analysis': (15, 0.5, 4.9e-5, [2, 2, 3, 3, 2, 3], (4096,), 4096),
+    'splitting_large_sota3': (5, 1.0, 1.7e-5, [4, 4, 4], (512, 1, 1), 512),
+}
+SPEC_SHAPES = {   # every layer (C, H, W) / (n,) of the §B5.2 table, block by block
+    'splitting_small_1block': [[(128, 16, 16), (256, 8, 8), (256, 4, 4), (512, 2, 2), (512, 2, 2), (256,)]],
+    'splitting_small_2block': [[(128, 16, 16), (256, 8, 8), (256, 4, 4)], [(512, 2, 2), (512, 1, 1), (256,)]],
+    'splitting_small_3block': [[(128, 16, 16), (256, 8, 8)], [(256, 4, 4), (512, 2, 2)], [(512, 2, 2), (256,)]],
+    'splitting_large_3block': [[(128, 32, 32), (128, 32, 32), (128, 16, 16), (128, 16, 16)],
+                               [(256, 8, 8)] * 4, [(512, 4, 4)] * 4],
+    'splitting_large_4block': [[(128, 32, 32)] * 3, [(128, 16, 16), (256, 16, 16), (256, 16, 16)],
+                               [(256, 8, 8), (256, 8, 8), (512, 8, 8)], [(512, 4, 4)] * 3],
+    'scaling_large': [[(64, 32, 32)] * 2, [(128, 16, 16)] * 2, [(128, 16, 16)] * 2, [(256, 8, 8)] * 2,
+                      [(258, 8, 8), (256, 8, 8)], [(512, 4, 4)] * 2, [(512, 4, 4)] * 2, [(512, 4, 4)]],
+    'static_gradient_analysis': [[(64, 32, 32)] * 2, [(128, 16, 16)] * 2, [(256, 8, 8)] * 3, [(512, 4, 4)] * 3,
+                                 [(512, 2, 2)] * 2, [(512, 2, 2), (1024, 2, 2), (4096,)]],
+}
+SPEC_TOP = {      # data, batch, T2, β, default model, epochs, lr, T_max, eta_min, (T1, slope, tol) overrides
+    'splitting_small': ('cifar10', 128, 20, 0.2, 'splitting_small_1block', 200, 1e-4, 200, 1e-6, None),
+    'splitting_small_TOL': ('cifar10', 128, 20, 0.2, 'splitting_small_1block', 100, 3e-4, 100, 1e-6,
+                            (1580, 0.65, 1e-6)),
+    'splitting_large': ('cifar10', 128, 5, 0.2, 'splitting_large_3block', 200, 5e-5, 200, 1e-6, None),
+    'splitting_large_TOL': ('cifar10', 128, 5, 0.2, 'splitting_large_6block', 100, 5e-5, 100, 1e-6,
+                            (1580, 0.55, 1e-4)),
+    'scaling_small': ('cifar100', 256, 5, 0.2, 'scaling_small', 200, 5e-5, 200, 5e-7, None),
+    'scaling_large': ('cifar100', 256, 5, 0.2, 'scaling_large', 100, 2e-5, 100, 1e-7, None),
+    'gdd': ('cifar10', 2, 20, 0.02, 'static_gradient_analysis', 300, 5e-5, 100, 3e-6, None),
+}
+
+
+@pytest.mark.parametrize('model', sorted(SPEC_MODELS))
+def test_model_configs_match_the_spec_table(model):
+    """Every model of §B5.2: T1, slope, V, layers per block, every layer's shape, the readout; BN and Conv_1's bias
+    (none with a BN), GOE kernels (symmetric slices, zero conv biases)."""
+    run, cfg, _ = nest2024.resolve(['--config-name=splitting_small', f'model={model}'])
+    T1, slope, V, bs, last, readout_in = SPEC_MODELS[model]
+    assert (run.T1, run.slope, run.V, run.asynchronous, run.tol) == (T1, slope, V, True, None)
+    chain = nest2024.build_chain(run, 'cpu')
+    assert [len(b.state_shapes()) for b in chain.blocks] == bs
+    assert chain.blocks[-1].state_shapes()[-1] == last and chain.blocks[-1].readout.in_features == readout_in
+    if model in SPEC_SHAPES:
+        assert [b.state_shapes() for b in chain.blocks] == SPEC_SHAPES[model]
+    for b in chain.blocks:
+        assert (b.synapses[0].bias is None) == (b.bn is not None)
+        assert b.bn is None or not b.bn.affine
+        w = b.synapses[1].weight if b.ncv > 1 else b.synapses[0].weight
+        assert torch.equal(w, w.transpose(-1, -2))
+    small = [b.bn is not None for b in chain.blocks]
+    if model.startswith('splitting_small'):            # BN only at block 1's input; clamp_last on non-final blocks
+        assert small == [True] + [False] * (len(bs) - 1)
+        assert [b.clamp_last for b in chain.blocks] == [True] * (len(bs) - 1) + [False]
+    else:
+        assert all(small) and not any(b.clamp_last for b in chain.blocks)
+
+
+@pytest.mark.parametrize('name', sorted(SPEC_TOP))
+def test_top_level_configs_match_the_spec_table(name):
+    run, cfg, _ = nest2024.resolve([f'--config-name={name}'])
+    data_, bs, T2, beta, model, epochs, lr, T_max, eta_min, over = SPEC_TOP[name]
+    assert (run.dataset, run.batch_size, run.T2, run.beta, run.algorithm) == (data_, bs, T2, beta, 'ep')
+    assert {'model': model} in OmegaConf.to_container(OmegaConf.load(os.path.join(nest2024.CONFIG_DIR, f'{name}.yaml'))
+                                                      ).get('defaults')
+    assert (run.epochs, run.lr, run.T_max, run.eta_min, run.weight_decay) == (epochs, lr, T_max, eta_min, 3e-4)
+    if over:
+        assert (run.T1, run.slope, run.tol) == over
+    run_id, _, _ = nest2024.resolve([f'--config-name={name}', 'algorithm=bptt'])
+    assert (run_id.algorithm, run_id.T2) == ('bptt', T2)                 # the top-level T2 applies to ID too
+    assert cfg.data.config.num_classes == {'cifar10': 10, 'cifar100': 100}[data_]
+    if name == 'gdd':
+        assert (run.device, run.seed, cfg.gdd.plotter, run.exp_type) == (-1, 0, 'paper', 'gdd')
+
+
+@pytest.mark.parametrize('extra', [['model.config.activation=hard_lab99'], ['gdd.plotter=detailed'],
+                                   ['algorithm=bp']])
+def test_unknown_activation_name_plotter_or_algorithm_exit_2(extra, capsys):
+    code, _ = run_main(['--config-name=gdd', 'data=mnist5k'] + extra)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith('main.py: error: ') and '\n' not in err, err
+
+
+@pytest.mark.parametrize('name', ['scaling_small', 'gdd'])
+def test_resnet_runs_under_a_published_config(name, small, tmp_path):
+    code, folder = run_main([f'--config-name={name}', 'model=resnet18', 'data=mnist5k', '--dry-run',
+                             '--results-dir', str(tmp_path)])
+    assert code == 0 and ('bars.csv' if name == 'gdd' else 'metrics.csv') in os.listdir(folder)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# data.download=true (the authors' ImageNet32 archive through gdown; no network here: gdown is faked)
+
+DOWNLOAD = ['--config-name=scaling_small', 'model=scaling_small', 'data=imagenet32', 'data.download=true']
+
+
+def test_download_without_gdown_names_the_folder_and_the_files(tmp_path, monkeypatch, capsys):
+    import sys
+    monkeypatch.setitem(sys.modules, 'gdown', None)                 # `import gdown` raises ImportError
+    code, _ = run_main(DOWNLOAD + ['--data-root', str(tmp_path / 'd'), '--results-dir', str(tmp_path / 'r')])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and '\n' not in err and err.startswith('main.py: error: data.download=true: gdown is not')
+    assert str(tmp_path / 'd') in err and 'out_data_train' in err and 'val_data' in err
+    assert not (tmp_path / 'd').exists() and not (tmp_path / 'r').exists()             # nothing written
+
+
+def _fake_gdown(monkeypatch, fail=False):
+    """A gdown module whose cached_download records its call and 'extracts' the authors' layout next to the path."""
+    import sys
+    import types
+    calls = []
+
+    def cached_download(url, path=None, hash=None, postprocess=None, **kw):
+        calls.append(dict(url=url, path=path, hash=hash, postprocess=postprocess, **kw))
+        if fail:
+            raise OSError('no network')
+        base = os.path.join(os.path.dirname(path), 'imagenet32')
+        _fake_batches([os.path.join(base, d, f'train_data_batch_{i}') for d in ('out_data_train', 'out_data_val')
+                       for i in range(1, 11)])
+        return path
+    fake = types.SimpleNamespace(cached_download=cached_download, extractall=object())
+    monkeypatch.setitem(sys.modules, 'gdown', fake)
+    return fake, calls
+
+
+def test_download_fetches_the_authors_archive_with_its_hash(tmp_path, monkeypatch):
+    import data
+    fake, calls = _fake_gdown(monkeypatch)
+    x, y = data.load_images('imagenet32', str(tmp_path), True, download=True)
+    assert x.shape == (20, 3, 32, 32) and len(calls) == 1
+    c = calls[0]
+    assert c['url'] == 'https://drive.google.com/uc?id=1XAlD_wshHhGNzaqy8ML-Jk0ZhAm8J5J_'
+    assert c['hash'] == 'md5:64cae578416aebe1576729ee93e41c25' and 'md5' not in c      # hash=, not the removed md5=
+    assert c['path'] == str(tmp_path / 'imagenet32' / 'imagenet32.tar.gz') and c['postprocess'] is fake.extractall
+    data.load_images('imagenet32', str(tmp_path), False, download=True)
+    assert len(calls) == 1                                          # present: not fetched again
+
+
+def test_download_offline_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
+    _, calls = _fake_gdown(monkeypatch, fail=True)
+    code, _ = run_main(DOWNLOAD + ['--data-root', str(tmp_path / 'd'), '--results-dir', str(tmp_path / 'r')])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(calls) == 1 and '\n' not in err and 'could not be fetched' in err, err
+    assert str(tmp_path / 'd' / 'imagenet32') in err and 'train_data_batch_1..10' in err
+    assert not (tmp_path / 'd' / 'imagenet32').exists() and not (tmp_path / 'r').exists()
+
+
+def test_download_is_for_imagenet32_only(capsys):
+    code, _ = run_main(['--config-name=splitting_small', 'data=cifar10', 'data.download=true'])
+    assert code == 2 and 'only ImageNet32' in capsys.readouterr().err
