@@ -39,6 +39,7 @@ import math
 import os
 import sys
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
@@ -180,26 +181,28 @@ def validate(script, args, given):
         values['sources'] = find_runs(script, args)
     else:
         checks.real('--tau', args.tau, 'the dynamic-range radius τ', above=0, fix='e.g. --tau=0.7')
-        values['checkpoints'] = {s: find_checkpoint(s, S6_FLAGS[s], getattr(args, S6_FLAGS[s][2:]), args)
-                                 for s in analog.SETTINGS}
+        given = {s: getattr(args, S6_FLAGS[s][2:]) for s in analog.SETTINGS}
+        found = {s: find_checkpoint(s, S6_FLAGS[s], given[s], args)          # the paths given are checked first
+                 for s in sorted(given, key=lambda s: given[s] is None)}
+        values['checkpoints'] = {s: found[s] for s in analog.SETTINGS}
     return run_config(Config, args, **values)
 
 
 def validate_training(script, kind, args):
     checks.count('--epochs', args.epochs, 1, 'the number of epochs')
-    cap = dict(epochs=DRY_EPOCHS, max_batches=DRY_BATCHES) if args.dry_run else {}
+    default = MNIST_EPOCHS if kind == 'mnist' else RESNET_EPOCHS
+    cap = dict(epochs=DRY_EPOCHS if args.dry_run else (args.epochs or default),
+               max_batches=DRY_BATCHES if args.dry_run else None)
     if kind == 'mnist':
         if args.dataset not in ('mnist', 'mnist5k'):
             raise UsageError(f'--dataset {args.dataset}: choose mnist or mnist5k (the embedded digits)')
         setting, tau, rpu = check_setting('--SETTING', args.SETTING, args.tau, 'S4')
-        return dict(setting=setting, tau=tau, rpu=rpu, epochs=args.epochs or MNIST_EPOCHS,
-                    batch_size=MNIST[script]['batch_size'], **cap)
+        return dict(setting=setting, tau=tau, rpu=rpu, batch_size=MNIST[script]['batch_size'], **cap)
     if args.model not in netWu.RESNETS:
         raise UsageError(f'--model {args.model}: choose {", ".join(netWu.RESNETS)}')
     setting, tau, rpu = check_setting('--optimizer', args.optimizer, args.tau, 'S5')
-    return dict(setting=setting, tau=tau, rpu=rpu, epochs=args.epochs or RESNET_EPOCHS, fft=args.FFT,
-                dataset='cifar10', batch_size=DRY_RESNET_BATCH if args.dry_run else RESNET_BATCH,
-                weights=find_weights(args), **cap)
+    return dict(setting=setting, tau=tau, rpu=rpu, fft=args.FFT, dataset='cifar10', weights=find_weights(args),
+                batch_size=DRY_RESNET_BATCH if args.dry_run else RESNET_BATCH, **cap)
 
 
 def find_weights(args):
@@ -327,7 +330,7 @@ TOYS = {
                           (1e-2 / math.sqrt(40),), 'S1', 0.9),
     'S2-dynamic-verification': Toy(40, 100, 0.3, 0.5, True, 0.0, 2500, (0.03,), (1.0, 1.5, 2.0, 2.5), (0.1,), 'S2',
                                    0.8),
-    'S3.1-ablation-tau': Toy(40, 100, 0.3, 0.5, True, 0.0, 2500, (0.03,), TAU_SWEEP, (0.1,), 'S2', 0.8),
+    'S3.1-ablation-tau': Toy(40, 100, 0.3, 0.5, True, 0.0, 2500, (0.03,), TAU_SWEEP, (0.1,), 'S3.1', 0.8),
     'S3.2-ablation-sigma': Toy(50, 100, 0.5, 1.0, True, 0.0, 200, (0.1,), (2.0,),
                                tuple(math.sqrt(v) for v in (1e-3, 1e-2, 1e-1, 1.0)), 'S3.2', 0.8),
     'S3.3-ablation-init': Toy(50, 100, 0.5, 1.0, False, 0.1, 50, (0.1,), (1.0,), (1e-2 / math.sqrt(50),), 'S3.3',
@@ -369,17 +372,6 @@ def dynamic(toy, A, Y, lr, tau, sigma, gen, W=None, b=0.0, iterations=None):
     return losses / toy.D, W, b
 
 
-def analog_twin(module, rpu):
-    """The analog version of one nn.Linear / nn.Conv2d (its weights clipped to the device bounds)."""
-    return analog.convert(nn.Sequential(module), rpu)[0]
-
-
-def visible(layer, rpu):
-    """The weights the network sees: W (Analog SGD) or C + γA (Tiki-Taka)."""
-    w = layer.weights()
-    return w['W'] if 'W' in w else w['C'] + rpu.gamma * w['A']
-
-
 def simulate(toy, A, Y, rpu, lr, iterations, W=None, b=0.0):
     """AnalogSGD on an AnalogLinear(D → 1) (pulsed per-sample updates of the device model), full batch.
     Returns (logged losses f/D, the layer)."""
@@ -388,7 +380,7 @@ def simulate(toy, A, Y, rpu, lr, iterations, W=None, b=0.0):
         lin.weight.copy_(torch.zeros(1, toy.D) if W is None else W)
         if toy.bias:
             lin.bias.fill_(float(b))
-    layer = analog_twin(lin, rpu)
+    layer = analog.convert(lin, rpu)
     opt = analog.AnalogSGD(layer.parameters(), lr=lr)
     losses = torch.empty(iterations)
     for k in range(iterations):
@@ -397,13 +389,15 @@ def simulate(toy, A, Y, rpu, lr, iterations, W=None, b=0.0):
         ((out - Y).square().mean() * (0.5 if toy.half else 1.0)).backward()
         opt.step()
         with torch.no_grad():
-            losses[k] = toy_loss(toy, A, Y, visible(layer, rpu), layer.bias if toy.bias else 0.0)
+            losses[k] = toy_loss(toy, A, Y, layer.visible_weight(), layer.bias if toy.bias else 0.0)
     return losses / toy.D, layer
 
 
 def saturation(W, b_min, b_max):
-    """|w| / (the bound on w's side), element-wise."""
-    return W.abs() / torch.where(W >= 0, b_max, -b_min)
+    """|w| / (the bound on w's side), element-wise; 1 where that bound is 0 (a device whose drawn bound was clipped
+    to 0 holds w = 0 at its bound)."""
+    bound = torch.where(W >= 0, b_max, -b_min)
+    return torch.where(bound > 0, W.abs() / bound.clamp(min=analog.TINY), torch.ones_like(W))
 
 
 def s1_runs(toy, A, Y, gen, it):
@@ -619,13 +613,21 @@ def resnet_model(cfg):
     model, source = netWu.resnet(cfg.model)
     if cfg.weights:
         state = trainer.load(cfg.weights, (), f"torchvision's ImageNet weights of {cfg.model}", '--weights')
-        trainer.load_state(model, state, cfg.weights)
+        trainer.load_state(model, state, cfg.weights, f"give torchvision's ImageNet weights of {cfg.model} "
+                                                      f"({netWu.TORCHVISION_WEIGHTS[cfg.model]}) to --weights")
     if not cfg.fft:
         for p in model.parameters():
             p.requires_grad_(False)
     head = nn.Linear(model.fc.in_features, 10)
-    model.fc = head if cfg.rpu is None else analog_twin(head, cfg.rpu)
+    model.fc = analog.convert(head, cfg.rpu)
     return model, source
+
+
+def param_groups(model, lr):
+    """The backbone's trainable parameters at lr/10 (none without -FFT), the whole head fc (its analog weights and
+    digital bias) at lr. (The original gave lr to the optimizer's last parameter only: the head's bias.)"""
+    body = [p for name, p in model.named_parameters() if not name.startswith('fc.') and p.requires_grad]
+    return ([{'params': body, 'lr': lr / 10}] if body else []) + [{'params': list(model.fc.parameters()), 'lr': lr}]
 
 
 def resnet(cfg, argv):
@@ -638,11 +640,7 @@ def resnet(cfg, argv):
                               for train in (True, False)]
     model, source = resnet_model(cfg)
     model = model.to(device)
-    lr = RESNET_LR[cfg.setting]
-    head = list(model.fc.parameters())
-    body = [p for n_, p in model.named_parameters() if not n_.startswith('fc.') and p.requires_grad]
-    groups = ([{'params': body, 'lr': lr / 10}] if body else []) + [{'params': head, 'lr': lr}]
-    opt = analog.AnalogSGD(groups, lr=lr)
+    opt = analog.AnalogSGD(param_groups(model, RESNET_LR[cfg.setting]), lr=RESNET_LR[cfg.setting])
     train_b = data.Batches(xtr, ytr, cfg.batch_size, True, device=device, generator=gen, max_batches=cfg.max_batches,
                            transform=resnet_transform(True))
     test_b = data.Batches(xte, yte, cfg.batch_size, device=device, max_batches=cfg.max_batches,
@@ -680,7 +678,7 @@ def summarise(frames):
         groups.setdefault((f['setting'].iloc[0], None if pd.isna(tau) else float(tau)), []).append(f)
     for (setting, tau), fs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0.0)):
         n = min(len(f) for f in fs)
-        acc = torch.tensor([f['test_acc'].to_numpy()[:n] for f in fs], dtype=torch.float64)
+        acc = torch.from_numpy(np.stack([f['test_acc'].to_numpy(dtype=np.float64)[:n] for f in fs]))
         mean, std = acc.mean(0), (acc.std(0) if len(fs) > 1 else torch.zeros(n, dtype=torch.float64))
         curves.append(pd.DataFrame({'setting': setting, 'tau': tau, 'epoch': range(1, n + 1), 'mean': mean.numpy(),
                                     'std': std.numpy(), 'repeats': len(fs)}))
