@@ -79,7 +79,7 @@ MNIST_EPOCHS, MNIST_LR, STEP, GAMMA = 80, 0.05, 35, 0.1
 RESNET_EPOCHS, RESNET_BATCH, RESNET_STEP, RESNET_SIZE = 100, 128, 50, 224
 RESNET_LR = {'FP SGD': 0.15, 'Analog SGD': 0.075, 'TT-v1': 0.075}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-DRY_EPOCHS, DRY_BATCHES, DRY_ITERATIONS, DRY_RESNET_BATCH = 1, 2, 20, 2
+DRY_EPOCHS, DRY_BATCHES, DRY_ITERATIONS, DRY_RESNET_BATCH, DRY_RESNET_SIZE = 1, 2, 20, 2, 64
 S6_FLAGS = {'FP SGD': '--fp', 'Analog SGD': '--analog', 'TT-v1': '--tt'}
 
 
@@ -142,6 +142,7 @@ class Config(RunConfig):
     max_batches: int | None = None      # --dry-run: mini-batches per epoch
     model: str | None = None            # A12: Resnet18 | Resnet34 | Resnet50
     fft: bool = False                   # A12: every layer learns (else the head only)
+    image_size: int = 0                 # A12: CIFAR-10 resized to this (224; 64 in a dry run)
     weights: str | None = None          # A12: ImageNet weights file (None: random weights)
     sources: list[str] = dataclasses.field(default_factory=list)   # plot scripts: the runs' metrics.csv files
     checkpoints: dict = dataclasses.field(default_factory=dict)    # S6: setting → model.pt (None: untrained)
@@ -202,7 +203,8 @@ def validate_training(script, kind, args):
         raise UsageError(f'--model {args.model}: choose {", ".join(netWu.RESNETS)}')
     setting, tau, rpu = check_setting('--optimizer', args.optimizer, args.tau, 'S5')
     return dict(setting=setting, tau=tau, rpu=rpu, fft=args.FFT, dataset='cifar10', weights=find_weights(args),
-                batch_size=DRY_RESNET_BATCH if args.dry_run else RESNET_BATCH, **cap)
+                batch_size=DRY_RESNET_BATCH if args.dry_run else RESNET_BATCH,
+                image_size=DRY_RESNET_SIZE if args.dry_run else RESNET_SIZE, **cap)
 
 
 def find_weights(args):
@@ -594,11 +596,11 @@ def mnist(cfg, argv):
                           MNIST[cfg.script]['net'].__name__)
 
 
-def resnet_transform(train):
-    """CIFAR-10 in [0, 1] → resized to 224 (bilinear), random horizontal and vertical flips (training), ImageNet
+def resnet_transform(train, size):
+    """CIFAR-10 in [0, 1] → resized to size × size (bilinear), random horizontal and vertical flips (training), ImageNet
     normalisation; on the batch's device."""
     def f(x, generator=None):
-        x = F.interpolate(x, size=RESNET_SIZE, mode='bilinear', align_corners=False)
+        x = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
         if train:
             for dim in (-1, -2):
                 flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device).view(-1, 1, 1, 1)
@@ -642,10 +644,10 @@ def resnet(cfg, argv):
     model = model.to(device)
     opt = analog.AnalogSGD(param_groups(model, RESNET_LR[cfg.setting]), lr=RESNET_LR[cfg.setting])
     train_b = data.Batches(xtr, ytr, cfg.batch_size, True, device=device, generator=gen, max_batches=cfg.max_batches,
-                           transform=resnet_transform(True))
+                           transform=resnet_transform(True, cfg.image_size))
     test_b = data.Batches(xte, yte, cfg.batch_size, device=device, max_batches=cfg.max_batches,
-                          transform=resnet_transform(False))
-    items = [('model', cfg.model), ('FFT', cfg.fft), ('network from', source),
+                          transform=resnet_transform(False, cfg.image_size))
+    items = [('model', cfg.model), ('FFT', cfg.fft), ('network from', source), ('image size', cfg.image_size),
              ('ImageNet weights', cfg.weights or 'none (random)'), ('dataset', 'cifar10')]
     return fit_classifier(cfg, argv, model, opt, F.cross_entropy, train_b, test_b, items, cfg.model)
 
