@@ -91,7 +91,7 @@ def build_parser(script):
     p = SuiteParser(prog=script + '.py', description=f'Wu et al. 2024, {about}.')
     g = p.add_argument_group('suite')
     g.add_argument('--dry-run', action='store_true',
-                   help='a few steps / one mini-batch on tiny or synthetic data, written under <--results-dir>/dry-run/')
+                   help='a few steps / mini-batches on tiny or synthetic data, under <--results-dir>/dry-run/')
     g.add_argument('--seed', type=int_or_none, default=None, help='random seed (default: drawn and recorded)')
     g.add_argument('--results-dir', default='results', help='where result folders are created (default results/)')
     g.add_argument('--threads', type=int, default=None, help='CPU threads of torch')
@@ -395,6 +395,16 @@ def simulate(toy, A, Y, rpu, lr, iterations, W=None, b=0.0):
     return losses / toy.D, layer
 
 
+def write_saturation(folder, rows):
+    """saturation.csv: for each (labels, saturations) the max and mean |W|/bound and the fraction above 0.9, printed."""
+    table = pd.DataFrame([{**labels, 'max_saturation': s.max().item(), 'mean_saturation': s.mean().item(),
+                           'fraction_above_0.9': (s > 0.9).double().mean().item()} for labels, s in rows])
+    results.write_csv(os.path.join(folder, 'saturation.csv'), table)
+    for (labels, _), r in zip(rows, table.to_dict('records')):
+        say(f'{", ".join(f"{k} {v}" for k, v in labels.items())}: saturation |W|/bound max {r["max_saturation"]:.3f}, '
+            f'mean {r["mean_saturation"]:.3f}, {100 * r["fraction_above_0.9"]:.1f} % above 0.9')
+
+
 def saturation(W, b_min, b_max):
     """|w| / (the bound on w's side), element-wise; 1 where that bound is 0 (a device whose drawn bound was clipped
     to 0 holds w = 0 at its bound)."""
@@ -480,12 +490,7 @@ def toy(cfg, argv):
     for r in final.itertuples(index=False):
         say(f'{key} {r[0]}: {r.curve:12s} final loss {r.final_loss:.4e}')
     if sat:
-        table = pd.DataFrame([{key: v, 'curve': c, 'max_saturation': s.max().item(),
-                               'mean_saturation': s.mean().item()} for v, c, s in sat])
-        results.write_csv(os.path.join(folder, 'saturation.csv'), table)
-        for r in table.itertuples(index=False):
-            say(f'{key} {r[0]}: saturation |W|/bound of {r.curve}: max {r.max_saturation:.3f}, '
-                f'mean {r.mean_saturation:.3f}')
+        write_saturation(folder, [({key: v, 'curve': c}, s) for v, c, s in sat])
     plotFunctions.plot_folder(folder)
     return folder
 
@@ -746,12 +751,7 @@ def distribution(cfg, argv):
     results.write_csv(os.path.join(folder, 'weight_hist.csv'), weights)
     results.write_csv(os.path.join(folder, 'saturation_hist.csv'), pd.concat([histogram(v, s, 0.0, 1.0)
                                                                               for s, v in sats]))
-    table = pd.DataFrame([{'setting': s, 'mean_saturation': v.mean().item(), 'max_saturation': v.max().item(),
-                           'fraction_above_0.9': (v > 0.9).double().mean().item()} for s, v in sats])
-    results.write_csv(os.path.join(folder, 'saturation.csv'), table)
-    for r in table.itertuples(index=False):
-        say(f'{r.setting}: saturation |w|/bound mean {r.mean_saturation:.3f}, max {r.max_saturation:.3f}, '
-            f'{100 * r[3]:.1f} % of the weights above 0.9')
+    write_saturation(folder, [({'setting': s}, v) for s, v in sats])
     plotFunctions.plot_folder(folder)
     return folder
 
