@@ -299,3 +299,14 @@ def test_a12_groups_give_the_whole_analog_head_the_full_rate():
         p.requires_grad_(False)
     model.fc.bias.requires_grad_(True)
     assert len(wu2024.param_groups(model, 0.15)) == 1
+
+
+def test_tensorboard_events_when_tensorboard_imports(tmp_path):
+    """The original plot scripts read TensorBoard's Accuracy/test: written per epoch when tensorboard imports."""
+    pytest.importorskip('tensorboard')
+    accumulator = pytest.importorskip('tensorboard.backend.event_processing.event_accumulator')
+    code, folder = run('S4.1-mnist-FCN', ['--SETTING=Analog SGD', '--tau=0.6'], tmp_path)
+    events = accumulator.EventAccumulator(os.path.join(folder, 'tensorboard'))
+    events.Reload()
+    acc = pd.read_csv(os.path.join(folder, 'metrics.csv'))['test_acc']
+    assert code == 0 and [e.value for e in events.Scalars('Accuracy/test')] == pytest.approx(list(acc / 100))
