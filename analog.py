@@ -50,6 +50,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 TINY = 1e-30
+COUNT_METHOD = 'auto'           # pulse_counts' default: 'auto' | 'coincidence' | 'binomial' (bench_analog.py compares)
 MAX_BM_ROUNDS = 10              # iterative bound management halves the input at most 10 times (factor 1024)
 
 
@@ -230,31 +231,36 @@ def sample_device(device, shape, generator):
     return dict(b_min=b_min, b_max=b_max, s_up=s_up, s_dn=s_dn)
 
 
-def apply_pulses(w, n_up, n_dn, b_min, b_max, s_up, s_dn, c2c_std=0.0):
+def response_constants(b_min, b_max, s_up, s_dn):
+    """What the closed-form response needs of a device, computed once per tile: log ρ_up = log(1 − Δw_up/b_max),
+    log ρ_dn = log(1 − Δw_dn/|b_min|) (ρ clipped to [1e-12, 1]: a step beyond the bound lands on it), 1/b_max,
+    1/|b_min|, Δw_up², Δw_dn²."""
+    inv_up, inv_dn = 1 / b_max.clamp(min=TINY), 1 / (-b_min).clamp(min=TINY)
+    return dict(log_rho_up=(1 - s_up * inv_up).clamp(1e-12, 1).log(), log_rho_dn=(1 - s_dn * inv_dn).clamp(1e-12, 1).log(),
+                inv_up=inv_up, inv_dn=inv_dn, s_up2=s_up * s_up, s_dn2=s_dn * s_dn)
+
+
+def apply_pulses(w, n_up, n_dn, b_min, b_max, s_up, s_dn, c2c_std=0.0, response=None):
     """The weights after n_up up and n_dn down pulses per element (float counts, broadcastable).
 
     One sign: up w_n = b_max − (b_max − w) ρ_up^n, ρ_up = 1 − Δw_up/b_max (down likewise toward b_min), exact.
     Both signs (the summed counts of a mini-batch): the pulses are taken as interleaved, so w relaxes toward the
     balance point w_eq = (n_up Δw_up − n_dn Δw_dn) / (n_up Δw_up/b_max + n_dn Δw_dn/|b_min|) with the exact total
-    contraction ρ_up^n_up ρ_dn^n_dn: every pulse's pull toward its bound is kept, the order of pulses within the
-    mini-batch is averaged. Additive c2c noise Δw σ ξ per pulse, each damped by the later pulses: a Gaussian of
-    variance σ² (n_up Δw_up² + n_dn Δw_dn²) h with h the mean squared damping (exact for one sign). The result is
-    clipped to [b_min, b_max]."""
-    rho_up = (1 - s_up / b_max.clamp(min=TINY)).clamp(1e-12, 1)
-    rho_dn = (1 - s_dn / (-b_min).clamp(min=TINY)).clamp(1e-12, 1)
-    log_L = n_up * rho_up.log() + n_dn * rho_dn.log()
+    contraction L = ρ_up^n_up ρ_dn^n_dn: every pulse's pull toward its bound is kept, the order of the pulses within
+    the mini-batch is averaged. Additive c2c noise Δw σ ξ per pulse, each damped by the later pulses: a Gaussian of
+    variance σ² (n_up Δw_up² + n_dn Δw_dn²) h, h = (1 − L²)/(−2 log L) the mean squared damping of pulses spread
+    evenly (1 when L = 1). The result is clipped to [b_min, b_max]. `response`: response_constants of the device."""
+    r = response or response_constants(b_min, b_max, s_up, s_dn)
+    log_L = torch.addcmul(n_up * r['log_rho_up'], n_dn, r['log_rho_dn'])
     a_up, a_dn = n_up * s_up, n_dn * s_dn
-    pull = a_up / b_max.clamp(min=TINY) + a_dn / (-b_min).clamp(min=TINY)
-    w_eq = (a_up - a_dn) / pull.clamp(min=TINY)
-    w_new = w_eq + (w - w_eq) * log_L.exp()
+    pull = torch.addcmul(a_up * r['inv_up'], a_dn, r['inv_dn']).clamp_(min=TINY)
+    w_eq = (a_up - a_dn).div_(pull)
+    w_new = torch.addcmul(w_eq, w - w_eq, log_L.exp())
     if c2c_std > 0:
-        n = n_up + n_dn
-        # h = (1/n) Σ_k L^(2k/n) = expm1(2 log L) / (n expm1(2 log L / n)), 1 when L = 1
-        h = torch.where(log_L < -1e-12, torch.expm1(2 * log_L) / (n * torch.expm1(2 * log_L / n.clamp(min=1))),
-                        torch.ones_like(log_L))
-        var = c2c_std ** 2 * (n_up * s_up ** 2 + n_dn * s_dn ** 2) * h
-        w_new = w_new + var.sqrt() * torch.randn_like(w_new)
-    return torch.minimum(torch.maximum(w_new, b_min), b_max)
+        h = torch.where(log_L < -1e-12, torch.expm1(2 * log_L) / (2 * log_L), 1.0)
+        var = torch.addcmul(n_up * r['s_up2'], n_dn, r['s_dn2']).mul_(h)
+        w_new.addcmul_(var.sqrt_(), torch.randn_like(w_new), value=c2c_std)
+    return torch.minimum(torch.maximum(w_new, b_min, out=w_new), b_max, out=w_new)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -282,30 +288,35 @@ def pulse_probabilities(x, d, lr, dw_min, update):
     return bl, p_x.clamp(max=1), p_d.clamp(max=1)
 
 
-def pulse_counts(x, d, lr, dw_min, update, method='auto', per_vector=False):
+def pulse_counts(x, d, lr, dw_min, update, method=None, per_vector=False):
     """Up and down pulse counts of W ← W − lr Σ_b d_b x_bᵀ for vectors x (V, in), d (V, out): (n_up, n_dn) of shape
     (out, in) summed over the vectors, or (V, out, in) with per_vector. A pulse is down where x_j d_i > 0.
 
     method 'coincidence': Bernoulli bit trains of desired_bl slots (slots t ≥ BL_b off) for every row and column,
     a pulse where the bits of row i and column j coincide (the toolkit's scheme): counts = D_bitsᵀ X_bits, one
     matmul over the vectors' time slots, signed and unsigned. 'binomial': Binomial(BL_b, p_x_j p_d_i) per element
-    and vector. Both have that binomial law per element; 'auto' takes the one drawing fewer random numbers."""
+    and vector. Both have that binomial law per element; 'auto' takes the one drawing fewer random numbers. None:
+    the module's COUNT_METHOD."""
+    method = method or COUNT_METHOD
     bl, p_x, p_d = pulse_probabilities(x, d, lr, dw_min, update)
     V, n_in, n_out = x.shape[0], x.shape[1], d.shape[1]
     if method == 'auto':
         method = 'coincidence' if update.desired_bl * (n_in + n_out) <= 4 * n_in * n_out else 'binomial'
-    sx, sd = torch.sign(x), torch.sign(d)
     if method == 'binomial':
+        sx, sd = torch.sign(x), torch.sign(d)
         p = p_d[:, :, None] * p_x[:, None, :]
         n = torch.binomial(bl[:, None, None].expand_as(p).contiguous(), p)
         down = (sd[:, :, None] * sx[:, None, :]) > 0
         n_dn, n_up = n * down, n * ~down              # n = 0 where x_j d_i = 0 (p = 0)
         return (n_up, n_dn) if per_vector else (n_up.sum(0), n_dn.sum(0))
     _check(method == 'coincidence', f"method {method!r}: give 'auto', 'coincidence' or 'binomial'")
-    slots = torch.arange(update.desired_bl, device=x.device)[None, :, None] < bl[:, None, None]    # (V, T, 1)
-    bx = ((torch.rand(V, update.desired_bl, n_in, device=x.device) < p_x[:, None, :]) & slots).to(x.dtype)
-    bd = ((torch.rand(V, update.desired_bl, n_out, device=x.device) < p_d[:, None, :]) & slots).to(x.dtype)
-    sbx, sbd = bx * sx[:, None, :], bd * sd[:, None, :]
+    slots = (torch.arange(update.desired_bl, device=x.device)[None, :, None] < bl[:, None, None]).to(x.dtype)
+    # signed bits: sign(x_j) where the bit of column j fires in slot t (slots t ≥ BL_b never fire), else 0
+    sbx = torch.where(torch.rand(V, update.desired_bl, n_in, device=x.device) < p_x[:, None, :] * slots,
+                      torch.sign(x)[:, None, :], 0.0)
+    sbd = torch.where(torch.rand(V, update.desired_bl, n_out, device=x.device) < p_d[:, None, :] * slots,
+                      torch.sign(d)[:, None, :], 0.0)
+    bx, bd = sbx.abs(), sbd.abs()
     if per_vector:
         total, signed = bd.transpose(1, 2) @ bx, sbd.transpose(1, 2) @ sbx
     else:
@@ -398,18 +409,28 @@ class Tile(nn.Module):
             self.register_buffer(name, v.to(weight.device, weight.dtype))
         self.register_buffer('weight', torch.minimum(torch.maximum(weight.detach().clone(), self.b_min), self.b_max))
         self.dw_min, self.c2c_std = device.dw_min, device.dw_min_std
+        self._response()
+        self.register_load_state_dict_post_hook(lambda module, keys: module._response())
+
+    def _response(self):
+        """Derived device constants (not saved: recomputed from the saved ones after load_state_dict)."""
+        for name, v in response_constants(self.b_min, self.b_max, self.s_up, self.s_dn).items():
+            self.register_buffer(name, v, persistent=False)
+
+    def _apply_pulses(self, w, n_up, n_dn):
+        consts = {k: getattr(self, k) for k in ('log_rho_up', 'log_rho_dn', 'inv_up', 'inv_dn', 's_up2', 's_dn2')}
+        return apply_pulses(w, n_up, n_dn, self.b_min, self.b_max, self.s_up, self.s_dn, self.c2c_std, consts)
 
     def pulse(self, x, d, lr, update):
         """W ← W − lr Σ_b d_b x_bᵀ by pulse trains, vector by vector (update.sequential) or with summed counts."""
-        consts = (self.b_min, self.b_max, self.s_up, self.s_dn, self.c2c_std)
         if update.sequential:
             n_up, n_dn = pulse_counts(x, d, lr, self.dw_min, update, per_vector=True)
             w = self.weight
             for b in range(x.shape[0]):          # the toolkit's order: one vector after the other
-                w = apply_pulses(w, n_up[b], n_dn[b], *consts)
+                w = self._apply_pulses(w, n_up[b], n_dn[b])
         else:
             n_up, n_dn = pulse_counts(x, d, lr, self.dw_min, update)
-            w = apply_pulses(self.weight, n_up, n_dn, *consts)
+            w = self._apply_pulses(self.weight, n_up, n_dn)
         self.weight.copy_(w)
 
     def pulse_matrix(self, delta, update):
@@ -421,8 +442,7 @@ class Tile(nn.Module):
             float(update.desired_bl))
         p = (delta.abs() / (self.dw_min * bl)).clamp(max=1)
         n = torch.binomial(bl.expand_as(p).contiguous(), p)
-        self.weight.copy_(apply_pulses(self.weight, n * (delta > 0), n * (delta < 0), self.b_min, self.b_max,
-                                       self.s_up, self.s_dn, self.c2c_std))
+        self.weight.copy_(self._apply_pulses(self.weight, n * (delta > 0), n * (delta < 0)))
 
 
 class _AnalogLayer(nn.Module):
