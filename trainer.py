@@ -224,13 +224,12 @@ def _first(error, lines):
     return text.split('. ')[0].rstrip('.')[:200]
 
 
-def load_state(module, state, path):
-    """module.load_state_dict, with a mismatch reported as a UsageError naming the file."""
+def load_state(module, state, path, fix='give the flags of the run that made it, or another folder'):
+    """module.load_state_dict, with a mismatch reported as a UsageError naming the file (and `fix`)."""
     try:
         module.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError, TypeError) as e:
-        raise UsageError(f'{path}: its weights do not fit the network of this command ({_first(e, 2)}); give the '
-                         f'flags of the run that made it, or another folder')
+        raise UsageError(f'{path}: its weights do not fit the network of this command ({_first(e, 2)}); {fix}')
 
 
 def load_optimizer(opt, state, path):

@@ -1,0 +1,312 @@
+"""Wu et al. 2024's scripts (wu2024.py): every README command dry-runs, the CSVs have the documented columns, each
+result folder redraws its figure, bad input is one line and exit code 2, and the pieces the experiments rest on
+(toy gradient, final-accuracy summary, saturation, torchvision-keyed ResNets, A12's parameter groups, S4 checkpoints
+read by S6) compute what they say."""
+import contextlib
+import io
+import os
+import shlex
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+import analog
+import netWu
+import wu2024
+from conftest import ROOT, redraw
+
+CHECK = os.path.join(ROOT, 'check', 'wu2024.sh')
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One CPU thread: the simulator's element-wise ops on small arrays are many times slower with two contending
+    threads on a loaded machine (after conftest's fixture, which sets 2)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def commands():
+    lines = [ln.strip() for ln in open(CHECK) if ln.startswith('python ')]
+    return [shlex.split(ln.replace('${CUDA_IDX}', '0')) for ln in lines]
+
+
+def run(script, argv, tmp_path, dry=True):
+    """wu2024.main in-process under tmp_path; returns (exit code, folder or None)."""
+    extra = ['--dry-run'] if dry else []
+    try:
+        return 0, wu2024.main(script, argv + extra + ['--results-dir', str(tmp_path), '--seed', '0'])
+    except SystemExit as e:
+        return e.code, None
+
+
+def test_check_script_has_every_readme_command():
+    """The 34 commands of the seed README, one script per line, each script an entry point at the root."""
+    cmds = commands()
+    assert len(cmds) == 34
+    assert {c[1][:-3] for c in cmds} == set(wu2024.SCRIPTS)
+    for c in cmds:
+        assert os.path.isfile(os.path.join(ROOT, c[1]))
+
+
+@pytest.mark.parametrize('argv', commands(), ids=lambda a: ' '.join(a[1:]))
+def test_readme_command_dry_runs(argv, tmp_path):
+    code, folder = run(argv[1][:-3], argv[2:], tmp_path)
+    assert code == 0
+    assert os.path.relpath(folder, tmp_path).split(os.sep)[:3] == ['dry-run', 'analog', argv[1][:-3]]
+    files = os.listdir(folder)
+    with open(os.path.join(folder, 'hyperparameters.txt')) as f:
+        assert f.readline().startswith(f'python {argv[1]} ')
+    assert 'plotFunctions.py' in files
+    assert any(f.endswith('.png') for f in files) and any(f.endswith('.pdf') for f in files), files
+    assert any(f.endswith('.csv') for f in files), files
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Outputs of the toy scripts
+
+@pytest.fixture(scope='module')
+def toy_folders(tmp_path_factory):
+    """{script: (folder, stdout)} of dry runs of S1 and S2."""
+    out = {}
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    for script in ('S1-SGD-diff-lr', 'S2-dynamic-verification'):
+        with contextlib.redirect_stdout(io.StringIO()) as text:
+            code, folder = run(script, [], tmp_path_factory.mktemp(script))
+        assert code == 0
+        out[script] = folder, text.getvalue()
+    torch.set_num_threads(n)
+    return out
+
+
+def test_s1_final_loss_csv(toy_folders):
+    folder, _ = toy_folders['S1-SGD-diff-lr']
+    df = pd.read_csv(os.path.join(folder, 'final_loss.csv'))
+    assert list(df.columns) == ['lr', 'curve', 'final_loss']
+    assert set(df['curve']) == {'digital', 'analog', 'tt'} and set(df['lr']) == {0.2, 0.1, 0.05, 0.03}
+    curves = pd.read_csv(os.path.join(folder, 'curves.csv'))
+    assert list(curves.columns) == ['lr', 'curve', 'iteration', 'loss'] and len(curves) == 12 * wu2024.DRY_ITERATIONS
+    # the final loss is the mean of the last 20 logged losses of its curve
+    g = curves[(curves['lr'] == 0.1) & (curves['curve'] == 'tt')]
+    assert df[(df['lr'] == 0.1) & (df['curve'] == 'tt')]['final_loss'].item() == pytest.approx(
+        g['loss'].tail(20).mean(), rel=1e-6)
+
+
+def test_s2_final_loss_csv_and_saturation(toy_folders):
+    folder, out = toy_folders['S2-dynamic-verification']
+    df = pd.read_csv(os.path.join(folder, 'final_loss.csv'))
+    assert list(df.columns) == ['tau', 'curve', 'final_loss']
+    assert set(df['curve']) == {'digital', 'closed_form', 'simulation'} and set(df['tau']) == {1.0, 1.5, 2.0, 2.5}
+    sat = pd.read_csv(os.path.join(folder, 'saturation.csv'))
+    assert ((sat['max_saturation'] >= sat['mean_saturation']) & (sat['max_saturation'] <= 1)).all()
+    assert out.count('saturation |W|/bound') == 8, out           # printed: closed form and simulation per τ
+
+
+@pytest.mark.parametrize('script', ['S1-SGD-diff-lr', 'S2-dynamic-verification'])
+def test_toy_folder_redraws(toy_folders, script):
+    before, after = redraw(toy_folders[script][0])
+    assert before == after and after
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad input: exit 2, one line naming the flag, no folder
+
+BAD = {
+    'unknown setting': ('S4.1-mnist-FCN', ['--SETTING=SGD', '--tau=0.6'], '--SETTING'),
+    'tau 0': ('S4.1-mnist-FCN', ['--SETTING=Analog SGD', '--tau=0'], '--tau'),
+    'tau negative': ('S4.2-mnist-CNN', ['--SETTING=TT-v1', '--tau=-0.6'], '--tau'),
+    'tau nan': ('A12-resnet-finetune', ['--optimizer=TT-v1', '--tau=nan', '--weights', 'none'], '--tau'),
+    'unknown optimizer': ('A12-resnet-finetune', ['--optimizer=Adam', '--weights', 'none'], '--optimizer'),
+    'unknown model': ('A12-resnet-finetune', ['--model=Resnet101', '--weights', 'none'], '--model'),
+    'weights file missing': ('A12-resnet-finetune', ['--weights', '/nonexistent/resnet18.pth'], '--weights'),
+    'no weights found': ('A12-resnet-finetune', ['--data-root', '/nonexistent'], '--weights'),
+    'S6 checkpoint missing': ('S6-plot-distribution', ['--analog', '/nonexistent/model.pt'], '--analog'),
+    'S6 no checkpoint found': ('S6-plot-distribution', [], '--fp'),
+    'no S4 runs to plot': ('S4.1-plot-FCN', [], '--runs'),
+    'bad epochs': ('S4.1-mnist-FCN', ['--epochs', '0'], '--epochs'),
+    'unknown dataset': ('S4.1-mnist-FCN', ['--dataset', 'cifar10'], '--dataset'),
+    'unknown flag': ('S1-SGD-diff-lr', ['--SETTING', 'TT-v1'], '--SETTING'),
+    'MNIST files absent': ('S4.1-mnist-FCN', ['--data-root', '/nonexistent'], 'mnist5k'),
+}
+
+
+@pytest.mark.parametrize('case', BAD)
+def test_bad_input_is_one_line(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))        # no ImageNet weights in a hub cache
+    script, argv, flag = BAD[case]
+    code, _ = run(script, argv, tmp_path, dry=False)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith(f'{script}.py: error: ') and flag in err[0], err
+    assert not os.path.exists(tmp_path / 'analog')
+
+
+def test_bad_input_from_the_shell(tmp_path):
+    """The entry script itself: exit 2, one line on stderr, no traceback."""
+    r = subprocess.run([sys.executable, 'S3.2-ablation-sigma.py', '--seed', 'x'], cwd=ROOT, capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'Traceback' not in r.stderr, r.stderr
+    assert r.stderr.startswith('S3.2-ablation-sigma.py: error: argument --seed')
+
+
+def test_absent_gpu_warns_and_runs_on_cpu(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip('a GPU is present')
+    code, folder = run('S4.1-mnist-FCN', ['--CUDA=3', '--dataset', 'mnist5k'], tmp_path)
+    err = capsys.readouterr().err
+    assert code == 0 and 'S4.1-mnist-FCN.py: warning: --CUDA 3: no such CUDA device here; running on the CPU' in err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# MNIST runs, their summary (S4 plot scripts) and their checkpoints (S6)
+
+def test_s4_runs_summary_and_s6_histograms(tmp_path, capsys):
+    runs = {}
+    for setting, tau in (('FP SGD', None), ('Analog SGD', 0.7), ('TT-v1', 0.7)):
+        argv = [f'--SETTING={setting}', '--dataset', 'mnist5k', '--save-checkpoint'] + ([f'--tau={tau}'] if tau else [])
+        code, runs[setting] = run('S4.1-mnist-FCN', argv, tmp_path)
+        assert code == 0
+    metrics = pd.read_csv(os.path.join(runs['TT-v1'], 'metrics.csv'))
+    assert {'epoch', 'setting', 'tau', 'test_acc', 'train_loss', 'lr', 'seconds'} <= set(metrics.columns)
+    # the checkpoint restores the model exactly
+    ck = torch.load(os.path.join(runs['TT-v1'], 'model.pt'), weights_only=False)
+    model = analog.convert(netWu.FCN(), analog.rpu_config('TT-v1', 0.7, 'S4'))
+    model.load_state_dict(ck['model'])
+    assert torch.equal(model[1].weights()['C'], ck['arrays']['1']['C'])
+    # S4.1-plot: one row per (setting, τ)
+    code, folder = run('S4.1-plot-FCN', ['--runs', str(tmp_path / 'dry-run' / 'analog' / 'S4.1-mnist-FCN')], tmp_path)
+    final = pd.read_csv(os.path.join(folder, 'final_accuracy.csv'))
+    assert code == 0 and sorted(final['setting']) == ['Analog SGD', 'FP SGD', 'TT-v1']
+    assert final.set_index('setting').loc['TT-v1', 'final_acc'] == pytest.approx(metrics['test_acc'].iloc[-1])
+    before, after = redraw(folder)
+    assert before == after == ['FCN-accuracy.png']
+    # S6 with the three checkpoints given by flag: every weight counted once in [0, 1] saturation bins
+    code, folder = run('S6-plot-distribution', ['--fp', runs['FP SGD'], '--analog', runs['Analog SGD'],
+                                                '--tt', runs['TT-v1']], tmp_path, dry=False)
+    assert code == 0
+    sat = pd.read_csv(os.path.join(folder, 'saturation_hist.csv'))
+    n_weights = 784 * 256 + 256 * 128 + 128 * 10
+    assert sat.groupby('setting')['count'].sum().to_dict() == {'Analog SGD': n_weights, 'TT-v1': n_weights}
+    before, after = redraw(folder)
+    assert before == after == ['weight-distribution.png']
+
+
+def test_s6_finds_the_newest_checkpoints(tmp_path):
+    """Without flags S6 picks, per setting, the newest S4.1 run saved at --tau (FP SGD: any τ)."""
+    # folders as S4.1 writes them (the lookup reads their metrics.csv and the presence of model.pt only)
+    root = tmp_path / 'analog' / 'S4.1-mnist-FCN' / '2026-01-01'
+    for i, (setting, tau) in enumerate((('FP SGD', None), ('Analog SGD', 0.7), ('TT-v1', 0.7), ('TT-v1', 0.8))):
+        d = root / f'10-00-0{i}'
+        d.mkdir(parents=True)
+        pd.DataFrame({'epoch': [1], 'setting': [setting], 'tau': [tau], 'test_acc': [90.0]}).to_csv(
+            d / 'metrics.csv', index=False)
+        (d / 'model.pt').write_bytes(b'')
+    args = wu2024.build_parser('S6-plot-distribution').parse_args(['--results-dir', str(tmp_path)])
+    args.results_root = args.results_dir
+    assert wu2024.find_checkpoint('TT-v1', '--tt', None, args) == str(root / '10-00-02' / 'model.pt')
+    assert wu2024.find_checkpoint('FP SGD', '--fp', None, args) == str(root / '10-00-00' / 'model.pt')
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The pieces
+
+@pytest.mark.parametrize('half,bias', [(True, 0.0), (False, 0.1)])
+def test_toy_gradient_is_autograd_of_the_loss(half, bias):
+    toy = wu2024.Toy(7, 11, 0.5, 1.0, half, bias, 3, (0.1,), (1.0,), (0.0,), 'S3.3', 0.8)
+    A, Y = wu2024.make_problem(toy, torch.Generator().manual_seed(0))
+    W, b = torch.randn(1, 7, requires_grad=True), torch.tensor(0.3, requires_grad=True)
+    wu2024.toy_loss(toy, A, Y, W, b).backward()
+    gW, gb = wu2024.toy_grad(toy, A, Y, W.detach(), b.detach())
+    assert torch.allclose(gW, W.grad, atol=1e-6) and torch.allclose(gb, b.grad, atol=1e-6)
+
+
+def test_closed_form_floor_grows_as_tau_shrinks():
+    """S2's problem with the closed form: without gradient noise the drift −(α/τ)|g|⊙W vanishes at the optimum and
+    digital and analog both converge; with σ = 0.1 the analog error floor is above the digital one and grows as τ
+    shrinks (the paper's asymptotic error ∝ σ² and saturation)."""
+    toy = wu2024.TOYS['S2-dynamic-verification']
+    gen = torch.Generator().manual_seed(0)
+    A, Y = wu2024.make_problem(toy, gen)
+    floor = {}
+    for tau in (float('inf'), 2.0, 1.0):
+        for sigma in (0.0, 0.1):
+            losses = wu2024.dynamic(toy, A, Y, 0.03, tau, sigma, gen, iterations=2500)[0]
+            floor[tau, sigma] = losses[-200:].mean().item()
+            assert losses[0] > 0.01
+    assert max(floor[t, 0.0] for t in (float('inf'), 2.0, 1.0)) < 0.05 * floor[float('inf'), 0.1]
+    assert floor[1.0, 0.1] > 1.5 * floor[2.0, 0.1] > 3 * floor[float('inf'), 0.1]
+
+
+def test_summary_is_mean_of_last_five_epochs_and_mean_std():
+    acc = [[90, 91, 92, 93, 94, 95, 96], [92, 93, 94, 95, 96, 97, 98, 99]]
+    frames = [pd.DataFrame({'epoch': range(1, len(a) + 1), 'setting': 'TT-v1', 'tau': 0.6, 'test_acc': a})
+              for a in acc]
+    curves, final = wu2024.summarise(frames + [pd.DataFrame({'epoch': [1], 'setting': 'FP SGD', 'tau': [None],
+                                                             'test_acc': [97.0]})])
+    tt = final.set_index('setting').loc['TT-v1']
+    assert tt['epochs'] == 7 and tt['repeats'] == 2
+    assert tt['final_acc'] == pytest.approx(95.0)            # mean over epochs 3..7 of (91 + 93 + …) / 2
+    assert tt['final_std'] == pytest.approx(2 ** 0.5)        # std of each pair (a, a + 2)
+    assert final.set_index('setting').loc['FP SGD', 'final_acc'] == 97.0
+
+
+def test_saturation_per_side_and_at_zero_bounds():
+    W = torch.tensor([0.3, -0.3, 0.0, 0.0])
+    b_min, b_max = torch.tensor([-1.0, -0.6, -1.0, -1.0]), torch.tensor([0.6, 1.0, 0.0, 1.0])
+    assert torch.allclose(wu2024.saturation(W, b_min, b_max), torch.tensor([0.5, 0.5, 1.0, 0.0]))
+
+
+def test_resnets_have_torchvisions_shapes_and_names():
+    """Parameter counts of torchvision's resnet18/34/50 and their state-dict names."""
+    counts = {'Resnet18': 11689512, 'Resnet34': 21797672, 'Resnet50': 25557032}
+    for name, n in counts.items():
+        m = netWu.ResNet(*netWu.RESNETS[name])
+        assert sum(p.numel() for p in m.parameters()) == n
+    keys = netWu.ResNet(*netWu.RESNETS['Resnet50']).state_dict()
+    for k in ('conv1.weight', 'bn1.running_var', 'layer1.0.downsample.0.weight', 'layer1.0.conv3.weight',
+              'layer4.2.bn3.num_batches_tracked', 'fc.bias'):
+        assert k in keys
+    assert 'layer1.0.downsample.0.weight' not in netWu.ResNet(*netWu.RESNETS['Resnet18']).state_dict()
+
+
+def test_a12_loads_a_weights_file_and_rejects_another_model(tmp_path, capsys):
+    path = tmp_path / 'resnet18.pth'
+    torch.save(netWu.ResNet(*netWu.RESNETS['Resnet18']).state_dict(), path)
+    code, folder = run('A12-resnet-finetune', ['--model=Resnet18', '--optimizer=Analog SGD', '--weights', str(path)],
+                       tmp_path)
+    assert code == 0 and f'- ImageNet weights: {path}' in open(os.path.join(folder, 'hyperparameters.txt')).read()
+    capsys.readouterr()
+    code, _ = run('A12-resnet-finetune', ['--model=Resnet34', '--weights', str(path)], tmp_path)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and str(path) in err[0] and 'resnet34-b627a593.pth' in err[0], err
+
+
+def test_a12_groups_give_the_whole_analog_head_the_full_rate():
+    model = netWu.ResNet(*netWu.RESNETS['Resnet18'])
+    model.fc = analog.convert(torch.nn.Linear(512, 10), analog.rpu_config('TT-v1', 0.8, 'S5'))
+    body, head = wu2024.param_groups(model, 0.075)
+    assert body['lr'] == pytest.approx(0.0075) and head['lr'] == 0.075
+    assert {id(p) for p in head['params']} == {id(p) for p in model.fc.parameters()}
+    assert any(getattr(p, 'analog_layer', None) is model.fc for p in head['params'])      # the analog weights
+    assert len(body['params']) + len(head['params']) == len(list(model.parameters()))
+    for p in model.parameters():                              # without -FFT only the head learns
+        p.requires_grad_(False)
+    model.fc.bias.requires_grad_(True)
+    assert len(wu2024.param_groups(model, 0.15)) == 1
+
+
+def test_tensorboard_events_when_tensorboard_imports(tmp_path):
+    """The original plot scripts read TensorBoard's Accuracy/test: written per epoch when tensorboard imports."""
+    pytest.importorskip('tensorboard')
+    accumulator = pytest.importorskip('tensorboard.backend.event_processing.event_accumulator')
+    code, folder = run('S4.1-mnist-FCN', ['--SETTING=Analog SGD', '--tau=0.6'], tmp_path)
+    events = accumulator.EventAccumulator(os.path.join(folder, 'tensorboard'))
+    events.Reload()
+    acc = pd.read_csv(os.path.join(folder, 'metrics.csv'))['test_acc']
+    assert code == 0 and [e.value for e in events.Scalars('Accuracy/test')] == pytest.approx(list(acc / 100))
