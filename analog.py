@@ -650,15 +650,18 @@ class AnalogSGD(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             for p in group['params']:
-                layer = getattr(p, 'analog_layer', None)
-                if layer is not None:
-                    layer.pulsed_update(group['lr'])
-                elif p.grad is not None:
-                    p.add_(p.grad, alpha=-group['lr'])
+                self._update(p, group)
         return loss
 
+    def _update(self, p, group):
+        layer = getattr(p, 'analog_layer', None)
+        if layer is not None:
+            layer.pulsed_update(group['lr'])
+        elif p.grad is not None:
+            p.add_(p.grad, alpha=-group['lr'])
 
-class DeviceSGD(torch.optim.Optimizer):
+
+class DeviceSGD(AnalogSGD):
     """SGD for networks that read their weights directly (the EP nets: the relaxation uses W itself, there is no MVM
     to route through a tile): every weight tensor (2-D or more, not in `digital`) lives on soft-bounds devices and
     changes only by pulses; other parameters (biases, `digital` ones) take plain SGD. The device state lives in the
@@ -672,9 +675,9 @@ class DeviceSGD(torch.optim.Optimizer):
 
     def __init__(self, params, lr=0.01, rpu=None, digital=()):
         _check(rpu is not None, 'DeviceSGD needs an rpu (rpu_config)')
-        _check(math.isfinite(lr) and lr >= 0, f'lr {lr}: give a finite value >= 0')
-        super().__init__(params, dict(lr=lr, weight_decay=0.0))
+        super().__init__(params, lr)
         self.rpu, self._digital = rpu, {id(p) for p in digital}
+        self._analog = {id(p) for p in self._analog_params()}
         self._response = {}
         gen = torch.Generator().manual_seed(rpu.device.construction_seed)
         with torch.no_grad():
@@ -716,34 +719,25 @@ class DeviceSGD(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         self._response = {}
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        rpu, analog = self.rpu, {id(p) for p in self._analog_params()}
-        for group in self.param_groups:
-            lr, wd = group['lr'], group.get('weight_decay', 0.0)
-            for p in group['params']:
-                if p.grad is None:
-                    continue
-                g = p.grad.add(p, alpha=wd) if wd else p.grad
-                if id(p) not in analog:
-                    p.add_(g, alpha=-lr)
-                    continue
-                state = self.state[p]
-                g = g.reshape(p.shape[0], -1)
-                if rpu.algorithm == 'analog sgd':
-                    state['W'] = pulse_elementwise(state['W'], self._dev(p, 'W'), -lr * g, rpu.update)
-                else:
-                    state['A'] = pulse_elementwise(state['A'], self._dev(p, 'A'), -rpu.fast_lr * g, rpu.update)
-                    state['batches'] += 1
-                    if state['batches'] % rpu.transfer_every == 0:
-                        state['C'], state['column'] = transfer_columns(state['A'], state['C'], self._dev(p, 'C'),
-                                                                       state['column'], lr * rpu.transfer_lr, rpu)
-                p.copy_(self._visible(state).view_as(p))
-        return loss
+    def _update(self, p, group):
+        if p.grad is None:
+            return
+        lr, wd, rpu = group['lr'], group.get('weight_decay', 0.0), self.rpu
+        g = p.grad.add(p, alpha=wd) if wd else p.grad
+        if id(p) not in self._analog:
+            p.add_(g, alpha=-lr)
+            return
+        state = self.state[p]
+        g = g.reshape(p.shape[0], -1)
+        if rpu.algorithm == 'analog sgd':
+            state['W'] = pulse_elementwise(state['W'], self._dev(p, 'W'), -lr * g, rpu.update)
+        else:
+            state['A'] = pulse_elementwise(state['A'], self._dev(p, 'A'), -rpu.fast_lr * g, rpu.update)
+            state['batches'] += 1
+            if state['batches'] % rpu.transfer_every == 0:
+                state['C'], state['column'] = transfer_columns(state['A'], state['C'], self._dev(p, 'C'),
+                                                               state['column'], lr * rpu.transfer_lr, rpu)
+        p.copy_(self._visible(state).view_as(p))
 
 
 def bounds_of(optimizer, p):
