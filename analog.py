@@ -402,11 +402,16 @@ class _AnalogMVM(torch.autograd.Function):
 RESPONSE = ('log_rho_up', 'log_rho_dn', 'inv_up', 'inv_dn', 's_up2', 's_dn2')
 
 
+def _device_args(dev):
+    """apply_pulses' device arguments from a device dict."""
+    return dev['b_min'], dev['b_max'], dev['s_up'], dev['s_dn'], dev['c2c_std'], {k: dev[k] for k in RESPONSE}
+
+
 def pulse_vectors(w, dev, x, d, lr, update):
     """W ← W − lr Σ_b d_b x_bᵀ by pulse trains (w: (out, in)), vector by vector (update.sequential, the toolkit's
     order) or with the vectors' counts summed (apply_pulses). `dev`: b_min, b_max, s_up, s_dn, the response
     constants, dw_min and c2c_std of the array. Returns the new weights."""
-    consts = (dev['b_min'], dev['b_max'], dev['s_up'], dev['s_dn'], dev['c2c_std'], {k: dev[k] for k in RESPONSE})
+    consts = _device_args(dev)
     if update.sequential:
         n_up, n_dn = pulse_counts(x, d, lr, dev['dw_min'], update, per_vector=True)
         for b in range(x.shape[0]):
@@ -425,19 +430,22 @@ def pulse_elementwise(w, dev, delta, update):
     m = (delta.abs() / dev['dw_min']).clamp_(max=update.desired_bl)
     n = m.floor()
     n += torch.rand_like(m) < m - n
-    return apply_pulses(w, n * (delta > 0), n * (delta < 0), dev['b_min'], dev['b_max'], dev['s_up'], dev['s_dn'],
-                        dev['c2c_std'], {k: dev[k] for k in RESPONSE})
+    return apply_pulses(w, n * (delta > 0), n * (delta < 0), *_device_args(dev))
 
 
 def transfer_columns(A, C, dev_C, column, lr, rpu):
     """TT-v1 transfer (A, C: (out, in)): read the n_reads_per_transfer columns j = column, column + 1, … (mod in) of A
     through transfer_io (input e_j) and write them to C with a pulsed update x = e_j, d = −Â[:, j] at rate lr, i.e.
-    C[:, j] += lr Â[:, j]. Returns (new C, the next column)."""
+    C[:, j] += lr Â[:, j]. Only column j of x = e_j is non-zero, so the pulse trains are those of x = (1) and d on
+    that column alone, placed there (the columns are disjoint, so their order does not matter). Returns (new C, the
+    next column)."""
     n_in, n = A.shape[1], rpu.n_reads_per_transfer
     cols = (column + torch.arange(n, device=A.device)) % n_in
-    e = F.one_hot(cols, n_in).to(A.dtype)
-    read = mvm(e, A, rpu.transfer_io)
-    return pulse_vectors(C, dev_C, e, -read, lr, rpu.update), (column + n) % n_in
+    read = mvm(F.one_hot(cols, n_in).to(A.dtype), A, rpu.transfer_io)
+    n_up, n_dn = pulse_counts(read.new_ones(n, 1), -read, lr, dev_C['dw_min'], rpu.update, per_vector=True)
+    n_up = torch.zeros_like(C).index_add_(1, cols, n_up[:, :, 0].T)
+    n_dn = torch.zeros_like(C).index_add_(1, cols, n_dn[:, :, 0].T)
+    return apply_pulses(C, n_up, n_dn, *_device_args(dev_C)), (column + n) % n_in
 
 
 def device_state(device, weight, generator):
