@@ -257,10 +257,10 @@ def apply_pulses(w, n_up, n_dn, b_min, b_max, s_up, s_dn, c2c_std=0.0, response=
     w_eq = (a_up - a_dn).div_(pull)
     w_new = torch.addcmul(w_eq, w - w_eq, log_L.exp())
     if c2c_std > 0:
-        h = torch.where(log_L < -1e-12, torch.expm1(2 * log_L) / (2 * log_L), 1.0)
-        var = torch.addcmul(n_up * r['s_up2'], n_dn, r['s_dn2']).mul_(h)
+        u2 = 2 * log_L.clamp(max=-1e-12)                          # h → 1 as L → 1
+        var = torch.addcmul(n_up * r['s_up2'], n_dn, r['s_dn2']).mul_(torch.expm1(u2).div_(u2))
         w_new.addcmul_(var.sqrt_(), torch.randn_like(w_new), value=c2c_std)
-    return torch.minimum(torch.maximum(w_new, b_min, out=w_new), b_max, out=w_new)
+    return torch.clamp(w_new, b_min, b_max, out=w_new)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -310,12 +310,14 @@ def pulse_counts(x, d, lr, dw_min, update, method=None, per_vector=False):
         n_dn, n_up = n * down, n * ~down              # n = 0 where x_j d_i = 0 (p = 0)
         return (n_up, n_dn) if per_vector else (n_up.sum(0), n_dn.sum(0))
     _check(method == 'coincidence', f"method {method!r}: give 'auto', 'coincidence' or 'binomial'")
-    slots = (torch.arange(update.desired_bl, device=x.device)[None, :, None] < bl[:, None, None]).to(x.dtype)
+    # time slots drawn: desired_bl, or on the CPU (where reading a value waits for no device) only up to the
+    # largest BL_b of the mini-batch, often a few of the 31 (the slots beyond never fire)
+    T = int(bl.max()) if x.device.type == 'cpu' else update.desired_bl
+    slots = (torch.arange(T, device=x.device)[None, :, None] < bl[:, None, None]).to(x.dtype)
     # signed bits: sign(x_j) where the bit of column j fires in slot t (slots t ≥ BL_b never fire), else 0
-    sbx = torch.where(torch.rand(V, update.desired_bl, n_in, device=x.device) < p_x[:, None, :] * slots,
-                      torch.sign(x)[:, None, :], 0.0)
-    sbd = torch.where(torch.rand(V, update.desired_bl, n_out, device=x.device) < p_d[:, None, :] * slots,
-                      torch.sign(d)[:, None, :], 0.0)
+    sbx = torch.where(torch.rand(V, T, n_in, device=x.device) < p_x[:, None, :] * slots, torch.sign(x)[:, None, :], 0.0)
+    sbd = torch.where(torch.rand(V, T, n_out, device=x.device) < p_d[:, None, :] * slots, torch.sign(d)[:, None, :],
+                      0.0)
     bx, bd = sbx.abs(), sbd.abs()
     if per_vector:
         total, signed = bd.transpose(1, 2) @ bx, sbd.transpose(1, 2) @ sbx
@@ -443,9 +445,15 @@ def transfer_columns(A, C, dev_C, column, lr, rpu):
     cols = (column + torch.arange(n, device=A.device)) % n_in
     read = mvm(F.one_hot(cols, n_in).to(A.dtype), A, rpu.transfer_io)
     n_up, n_dn = pulse_counts(read.new_ones(n, 1), -read, lr, dev_C['dw_min'], rpu.update, per_vector=True)
-    n_up = torch.zeros_like(C).index_add_(1, cols, n_up[:, :, 0].T)
-    n_dn = torch.zeros_like(C).index_add_(1, cols, n_dn[:, :, 0].T)
-    return apply_pulses(C, n_up, n_dn, *_device_args(dev_C)), (column + n) % n_in
+    if n <= n_in:                                      # distinct columns: update those alone
+        on_cols = {k: v[:, cols] if torch.is_tensor(v) else v for k, v in dev_C.items()}
+        C = C.clone()
+        C[:, cols] = apply_pulses(C[:, cols], n_up[:, :, 0].T, n_dn[:, :, 0].T, *_device_args(on_cols))
+    else:                                              # a column read twice: its counts add up
+        n_up = torch.zeros_like(C).index_add_(1, cols, n_up[:, :, 0].T)
+        n_dn = torch.zeros_like(C).index_add_(1, cols, n_dn[:, :, 0].T)
+        C = apply_pulses(C, n_up, n_dn, *_device_args(dev_C))
+    return C, (column + n) % n_in
 
 
 def device_state(device, weight, generator):

@@ -2,6 +2,7 @@
 Tiki-Taka's transfer, the paper's central claim on its S1 toy problem, the spec §4 per-sample drift, configuration
 errors, state dicts and convert."""
 import copy
+import dataclasses
 import math
 import os
 
@@ -11,6 +12,7 @@ import torch
 import torch.nn as nn
 
 import analog as A
+from conftest import assert_resume_equals_uninterrupted, run_main
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -214,6 +216,12 @@ def test_tt_transfer_visits_every_column_in_turn():
     assert visited == [[0, 1], [2, 3], [0, 4], [1, 2], [3, 4]]
     assert torch.equal(layer.A.weight, torch.linspace(0.1, 0.5, 5).repeat(3, 1))
     assert (layer.C.weight > 0).all()                                       # C[:, j] moved toward +lr A[:, j]
+    more = A.AnalogLinear(5, 3, rpu=dataclasses.replace(rpu, n_reads_per_transfer=7, transfer_every=1),
+                          weight=torch.zeros(3, 5))
+    more.A.weight.fill_(0.5)
+    more(torch.randn(4, 5)).sum().backward()
+    A.AnalogSGD(more.parameters(), lr=0.5).step()                            # columns 0 … 4, 0, 1 in one transfer
+    assert (more.C.weight > 0).all() and more._column == 2
 
 
 def test_tt_fast_lr_is_absolute_and_network_sees_c_plus_gamma_a():
@@ -520,7 +528,6 @@ def test_p_mlp_trains_on_analog_devices(flags, least, tmp_path):
     """Laborieux's P_MLP on mnist5k, one epoch with its weights on S4 devices: the run works, the arrays stay in
     their bounds, it learns above chance (10 %; measured 85.0 % Analog SGD, 41.2 % TT-v1 with 32 columns per
     transfer), and hyperparameters.txt records the analog flags."""
-    from conftest import run_main
     code, folder = run_main(LAB_ANALOG + flags + ['--epochs', '1', '--results-dir', str(tmp_path)])
     assert code == 0
     assert _check_in_bounds(folder) == (2 if flags[1] == 'Analog SGD' else 4)
@@ -533,7 +540,6 @@ def test_p_mlp_trains_on_analog_devices(flags, least, tmp_path):
 def test_p_mlp_on_devices_resumes_exactly(tmp_path):
     """1 epoch + a resumed epoch = 2 epochs in one run (TT-v1: A, C, the device constants and the transfer column are
     in the optimiser's checkpoint)."""
-    from conftest import assert_resume_equals_uninterrupted
     assert_resume_equals_uninterrupted(LAB_ANALOG + TT_FLAGS + ['--archi', '784', '16', '10', '--mbs', '200'],
                                        tmp_path)
 
@@ -546,7 +552,6 @@ def test_p_mlp_on_devices_resumes_exactly(tmp_path):
      '--betas', '0.0', '0.2', '--T1', '8', '--T2', '4', '--mbs', '16', '--softmax', '--loss', 'cel', '--lca_iters',
      '2', '--dict_loss', 'recon']])
 def test_ernoult_and_eplcanet_take_analog_devices(argv, tmp_path):
-    from conftest import run_main
     code, folder = run_main(argv + ['--analog', 'TT-v1', '--analog-tau', '0.6', '--dry-run', '--seed', '0',
                                     '--threads', '1', '--results-dir', str(tmp_path)])
     assert code == 0
