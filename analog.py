@@ -257,10 +257,10 @@ def apply_pulses(w, n_up, n_dn, b_min, b_max, s_up, s_dn, c2c_std=0.0, response=
     w_eq = (a_up - a_dn).div_(pull)
     w_new = torch.addcmul(w_eq, w - w_eq, log_L.exp())
     if c2c_std > 0:
-        h = torch.where(log_L < -1e-12, torch.expm1(2 * log_L) / (2 * log_L), 1.0)
-        var = torch.addcmul(n_up * r['s_up2'], n_dn, r['s_dn2']).mul_(h)
+        u2 = 2 * log_L.clamp(max=-1e-12)                          # h → 1 as L → 1
+        var = torch.addcmul(n_up * r['s_up2'], n_dn, r['s_dn2']).mul_(torch.expm1(u2).div_(u2))
         w_new.addcmul_(var.sqrt_(), torch.randn_like(w_new), value=c2c_std)
-    return torch.minimum(torch.maximum(w_new, b_min, out=w_new), b_max, out=w_new)
+    return torch.clamp(w_new, b_min, b_max, out=w_new)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -310,12 +310,14 @@ def pulse_counts(x, d, lr, dw_min, update, method=None, per_vector=False):
         n_dn, n_up = n * down, n * ~down              # n = 0 where x_j d_i = 0 (p = 0)
         return (n_up, n_dn) if per_vector else (n_up.sum(0), n_dn.sum(0))
     _check(method == 'coincidence', f"method {method!r}: give 'auto', 'coincidence' or 'binomial'")
-    slots = (torch.arange(update.desired_bl, device=x.device)[None, :, None] < bl[:, None, None]).to(x.dtype)
+    # time slots drawn: desired_bl, or on the CPU (where reading a value waits for no device) only up to the
+    # largest BL_b of the mini-batch, often a few of the 31 (the slots beyond never fire)
+    T = int(bl.max()) if x.device.type == 'cpu' else update.desired_bl
+    slots = (torch.arange(T, device=x.device)[None, :, None] < bl[:, None, None]).to(x.dtype)
     # signed bits: sign(x_j) where the bit of column j fires in slot t (slots t ≥ BL_b never fire), else 0
-    sbx = torch.where(torch.rand(V, update.desired_bl, n_in, device=x.device) < p_x[:, None, :] * slots,
-                      torch.sign(x)[:, None, :], 0.0)
-    sbd = torch.where(torch.rand(V, update.desired_bl, n_out, device=x.device) < p_d[:, None, :] * slots,
-                      torch.sign(d)[:, None, :], 0.0)
+    sbx = torch.where(torch.rand(V, T, n_in, device=x.device) < p_x[:, None, :] * slots, torch.sign(x)[:, None, :], 0.0)
+    sbd = torch.where(torch.rand(V, T, n_out, device=x.device) < p_d[:, None, :] * slots, torch.sign(d)[:, None, :],
+                      0.0)
     bx, bd = sbx.abs(), sbd.abs()
     if per_vector:
         total, signed = bd.transpose(1, 2) @ bx, sbd.transpose(1, 2) @ sbx
@@ -399,15 +401,77 @@ class _AnalogMVM(torch.autograd.Function):
 # ---------------------------------------------------------------------------------------------------------------
 # Tiles and layers
 
+RESPONSE = ('log_rho_up', 'log_rho_dn', 'inv_up', 'inv_dn', 's_up2', 's_dn2')
+
+
+def _device_args(dev):
+    """apply_pulses' device arguments from a device dict."""
+    return dev['b_min'], dev['b_max'], dev['s_up'], dev['s_dn'], dev['c2c_std'], {k: dev[k] for k in RESPONSE}
+
+
+def pulse_vectors(w, dev, x, d, lr, update):
+    """W ← W − lr Σ_b d_b x_bᵀ by pulse trains (w: (out, in)), vector by vector (update.sequential, the toolkit's
+    order) or with the vectors' counts summed (apply_pulses). `dev`: b_min, b_max, s_up, s_dn, the response
+    constants, dw_min and c2c_std of the array. Returns the new weights."""
+    consts = _device_args(dev)
+    if update.sequential:
+        n_up, n_dn = pulse_counts(x, d, lr, dev['dw_min'], update, per_vector=True)
+        for b in range(x.shape[0]):
+            w = apply_pulses(w, n_up[b], n_dn[b], *consts)
+        return w
+    n_up, n_dn = pulse_counts(x, d, lr, dev['dw_min'], update)
+    return apply_pulses(w, n_up, n_dn, *consts)
+
+
+def pulse_elementwise(w, dev, delta, update):
+    """W ← W + Δ element-wise by pulses, for an update that is no outer product (the EP estimate of a mini-batch):
+    a write that programs each element with its own pulse count, n_ij = m_ij rounded stochastically (⌊m⌋ + 1 with
+    probability m − ⌊m⌋), m_ij = min(|Δ_ij|/Δw_min, desired_bl) (at most desired_bl pulses per write, as the
+    toolkit's update management bounds a pulse train), up where Δ > 0; E[n] = |Δ|/Δw_min unless clipped. The pulses
+    act through the device's closed-form response (apply_pulses). Returns the new weights."""
+    m = (delta.abs() / dev['dw_min']).clamp_(max=update.desired_bl)
+    n = m.floor()
+    n += torch.rand_like(m) < m - n
+    return apply_pulses(w, n * (delta > 0), n * (delta < 0), *_device_args(dev))
+
+
+def transfer_columns(A, C, dev_C, column, lr, rpu):
+    """TT-v1 transfer (A, C: (out, in)): read the n_reads_per_transfer columns j = column, column + 1, … (mod in) of A
+    through transfer_io (input e_j) and write them to C with a pulsed update x = e_j, d = −Â[:, j] at rate lr, i.e.
+    C[:, j] += lr Â[:, j]. Only column j of x = e_j is non-zero, so the pulse trains are those of x = (1) and d on
+    that column alone, placed there (the columns are disjoint, so their order does not matter). Returns (new C, the
+    next column)."""
+    n_in, n = A.shape[1], rpu.n_reads_per_transfer
+    cols = (column + torch.arange(n, device=A.device)) % n_in
+    read = mvm(F.one_hot(cols, n_in).to(A.dtype), A, rpu.transfer_io)
+    n_up, n_dn = pulse_counts(read.new_ones(n, 1), -read, lr, dev_C['dw_min'], rpu.update, per_vector=True)
+    if n <= n_in:                                      # distinct columns: update those alone
+        on_cols = {k: v[:, cols] if torch.is_tensor(v) else v for k, v in dev_C.items()}
+        C = C.clone()
+        C[:, cols] = apply_pulses(C[:, cols], n_up[:, :, 0].T, n_dn[:, :, 0].T, *_device_args(on_cols))
+    else:                                              # a column read twice: its counts add up
+        n_up = torch.zeros_like(C).index_add_(1, cols, n_up[:, :, 0].T)
+        n_dn = torch.zeros_like(C).index_add_(1, cols, n_dn[:, :, 0].T)
+        C = apply_pulses(C, n_up, n_dn, *_device_args(dev_C))
+    return C, (column + n) % n_in
+
+
+def device_state(device, weight, generator):
+    """The per-element constants of an array holding `weight` (on its device and dtype) and the weight clipped to
+    their bounds: (weight, {b_min, b_max, s_up, s_dn})."""
+    consts = {k: v.to(weight.device, weight.dtype) for k, v in sample_device(device, weight.shape, generator).items()}
+    return torch.minimum(torch.maximum(weight.detach().clone(), consts['b_min']), consts['b_max']), consts
+
+
 class Tile(nn.Module):
     """One crossbar array: visible weights `weight` (out, in) and the per-element device constants (buffers)."""
 
     def __init__(self, weight, device, generator):
         super().__init__()
-        consts = sample_device(device, weight.shape, generator)
+        weight, consts = device_state(device, weight, generator)
         for name, v in consts.items():
-            self.register_buffer(name, v.to(weight.device, weight.dtype))
-        self.register_buffer('weight', torch.minimum(torch.maximum(weight.detach().clone(), self.b_min), self.b_max))
+            self.register_buffer(name, v)
+        self.register_buffer('weight', weight)
         self.dw_min, self.c2c_std = device.dw_min, device.dw_min_std
         self._response()
         self.register_load_state_dict_post_hook(lambda module, keys: module._response())
@@ -417,32 +481,13 @@ class Tile(nn.Module):
         for name, v in response_constants(self.b_min, self.b_max, self.s_up, self.s_dn).items():
             self.register_buffer(name, v, persistent=False)
 
-    def _apply_pulses(self, w, n_up, n_dn):
-        consts = {k: getattr(self, k) for k in ('log_rho_up', 'log_rho_dn', 'inv_up', 'inv_dn', 's_up2', 's_dn2')}
-        return apply_pulses(w, n_up, n_dn, self.b_min, self.b_max, self.s_up, self.s_dn, self.c2c_std, consts)
+    @property
+    def dev(self):
+        return {k: getattr(self, k) for k in ('b_min', 'b_max', 's_up', 's_dn', 'dw_min', 'c2c_std') + RESPONSE}
 
     def pulse(self, x, d, lr, update):
-        """W ← W − lr Σ_b d_b x_bᵀ by pulse trains, vector by vector (update.sequential) or with summed counts."""
-        if update.sequential:
-            n_up, n_dn = pulse_counts(x, d, lr, self.dw_min, update, per_vector=True)
-            w = self.weight
-            for b in range(x.shape[0]):          # the toolkit's order: one vector after the other
-                w = self._apply_pulses(w, n_up[b], n_dn[b])
-        else:
-            n_up, n_dn = pulse_counts(x, d, lr, self.dw_min, update)
-            w = self._apply_pulses(self.weight, n_up, n_dn)
-        self.weight.copy_(w)
-
-    def pulse_matrix(self, delta, update):
-        """W ← W + Δ element-wise by pulses: BL = min(⌈max|Δ|/Δw_min⌉, desired_bl) slots, each firing with
-        probability min(1, |Δ_ij|/(Δw_min BL)) (clipped like update management), up where Δ > 0. For an update that
-        is no outer product (the EP estimate of a mini-batch)."""
-        k = delta.abs().amax() / self.dw_min
-        bl = torch.ceil(k).clamp(1, update.desired_bl) if update.update_bl_management else k.new_tensor(
-            float(update.desired_bl))
-        p = (delta.abs() / (self.dw_min * bl)).clamp(max=1)
-        n = torch.binomial(bl.expand_as(p).contiguous(), p)
-        self.weight.copy_(self._apply_pulses(self.weight, n * (delta > 0), n * (delta < 0)))
+        """W ← W − lr Σ_b d_b x_bᵀ by pulse trains (pulse_vectors)."""
+        self.weight.copy_(pulse_vectors(self.weight, self.dev, x, d, lr, update))
 
 
 class _AnalogLayer(nn.Module):
@@ -506,14 +551,9 @@ class _AnalogLayer(nn.Module):
             self.transfer(lr * rpu.transfer_lr)
 
     def transfer(self, lr):
-        """TT-v1 transfer: read the next n_reads_per_transfer columns j of A through transfer_io (input e_j) and
-        write them to C with a pulsed update x = e_j, d = −Â[:, j] at rate lr, i.e. C[:, j] += lr Â[:, j]."""
-        n_in, n = self.A.weight.shape[1], self.rpu.n_reads_per_transfer
-        cols = (self._column + torch.arange(n, device=self.A.weight.device)) % n_in
-        self._column = (self._column + n) % n_in
-        e = F.one_hot(cols, n_in).to(self.A.weight.dtype)
-        read = mvm(e, self.A.weight, self.rpu.transfer_io)
-        self.C.pulse(e, -read, lr, self.rpu.update)
+        """TT-v1 transfer of the next columns of A to C (transfer_columns)."""
+        c, self._column = transfer_columns(self.A.weight, self.C.weight, self.C.dev, self._column, lr, self.rpu)
+        self.C.weight.copy_(c)
 
     def get_extra_state(self):
         return {'batches': self._batches, 'column': self._column}
@@ -626,9 +666,101 @@ class AnalogSGD(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             for p in group['params']:
-                layer = getattr(p, 'analog_layer', None)
-                if layer is not None:
-                    layer.pulsed_update(group['lr'])
-                elif p.grad is not None:
-                    p.add_(p.grad, alpha=-group['lr'])
+                self._update(p, group)
         return loss
+
+    def _update(self, p, group):
+        layer = getattr(p, 'analog_layer', None)
+        if layer is not None:
+            layer.pulsed_update(group['lr'])
+        elif p.grad is not None:
+            p.add_(p.grad, alpha=-group['lr'])
+
+
+class DeviceSGD(AnalogSGD):
+    """SGD for networks that read their weights directly (the EP nets: the relaxation uses W itself, there is no MVM
+    to route through a tile): every weight tensor (2-D or more, not in `digital`) lives on soft-bounds devices and
+    changes only by pulses; other parameters (biases, `digital` ones) take plain SGD. The device state lives in the
+    optimiser's state (saved with its state_dict), one tile per tensor viewed as (out, rest).
+
+    The update is the EP estimate ĝ of the mini-batch as computed by the network (p.grad), Δ = −lr (ĝ + wd θ),
+    written element-wise (pulse_elementwise): Analog SGD pulses Δ into W; TT-v1 pulses −fast_lr (ĝ + wd θ) into A,
+    then every transfer_every steps the next column(s) of A go to C (transfer_columns, rate lr·transfer_lr), and the
+    network's weights become C + γA. An element-wise write of the batch estimate has the drift |Σ_b Δ_b|/τ, the
+    per-sample trains of the toolkit Σ_b |Δ_b|/τ: the two agree at mini-batch 1 (README, Wu et al. 2024)."""
+
+    def __init__(self, params, lr=0.01, rpu=None, digital=()):
+        _check(rpu is not None, 'DeviceSGD needs an rpu (rpu_config)')
+        super().__init__(params, lr)
+        self.rpu, self._digital = rpu, {id(p) for p in digital}
+        self._analog = {id(p) for p in self._analog_params()}
+        self._response = {}
+        gen = torch.Generator().manual_seed(rpu.device.construction_seed)
+        with torch.no_grad():
+            for p in self._analog_params():
+                w = p.detach().reshape(p.shape[0], -1)
+                state = self.state[p]
+                tiles = ('A', 'C') if rpu.algorithm == 'tt-v1' else ('W',)
+                for name in tiles:
+                    start = torch.zeros_like(w) if name == 'A' else w
+                    weight, consts = device_state(rpu.device, start, gen)
+                    state[name] = weight
+                    state.update({f'{name}.{k}': v for k, v in consts.items()})
+                if rpu.algorithm == 'tt-v1':
+                    state['batches'], state['column'] = 0, 0
+                p.copy_(self._visible(state).view_as(p))
+
+    def _analog_params(self):
+        return [p for g in self.param_groups for p in g['params'] if p.dim() >= 2 and id(p) not in self._digital]
+
+    def _visible(self, state):
+        if self.rpu.algorithm == 'tt-v1':
+            return state['C'] + self.rpu.gamma * state['A'] if self.rpu.gamma else state['C']
+        return state['W']
+
+    def _dev(self, p, name):
+        """The device of tile `name` of p: its saved constants and the derived response constants (cached)."""
+        state = self.state[p]
+        dev = {k: state[f'{name}.{k}'] for k in ('b_min', 'b_max', 's_up', 's_dn')}
+        key = (id(p), name)
+        if key not in self._response:
+            self._response[key] = response_constants(**dev)
+        return {**dev, **self._response[key], 'dw_min': self.rpu.device.dw_min, 'c2c_std': self.rpu.device.dw_min_std}
+
+    def load_state_dict(self, state_dict):
+        tiles = {'A', 'C'} if self.rpu.algorithm == 'tt-v1' else {'W'}
+        for s in state_dict['state'].values():
+            _check(tiles <= set(s), f"the saved optimiser state has no {' and '.join(sorted(tiles))} array: it was "
+                                    f"not trained with {self.rpu.algorithm}")
+        super().load_state_dict(state_dict)
+        self._response = {}
+
+    def _update(self, p, group):
+        if p.grad is None:
+            return
+        lr, wd, rpu = group['lr'], group.get('weight_decay', 0.0), self.rpu
+        g = p.grad.add(p, alpha=wd) if wd else p.grad
+        if id(p) not in self._analog:
+            p.add_(g, alpha=-lr)
+            return
+        state = self.state[p]
+        g = g.reshape(p.shape[0], -1)
+        if rpu.algorithm == 'analog sgd':
+            state['W'] = pulse_elementwise(state['W'], self._dev(p, 'W'), -lr * g, rpu.update)
+        else:
+            state['A'] = pulse_elementwise(state['A'], self._dev(p, 'A'), -rpu.fast_lr * g, rpu.update)
+            state['batches'] += 1
+            if state['batches'] % rpu.transfer_every == 0:
+                state['C'], state['column'] = transfer_columns(state['A'], state['C'], self._dev(p, 'C'),
+                                                               state['column'], lr * rpu.transfer_lr, rpu)
+        p.copy_(self._visible(state).view_as(p))
+
+
+def bounds_of(optimizer, p):
+    """(b_min, b_max) of the array whose weights the network sees for parameter p of a DeviceSGD (W, or C), shaped
+    as p; None for a digital parameter."""
+    state = optimizer.state.get(p, {})
+    name = 'C' if optimizer.rpu.algorithm == 'tt-v1' else 'W'
+    if f'{name}.b_min' not in state:
+        return None
+    return state[f'{name}.b_min'].view_as(p), state[f'{name}.b_max'].view_as(p)

@@ -2,6 +2,7 @@
 'main.py: error: <flag> <value>: <what is wrong and the fix>' and exit code 2, raised before any folder is made."""
 import math
 
+import analog as analog_sim
 from cli import UsageError
 
 FLOAT32_MAX = 3.4028234663852886e38          # the weights are float32: a larger value overflows in the update
@@ -55,3 +56,42 @@ def switch(flag, value):
     """A 0/1 integer flag."""
     if value not in (0, 1):
         raise UsageError(f'{flag} {value}: give 0 (off) or 1 (on)')
+
+
+def analog(args):
+    """--analog / --analog-tau / --analog-preset (Ernoult 2019, Laborieux 2021, EPLCANet): sets args.rpu, the device
+    configuration of the weights (analog.rpu_config), or None for FP SGD."""
+    args.rpu = None
+    tt_flags = (('--analog-fast-lr', args.analog_fast_lr), ('--analog-reads', args.analog_reads))
+    if args.analog in (None, 'FP SGD'):
+        for flag, v in (('--analog-tau', args.analog_tau), ('--analog-preset', args.analog_preset)) + tt_flags:
+            if v is not None:
+                raise UsageError(f'{flag} {v}: a setting of the analog devices; give it with --analog "Analog SGD" or '
+                                 f'--analog "TT-v1", or drop it')
+        return
+    for flag, v in tt_flags:
+        if v is not None and args.analog != 'TT-v1':
+            raise UsageError(f'{flag} {v}: a setting of Tiki-Taka; give it with --analog "TT-v1", or drop it')
+    if args.analog_tau is None:
+        raise UsageError(f'--analog {args.analog} needs --analog-tau τ, the devices\' dynamic-range radius (e.g. '
+                         f'--analog-tau 0.6)')
+    real('--analog-tau', args.analog_tau, 'the dynamic-range radius τ', above=0, fix='e.g. --analog-tau 0.6')
+    real('--analog-fast-lr', args.analog_fast_lr, 'the learning rate of A', lo=0)
+    count('--analog-reads', args.analog_reads, 1, 'the number of columns read per transfer')
+    args.analog_preset = args.analog_preset or 'S4'
+    tt = {k: v for k, v in (('fast_lr', args.analog_fast_lr), ('n_reads_per_transfer', args.analog_reads))
+          if v is not None}
+    try:
+        args.rpu = analog_sim.rpu_config(args.analog, args.analog_tau, args.analog_preset, **tt)
+    except ValueError as e:
+        raise UsageError(f'--analog {args.analog} --analog-tau {args.analog_tau}: {e}')
+
+
+def analog_items(cfg):
+    """The hyperparameters.txt lines of the analog devices (none for FP SGD)."""
+    if cfg.rpu is None:
+        return []
+    return [('analog', cfg.analog), ('analog tau', cfg.analog_tau), ('analog preset', cfg.analog_preset),
+            ('analog fast lr (TT-v1)', cfg.rpu.fast_lr), ('analog reads per transfer (TT-v1)',
+                                                            cfg.rpu.n_reads_per_transfer),
+            ('analog configuration', cfg.rpu)]

@@ -11,6 +11,8 @@ import typing
 
 import torch
 
+import analog
+
 
 class UsageError(Exception):
     """Bad input: main.py prints 'main.py: error: <message>' and exits with code 2, without a traceback."""
@@ -52,6 +54,17 @@ def add_suite_args(parser):
     g.add_argument('--threads', type=int, default=None,
                    help='CPU threads of torch (torch.set_num_threads; default: what torch chooses); e.g. 1 or 2 on a '
                         'shared machine; recorded in hyperparameters.txt')
+    a = parser.add_argument_group('analog devices (Wu et al. 2024 beyond the original: Ernoult 2019, Laborieux 2021, '
+                                  'EPLCANet): the weights live on soft-bounds resistive devices, written by pulses')
+    a.add_argument('--analog', default=None, choices=analog.SETTINGS,
+                   help='optimiser of the weights: "FP SGD" (digital, the default), "Analog SGD" or "TT-v1" (Tiki-Taka)')
+    a.add_argument('--analog-tau', type=float, default=None, help='dynamic-range radius τ of the devices (±τ bounds)')
+    a.add_argument('--analog-preset', default=None, choices=analog.PRESETS,
+                   help='device configuration of Wu et al. 2024 (spec §3; default S4, the MNIST runs)')
+    a.add_argument('--analog-fast-lr', type=float, default=None,
+                   help='TT-v1: learning rate of the fast array A, absolute (default the preset\'s, 0.01 for S4)')
+    a.add_argument('--analog-reads', type=int, default=None,
+                   help='TT-v1: columns of A transferred to C per mini-batch (default the preset\'s, 1)')
     s = parser.add_argument_group('dynamics flags shared by several papers (defaults depend on the paper)')
     s.add_argument('--T', type=int, default=None, help='free-phase steps')
     s.add_argument('--Kmax', type=int, default=None, help='nudged-phase steps (and BPTT truncation)')
@@ -111,6 +124,12 @@ class RunConfig:
     dry_run: bool
     threads: int | None
     argv_given: list | None = None      # the command line as typed (main.main): a resume appends it to its folder
+    analog: str | None = None           # --analog, --analog-tau, --analog-preset as given (checks.analog)
+    analog_tau: float | None = None
+    analog_preset: str | None = None
+    analog_fast_lr: float | None = None
+    analog_reads: int | None = None
+    rpu: typing.Any = None              # their device configuration (analog.RPU), None for FP SGD
     resume: str | None = None
     model_from: str | None = None
 

@@ -16,6 +16,7 @@ import data
 import estimators
 import netFunctions as nf
 import plotFunctions
+import analog
 import checks
 import results
 import trainer
@@ -125,6 +126,7 @@ def check_args(args):
         raise UsageError(f'--T {args.T} is smaller than --Kmax {args.Kmax}: the last Kmax steps (BPTT window, GDU '
                          f'traces) must fit in the T free steps; raise --T or lower --Kmax')
     check_values(args)
+    checks.analog(args)
     if args.toymodel and len(args.size_tab) != 3:
         raise UsageError(f'--toymodel needs --size_tab with 3 entries (output hidden input), got {args.size_tab}')
     if not args.C_tab and not args.toymodel and len(args.size_tab) < 2:
@@ -205,7 +207,7 @@ def hyperparameters(cfg, seed, device):
     else:
         items.append(('layer sizes', cfg.size_tab))
     items += [('seed', seed), ('device', device), ('dry run', cfg.dry_run)]
-    return items
+    return items + checks.analog_items(cfg)
 
 
 def load_data(cfg, train):
@@ -246,7 +248,7 @@ def train_action(cfg, argv, device, seed):
     nets = {cfg.method: net}
     if cfg.benchmark:                                     # BPTT twin from the same initial weights, trained first
         nets = {'BPTT': copy.deepcopy(net), 'EP': net}
-    opts = {m: torch.optim.SGD(n.lr_groups(cfg.lr_tab), lr=cfg.lr_tab[0]) for m, n in nets.items()}
+    opts = {m: make_optimizer(cfg, n) for m, n in nets.items()}
     gens = {m: torch.Generator().manual_seed(seed) for m in nets}   # EP and its twin see the same mini-batches
     rows = resume(cfg, nets, opts, gens) if cfg.resume else {m: [] for m in nets}
     header = f' TRAINING: list of hyperparameters ({model_name(cfg)}, {results.today()})'
@@ -281,6 +283,15 @@ def train_action(cfg, argv, device, seed):
                     metrics='metrics.csv', table=lambda: [r for v in rows.values() for r in v])
     plotFunctions.plot_folder(folder, show=False)
     return folder
+
+
+def make_optimizer(cfg, net):
+    """SGD at the per-layer learning rates; with --analog the weights live on devices (analog.DeviceSGD): the EP (or
+    BPTT) estimate is written by pulses, the relaxation reads the devices' weights."""
+    groups = net.lr_groups(cfg.lr_tab)
+    if cfg.rpu is not None:
+        return analog.DeviceSGD(groups, lr=cfg.lr_tab[0], rpu=cfg.rpu, digital=net.digital_parameters())
+    return torch.optim.SGD(groups, lr=cfg.lr_tab[0])
 
 
 def resume(cfg, nets, opts, gens):

@@ -12,6 +12,7 @@ import os
 import pandas as pd
 import torch
 
+import analog
 import checks
 import data
 import estimators
@@ -170,6 +171,10 @@ def validate(args, actions=ACTIONS):
         raise UsageError(f'--betas {args.betas[0]} {args.betas[1]}: β2 must be non-zero for EP and CEP (e.g. --betas '
                          f'0.0 0.1)')
     check_values(args)
+    checks.analog(args)
+    if args.rpu is not None and (args.optim != 'sgd' or args.mmt):
+        raise UsageError(f'--analog {args.analog}: the devices are written by plain pulsed SGD; drop '
+                         f'{"--mmt" if args.mmt else "--optim adam"} (or --analog)')
     folder = args.load_path or None
     if folder and not os.path.isdir(folder):
         if not args.dry_run:
@@ -284,7 +289,9 @@ def make_optimizer(cfg, model):
         # CEP re-parameterises the weight decay so that T2 small steps decay as one ordinary step of 0.1·wd
         for g, wd in zip(groups, cfg.wds):
             g['weight_decay'] = (1 - (1 - 0.1 * wd) ** (1 / cfg.T2)) / g['lr']
-    if cfg.optim == 'sgd':
+    if cfg.rpu is not None:                                # the weights live on devices, written by pulses
+        opt = analog.DeviceSGD(groups, lr=cfg.lrs[0], rpu=cfg.rpu, digital=model.digital_parameters())
+    elif cfg.optim == 'sgd':
         opt = torch.optim.SGD(groups, lr=cfg.lrs[0], momentum=cfg.mmt)
     else:
         opt = torch.optim.Adam(groups, lr=cfg.lrs[0])
@@ -343,7 +350,7 @@ def new_run_folder(cfg, argv, device, seed, model, extra_items=()):
                   ('paddings', cfg.paddings), ('poolings', list(cfg.pools)), ('fc', cfg.fc)]
     else:
         items.append(('archi', cfg.archi))
-    results.write_hyperparameters(folder, argv, items + list(extra_items))
+    results.write_hyperparameters(folder, argv, items + checks.analog_items(cfg) + list(extra_items))
     results.append_hyperparameters(folder, [str(model)])
     results.copy_plot_script(folder)
     return folder

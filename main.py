@@ -63,7 +63,10 @@ _LABORIEUX_NAMES = {'--T': 'its free-phase steps are --T1', '--Kmax': 'its nudge
                     '--Fpool': 'its poolings are --pools (one letter per conv layer: m, a or i)'}
 NOT_USED = {'ernoult2019': {'--optim': 'it trains with SGD at the learning rates of --lr_tab',
                             '--archi': 'its layers are --size_tab (from the output to the input) and --C_tab'},
-            'laborieux2021': _LABORIEUX_NAMES, 'eplcanet': _LABORIEUX_NAMES, 'laydevant2021': {}}
+            'laborieux2021': _LABORIEUX_NAMES, 'eplcanet': _LABORIEUX_NAMES,
+            'laydevant2021': {f: 'its weights are binary (±α, the flip rule); analog devices train the Ernoult 2019, '
+                                 'Laborieux 2021 and EPLCANet nets' for f in ('--analog', '--analog-tau', '--analog-preset', '--analog-fast-lr',
+                                                          '--analog-reads')}}
 
 
 def flags_used(argv, parser):

@@ -223,6 +223,11 @@ class EPNet(nn.Module):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    def digital_parameters(self):
+        """Parameters that stay digital when the weights live on analog devices (--analog, analog.DeviceSGD): none
+        here; biases (1-D) are digital anyway."""
+        return []
+
     def bptt_window(self, T, K):
         """Number of final steps that truncated BPTT differentiates through: K + bptt_extra_steps, at most T.
 

@@ -80,6 +80,11 @@ class LCANet(P_CNN):
         self.lca_stats = (a.detach(), err.detach())
         return a if self.copy is None else self.act.rho(self.copy(a)[0])
 
+    def digital_parameters(self):
+        """The LCA dictionary stays digital with --analog: it is renormalised every mini-batch, a write no device
+        does."""
+        return [self.lca.weights]
+
     def lr_groups(self, lrs, wds=None):
         """lrs[0] (and wds[0]) belong to the dictionary, which is in the optimiser only when it learns by class."""
         if self.copy is not None:

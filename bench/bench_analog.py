@@ -83,10 +83,14 @@ def s2_final(tau, seed, sequential, iters=1500, lr=0.03):
     model = A.convert(nn.Linear(40, 1, bias=False), A.rpu_config('Analog SGD', tau, 'S2', sequential=sequential))
     model.W.weight.zero_()
     opt = A.AnalogSGD(model.parameters(), lr=lr)
-    for _ in range(iters):
+
+    def loss():                                    # f(W) = ½ mean (⟨a_b, W⟩ − y_b)², gradients for the step
         opt.zero_grad()
-        (0.5 * ((model(a).squeeze(1) - y) ** 2).mean()).backward()
-        opt.step()
+        f = 0.5 * ((model(a).squeeze(1) - y) ** 2).mean()
+        f.backward()
+        return f
+    for _ in range(iters):
+        opt.step(loss)
     return 0.5 * ((a @ model.weight.reshape(-1) - y) ** 2).mean().item()
 
 

@@ -2,13 +2,25 @@
 Tiki-Taka's transfer, the paper's central claim on its S1 toy problem, the spec §4 per-sample drift, configuration
 errors, state dicts and convert."""
 import copy
+import dataclasses
 import math
+import os
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
 
 import analog as A
+from conftest import assert_resume_equals_uninterrupted, run_main
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The arrays here are small: one thread is faster, and far faster on a loaded machine (conftest's 2 threads
+    wait for each other there)."""
+    torch.set_num_threads(1)
+    yield
+
 
 IDEAL = dict(dw_min_dtod=0.0, dw_min_std=0.0, w_bound_dtod=0.0, up_down=0.0, up_down_dtod=0.0)
 
@@ -204,6 +216,12 @@ def test_tt_transfer_visits_every_column_in_turn():
     assert visited == [[0, 1], [2, 3], [0, 4], [1, 2], [3, 4]]
     assert torch.equal(layer.A.weight, torch.linspace(0.1, 0.5, 5).repeat(3, 1))
     assert (layer.C.weight > 0).all()                                       # C[:, j] moved toward +lr A[:, j]
+    more = A.AnalogLinear(5, 3, rpu=dataclasses.replace(rpu, n_reads_per_transfer=7, transfer_every=1),
+                          weight=torch.zeros(3, 5))
+    more.A.weight.fill_(0.5)
+    more(torch.randn(4, 5)).sum().backward()
+    A.AnalogSGD(more.parameters(), lr=0.5).step()                            # columns 0 … 4, 0, 1 in one transfer
+    assert (more.C.weight > 0).all() and more._column == 2
 
 
 def test_tt_fast_lr_is_absolute_and_network_sees_c_plus_gamma_a():
@@ -459,3 +477,83 @@ def test_against_aihwkit_on_s2():
     kit = torch.tensor([final(True, s) for s in range(4)])
     spread = 3 * torch.sqrt(ours.var() / 4 + kit.var() / 4) + 0.1 * kit.mean()
     assert (ours.mean() - kit.mean()).abs() < spread, (ours, kit)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# EP nets on devices (DeviceSGD, --analog on the Ernoult 2019 / Laborieux 2021 / EPLCANet command lines)
+
+def test_device_sgd_elementwise_write_follows_the_closed_form():
+    """A weight written element-wise (pulse_elementwise: stochastically rounded pulse counts |Δ|/Δw_min) moves on
+    average by the A-ALD step; biases take plain SGD."""
+    torch.manual_seed(13)
+    R, tau, lr = 20000, 1.0, 0.05
+    w0 = torch.tensor([0.5, -0.6, 0.1, 0.0])
+    weight = nn.Parameter(w0.repeat(R, 1))
+    bias = nn.Parameter(torch.zeros(R))
+    opt = A.DeviceSGD([{'params': [weight, bias], 'lr': lr}], rpu=A.rpu_config('Analog SGD', tau, **IDEAL))
+    g = torch.tensor([0.3, -0.2, 0.05, -0.4])
+    weight.grad, bias.grad = g.repeat(R, 1), torch.ones(R)
+    opt.step()
+    assert torch.allclose(weight.mean(0) - w0, A.ald_step(w0, g, lr, tau) - w0, rtol=0.02, atol=2e-5)
+    assert weight[:, 2].unique().numel() == 2                          # 2.5 pulses: 2 or 3
+    assert torch.allclose(bias, torch.full((R,), -lr))
+    assert A.bounds_of(opt, bias) is None and A.bounds_of(opt, weight)[1].max() == tau
+
+
+LAB_ANALOG = ['--model', 'MLP', '--task', 'mnist5k', '--archi', '784', '64', '10', '--lrs', '0.1', '0.05', '--betas',
+              '0.0', '0.5', '--T1', '15', '--T2', '4', '--mbs', '50', '--act', 'mysig', '--seed', '0',
+              '--analog-tau', '0.6', '--threads', '1']             # small nets: one thread is faster
+TT_FLAGS = ['--analog', 'TT-v1', '--analog-reads', '32', '--analog-fast-lr', '0.1']
+
+
+def _check_in_bounds(folder):
+    """Every device array of the run's last checkpoint inside its per-element bounds; the network's weights are the
+    visible array (W, or C with γ = 0)."""
+    ck = torch.load(os.path.join(folder, 'checkpoint.tar'), weights_only=False)
+    params = list(ck['model'].values())
+    n_arrays = 0
+    for index, state in ck['optimizer']['state'].items():
+        for tile in ('W', 'A', 'C'):
+            if tile in state:
+                w, lo, hi = state[tile], state[f'{tile}.b_min'], state[f'{tile}.b_max']
+                assert ((w >= lo) & (w <= hi)).all(), (index, tile)
+                n_arrays += 1
+        visible = state['W'] if 'W' in state else state['C']
+        assert torch.equal(visible.view_as(params[index]), params[index])
+    return n_arrays
+
+
+@pytest.mark.parametrize('flags, least', [(['--analog', 'Analog SGD'], 70.0), (TT_FLAGS, 25.0)])
+def test_p_mlp_trains_on_analog_devices(flags, least, tmp_path):
+    """Laborieux's P_MLP on mnist5k, one epoch with its weights on S4 devices: the run works, the arrays stay in
+    their bounds, it learns above chance (10 %; measured 85.0 % Analog SGD, 41.2 % TT-v1 with 32 columns per
+    transfer), and hyperparameters.txt records the analog flags."""
+    code, folder = run_main(LAB_ANALOG + flags + ['--epochs', '1', '--results-dir', str(tmp_path)])
+    assert code == 0
+    assert _check_in_bounds(folder) == (2 if flags[1] == 'Analog SGD' else 4)
+    acc = pd.read_csv(os.path.join(folder, 'metrics.csv'))['test_acc'].iloc[-1]
+    assert acc > least, acc
+    text = open(os.path.join(folder, 'hyperparameters.txt')).read()
+    assert f'- analog: {flags[1]}' in text and '- analog tau: 0.6' in text
+
+
+def test_p_mlp_on_devices_resumes_exactly(tmp_path):
+    """1 epoch + a resumed epoch = 2 epochs in one run (TT-v1: A, C, the device constants and the transfer column are
+    in the optimiser's checkpoint)."""
+    assert_resume_equals_uninterrupted(LAB_ANALOG + TT_FLAGS + ['--archi', '784', '16', '10', '--mbs', '200'],
+                                       tmp_path)
+
+
+@pytest.mark.parametrize('argv', [
+    ['--action', 'train', '--discrete', '--size_tab', '10', '32', '784', '--lr_tab', '0.04', '0.08', '--T', '8',
+     '--Kmax', '4', '--beta', '0.1', '--dataset', 'mnist5k', '--benchmark'],
+    ['--model', 'EPLCACNN', '--task', 'mnist5k', '--channels', '8', '8', '16', '--kernels', '5', '5', '--paddings', '0',
+     '0', '0', '--strides', '1', '1', '1', '--lrs', '0.05', '0.05', '0.02', '--pools', 'imm', '--act', 'mysig',
+     '--betas', '0.0', '0.2', '--T1', '8', '--T2', '4', '--mbs', '16', '--softmax', '--loss', 'cel', '--lca_iters',
+     '2', '--dict_loss', 'recon']])
+def test_ernoult_and_eplcanet_take_analog_devices(argv, tmp_path):
+    code, folder = run_main(argv + ['--analog', 'TT-v1', '--analog-tau', '0.6', '--dry-run', '--seed', '0',
+                                    '--threads', '1', '--results-dir', str(tmp_path)])
+    assert code == 0
+    text = open(os.path.join(folder, 'hyperparameters.txt')).read()
+    assert '- analog: TT-v1' in text

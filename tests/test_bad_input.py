@@ -77,6 +77,9 @@ CASES = {
     'ernoult seed negative': (_set(ERNOULT, '--seed', '-1'), '--seed'),
     'ernoult + laborieux flag': (_set(ERNOULT, '--lrs', '0.1', '0.1'), '--lrs'),
     'ernoult + binary flag': (_set(ERNOULT, '--batchSize', '64'), '--batchSize'),
+    'ernoult analog without tau': (_set(ERNOULT, '--analog', 'Analog SGD'), '--analog-tau'),
+    'ernoult analog tau 0': (_set(ERNOULT, '--analog', 'TT-v1', '--analog-tau', '0'), '--analog-tau'),
+    'ernoult analog unknown setting': (_set(ERNOULT, '--analog', 'SGD', '--analog-tau', '0.6'), '--analog'),
     # ---- Laborieux et al. 2021
     'laborieux beta2 0': (_set(LAB, '--betas', '0.0', '0.0'), '--betas'),
     'laborieux beta2 nan': (_set(LAB, '--betas', '0.0', 'nan'), '--betas'),
@@ -100,6 +103,16 @@ CASES = {
     'laborieux momentum with adam': (_set(LAB, '--optim', 'adam', '--mmt', '0.9'), '--mmt'),
     'laborieux CEP decay with lr 0': (_set(LAB, '--alg', 'CEP', '--lrs', '0', '0.1', '--wds', '1e-4', '1e-4'), '--lrs'),
     'laborieux + binary flag': (_set(LAB, '--layersList', '784', '10'), '--layersList'),
+    'laborieux analog tau nan': (_set(LAB, '--analog', 'Analog SGD', '--analog-tau', 'nan'), '--analog-tau'),
+    'laborieux analog tau without analog': (_set(LAB, '--analog-tau', '0.6'), '--analog-tau'),
+    'laborieux analog with adam': (_set(LAB, '--optim', 'adam', '--analog', 'Analog SGD', '--analog-tau', '0.6'),
+                                   '--analog'),
+    'laborieux analog unknown preset': (_set(LAB, '--analog', 'TT-v1', '--analog-tau', '0.6', '--analog-preset',
+                                             'S9'), '--analog-preset'),
+    'laborieux analog reads 0': (_set(LAB, '--analog', 'TT-v1', '--analog-tau', '0.6', '--analog-reads', '0'),
+                                 '--analog-reads'),
+    'laborieux fast lr without TT': (_set(LAB, '--analog', 'Analog SGD', '--analog-tau', '0.6', '--analog-fast-lr',
+                                          '0.1'), '--analog-fast-lr'),
     # ---- EPLCANet
     'eplcanet lambda negative': (_set(LCA, '--lca_lambda', '-1'), '--lca_lambda'),
     'eplcanet tau 0': (_set(LCA, '--lca_tau', '0'), '--tau'),
@@ -116,6 +129,9 @@ CASES = {
     'eplcanet dictlearn stride 0': (_set(DICTLEARN, '--lca_stride', '0'), '--lca_stride'),
     'eplcanet uses --Kmax': (_set(LCA, '--Kmax', '10'), '--T2'),
     'eplcanet + ernoult flag': (_set(LCA, '--C_tab', '8', '1'), '--C_tab'),
+    'eplcanet analog with momentum': (_set(LCA, '--mmt', '0.9', '--analog', 'TT-v1', '--analog-tau', '0.6'),
+                                      '--analog'),
+    'eplcanet analog tau negative': (_set(LCA, '--analog', 'TT-v1', '--analog-tau', '-0.6'), '--analog-tau'),
     # ---- Laydevant et al. 2021 (binary EP)
     'binary beta 0': (_set(BIN, '--beta', '0'), '--beta'),
     'binary beta inf': (_set(BIN, '--beta', 'inf'), '--beta'),
@@ -137,6 +153,7 @@ CASES = {
     'binary seed negative': (_set(BIN, '--seed', '-5'), '--seed'),
     'binary + laborieux flag': (_set(BIN, '--mbs', '20'), '--mbs'),
     'binary + ernoult flag': (_set(BIN, '--lr_tab', '0.1', '0.1'), '--lr_tab'),
+    'binary analog': (_set(BIN, '--analog', 'Analog SGD', '--analog-tau', '0.6'), '--analog'),
 }
 
 # ---- Files given to --load-path / --dictionary (garbage, truncated, foreign or absent checkpoints, a folder without
