@@ -36,6 +36,11 @@ at rate lr·transfer_lr. The network sees C + γA.
 IO (each switchable, spec §4): abs-max noise management, input clipping and quantisation, weight noise per MVM,
 output noise, output clipping and quantisation, iterative bound management (forward only).
 
+EP nets (`DeviceSGD`, `--analog` on the Ernoult 2019, Laborieux 2021 and EPLCANet command lines): their relaxation
+reads the weights directly, so the analog part is the update path: every weight tensor lives on devices and the EP
+estimate of a mini-batch (p.grad) is written element-wise by pulses (`pulse_elementwise`), into W or, for TT-v1,
+into A with the transfer to C.
+
 Randomness (pulses, IO noise) uses torch's global generator on the weights' device, so a run resumed from a
 checkpoint that restores the RNG states continues exactly; device constants use a generator seeded by
 `construction_seed` (the same for every tile, as the toolkit).

@@ -284,6 +284,9 @@ def rescale(model, g):
 
 
 def make_optimizer(cfg, model):
+    """SGD or Adam over the per-layer groups; with --analog, analog.DeviceSGD: the weights live on soft-bounds devices
+    and the EP (or BPTT) estimate is written into them by pulses (the update path is analog; the relaxation reads the
+    devices' weights directly)."""
     groups = model.lr_groups(cfg.lrs, cfg.wds)
     if cfg.alg == 'CEP' and cfg.wds:
         # CEP re-parameterises the weight decay so that T2 small steps decay as one ordinary step of 0.1·wd
