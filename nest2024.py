@@ -1,6 +1,7 @@
 """Nest & Ernoult 2024, "Towards training digitally-tied analog blocks via hybrid gradient computation": ff-EBMs
 (netFFEBM.py) trained with EP inside the blocks and backprop between them, or with ID (truncated BPTT from the free
-equilibria); static gradient analysis (GDD).
+equilibria); static gradient analysis (GDD). Models: the VGG chains of the configs (model/*.yaml with name vgg) and
+ResNet18/34 chains of BasicBlocks (model=resnet18|resnet34, name resnet: spec §B7, selected by no original config).
 
 Command line: `python main.py --config-name=<top-level config> [group=option …] [key=value …] [+key=value …]`, composed
 by Hydra's compose API over configs/ (groups model/, data/, algorithm/, trainer/). Suite flags that may appear

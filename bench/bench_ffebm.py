@@ -5,10 +5,12 @@ steppers.
        gradients and error currents), then an Adam step
   ID:  estimators.ChainID (same free phase, T2-step re-run of the chain with autograd, backward), then an Adam step
   closed-form vs autograd: one free-phase relaxation of every block (T1 steps), model.config.use_autograd false / true
-Warm-up, then interleaved repetitions; the median is printed. Models are the configs' own, optionally thinned
-(--width 0.25 keeps a quarter of the channels) so that a CPU run stays short.
+Warm-up, then interleaved repetitions; the median is printed, and with several --models one markdown table row per
+model. Models are the configs' own, optionally thinned (--width 0.25 keeps a quarter of the channels) so that a CPU
+run stays short; T1 is the model's and T2 its top-level config's (splitting_small: 20, splitting_large: 5) unless
+given.
 
-    python bench/bench_ffebm.py [--model splitting_small_3block] [--batch 16] [--T1 20] [--T2 5] [--width 1]
+    python bench/bench_ffebm.py [--models splitting_small_3block …] [--batch 16] [--T1 N] [--T2 N] [--width 1]
                                 [--reps 3] [--warmup 1] [--threads N]
 """
 import argparse
@@ -24,10 +26,13 @@ import estimators                                  # noqa: E402
 import nest2024                                    # noqa: E402
 
 
-def make_run(model, batch, T1, T2, width):
-    run, _, _ = nest2024.resolve(['--config-name=splitting_small', f'model={model}', 'data=mnist5k',
-                                  f'model.config.T1={T1}', f'algorithm.config.T2={T2}',
-                                  f'data.config.batch_size={batch}'])
+def make_run(model, batch, T1=None, T2=None, width=1.0):
+    """The run of `model` under its top-level config (splitting_large for splitting_large_*, else splitting_small),
+    T1 / T2 overridden when given, channels and fc sizes × width."""
+    name = 'splitting_large' if model.startswith('splitting_large') else 'splitting_small'
+    over = [f'model.config.T1={T1}'] * (T1 is not None) + [f'algorithm.config.T2={T2}'] * (T2 is not None)
+    run, _, _ = nest2024.resolve([f'--config-name={name}', f'model={model}', 'data=mnist5k',
+                                  f'data.config.batch_size={batch}'] + over)
     run.blocks = [{**b, 'channels': [c if c == 3 else max(2, int(c * width)) for c in b['channels']],
                    'fc': [max(2, int(f * width)) for f in b['fc']]} for b in run.blocks]
     return run
@@ -39,21 +44,10 @@ def timed(fn):
     return 1e3 * (time.perf_counter() - t)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--model', default='splitting_small_3block')
-    ap.add_argument('--batch', type=int, default=16)
-    ap.add_argument('--T1', type=int, default=20)
-    ap.add_argument('--T2', type=int, default=5)
-    ap.add_argument('--width', type=float, default=1.0)
-    ap.add_argument('--reps', type=int, default=3)
-    ap.add_argument('--warmup', type=int, default=1)
-    ap.add_argument('--threads', type=int, default=None)
-    a = ap.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
+def bench(model, a):
+    """{case: median ms} of one model, and the largest |difference| of the closed-form and autograd free states."""
     torch.manual_seed(0)
-    run = make_run(a.model, a.batch, a.T1, a.T2, a.width)
+    run = make_run(model, a.batch, a.T1, a.T2, a.width)
     chain = nest2024.build_chain(run, 'cpu').train()
     auto = nest2024.build_chain(run, 'cpu').train()
     auto.load_state_dict(chain.state_dict())
@@ -81,13 +75,37 @@ def main():
             ms = timed(fn)
             if r >= a.warmup:
                 times[k].append(ms)
-    print(f'{a.model} (width ×{a.width}), batch {a.batch}, T1 {a.T1}, T2 {a.T2}, {torch.get_num_threads()} threads; '
-          f'closed form vs autograd free states: max |diff| {diff:.2e}')
-    med = {k: statistics.median(v) for k, v in times.items()}
-    for k, v in med.items():
-        print(f'  {k:28s} {v:9.1f} ms')
-    print(f'  ID / EP: {med["ID (ChainID + Adam)"] / med["EP (ChainEP + Adam)"]:.2f}×;  autograd / closed form: '
-          f'{med["free phase, autograd of Φ"] / med["free phase, closed form"]:.2f}×')
+    return run, {k: statistics.median(v) for k, v in times.items()}, diff
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--models', nargs='+', default=['splitting_small_3block'])
+    ap.add_argument('--batch', type=int, default=16)
+    ap.add_argument('--T1', type=int, default=None)
+    ap.add_argument('--T2', type=int, default=None)
+    ap.add_argument('--width', type=float, default=1.0)
+    ap.add_argument('--reps', type=int, default=3)
+    ap.add_argument('--warmup', type=int, default=1)
+    ap.add_argument('--threads', type=int, default=None)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    rows = []
+    for model in a.models:
+        run, med, diff = bench(model, a)
+        print(f'{model} (width ×{a.width}), batch {a.batch}, T1 {run.T1}, T2 {run.T2}, {torch.get_num_threads()} '
+              f'threads; closed form vs autograd free states: max |diff| {diff:.2e}')
+        for k, v in med.items():
+            print(f'  {k:28s} {v:9.1f} ms')
+        ep_, id_, cf, ag = med.values()
+        print(f'  ID / EP: {id_ / ep_:.2f}×;  autograd / closed form: {ag / cf:.2f}×', flush=True)
+        rows.append(f'| {model} | {len(run.blocks)} | {run.T1} | {run.T2} | {ep_:.0f} | {id_:.0f} | {id_ / ep_:.2f}× '
+                    f'| {cf:.0f} | {ag:.0f} | {ag / cf:.2f}× | {diff:.1e} |')
+    if len(rows) > 1:
+        print('\n| model | blocks | T1 | T2 | EP ms | ID ms | ID/EP | free closed-form ms | free autograd ms | '
+              'autograd/closed | max state diff |\n|---|---|---|---|---|---|---|---|---|---|---|')
+        print('\n'.join(rows))
 
 
 if __name__ == '__main__':
