@@ -136,5 +136,6 @@ def broadcast(obj):
     if world_size() == 1:
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, 0)
+    # through the CPU (gloo): it may run before a rank has picked its GPU (cli.draw_seed)
+    dist.broadcast_object_list(box, 0, device=torch.device('cpu'))
     return box[0]
