@@ -6,6 +6,7 @@ import os
 
 import torch
 
+import distributed
 import estimators
 import netFunctions as nf
 import results
@@ -45,9 +46,10 @@ class EpochStats:
         self.n += label.shape[0]
 
     def result(self):
-        """(ave error %, single error %, loss per sample)"""
-        n = max(self.n, 1)
-        return 100.0 * self.ave.item() / n, 100.0 * self.single.item() / n, self.loss.item() / n
+        """(ave error %, single error %, loss per sample) over the whole data (sums over the torchrun ranks)"""
+        ave, single, loss, n = trainer.totals(self.ave, self.single, self.loss, self.n)
+        n = max(n, 1)
+        return 100.0 * ave / n, 100.0 * single / n, loss / n
 
 
 def train_bin(net, opt, batches, args, gen):
@@ -65,12 +67,14 @@ def train_bin(net, opt, batches, args, gen):
 
 
 def test_bin(net, batches):
-    """Free phase only: ave/single test errors (%) and loss (½||s_0 − y||² per sample)."""
+    """Free phase only: ave/single test errors (%) and loss (½||s_0 − y||² per sample); each torchrun rank relaxes
+    its shard of every batch."""
     stats = EpochStats(net)
     net.eval()
     with torch.no_grad():
-        for x, label in batches:
-            stats(nf.free_phase(net, x), net.target(label), label)
+        for x, label, own in distributed.shards(batches):
+            if own:
+                stats(nf.free_phase(net, x), net.target(label), label)
     return stats.result()
 
 

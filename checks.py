@@ -3,6 +3,7 @@
 import math
 
 import analog as analog_sim
+import distributed
 from cli import UsageError
 
 FLOAT32_MAX = 3.4028234663852886e38          # the weights are float32: a larger value overflows in the update
@@ -44,6 +45,15 @@ def real(flag, value, what='the value', lo=None, hi=None, above=None, below=None
                           (below is not None and v >= below, f'smaller than {below}')):
             if bad:
                 raise UsageError(f'{flag} {_show(value)}: {subject} must be {rule}{tail}')
+
+
+def global_batch(flag, value):
+    """The training mini-batch is the global one under torchrun: the number of ranks must divide it (each relaxes
+    an equal shard)."""
+    n = distributed.launched()
+    if n > 1 and value % n:
+        raise UsageError(f'{flag} {value}: the global mini-batch must be divisible by the {n} torchrun processes '
+                         f'(each relaxes {flag} / {n} samples); give a multiple of {n}, or change --nproc_per_node')
 
 
 def seed(value):

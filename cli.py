@@ -12,6 +12,7 @@ import typing
 import torch
 
 import analog
+import distributed
 
 
 class UsageError(Exception):
@@ -177,7 +178,12 @@ def run_config(cls, ns, **values):
 
 def pick_device(index, flag='--device', prog='main.py'):
     """cuda:<index>; None: GPU 0 when present, else the CPU; negative: the CPU; an absent GPU: the CPU with a one-line
-    warning naming the flag (`flag`, of the program `prog`)."""
+    warning naming the flag (`flag`, of the program `prog`). Under torchrun, rank r of a node takes cuda:<index +
+    LOCAL_RANK> (index None: 0)."""
+    if distributed.launched() > 1:
+        device = _rank_device(index, flag)
+        distributed.use_device(device)
+        return device
     if index is None:
         return torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')
     if index < 0:
@@ -188,9 +194,25 @@ def pick_device(index, flag='--device', prog='main.py'):
     return torch.device(f'cuda:{index}')
 
 
+def _rank_device(index, flag):
+    """The device of this torchrun rank: the CPU for a negative index or without CUDA, else cuda:<index + LOCAL_RANK>,
+    which must exist (a CPU rank beside GPU ranks could not join their NCCL group)."""
+    if (index is not None and index < 0) or not torch.cuda.is_available():
+        return torch.device('cpu')
+    k = (index or 0) + distributed.local_rank()
+    if k >= torch.cuda.device_count():
+        raise UsageError(f'{flag} {index or 0} with LOCAL_RANK {distributed.local_rank()}: no cuda:{k} here '
+                         f'({torch.cuda.device_count()} GPUs); start fewer processes per node (--nproc_per_node) or '
+                         f'give a lower {flag}')
+    return torch.device(f'cuda:{k}')
+
+
 def draw_seed(seed):
-    """The seed given, or one drawn (from os.urandom: no random state is touched) so that every run can be replayed."""
-    return int.from_bytes(os.urandom(4), 'little') % (2 ** 31) if seed is None else seed
+    """The seed given, or one drawn (from os.urandom: no random state is touched) so that every run can be replayed;
+    under torchrun, rank 0's draw on every rank (same weights, same mini-batches)."""
+    if seed is not None:
+        return seed
+    return distributed.broadcast(int.from_bytes(os.urandom(4), 'little') % (2 ** 31))
 
 
 def seed_everything(seed):
@@ -216,4 +238,6 @@ def dry_cap(T, K):
 
 
 def say(*a):
-    print(*a, file=sys.stdout, flush=True)
+    """A line on stdout, from rank 0 only under torchrun (the other ranks compute the same run silently)."""
+    if distributed.is_main():
+        print(*a, file=sys.stdout, flush=True)

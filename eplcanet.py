@@ -26,6 +26,7 @@ import torch
 import attacks
 import checks
 import data
+import distributed
 import laborieux2021 as lab
 import plotFunctions
 import results
@@ -385,8 +386,11 @@ class LCAExtension(trainer.Extension):
         return record
 
     def epoch_row(self):
-        row = {f'{split}_{key}' if split != 'adv' else 'adv_replaced': float(v / n)
-               for (split, key), (v, n) in self.sums.items()}
+        """The epoch's means (of the batches' means; under torchrun, the mean over ranks of theirs)."""
+        if not self.sums:
+            return {}
+        means = [m / distributed.world_size() for m in trainer.totals(*(v / n for v, n in self.sums.values()))]
+        row = {f'{split}_{key}' if split != 'adv' else 'adv_replaced': m for (split, key), m in zip(self.sums, means)}
         self.sums = {}
         return row
 

@@ -127,6 +127,8 @@ def check_args(args):
                          f'traces) must fit in the T free steps; raise --T or lower --Kmax')
     check_values(args)
     checks.analog(args)
+    if args.action == 'train':
+        checks.global_batch('--batch-size', args.batch_size)
     if args.toymodel and len(args.size_tab) != 3:
         raise UsageError(f'--toymodel needs --size_tab with 3 entries (output hidden input), got {args.size_tab}')
     if not args.C_tab and not args.toymodel and len(args.size_tab) < 2:

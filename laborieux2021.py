@@ -191,6 +191,8 @@ def validate(args, actions=ACTIONS):
     if args.dry_run:
         args.T1, args.T2 = dry_cap(args.T1, args.T2)
         args.epochs, args.mbs = 1, min(args.mbs, 16)
+    if args.action in ('train', 'advtrain'):
+        checks.global_batch('--mbs', args.mbs)
 
 
 def check_values(args):

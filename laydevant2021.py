@@ -173,6 +173,7 @@ def check_args(args, argv=()):
     if args.dry_run:
         args.T, args.Kmax = dry_cap(args.T, args.Kmax)
         args.epochs, args.batchSize, args.test_batchSize = 1, min(args.batchSize, 16), min(args.test_batchSize, 16)
+    checks.global_batch('--batchSize', args.batchSize)
     return run_config(Config, args, resume=args.load_path or None)
 
 

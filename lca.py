@@ -21,6 +21,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.grad import conv2d_weight
 
+import distributed
+
 
 class LCAConv2D(nn.Module):
     def __init__(self, out_neurons, in_neurons, kernel_size=7, stride=1, lambda_=0.25, tau=100.0, eta=0.01,
@@ -134,8 +136,10 @@ class LCAConv2D(nn.Module):
     def update_weights(self, acts, recon_error):
         """ΔD_f = η (Σ_batch,positions a_f × error patch) / (1 + #times f was active in the batch), clipped to
         ±d_update_clip; then every feature is renormalised. This is gradient descent on ½||x − D ∗ a||²."""
-        dD = conv2d_weight(recon_error, self.weights.shape, acts, stride=self.stride, padding=self.padding)
-        active = (acts != 0).flatten(2).sum(2).sum(0).to(dD)             # per feature
+        # sums over the rows of the whole mini-batch: of every torchrun rank's shard (distributed.row_sum)
+        dD = distributed.row_sum(conv2d_weight(recon_error, self.weights.shape, acts, stride=self.stride,
+                                               padding=self.padding))
+        active = distributed.row_sum((acts != 0).flatten(2).sum(2).sum(0).to(dD))        # per feature
         dD = self.eta * dD / (1 + active).view(-1, 1, 1, 1)
         dD = dD.clamp(-self.d_update_clip, self.d_update_clip)
         self.weights.add_(dD)

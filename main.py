@@ -9,6 +9,7 @@ import shlex
 import sys
 
 import cli
+import distributed
 
 import ernoult2019
 import eplcanet
@@ -186,6 +187,7 @@ def resolve(argv, parser):
 
 def main(argv=None):
     given = sys.argv[1:] if argv is None else list(argv)
+    distributed.setup()                             # torchrun: join the process group (nothing for one process)
     try:
         if nest2024.claims(given):                 # Hydra command lines (--config-name=…) of Nest & Ernoult 2024
             return nest2024.main(given)

@@ -44,7 +44,9 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+import checks
 import data
+import distributed
 import estimators
 import plotFunctions
 import results
@@ -289,6 +291,8 @@ def to_run(cfg, name, flags):
         run.T1, run.T2 = dry_cap(run.T1, run.T2)
         run.epochs, run.batch_size = 1, min(run.batch_size, DRY_BATCH)
         run.gdd = {**run.gdd, 'batches': 1, 'seeds': 1}
+    if run.exp_type != 'gdd':
+        checks.global_batch('data.config.batch_size', run.batch_size)
     return run
 
 
@@ -382,19 +386,25 @@ def topk_counts(logits, label):
 
 
 def train_epoch(chain, opt, train_b, est):
+    """One epoch; under torchrun each rank relaxes its shard of every mini-batch and the gradients are averaged over
+    the ranks before the step (the BatchNorm statistics are each rank's: see the README)."""
     chain.train()
     dev = next(chain.parameters()).device
     tot = torch.zeros(3, device=dev, dtype=torch.float64)
     seen = 0
-    for x, label in trainer.progress(train_b, 'train'):
+    for x, label, own in distributed.shards(trainer.progress(train_b, 'train')):
         logits, loss = est(chain, x, label)
+        distributed.average_grads(chain.parameters())
         opt.step()
         opt.zero_grad(set_to_none=True)
-        t1, t5 = topk_counts(logits, label)
-        tot += torch.stack([t1.double(), t5.double(), loss.double() * len(label)])
-        seen += len(label)
-    t = (tot / max(seen, 1)).tolist()                                # one host read per epoch
-    return {'train_top1': 100 * t[0], 'train_top5': 100 * t[1], 'train_loss': t[2]}
+        if own:
+            t1, t5 = topk_counts(logits, label)
+            tot += torch.stack([t1.double(), t5.double(), loss.double() * len(label)])
+            seen += len(label)
+    distributed.sync_buffers(chain)                                  # rank 0's BN running statistics everywhere
+    t1, t5, loss, seen = trainer.totals(*tot, seen)                  # one host read per epoch
+    seen = max(seen, 1)
+    return {'train_top1': 100 * t1 / seen, 'train_top5': 100 * t5 / seen, 'train_loss': loss / seen}
 
 
 def evaluate(chain, test_b):
@@ -404,13 +414,16 @@ def evaluate(chain, test_b):
     tot = torch.zeros(3, device=dev, dtype=torch.float64)
     seen = 0
     with torch.no_grad():
-        for x, label in test_b:
+        for x, label, own in distributed.shards(test_b):
+            if not own:
+                continue
             logits = chain(x)
             t1, t5 = topk_counts(logits, label)
             tot += torch.stack([t1.double(), t5.double(), F.cross_entropy(logits, label, reduction='sum').double()])
             seen += len(label)
-    t = (tot / max(seen, 1)).tolist()
-    return {'test_top1': 100 * t[0], 'test_top5': 100 * t[1], 'test_loss': t[2]}
+    t1, t5, loss, seen = trainer.totals(*tot, seen)
+    seen = max(seen, 1)
+    return {'test_top1': 100 * t1 / seen, 'test_top5': 100 * t5 / seen, 'test_loss': loss / seen}
 
 
 def run_folder(run):
@@ -430,6 +443,14 @@ def write_config(folder, argv, cfg, run):
     results.write_hyperparameters(folder, argv, [(k, v) for k, v in flat.items()])
 
 
+def new_folder(run, cfg, argv):
+    """A new run folder with config.yaml, hyperparameters.txt and the plotting script."""
+    folder = run_folder(run)
+    write_config(folder, argv, cfg, run)
+    results.copy_plot_script(folder)
+    return folder
+
+
 def train(run, cfg, argv):
     device = pick_device(run.device)
     run.seed = seed_everything(run.seed)
@@ -441,14 +462,8 @@ def train(run, cfg, argv):
     est = estimators.ChainEP(run.beta, run.T2) if run.algorithm == 'ep' else estimators.ChainID(run.T2)
     history, best = [], {'top1': -1.0}
     if run.load_path:
-        folder = run.load_path
-        history, best['top1'] = resume(folder, chain, opt, sched, gen)
-        trainer.note_resume(folder, argv)
-    else:
-        folder = run_folder(run)
-        write_config(folder, argv, cfg, run)
-        results.copy_plot_script(folder)
-    say(f'results: {folder}')
+        history, best['top1'] = resume(run.load_path, chain, opt, sched, gen)
+    folder = trainer.open_run(lambda: new_folder(run, cfg, argv), run.load_path or None, argv)
 
     def run_epoch(epoch):
         row = {**train_epoch(chain, opt, train_b, est), **evaluate(chain, test_b), 'lr': opt.param_groups[0]['lr']}
@@ -535,10 +550,7 @@ def gdd_curves(chain, x, label, run, gen):
 def gdd(run, cfg, argv):
     device = pick_device(run.device)
     run.seed = seed_everything(run.seed)
-    folder = run_folder(run)
-    write_config(folder, argv, cfg, run)
-    results.copy_plot_script(folder)
-    say(f'results: {folder}')
+    folder = trainer.open_run(lambda: new_folder(run, cfg, argv))
     per, curves = [], None
     for i in range(run.gdd['seeds']):
         seed_everything(run.seed + i)

@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.grad import conv2d_input
 
+import distributed
 import netFunctions as nf
 
 
@@ -219,7 +220,10 @@ class EPNet(nn.Module):
 
     def updateWeights(self, optimizer):
         """θ ← θ − lr_k ĝ_θ (per-layer learning rates live in the optimiser's parameter groups; the binary nets'
-        flip rule is their optimiser), then .grad is cleared."""
+        flip rule is their optimiser), then .grad is cleared. Under torchrun ĝ_θ is first averaged over the ranks,
+        ĝ_θ = (1/N) Σ_r ĝ_θ^r (each rank's estimate is of its shard of the mini-batch), so that the optimiser, the
+        flip rule and CEP's per-step updates all see the estimate of the whole mini-batch."""
+        distributed.average_grads(self.parameters())
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

@@ -650,7 +650,10 @@ def wu_script(folder):
 
 
 def plot_folder(folder='.', show=False):
-    """Draw every figure whose data the folder holds; returns the PNG (and PDF) paths."""
+    """Draw every figure whose data the folder holds; returns the PNG (and PDF) paths. Under torchrun only rank 0
+    draws (RANK, read from the environment: this copy runs outside the suite too)."""
+    if os.environ.get('RANK', '0') != '0':
+        return []
     paths = []
     script = wu_script(folder)
     if script:

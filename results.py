@@ -2,7 +2,8 @@
 
 A run folder is date-stamped and numbered (Trial-1, Trial-2, … with no upper limit) and is never reused: it is
 claimed with an atomic mkdir. Every file is written to a temporary name in the same folder and renamed, so an
-interrupted run never leaves a half-written CSV or checkpoint.
+interrupted run never leaves a half-written CSV or checkpoint. Under torchrun, rank 0 alone writes: every write
+here is a no-op on the other ranks (they compute the same run; trainer.open_run gives them rank 0's folder name).
 """
 import datetime
 import os
@@ -15,6 +16,8 @@ import tempfile
 import time
 
 import torch
+
+import distributed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -85,6 +88,8 @@ def _plain_open_mode(path):
 
 
 def _atomic(path, write):
+    if not distributed.is_main():
+        return
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
     os.close(fd)
@@ -133,13 +138,20 @@ def write_hyperparameters(folder, argv, items, header=None, name='hyperparameter
     lines += [f'- {k}: {v}' for k, v in items]
     if not any(k == 'threads' for k, _ in items):
         lines.append(f'- threads: {torch.get_num_threads()}')       # --threads, or what torch chose
+    if distributed.world_size() > 1:
+        lines.append(f'- world size: {distributed.world_size()} (torchrun ranks, each relaxing its shard of every '
+                     f'mini-batch)')
     write_text(os.path.join(folder, name), '\n'.join(lines) + '\n')
 
 
 def append_hyperparameters(folder, lines, name='hyperparameters.txt'):
+    if not distributed.is_main():
+        return
     with open(os.path.join(folder, name), 'a') as f:
         f.write(''.join(line + '\n' for line in lines))
 
 
 def copy_plot_script(folder, name='plotFunctions.py'):
+    if not distributed.is_main():
+        return
     shutil.copy(os.path.join(HERE, name), os.path.join(folder, name))

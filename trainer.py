@@ -19,6 +19,10 @@ checkpoint of the last good epoch, which resumes with --load-path, and a non-fin
 (or, for CEP, applies it) and returns the free state, then `net.updateWeights(optimizer)`; `evaluate` is one pass of
 free phases. An `Extension` is what a paper adds to that loop (EPLCANet: dictionary updates, LCA metrics, adversarial
 batches).
+
+Under torchrun (distributed.py) `train` and `evaluate` relax this rank's shard of every global mini-batch, the
+network's updateWeights averages the estimates across ranks before the update, and the error counts and losses are
+summed over ranks (one reduction per epoch); `open_run` makes the folder on rank 0 and gives its name to every rank.
 """
 import math
 import os
@@ -30,6 +34,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+import distributed
 import results
 from cli import UsageError, say
 from netFunctions import free_phase
@@ -115,7 +120,7 @@ def open_run(make, resume=None, argv=None, hyper_file='hyperparameters.txt'):
         note_resume(resume, argv, hyper_file)
         folder = resume
     else:
-        folder = make()
+        folder = distributed.broadcast(make() if distributed.is_main() else None)   # rank 0 alone claims it
     say(f'results: {folder}')
     return folder
 
@@ -152,46 +157,59 @@ class Extension:
 # Mini-batch loops (one epoch of training, one pass of testing), shared by every paper
 
 def progress(iterable, desc):
-    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+    """A tqdm bar (rank 0's only under torchrun)."""
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True, disable=not distributed.is_main())
+
+
+def totals(*values):
+    """Sums over ranks of device scalars and host counts, as Python floats: one host read (and one all-reduce)."""
+    dev = next((v.device for v in values if torch.is_tensor(v)), 'cpu')
+    t = torch.stack([torch.as_tensor(v, device=dev).double() for v in values])
+    return distributed.all_sum(t).tolist()
 
 
 def train(net, optimizer, batches, step, desc='train', hook=None, observe=None):
     """One epoch. step(x, y) writes the gradient estimate to .grad (EP, BPTT) and returns the free state; the
-    optimiser then descends (net.updateWeights). hook(b, x, y), if given, runs before each mini-batch, observe(s, y,
-    label) after it.
-    Returns the training error (%) measured at the free equilibrium before each update."""
+    optimiser then descends (net.updateWeights, which averages the estimates of the ranks). hook(b, x, y), if given,
+    runs before each mini-batch, observe(s, y, label) after it (on the rank's shard; observe on the rows it counts).
+    Returns the training error (%) measured at the free equilibrium before each update, over the whole data."""
     net.train()
     wrong = torch.zeros((), dtype=torch.long, device=next(net.parameters()).device)
     seen = 0
-    for b, (x, label) in enumerate(progress(batches, desc)):
+    for b, (x, label, own) in enumerate(distributed.shards(progress(batches, desc))):
         y = net.target(label)
         if hook is not None:
             hook(b, x, y)
         optimizer.zero_grad(set_to_none=True)
         s = step(x, y)
         net.updateWeights(optimizer)
-        if observe is not None:
-            observe(s, y, label)
-        wrong += (net.output(s).argmax(1) != label).sum()   # stays on the device: no sync per batch
-        seen += label.shape[0]
-    return 100.0 * wrong.item() / max(seen, 1)
+        if own:
+            if observe is not None:
+                observe(s, y, label)
+            wrong += (net.output(s).argmax(1) != label).sum()   # stays on the device: no sync per batch
+            seen += label.shape[0]
+    wrong, seen = totals(wrong, seen)
+    return 100.0 * wrong / max(seen, 1)
 
 
 def evaluate(net, batches, T=None, observe=None):
-    """Test error (%) and mean cost ℓ at the free equilibrium (T steps from zeros); observe(s, y, label), if given,
-    sees every batch."""
+    """Test error (%) and mean cost ℓ at the free equilibrium (T steps from zeros), over the whole data (each rank
+    relaxes its shard); observe(s, y, label), if given, sees every batch the rank counts."""
     net.eval()
     dev = next(net.parameters()).device
     wrong, loss, seen = torch.zeros((), device=dev), torch.zeros((), device=dev), 0
     with torch.no_grad():
-        for x, label in batches:
+        for x, label, own in distributed.shards(batches):
+            if not own:
+                continue
             s = free_phase(net, net.front(x), T)
             wrong += (net.output(s).argmax(1) != label).sum()
             loss += net.cost(s, net.target(label)).sum()
             seen += label.shape[0]
             if observe is not None:
                 observe(s, net.target(label), label)
-    return 100.0 * wrong.item() / max(seen, 1), loss.item() / max(seen, 1)
+    wrong, loss, seen = totals(wrong, loss, seen)
+    return 100.0 * wrong / max(seen, 1), loss / max(seen, 1)
 
 
 # ---------------------------------------------------------------------------------------------------------------

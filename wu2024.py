@@ -48,6 +48,7 @@ import torch.nn.functional as F
 import analog
 import checks
 import data
+import distributed
 import netWu
 import plotFunctions
 import results
@@ -198,13 +199,24 @@ def validate_training(script, kind, args):
         if args.dataset not in ('mnist', 'mnist5k'):
             raise UsageError(f'--dataset {args.dataset}: choose mnist or mnist5k (the embedded digits)')
         setting, tau, rpu = check_setting('--SETTING', args.SETTING, args.tau, 'S4')
+        check_parallel('--SETTING', setting, MNIST[script]['batch_size'])
         return dict(setting=setting, tau=tau, rpu=rpu, batch_size=MNIST[script]['batch_size'], **cap)
     if args.model not in netWu.RESNETS:
         raise UsageError(f'--model {args.model}: choose {", ".join(netWu.RESNETS)}')
     setting, tau, rpu = check_setting('--optimizer', args.optimizer, args.tau, 'S5')
+    check_parallel('--optimizer', setting, DRY_RESNET_BATCH if args.dry_run else RESNET_BATCH)
     return dict(setting=setting, tau=tau, rpu=rpu, fft=args.FFT, dataset='cifar10', weights=find_weights(args),
                 batch_size=DRY_RESNET_BATCH if args.dry_run else RESNET_BATCH,
                 image_size=DRY_RESNET_SIZE if args.dry_run else RESNET_SIZE, **cap)
+
+
+def check_parallel(flag, setting, batch_size):
+    """torchrun: FP SGD only (an analog tile's pulse trains are built from its own samples' x and δ, so the ranks'
+    tiles would drift apart), and a world size that divides the script's mini-batch."""
+    if distributed.launched() > 1 and setting != 'FP SGD':
+        raise UsageError(f'{flag} {setting}: analog tiles are not data parallel (each rank would pulse its own '
+                         f'samples); run it as one process, or with {flag} "FP SGD" under torchrun')
+    checks.global_batch('the mini-batch of this script', batch_size)
 
 
 def find_weights(args):
@@ -280,6 +292,7 @@ def main(script, argv=None):
     on stderr and exit code 2."""
     prog = script + '.py'
     given = sys.argv[1:] if argv is None else list(argv)
+    distributed.setup()                             # torchrun: join the process group (nothing for one process)
     try:
         args = build_parser(script).parse_args(given)
         finalise_suite_args(args)
@@ -510,15 +523,18 @@ def run_epoch_of(model, opt, loss_fn, train_b, test_b):
     model.train()
     dev = next(model.parameters()).device
     tot, seen = torch.zeros(2, device=dev, dtype=torch.float64), 0
-    for x, y in trainer.progress(train_b, 'train'):
+    for x, y, own in distributed.shards(trainer.progress(train_b, 'train')):
         opt.zero_grad(set_to_none=True)
         out = model(x)
         loss = loss_fn(out, y)
         loss.backward()
+        distributed.average_grads(model.parameters())    # torchrun: the gradient of the whole mini-batch
         opt.step()
-        tot += torch.stack([loss.detach().double() * len(y), (out.argmax(1) == y).sum().double()])
-        seen += len(y)
-    train_loss, train_acc = (tot / max(seen, 1)).tolist()
+        if own:
+            tot += torch.stack([loss.detach().double() * len(y), (out.argmax(1) == y).sum().double()])
+            seen += len(y)
+    distributed.sync_buffers(model)                      # rank 0's BatchNorm running statistics everywhere
+    train_loss, train_acc = mean_totals(tot, seen)
     test_loss, test_acc = evaluate(model, loss_fn, test_b)
     return dict(train_loss=train_loss, train_acc=100 * train_acc, test_loss=test_loss, test_acc=test_acc)
 
@@ -529,12 +545,19 @@ def evaluate(model, loss_fn, batches):
     dev = next(model.parameters()).device
     tot, seen = torch.zeros(2, device=dev, dtype=torch.float64), 0
     with torch.no_grad():
-        for x, y in batches:
-            out = model(x)
-            tot += torch.stack([loss_fn(out, y).double() * len(y), (out.argmax(1) == y).sum().double()])
-            seen += len(y)
-    loss, acc = (tot / max(seen, 1)).tolist()
+        for x, y, own in distributed.shards(batches):
+            if own:
+                out = model(x)
+                tot += torch.stack([loss_fn(out, y).double() * len(y), (out.argmax(1) == y).sum().double()])
+                seen += len(y)
+    loss, acc = mean_totals(tot, seen)
     return loss, 100 * acc
+
+
+def mean_totals(tot, seen):
+    """tot / seen, both summed over the torchrun ranks (one host read)."""
+    *tot, seen = trainer.totals(*tot, seen)
+    return [v / max(seen, 1) for v in tot]
 
 
 def arrays(model):
@@ -569,7 +592,7 @@ def fit_classifier(cfg, argv, model, opt, loss_fn, train_b, test_b, items, arch)
              ('batch size', cfg.batch_size), ('lr', [g['lr'] for g in opt.param_groups]),
              ('StepLR', (step, GAMMA)), ('device', next(model.parameters()).device)] + items
     folder = trainer.open_run(lambda: new_folder(cfg, argv, items, model))
-    writer = tensorboard(folder)
+    writer = tensorboard(folder) if distributed.is_main() else None     # rank 0 alone writes
 
     def run_epoch(epoch):
         row = dict(setting=cfg.setting, tau=cfg.tau, **run_epoch_of(model, opt, loss_fn, train_b, test_b),
