@@ -10,6 +10,7 @@ one alone), in --dtype, on one mini-batch of the training digits:
 
     python bench/ffebm_trained.py RUN_FOLDER [RUN_FOLDER …] [--init | --init-only] [--dtype float64] [--batch 64]
                                   [--T1s 60 240] [--T2s 20 80] [--betas 0.2 0.02] [--threads N]
+                                  [--override model.config.V=8.351e-5 …]   (applied after the run's own overrides)
 """
 import argparse
 import os
@@ -66,6 +67,7 @@ def main():
     ap.add_argument('--T2s', type=int, nargs='+', default=[20, 80])
     ap.add_argument('--betas', type=float, nargs='+', default=[0.2, 0.02])
     ap.add_argument('--threads', type=int, default=None)
+    ap.add_argument('--override', nargs='*', default=[], help='Hydra overrides on top of the run\'s')
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -73,17 +75,18 @@ def main():
     x, label = batch('mnist5k', a.batch)
     x = x.to(dtype)
     for i, folder in enumerate(a.folders):
-        run, _, _ = nest2024.resolve(['--load-path', folder])
+        run, _, _ = nest2024.resolve(['--load-path', folder] + a.override)
         if i == 0 and (a.init or a.init_only):
             torch.manual_seed(0)
-            report(f'untrained chain of {folder}\'s run (torch seed 0), {a.dtype}',
+            report(f'untrained chain of {folder}\'s run (torch seed 0, V {run.V}), {a.dtype}',
                    nest2024.build_chain(run, 'cpu').to(dtype), x, label, a)
             if a.init_only:
                 return
         chain = nest2024.build_chain(run, 'cpu')
         ckpt = torch.load(os.path.join(folder, 'checkpoint.tar'), map_location='cpu', weights_only=False)
         chain.load_state_dict(ckpt['model'])
-        report(f'{folder} ({run.algorithm}, epoch {ckpt["epoch"]}), {a.dtype}', chain.to(dtype), x, label, a)
+        report(f'{folder} ({run.algorithm}, epoch {ckpt["epoch"]}, V {run.V}), {a.dtype}', chain.to(dtype), x, label,
+               a)
 
 
 if __name__ == '__main__':
