@@ -6,9 +6,11 @@ steppers.
   ID:  estimators.ChainID (same free phase, T2-step re-run of the chain with autograd, backward), then an Adam step
   closed-form vs autograd: one free-phase relaxation of every block (T1 steps), model.config.use_autograd false / true
 Warm-up, then interleaved repetitions; the median is printed, and with several --models one markdown table row per
-model. Models are the configs' own, optionally thinned (--width 0.25 keeps a quarter of the channels) so that a CPU
-run stays short; T1 is the model's and T2 its top-level config's (splitting_small: 20, splitting_large: 5) unless
-given.
+model. Each case is timed by the wall clock and by this process's CPU time (time.process_time): with --threads 1 on
+a machine shared with other jobs, the CPU time is the one that does not grow with the others' load (the table's
+ms columns are CPU ms; the wall-clock medians are printed above it). Models are the configs' own, optionally
+thinned (--width 0.25 keeps a quarter of the channels) so that a CPU run stays short; T1 is the model's and T2 its
+top-level config's (splitting_small: 20, splitting_large: 5) unless given.
 
     python bench/bench_ffebm.py [--models splitting_small_3block …] [--batch 16] [--T1 N] [--T2 N] [--width 1]
                                 [--reps 3] [--warmup 1] [--threads N]
@@ -39,13 +41,15 @@ def make_run(model, batch, T1=None, T2=None, width=1.0):
 
 
 def timed(fn):
-    t = time.perf_counter()
+    """(wall-clock ms, CPU ms of this process) of fn()."""
+    t, c = time.perf_counter(), time.process_time()
     fn()
-    return 1e3 * (time.perf_counter() - t)
+    return 1e3 * (time.perf_counter() - t), 1e3 * (time.process_time() - c)
 
 
 def bench(model, a):
-    """{case: median ms} of one model, and the largest |difference| of the closed-form and autograd free states."""
+    """{case: median wall ms}, {case: median CPU ms} of one model, and the largest |difference| of the closed-form
+    and autograd free states."""
     torch.manual_seed(0)
     run = make_run(model, a.batch, a.T1, a.T2, a.width)
     chain = nest2024.build_chain(run, 'cpu').train()
@@ -75,7 +79,8 @@ def bench(model, a):
             ms = timed(fn)
             if r >= a.warmup:
                 times[k].append(ms)
-    return run, {k: statistics.median(v) for k, v in times.items()}, diff
+    return (run, {k: statistics.median(w for w, _ in v) for k, v in times.items()},
+            {k: statistics.median(c for _, c in v) for k, v in times.items()}, diff)
 
 
 def main():
@@ -93,18 +98,19 @@ def main():
         torch.set_num_threads(a.threads)
     rows = []
     for model in a.models:
-        run, med, diff = bench(model, a)
+        run, wall, med, diff = bench(model, a)
         print(f'{model} (width ×{a.width}), batch {a.batch}, T1 {run.T1}, T2 {run.T2}, {torch.get_num_threads()} '
               f'threads; closed form vs autograd free states: max |diff| {diff:.2e}')
         for k, v in med.items():
-            print(f'  {k:28s} {v:9.1f} ms')
+            print(f'  {k:28s} {v:9.1f} CPU ms  {wall[k]:9.1f} wall ms')
         ep_, id_, cf, ag = med.values()
-        print(f'  ID / EP: {id_ / ep_:.2f}×;  autograd / closed form: {ag / cf:.2f}×', flush=True)
+        print(f'  CPU time: ID / EP: {id_ / ep_:.2f}×;  autograd / closed form: {ag / cf:.2f}×', flush=True)
         rows.append(f'| {model} | {len(run.blocks)} | {run.T1} | {run.T2} | {ep_:.0f} | {id_:.0f} | {id_ / ep_:.2f}× '
                     f'| {cf:.0f} | {ag:.0f} | {ag / cf:.2f}× | {diff:.1e} |')
     if len(rows) > 1:
-        print('\n| model | blocks | T1 | T2 | EP ms | ID ms | ID/EP | free closed-form ms | free autograd ms | '
-              'autograd/closed | max state diff |\n|---|---|---|---|---|---|---|---|---|---|---|')
+        print('\n| model | blocks | T1 | T2 | EP CPU ms | ID CPU ms | ID/EP | free closed-form CPU ms | '
+              'free autograd CPU ms | autograd/closed | max state diff |\n'
+              '|---|---|---|---|---|---|---|---|---|---|---|')
         print('\n'.join(rows))
 
 
