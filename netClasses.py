@@ -132,7 +132,8 @@ class EPNet(nn.Module):
         self.free_steps = {'train': [], 'test': []}         # free-phase steps run under a tolerance (pop_steps)
 
     def set_relaxation(self, tol=None, every=10, asynchronous=False):
-        """--tol ε (None: T steps), --tol-every, --schedule async."""
+        """The free phase's tolerance ε (--tol; None: always T steps) read every `every` steps (--tol-every), and
+        the asynchronous schedule (--schedule async). Returns the net."""
         self.tol, self.tol_every, self.asynchronous = tol, every, asynchronous
         return self
 
@@ -198,8 +199,10 @@ class EPNet(nn.Module):
         """The layer groups updated in turn within one step. Synchronous: all layers at once from s_t. Asynchronous
         (--schedule async; Scellier et al. 2023, Nest & Ernoult 2024): the even layers counted from the input side
         (0-based: s_1, s_3, … of the papers), then the odd ones from the fresh even values; odd first in the nudged
-        phases. No layer is coupled to another of its group, so each group's update is exact block coordinate
-        ascent on Φ (a prototypical net's update is the argmax of Φ over that group)."""
+        phases. No layer is coupled to another of its group (Φ couples neighbours only), so a group reads nothing
+        that it changes: one step is a block Gauss–Seidel sweep, where the synchronous step is a Jacobi one. (A conv
+        synapse below an even layer is evaluated twice per step, at the layer's old value for the argmax of its
+        feedback and at its new one for the drive of the layer above.)"""
         if not self.asynchronous:
             return [range(n)]
         order = list(range(n) if self.input_first else range(n - 1, -1, -1))
