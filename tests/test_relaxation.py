@@ -87,9 +87,9 @@ def test_async_step_by_hand():
 
 
 FIXED_POINT_NETS = {
-    'P_MLP': lambda: P_MLP([784, 24, 16, 10], 60, 40, 0.3, 'mysig'),
-    'P_CNN avg': lambda: P_CNN(28, 1, [3, 4], [5, 5], [1, 1], [0, 0], 'aa', [10], 60, 40, 0.3, 'sigmoid'),
-    'EPdisc': lambda: EPdisc([10, 24, 16, 784], 60, 40, 0.3, 'sigm'),
+    'P_MLP': lambda: P_MLP([784, 24, 16, 10], 40, 25, 0.3, 'mysig'),
+    'P_CNN avg': lambda: P_CNN(28, 1, [3, 4], [5, 5], [1, 1], [0, 0], 'aa', [10], 40, 25, 0.3, 'sigmoid'),
+    'EPdisc': lambda: EPdisc([10, 24, 16, 784], 40, 25, 0.3, 'sigm'),
 }
 
 
