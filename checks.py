@@ -105,3 +105,28 @@ def analog_items(cfg):
             ('analog fast lr (TT-v1)', cfg.rpu.fast_lr), ('analog reads per transfer (TT-v1)',
                                                             cfg.rpu.n_reads_per_transfer),
             ('analog configuration', cfg.rpu)]
+
+
+def relaxation(args, why_not_async=None, why_not_tol=None):
+    """--tol (finite, > 0), --tol-every (≥ 1, with --tol; 10 by default) and --schedule: `why_not_async` says why the
+    selected network cannot run --schedule async, `why_not_tol` why the action has no free phase to stop (None: it
+    can, it has)."""
+    if why_not_tol:
+        for flag, v in (('--tol', args.tol), ('--tol-every', args.tol_every)):
+            if v is not None:
+                raise UsageError(f'{flag} {v}: {why_not_tol}; drop it')
+    real('--tol', args.tol, 'the tolerance ε on the relative change of the state', above=0,
+         fix='e.g. --tol 1e-4, or drop it for a fixed number of steps')
+    count('--tol-every', args.tol_every, 1, 'the number of steps between two checks of --tol')
+    if args.tol_every is not None and args.tol is None:
+        raise UsageError(f'--tol-every {args.tol_every}: the interval between checks of --tol; give --tol too, or '
+                         f'drop it')
+    args.tol_every = 10 if args.tol_every is None else args.tol_every
+    if args.schedule == 'async' and why_not_async:
+        raise UsageError(f'--schedule async: {why_not_async}; drop it (or give --schedule sync)')
+
+
+def relaxation_items(cfg):
+    """The hyperparameters.txt lines of --tol and --schedule async (none for the default relaxation)."""
+    items = [('tol', cfg.tol), ('tol every', cfg.tol_every)] if cfg.tol is not None else []
+    return items + ([('schedule', cfg.schedule)] if cfg.schedule != 'sync' else [])

@@ -66,6 +66,16 @@ def add_suite_args(parser):
                    help='TT-v1: learning rate of the fast array A, absolute (default the preset\'s, 0.01 for S4)')
     a.add_argument('--analog-reads', type=int, default=None,
                    help='TT-v1: columns of A transferred to C per mini-batch (default the preset\'s, 1)')
+    r = parser.add_argument_group('relaxation (Ernoult 2019, Laborieux 2021, EPLCANet, binary EP)')
+    r.add_argument('--tol', type=float, default=None,
+                   help='stop the free phase when the mean relative change of the layers in one step falls below ε '
+                        '(Nest & Ernoult 2024\'s criterion; T / T1 stays the maximum; default: always T steps)')
+    r.add_argument('--tol-every', type=int, default=None,
+                   help='steps between two checks of --tol (one host synchronisation each; default 10)')
+    r.add_argument('--schedule', default='sync', choices=['sync', 'async'],
+                   help='sync: every layer from s_t (default); async: even layers from the input side first, then '
+                        'the odd ones from the fresh values (odd first when nudged); Ernoult P nets, Laborieux '
+                        'MLP/CNN')
     s = parser.add_argument_group('dynamics flags shared by several papers (defaults depend on the paper)')
     s.add_argument('--T', type=int, default=None, help='free-phase steps')
     s.add_argument('--Kmax', type=int, default=None, help='nudged-phase steps (and BPTT truncation)')
@@ -131,6 +141,9 @@ class RunConfig:
     analog_fast_lr: float | None = None
     analog_reads: int | None = None
     rpu: typing.Any = None              # their device configuration (analog.RPU), None for FP SGD
+    tol: float | None = None            # --tol ε of the free phase (checks.relaxation), None: fixed steps
+    tol_every: int = 10                 # --tol-every
+    schedule: str = 'sync'              # --schedule sync | async
     resume: str | None = None
     model_from: str | None = None
 

@@ -221,6 +221,8 @@ def check_args(args):
     apply_defaults(args, lab.DEFAULTS)
     check_values(args)
     if args.action == 'dictlearn':
+        why = '--todo dictlearn trains the LCA dictionary alone, without EP dynamics'
+        checks.relaxation(args, why, why)
         check_dictlearn(args)
         return run_config(DictLearnConfig, args)
     if args.load_path and args.action not in ('train', 'advtrain') and os.path.isdir(args.load_path):
@@ -413,7 +415,7 @@ def run(args, argv):
         else (None, None)
     xte, yte = lab.load_split(cfg, False) if cfg.action != 'gducheck' else (None, None)
     shape = tuple((xtr if xtr is not None else xte).shape[1:])
-    model = build(cfg, shape).to(device)
+    model = build(cfg, shape).to(device).set_relaxation(cfg.tol, cfg.tol_every, cfg.schedule == 'async')
     if cfg.scale is not None:                              # the dictionary keeps unit-norm features
         lab.rescale(model.synapses if isinstance(model, LCANet) else model, cfg.scale)
     if cfg.action == 'gducheck':

@@ -127,6 +127,10 @@ def check_args(args):
                          f'traces) must fit in the T free steps; raise --T or lower --Kmax')
     check_values(args)
     checks.analog(args)
+    checks.relaxation(args, None if (args.discrete or args.C_tab) else 'the energy-based nets (EPcont, --toymodel) '
+                      'relax synchronously (async is for the prototypical nets: --discrete or --C_tab)',
+                      None if args.action == 'train' else f'--action {args.action} compares the last Kmax steps of '
+                      f'a T-step phase')
     if args.action == 'train':
         checks.global_batch('--batch-size', args.batch_size)
     if args.toymodel and len(args.size_tab) != 3:
@@ -209,7 +213,7 @@ def hyperparameters(cfg, seed, device):
     else:
         items.append(('layer sizes', cfg.size_tab))
     items += [('seed', seed), ('device', device), ('dry run', cfg.dry_run)]
-    return items + checks.analog_items(cfg)
+    return items + checks.analog_items(cfg) + checks.relaxation_items(cfg)
 
 
 def load_data(cfg, train):
@@ -246,7 +250,7 @@ def run(args, argv):
 def train_action(cfg, argv, device, seed):
     xtr, ytr = load_data(cfg, True)
     xte, yte = load_data(cfg, False)
-    net = build_net(cfg).to(device)
+    net = build_net(cfg).to(device).set_relaxation(cfg.tol, cfg.tol_every, cfg.schedule == 'async')
     nets = {cfg.method: net}
     if cfg.benchmark:                                     # BPTT twin from the same initial weights, trained first
         nets = {'BPTT': copy.deepcopy(net), 'EP': net}
@@ -280,7 +284,7 @@ def train_action(cfg, argv, device, seed):
         def run_epoch(epoch, method=method, m=m, train_b=train_b, test_b=test_b):
             tr_err = trainer.train(m, opts[method], train_b, step_fn(m, method), f'{method} epoch {epoch}')
             te_err, te_loss = trainer.evaluate(m, test_b)
-            return dict(method=method, train_error=tr_err, test_error=te_err, test_loss=te_loss)
+            return dict(method=method, train_error=tr_err, test_error=te_err, test_loss=te_loss, **m.pop_steps())
         trainer.fit(folder, cfg.epochs, rows[method], run_epoch, saves[method], m.parameters(), label=f' ({method})',
                     metrics='metrics.csv', table=lambda: [r for v in rows.values() for r in v])
     plotFunctions.plot_folder(folder, show=False)
@@ -340,7 +344,7 @@ def gdu_sampler(cfg, device, gen):
 
 def gdu_action(cfg, argv, device, seed, gen):
     draw = gdu_sampler(cfg, device, gen)                  # fails on absent data before the folder exists
-    net = build_net(cfg).to(device)
+    net = build_net(cfg).to(device).set_relaxation(cfg.tol, cfg.tol_every, cfg.schedule == 'async')
     header = f' NABLA-DELTA CURVES ({cfg.action}): list of hyperparameters ({model_name(cfg)}, {results.today()})'
     folder = trainer.open_run(lambda: new_run_dir(cfg, argv, seed, device, header))
     if cfg.action == 'receipe':

@@ -5,7 +5,7 @@ once per mini-batch, then `net.updateWeights(optimizer)`.
 One EP mini-batch, read top to bottom (`EP.__call__`):
 
     x        = net.front(data)                          the input of the dynamics (an LCA code, else the data)
-    s*       = net.forward(x)                           free phase: T steps at β = 0 from zeros
+    s*       = net.free_phase(x)                        free phase: T steps at β = 0 from zeros (fewer with --tol)
     s^{β_i}  = net.forward(x, s*, y, (β_1, …))          nudged phases: K steps from s*, one batched tensor
     net.computeGradients(x, s_a, s_b, β_a, β_b, y)      ĝ_θ = −(1/(β_b − β_a)) mean_b [∂Φ/∂θ(s_b) − ∂Φ/∂θ(s_a)]
 
@@ -61,7 +61,7 @@ class EP(Estimator):
         betas = self.phases()
         with torch.no_grad():
             drive = net.drive(x)
-            s_free = net.forward(x, steps=T, drive=drive)
+            s_free = net.free_phase(x, T, drive)
             nudged = net.forward(x, s_free, y, betas, K, drive)
         (s_a, beta_a), (s_b, beta_b) = self.pair(s_free, betas, nudged)
         net.computeGradients(x, s_a, s_b, beta_a, beta_b, y, s_free, x_graph)
@@ -133,7 +133,7 @@ class Continual(EP):
         T, K = self.steps(net)
         with torch.no_grad():
             x = net.front(x)                                # a front block does not learn under CEP
-            s_free = net.forward(x, steps=T)
+            s_free = net.free_phase(x, T)
         s = s_free
         for b, pair, decayed in self.phases():
             for k in range(K):

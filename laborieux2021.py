@@ -186,6 +186,10 @@ def validate(args, actions=ACTIONS):
     if args.model_from:
         adopt_arch(args, args.model_from)
     check_layers(args)
+    checks.relaxation(args, None if args.model in ('MLP', 'CNN') else
+                      f'--model {args.model} relaxes synchronously (async is for --model MLP or CNN)',
+                      '--todo gducheck compares the last T2 steps of a T1-step phase' if args.action == 'gducheck'
+                      else None)
     if args.action == 'evaluate' and not args.model_from and not args.dry_run:
         raise UsageError('--todo evaluate needs --load-path <run folder>')
     if args.dry_run:
@@ -330,7 +334,8 @@ def run(args, argv):
     seed = seed_everything(cfg.seed)
     xtr, ytr = load_split(cfg, True)
     xte, yte = (load_split(cfg, False) if cfg.action != 'gducheck' else (None, None))
-    model = build_model(cfg, tuple(xtr.shape[1:])).to(device)
+    model = build_model(cfg, tuple(xtr.shape[1:])).to(device).set_relaxation(cfg.tol, cfg.tol_every,
+                                                                             cfg.schedule == 'async')
     if cfg.scale is not None:
         rescale(model, cfg.scale)
     if cfg.action == 'gducheck':
@@ -355,7 +360,8 @@ def new_run_folder(cfg, argv, device, seed, model, extra_items=()):
                   ('paddings', cfg.paddings), ('poolings', list(cfg.pools)), ('fc', cfg.fc)]
     else:
         items.append(('archi', cfg.archi))
-    results.write_hyperparameters(folder, argv, items + checks.analog_items(cfg) + list(extra_items))
+    results.write_hyperparameters(folder, argv, items + checks.analog_items(cfg) + checks.relaxation_items(cfg)
+                                  + list(extra_items))
     results.append_hyperparameters(folder, [str(model)])
     results.copy_plot_script(folder)
     return folder
@@ -418,7 +424,8 @@ def train_action(cfg, argv, model, xtr, ytr, xte, yte, device, seed, ext=None):
         if sched and epoch <= 100:                         # the original stops the cosine schedule at epoch 100
             sched.step()
         test_err, test_loss = trainer.evaluate(model, test_b, cfg.T1, ext.observe(False))
-        row = dict(train_acc=train_acc, test_acc=100 - test_err, test_loss=test_loss, lr=opt.param_groups[0]['lr'])
+        row = dict(train_acc=train_acc, test_acc=100 - test_err, test_loss=test_loss, lr=opt.param_groups[0]['lr'],
+                   **model.pop_steps())                   # free-phase steps under --tol
         if hasattr(model, 'angles'):                       # VF nets: angle between B_k and W_{k+1}, degrees
             row.update({f'angle_{k}': a for k, a in enumerate(model.angles())})
         return row

@@ -125,6 +125,8 @@ def check_args(args, argv=()):
     if args.archi == 'fc' and args.dataset == 'cifar10':
         raise UsageError('--archi fc runs on MNIST (use --dataset mnist or mnist5k)')
     check_values(args)
+    checks.relaxation(args, 'the binary nets relax synchronously (async is for the Ernoult 2019 prototypical nets and '
+                            'the Laborieux 2021 MLP / CNN)')
     if args.archi == 'conv':
         conv_geometry(args)
     if args.optim == 'bptt' and args.binary_settings == 'bin_W_N':
@@ -300,13 +302,14 @@ def run(args, argv):
     gen = torch.Generator().manual_seed(cfg.seed)
     xtr, ytr = load_split(cfg, True)
     xte, yte = load_split(cfg, False)
-    net = build_net(cfg, xtr.shape[-1]).to(device)
+    net = build_net(cfg, xtr.shape[-1]).to(device).set_relaxation(cfg.tol, cfg.tol_every)
     opt = make_optimizer(net, cfg)
     tools = Tools_fc if cfg.archi == 'fc' else Tools_conv
     row_fn = Tools_fc.results_row if cfg.archi == 'fc' else Tools_conv.results_row_conv
     lr_alpha_initial = list(opt.lr_alpha)                 # --lrAlpha of this command (before any decay)
     rows = resume(cfg, net, opt, gen, device) if cfg.resume else []
     keys = HP_ALL + (HP_FC if cfg.archi == 'fc' else HP_CONV) + (HP_BIN_N if cfg.binary_settings == 'bin_W_N' else ())
+    keys += ('tol', 'tol_every') if cfg.tol is not None else ()
 
     def new_folder():
         folder = tools.create_path(cfg)
@@ -324,7 +327,7 @@ def run(args, argv):
             opt.lr_alpha = [lr / cfg.decayLrAlpha for lr in opt.lr_alpha]
         train = tools.train_bin(net, opt, train_b, cfg, gen)
         test = tools.test_bin(net, test_b)
-        return row_fn(net, opt, train, test, cfg)
+        return {**row_fn(net, opt, train, test, cfg), **net.pop_steps()}     # free-phase steps under --tol
 
     def save(rows):
         results.save({'epoch': rows[-1]['epoch'] if rows else 0, 'model_state_dict': net.state_dict(),

@@ -102,7 +102,8 @@ def get_activation(name):
 class EPNet(nn.Module):
     """Base of every network trained by the suite's EP engine (netFunctions.py) and its estimators (estimators.py).
 
-    Subclasses define `state_shapes`, `drive`, `dphi_ds`, `phi`, `update` and `lr_groups`. `phi(x, s, y, β)` is
+    Subclasses define `state_shapes`, `drive`, `dphi_ds_layers` (or `dphi_ds`), `phi`, `update_layer` (or `update`)
+    and `lr_groups`. `phi(x, s, y, β)` is
     the per-sample primitive; it takes y and β so that a family whose nudging term depends on θ (a readout) can put
     −β ℓ inside Φ, while the Ernoult-2019 nets nudge in `update` (their cost does not depend on θ).
     `dt` is the time step ε of the dynamics: the EP neural update is (s^β_{t+1} − s^β_t)/(β ε).
@@ -112,18 +113,30 @@ class EPNet(nn.Module):
     takes them from its estimator (estimators.py).
 
     One training mini-batch goes through the design-card methods (estimators.EP):
-        s* = net.forward(x);  [s^β, …] = net.forward(x, s*, y, (β, …));  net.computeGradients(…);
+        s* = net.free_phase(x);  [s^β, …] = net.forward(x, s*, y, (β, …));  net.computeGradients(…);
         net.updateWeights(optimizer)
+    The relaxation settings (`set_relaxation`): the free phase's tolerance (--tol, checked every --tol-every steps,
+    T the maximum) and the schedule of a step (--schedule: synchronous, or asynchronous, see `schedule`).
     """
     dt = 1.0
     out_index = 0
+    input_first = False         # order of the state list: output layer first (Ernoult 2019), or input side first
     bptt_extra_steps = 0        # see bptt_window
+    asynchronous = False        # see schedule
+    tol, tol_every = None, 10   # see free_phase
 
     def __init__(self, T, Kmax, beta, activation, criterion=None):
         super().__init__()
         self.T, self.Kmax, self.beta = T, Kmax, beta
         self.act = get_activation(activation) if isinstance(activation, str) else activation
         self.criterion = criterion or SquaredError()
+        self.free_steps = {'train': [], 'test': []}         # free-phase steps run under a tolerance (pop_steps)
+
+    def set_relaxation(self, tol=None, every=10, asynchronous=False):
+        """The free phase's tolerance ε (--tol; None: always T steps) read every `every` steps (--tol-every), and
+        the asynchronous schedule (--schedule async). Returns the net."""
+        self.tol, self.tol_every, self.asynchronous = tol, every, asynchronous
+        return self
 
     # -- state ----------------------------------------------------------------------------------------------------
     def init_state(self, batch, device=None, dtype=None):
@@ -175,16 +188,85 @@ class EPNet(nn.Module):
         engine take its output as the input x of the dynamics."""
         return x
 
+    def dphi_ds(self, s, drive, y=None, beta=0.0):
+        """∂Φ/∂s of every layer at s (with the nudging force where the net puts it there)."""
+        return self.dphi_ds_layers(s, drive, y, beta, range(len(s)))
+
+    def update(self, s, h, y, beta):
+        """s_{t+1} of every layer from its field h_l = ∂Φ/∂s_l."""
+        return [self.update_layer(l, s, hl, y, beta) for l, hl in enumerate(h)]
+
+    def schedule(self, n, nudged):
+        """The layer groups updated in turn within one step. Synchronous: all layers at once from s_t. Asynchronous
+        (--schedule async; Scellier et al. 2023, Nest & Ernoult 2024): the even layers counted from the input side
+        (0-based: s_1, s_3, … of the papers), then the odd ones from the fresh even values; odd first in the nudged
+        phases. No layer is coupled to another of its group (Φ couples neighbours only), so a group reads nothing
+        that it changes: one step is a block Gauss–Seidel sweep, where the synchronous step is a Jacobi one. (A conv
+        synapse below an even layer is evaluated twice per step, at the layer's old value for the argmax of its
+        feedback and at its new one for the drive of the layer above.)"""
+        if not self.asynchronous:
+            return [range(n)]
+        order = list(range(n) if self.input_first else range(n - 1, -1, -1))
+        groups = [order[0::2], order[1::2]]
+        return groups[::-1] if nudged else groups
+
+    def step_groups(self, s, fields, y, beta):
+        """One step of the schedule: every group gets update_layer of its fields(s, layers), read at the state left
+        by the groups before it (synchronous: `update` of all layers at once)."""
+        groups = self.schedule(len(s), y is not None)
+        if len(groups) == 1:
+            return self.update(s, list(fields(s, groups[0])), y, beta)
+        s = list(s)
+        for layers in groups:
+            new = [self.update_layer(l, s, h, y, beta) for l, h in zip(layers, fields(s, layers))]
+            for l, v in zip(layers, new):
+                s[l] = v
+        return s
+
     def stepper(self, s, drive, y=None, beta=0.0):
-        """One closed-form step s_{t+1} = update(s_t, ∂Φ/∂s(s_t), y, β)."""
-        return self.update(s, self.dphi_ds(s, drive, y, beta), y, beta)
+        """One closed-form step s_{t+1} = update(s_t, ∂Φ/∂s(s_t), y, β), layer groups in turn when asynchronous."""
+        if not self.asynchronous:
+            return self.update(s, self.dphi_ds(s, drive, y, beta), y, beta)
+        return self.step_groups(s, lambda s_, layers: self.dphi_ds_layers(s_, drive, y, beta, layers), y, beta)
 
     def stepper_autograd(self, x, s, y=None, beta=0.0):
-        """Oracle step: ∂Φ/∂s by autograd of the per-sample primitive Φ (never used in the hot loop)."""
-        with torch.enable_grad():
-            leaves = [si.detach().requires_grad_(True) for si in s]
-            h = torch.autograd.grad(self.phi(x, leaves, y, beta).sum(), leaves)
-        return self.update(s, list(h), y, beta)
+        """Oracle step: ∂Φ/∂s by autograd of the per-sample primitive Φ, same schedule (never used in the hot loop)."""
+        return self.autograd_step(lambda s_: self.phi(x, s_, y, beta), s, y, beta)
+
+    def autograd_step(self, phi, s, y=None, beta=0.0, keep=False):
+        """One step of the schedule with ∂Φ/∂s_l = autograd of phi(s) (per-sample Φ) at the current state. The partial
+        derivatives are taken at a zero offset added to each layer: a total derivative with respect to s itself would
+        also follow s_l's dependence on the layers updated before it. keep: through a graph (its state's and
+        create_graph), so that the oracle dynamics can be differentiated (Nest 2024's ID)."""
+        def fields(s_, layers):
+            with torch.enable_grad():
+                eps = [torch.zeros_like(si, requires_grad=True) for si in s_]
+                base = s_ if keep else [si.detach() for si in s_]
+                phi_s = phi([b + e for b, e in zip(base, eps)]).sum()
+                h = torch.autograd.grad(phi_s, [eps[l] for l in layers], create_graph=keep)
+            return h if keep else [hi.detach() for hi in h]
+        return self.step_groups(s, fields, y, beta)
+
+    def free_phase(self, x, steps=None, drive=None, s=None):
+        """The free phase (netFunctions.free_phase): β = 0 from zeros (or s) for `steps` (default T) steps, fewer
+        when the tolerance `tol` stops it."""
+        return nf.free_phase(self, x, steps, s, drive)
+
+    def log_steps(self, n):
+        """Record the steps of one free phase run under a tolerance (training or test, by the module's mode)."""
+        if self.tol is not None:
+            self.free_steps['train' if self.training else 'test'].append(n)
+
+    def pop_steps(self):
+        """The metrics columns of the free-phase steps recorded since the last call, then forgotten: mean and max per
+        training mini-batch and per test batch ({} without a tolerance)."""
+        row = {}
+        for mode, prefix in (('train', ''), ('test', 'test_')):
+            n = self.free_steps[mode]
+            if n:
+                row.update({f'{prefix}free_steps_mean': sum(n) / len(n), f'{prefix}free_steps_max': max(n)})
+            n.clear()
+        return row
 
     def forward(self, x, s=None, y=None, beta=0.0, steps=None, drive=None):
         """Relax the dynamics driven by x (the input after `front`) for `steps` closed-form steps (default T for the
@@ -290,6 +372,19 @@ class ErrorCurrent(Cost):
         return delta
 
 
+class Memo(dict):
+    """Values of f computed on first use, once (the conv-pool synapses a step needs: a synchronous step reads each
+    one twice, as the drive of the layer above and as the context of its feedback; an asynchronous group only some)."""
+
+    def __init__(self, f):
+        super().__init__()
+        self.f = f
+
+    def __missing__(self, k):
+        v = self[k] = self.f(k)
+        return v
+
+
 def _linear_T(w, s, add=None):
     """Wᵀ s for row-vector batches (feedback through the transposed forward weights), plus `add` in one addmm."""
     return s @ w.weight if add is None else torch.addmm(add, s, w.weight)
@@ -359,10 +454,10 @@ class EPdisc(_LayeredFC):
     def inp(self, x):
         return x
 
-    def dphi_ds(self, s, drive, y=None, beta=0.0):
+    def dphi_ds_layers(self, s, drive, y, beta, layers):
         L, w = self.ns, self.w
         h = []
-        for i in range(L):
+        for i in layers:
             hi = w[i](s[i + 1]) if i < L - 1 else drive
             h.append(_linear_T(w[i - 1], s[i - 1], hi) if i > 0 else hi)
         return h
@@ -371,13 +466,11 @@ class EPdisc(_LayeredFC):
         L, w = self.ns, self.w
         return sum(_bilinear(s[i], w[i], s[i + 1] if i < L - 1 else x) for i in range(L))
 
-    def update(self, s, h, y, beta):
-        new = [self.act.rho(hi) for hi in h]
-        if y is not None:
-            new[0] = new[0] + self.nudge(s, y, beta)      # outside σ: the prototypical nudge
-        if self.dt != 1.0:
-            new = [si + self.dt * (ni - si) for si, ni in zip(s, new)]
-        return new
+    def update_layer(self, l, s, h, y, beta):
+        new = self.act.rho(h)
+        if l == 0 and y is not None:
+            new = new + self.nudge(s, y, beta)            # outside σ: the prototypical nudge
+        return new if self.dt == 1.0 else s[l] + self.dt * (new - s[l])
 
 
 class EPcont(_LayeredFC):
@@ -582,17 +675,18 @@ class convEP(EPNet):
     def drive(self, x):
         return self.conv[-1](x)[0]
 
-    def dphi_ds(self, s, drive, y=None, beta=0.0):
+    def dphi_ds_layers(self, s, drive, y, beta, layers):
         nc, ncv, fc, conv = self.nc, self.ncv, self.fc, self.conv
         # every conv fed by a state is evaluated once: its pooled map drives the layer above, and its context (the
         # argmax) routes that layer's feedback
-        fwd = [conv[j](s[nc + j + 1]) for j in range(ncv - 1)]
+        fwd = Memo(lambda j: conv[j](s[nc + j + 1]))
         h = []
-        for k in range(nc):                                # fully connected layers
-            hk = fc[k](s[k + 1].flatten(1))
-            h.append(_linear_T(fc[k - 1], s[k - 1], hk) if k > 0 else hk)
-        for j in range(ncv):                               # conv layers, top first
-            i = nc + j
+        for i in layers:
+            if i < nc:                                     # fully connected layers
+                hk = fc[i](s[i + 1].flatten(1))
+                h.append(_linear_T(fc[i - 1], s[i - 1], hk) if i > 0 else hk)
+                continue
+            j = i - nc                                     # conv layers, top first
             hj = fwd[j][0] if j < ncv - 1 else drive
             if j == 0:
                 hj = hj + _linear_T(fc[nc - 1], s[nc - 1]).view_as(s[i])
@@ -609,7 +703,7 @@ class convEP(EPNet):
             total = total + (s[nc + j] * self.conv[j](below)[0]).flatten(1).sum(1)
         return total
 
-    update = EPdisc.update
+    update_layer = EPdisc.update_layer
 
 
 def build_net(args):

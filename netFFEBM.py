@@ -70,6 +70,7 @@ class HopfieldBlock(EPNet):
     oracle, and the EP estimate. A subclass gives state_shapes, ff (the feedforward op: the drive of the block,
     constant in a phase), dphi_ds_layers (∂Φ/∂s_l in closed form), ff_term (the terms of Φ that hold the drive, linear
     in s) and phi_rest (the others, with the nudge), features (what the readout reads of s_n) and features_adjoint."""
+    input_first = True
 
     def __init__(self, slope, T1, T2, beta, n_classes, clamp_last, asynchronous, use_autograd):
         super().__init__(T1, T2, beta, hard_sigmoid(slope), CrossEntropy() if n_classes else ErrorCurrent())
@@ -94,50 +95,23 @@ class HopfieldBlock(EPNet):
     def drive(self, x):
         return self.ff(x, update_stats=self.training)
 
-    def dphi_ds(self, s, drive, y=None, beta=0.0):
-        return self.dphi_ds_layers(s, drive, y, beta, range(len(s)))
-
-    def activate(self, l, u):
-        """σ(u), except the last layer, linear unless clamp_last."""
+    def update_layer(self, l, s, u, y, beta):
+        """σ(u), except the last layer, linear unless clamp_last (the nudge is in u)."""
         return u if (l == self.n_layers - 1 and not self.clamp_last) else self.act.rho(u)
 
-    def schedule(self, n, nudged):
-        """Layer groups updated in turn within one iteration: even then odd (odd first when nudged); synchronous:
-        all at once."""
-        if not self.asynchronous:
-            return [range(n)]
-        groups = [range(0, n, 2), range(1, n, 2)]
-        return groups[::-1] if nudged else groups
-
     def stepper(self, s, drive, y=None, beta=0.0):
-        """One asynchronous iteration, closed-form fields (autograd of Φ with use_autograd)."""
+        """One iteration of the schedule (EPNet.schedule: even then odd, odd first when nudged), closed-form fields
+        (autograd of Φ with use_autograd)."""
         if self.use_autograd:
-            return self.autograd_step(drive, s, y, beta)
-        s = list(s)
-        for layers in self.schedule(len(s), y is not None):
-            for l, u in zip(layers, self.dphi_ds_layers(s, drive, y, beta, layers)):
-                s[l] = self.activate(l, u)
-        return s
+            return self.autograd_step(lambda s_: self.phi_drive(drive, s_, y, beta), s, y, beta,
+                                      keep=torch.is_grad_enabled())
+        return super().stepper(s, drive, y, beta)
 
     def stepper_autograd(self, x, s, y=None, beta=0.0):
-        """The same iteration with ∂Φ/∂s by autograd of `phi` (the oracle)."""
-        return self.autograd_step(self.ff(x), s, y, beta)
-
-    def autograd_step(self, drive, s, y=None, beta=0.0):
-        """One iteration of the schedule with ∂Φ/∂s = autograd of Φ at the current state (a graph through it
-        when grad is enabled, so that ID can differentiate the oracle dynamics too)."""
-        s, keep = list(s), torch.is_grad_enabled()
-        for layers in self.schedule(len(s), y is not None):
-            with torch.enable_grad():
-                # the partial derivatives ∂Φ/∂s_l, taken at a zero offset added to each layer: a total derivative
-                # with respect to s itself would also follow s_l's dependence on the layers updated before it
-                eps = [torch.zeros_like(si, requires_grad=True) for si in s]
-                base = s if keep else [si.detach() for si in s]
-                phi = self.phi_drive(drive, [b + e for b, e in zip(base, eps)], y, beta)
-                h = torch.autograd.grad(phi.sum(), eps, create_graph=keep)
-            for l in layers:
-                s[l] = self.activate(l, h[l] if keep else h[l].detach())
-        return s
+        """The same iteration with ∂Φ/∂s by autograd of `phi` (the oracle; a graph through it when grad is enabled,
+        so that ID can differentiate the oracle dynamics too)."""
+        return self.autograd_step(lambda s_: self.phi_drive(self.ff(x), s_, y, beta), s, y, beta,
+                                  keep=torch.is_grad_enabled())
 
     def phi(self, x, s, y=None, beta=0.0):
         return self.phi_drive(self.ff(x), s, y, beta)
@@ -489,7 +463,7 @@ class HopfieldChain(nn.Module):
             inp = [(s_next[l] if l in done else s[l]).detach() for l in range(len(s))]
             with torch.enable_grad():
                 u = block.dphi_ds_layers(inp, block.ff(x.detach()), None, 0.0, layers)
-                new = [block.activate(l, ul) for l, ul in zip(layers, u)]
+                new = [block.update_layer(l, inp, ul, None, 0.0) for l, ul in zip(layers, u)]
                 g = nf._grads(new, params, grad_outputs=[lam[l] for l in layers])
             total = [a + b for a, b in zip(total, g)]
             done |= set(layers)

@@ -49,10 +49,15 @@ def _repeat(obj, n):
 
 
 def free_phase(net, x, steps=None, s=None, drive=None):
-    """β = 0 relaxation from zeros (or from s), without graph."""
+    """β = 0 relaxation from zeros (or from s), without graph: `steps` (default net.T) steps, or fewer when the
+    network's tolerance net.tol (--tol) stops it, checked every net.tol_every steps (relax_tol); the steps run are
+    recorded then (net.log_steps)."""
     with torch.no_grad():
         s = net.init_state(x.shape[0]) if s is None else s
-        return relax(net, x, s, None, 0.0, net.T if steps is None else steps, drive)
+        drive = net.drive(x) if drive is None else drive
+        s, n = relax_tol(net, s, drive, net.T if steps is None else steps, net.tol, net.tol_every)
+    net.log_steps(n)
+    return s
 
 
 def nudged_phases(net, x, y, s_free, betas, steps, drive=None, relax_fn=None):
@@ -157,7 +162,8 @@ def _bptt_window(net, x, y, T, K):
     Returns (s_T, nS, nT): nS[i][t] = Σ_b ∂L/∂s_{i, T−t}, nT[p][t] = contribution to ∂L/∂θ_p of the step that
     produced s_{T−t} (a vector-Jacobian product of that single step), t = 0 … K−1.
     """
-    s_ref = free_phase(net, x, T - K)
+    with torch.no_grad():                                         # T − K fixed steps (no tolerance: BPTT's)
+        s_ref = relax(net, x, net.init_state(x.shape[0]), None, 0.0, T - K)
     params = list(net.parameters())
     with torch.enable_grad():
         drive = net.drive(x)
@@ -304,7 +310,7 @@ def receipe(net, draw_batch, n_trials=20):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Relaxation with a convergence criterion (Nest & Ernoult 2024, TOL)
+# Relaxation with a convergence criterion (Nest & Ernoult 2024, TOL; --tol for every family's free phase)
 
 def converged(prev, s, tol):
     """(1/n) Σ_l ‖s_l − prev_l‖_F / max(‖prev_l‖_F, 1e−6) < tol, norms over each layer's whole batch tensor (a

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import netFunctions as nf
-from netClasses import ConvPool, CrossEntropy, EPNet, SquaredError, conv_pool_sizes
+from netClasses import ConvPool, CrossEntropy, EPNet, Memo, SquaredError, conv_pool_sizes
 
 # the σ of the paper's code (ρ and ρ' in netClasses.ACTIVATIONS)
 ACTIVATION_NAMES = ('mysig', 'sigmoid', 'tanh', 'hard_sigmoid', 'my_hard_sig', 'ctrd_hard_sig')
@@ -28,6 +28,7 @@ class LabNet(EPNet):
     the dynamics), the readout and the prediction. Layers are input-first: the cost reads the last one."""
     softmax = False
     out_index = -1
+    input_first = True
 
     def __init__(self, T1, T2, beta, act, loss='mse'):
         super().__init__(T1, T2, beta, act, SquaredError() if loss == 'mse' else CrossEntropy())
@@ -53,10 +54,9 @@ class LabNet(EPNet):
         force = -beta * self.criterion.grad(self.logits(s), y)
         return force if self.readout is None else (force @ self.readout.weight).view_as(s[-1])
 
-    def update(self, s, h, y, beta):
-        rho = self.act.rho
+    def update_layer(self, l, s, h, y, beta):
         last_identity = self.loss != 'mse' and self.readout is None
-        return [hi if (last_identity and i == len(h) - 1) else rho(hi) for i, hi in enumerate(h)]
+        return h if (last_identity and l == len(s) - 1) else self.act.rho(h)
 
     def lr_groups(self, lrs, wds=None):
         """One optimiser group per synapse layer (learning rate, weight decay)."""
@@ -85,16 +85,16 @@ class P_MLP(LabNet):
     def drive(self, x):
         return self.synapses[0](x.flatten(1))
 
-    def dphi_ds(self, s, drive, y=None, beta=0.0):
+    def dphi_ds_layers(self, s, drive, y, beta, layers):
         W, L = self.synapses, len(s)
         h = []
-        for k in range(L):
+        for k in layers:
             hk = drive if k == 0 else W[k](s[k - 1])
             if k < L - 1:
                 hk = torch.addmm(hk, s[k + 1], self.feedback_weight(k))
+            elif y is not None:
+                hk = hk + self.nudge(s, y, beta)
             h.append(hk)
-        if y is not None:
-            h[-1] = h[-1] + self.nudge(s, y, beta)
         return h
 
     def phi(self, x, s, y=None, beta=0.0):
@@ -137,12 +137,13 @@ class P_CNN(LabNet):
     def drive(self, x):
         return self.synapses[0](x)[0]
 
-    def dphi_ds(self, s, drive, y=None, beta=0.0):
+    def dphi_ds_layers(self, s, drive, y, beta, layers):
         syn, ncv, L = self.synapses, self.ncv, len(s)
-        # each conv synapse fed by a state is evaluated once: forward drive and pooling context for the feedback
-        fwd = [syn[k](s[k - 1]) for k in range(1, ncv)]
+        # each conv synapse fed by a state is evaluated once: forward drive and pooling context for the feedback;
+        # fwd[k] = syn[k + 1](s[k])
+        fwd = Memo(lambda k: syn[k + 1](s[k]))
         h = []
-        for k in range(L):
+        for k in layers:
             if k == 0:
                 hk = drive
             elif k < ncv:
@@ -151,9 +152,9 @@ class P_CNN(LabNet):
                 hk = syn[k](s[k - 1].flatten(1))
             if k + 1 < L:                                      # feedback from the layer above
                 hk = hk + self.feedback(k, s, fwd)
+            elif y is not None:
+                hk = hk + self.nudge(s, y, beta)
             h.append(hk)
-        if y is not None:
-            h[-1] = h[-1] + self.nudge(s, y, beta)
         return h
 
     def phi(self, x, s, y=None, beta=0.0):
