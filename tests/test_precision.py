@@ -2,35 +2,27 @@
 2024's Hydra line) reaches the checkpointed weights, a bad value is one usage line with exit code 2, and one training
 mini-batch of the Laborieux MLP makes no host synchronisation inside its relaxations."""
 import glob
+import importlib.util
 import os
 
 import pytest
 import torch
 
-from conftest import run_main
+import data
+import estimators
+import netFunctions as nf
+import trainer
+from conftest import ROOT, run_main
+from netLaborieux import P_CNN, P_MLP
+from test_bad_input import BIN, ERNOULT, ERNOULT_CONV, LAB, LAB_CNN, LCA
 
-ERNOULT = ['--action', 'train', '--discrete', '--size_tab', '10', '16', '784', '--lr_tab', '0.04', '0.08',
-           '--epochs', '1', '--T', '8', '--Kmax', '4', '--beta', '0.1', '--dataset', 'mnist5k']
-ERNOULT_CONV = ['--action', 'train', '--C_tab', '4', '2', '1', '--size_tab', '10', '--lr_tab', '0.1', '0.1', '0.1',
-                '--epochs', '1', '--T', '8', '--Kmax', '4', '--beta', '0.1', '--dataset', 'mnist5k']
-LAB = ['--model', 'MLP', '--task', 'mnist5k', '--archi', '784', '16', '10', '--lrs', '0.1', '0.1',
-       '--betas', '0.0', '0.1', '--T1', '8', '--T2', '4', '--mbs', '20', '--epochs', '1']
-LAB_CNN = ['--model', 'CNN', '--task', 'mnist5k', '--channels', '4', '8', '--kernels', '5', '5', '--strides', '1', '1',
-           '--paddings', '0', '0', '--pools', 'mm', '--fc', '10', '--lrs', '0.1', '0.1', '0.1', '--T1', '8', '--T2', '4',
-           '--mbs', '20', '--epochs', '1']
-EPLCANET = ['--model', 'LCACNN', '--task', 'mnist5k', '--lca_feats', '8', '--channels', '8', '16', '--kernels', '3',
-            '3', '--paddings', '1', '1', '--strides', '1', '1', '--pools', 'im', '--fc', '10', '--lrs', '0.1', '0.1',
-            '0.1', '--dict_training', 'learn', '--T1', '8', '--T2', '4', '--lca_iters', '5', '--epochs', '1']
-BIN = ['--archi', 'fc', '--layersList', '784', '16', '10', '--T', '8', '--Kmax', '4', '--beta', '0.3', '--gamma',
-       '1e-5', '1e-4', '--gradThreshold', '5e-7', '5e-7', '--lrBias', '0.025', '0.05', '--dataset', 'mnist5k',
-       '--epochs', '1', '--learnAlpha', '0']
 NEST = ['--config-name=splitting_small', 'model=splitting_small_3block', 'data=mnist5k', 'data.config.batch_size=8']
 # (command, checkpoint file, its key holding the weights)
 FAMILIES = {'ernoult2019': (ERNOULT, 'checkpoint_EP.pt', 'model'),
             'ernoult2019 conv': (ERNOULT_CONV, 'checkpoint_EP.pt', 'model'),
             'laborieux2021 MLP': (LAB, 'checkpoint.tar', 'model'),
             'laborieux2021 CNN': (LAB_CNN, 'checkpoint.tar', 'model'),
-            'eplcanet': (EPLCANET, 'checkpoint.tar', 'model'),
+            'eplcanet': (LCA, 'checkpoint.tar', 'model'),
             'laydevant2021': (BIN, 'checkpoint.pt', 'model_state_dict')}
 
 
@@ -72,3 +64,87 @@ def test_bad_dtype_exits_2(argv, flag, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith('main.py: error: ') and '\n' not in err and flag in err, err
     assert not os.listdir(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Host synchronisations during one training mini-batch (Laborieux MLP, fixed-step free phase, CPU)
+
+SYNCS = ('item', '__bool__', 'tolist', 'cpu', '__float__', '__int__')
+
+
+@pytest.fixture
+def sync_counter(monkeypatch):
+    """Counts the calls of the Tensor methods that wait for the device (SYNCS), split into those made inside a
+    relaxation (netFunctions.relax: the free phase and the batched nudged phases) and those outside it."""
+    counts = {'inside': [], 'outside': []}
+    depth = [0]
+
+    def counting(name, fn):
+        def wrapper(self, *a, **kw):
+            counts['inside' if depth[0] else 'outside'].append(name)
+            return fn(self, *a, **kw)
+        return wrapper
+    for name in SYNCS:
+        monkeypatch.setattr(torch.Tensor, name, counting(name, getattr(torch.Tensor, name)))
+    relax = nf.relax
+
+    def relax_marked(*a, **kw):
+        depth[0] += 1
+        try:
+            return relax(*a, **kw)
+        finally:
+            depth[0] -= 1
+    monkeypatch.setattr(nf, 'relax', relax_marked)
+    return counts
+
+
+def _one_batch(estimator):
+    torch.manual_seed(0)
+    net = P_MLP([784, 32, 10], 30, 10, 0.1, 'mysig')
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, label = data.synthetic((784,), 20, seed=0)
+    batches = data.Batches(x, label, 20)
+    return trainer.train(net, opt, batches, lambda xb, yb: estimator(net, xb, yb), desc='sync test')
+
+
+@pytest.mark.parametrize('name', ['OneSided', 'RandomSign', 'Symmetric', 'TruncatedBPTT'])
+def test_no_host_sync_inside_the_relaxation(name, sync_counter):
+    est = {'OneSided': lambda: estimators.OneSided(0.1), 'RandomSign': lambda: estimators.RandomSign(0.1),
+           'Symmetric': lambda: estimators.Symmetric(0.1), 'TruncatedBPTT': lambda: estimators.TruncatedBPTT()}[name]
+    _one_batch(est())
+    assert sync_counter['inside'] == [], sync_counter
+    # outside: RandomSign's draw of the sign of β (once per mini-batch, before the phases) and the error total of the
+    # epoch (trainer.totals, once per epoch)
+    assert sync_counter['outside'] == (['__bool__'] if name == 'RandomSign' else []) + ['tolist'], sync_counter
+
+
+def test_the_sync_counter_counts(sync_counter):
+    """The counter sees a synchronisation made inside a relaxation (else the test above could not fail)."""
+    net = P_MLP([784, 8, 10], 3, 2, 0.1, 'mysig')
+    real_stepper = net.stepper
+    net.stepper = lambda s, *a: [si * (1 if bool(si.sum() > -1) else 0) for si in real_stepper(s, *a)]
+    nf.relax(net, torch.zeros(2, 784), net.init_state(2), None, 0.0, 3)
+    assert sync_counter['inside'] == ['__bool__'] * 3 * 2              # 3 steps, 2 layers
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bench/precision.py: the carried-Δ rewrite of the symmetric EP estimate is the engine's estimate
+
+_spec = importlib.util.spec_from_file_location('bench_precision', os.path.join(ROOT, 'bench', 'precision.py'))
+bench_precision = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_precision)
+
+
+@pytest.mark.parametrize('model', ['MLP', 'CNN'])
+def test_carried_delta_equals_the_engine_in_float64(model):
+    torch.manual_seed(0)
+    if model == 'MLP':
+        net, x = P_MLP([20, 12, 6, 10], 40, 8, 0.1, 'mysig').double(), torch.rand(5, 20, dtype=torch.float64)
+    else:
+        net = P_CNN(12, 1, [3, 4], [3, 3], [1, 1], [0, 0], 'mm', [10], 40, 8, 0.4, 'hard_sigmoid').double()
+        x = torch.rand(5, 1, 12, 12, dtype=torch.float64)
+    y = net.target(torch.arange(5))
+    ref = bench_precision.engine(net, x, y, net.beta, 40, 8)
+    got = bench_precision.carried(net, x, y, net.beta, 40, 8)
+    for r, g in zip(ref, got):
+        assert r.norm() > 0 and bench_precision.rel(g, r) < 1e-9
