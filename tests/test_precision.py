@@ -137,14 +137,17 @@ _spec.loader.exec_module(bench_precision)
 
 @pytest.mark.parametrize('model', ['MLP', 'CNN'])
 def test_carried_delta_equals_the_engine_in_float64(model):
+    """Short free phases (the residual r = ρ(h*) − s* is not 0) and, for the CNN, a β large enough that max-pool
+    argmaxes of the nudged states differ from the free state's (4 per phase here)."""
     torch.manual_seed(0)
     if model == 'MLP':
-        net, x = P_MLP([20, 12, 6, 10], 40, 8, 0.1, 'mysig').double(), torch.rand(5, 20, dtype=torch.float64)
+        T, net = 40, P_MLP([20, 12, 6, 10], 40, 8, 0.1, 'mysig').double()
+        x = torch.rand(8, 20, dtype=torch.float64)
     else:
-        net = P_CNN(12, 1, [3, 4], [3, 3], [1, 1], [0, 0], 'mm', [10], 40, 8, 0.4, 'hard_sigmoid').double()
-        x = torch.rand(5, 1, 12, 12, dtype=torch.float64)
-    y = net.target(torch.arange(5))
-    ref = bench_precision.engine(net, x, y, net.beta, 40, 8)
-    got = bench_precision.carried(net, x, y, net.beta, 40, 8)
+        T, net = 3, P_CNN(12, 1, [3, 4], [3, 3], [1, 1], [0, 0], 'mm', [10], 3, 8, 1.0, 'hard_sigmoid').double()
+        x = torch.rand(8, 1, 12, 12, dtype=torch.float64)
+    y = net.target(torch.arange(8))
+    ref = bench_precision.engine(net, x, y, net.beta, T, 8)
+    got = bench_precision.carried(net, x, y, net.beta, T, 8)
     for r, g in zip(ref, got):
         assert r.norm() > 0 and bench_precision.rel(g, r) < 1e-9
