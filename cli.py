@@ -29,6 +29,11 @@ def int_or_none(v):
     return None if v in ('None', 'none', '') else int(v)
 
 
+# --dtype: the precision of a run. Passed explicitly (net.to(device, dtype), data.load_or_synthetic(dtype=…)) so that
+# torch's global default dtype is never touched.
+DTYPES = {'float32': torch.float32, 'float64': torch.float64}
+
+
 def add_suite_args(parser):
     g = parser.add_argument_group('suite (every paper)')
     g.add_argument('--action', '--todo', dest='action', default='train',
@@ -52,6 +57,9 @@ def add_suite_args(parser):
                    help='build everything from the command, run one mini-batch with the relaxation capped to a few '
                         'steps (real data when present, else synthetic tensors of the right shape, said so in one '
                         'line); its folders go under <--results-dir>/dry-run/, never mistaken for real runs')
+    g.add_argument('--dtype', default='float32', choices=list(DTYPES),
+                   help='floating-point precision of the net, its states and the data: float32 (default) or float64 '
+                        '(what the original codes could also run; recorded in hyperparameters.txt)')
     g.add_argument('--threads', type=int, default=None,
                    help='CPU threads of torch (torch.set_num_threads; default: what torch chooses); e.g. 1 or 2 on a '
                         'shared machine; recorded in hyperparameters.txt')
@@ -134,6 +142,7 @@ class RunConfig:
     results_root: str                   # the --results-dir given, where real runs live
     dry_run: bool
     threads: int | None
+    dtype: str = 'float32'              # --dtype: the precision of the net, its states and the data (float_dtype)
     argv_given: list | None = None      # the command line as typed (main.main): a resume appends it to its folder
     analog: str | None = None           # --analog, --analog-tau, --analog-preset as given (checks.analog)
     analog_tau: float | None = None
@@ -146,6 +155,11 @@ class RunConfig:
     schedule: str = 'sync'              # --schedule sync | async
     resume: str | None = None
     model_from: str | None = None
+
+    @property
+    def float_dtype(self):
+        """The torch dtype of --dtype (torch.float32 or torch.float64)."""
+        return DTYPES[self.dtype]
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))

@@ -170,17 +170,18 @@ def augment(x, generator=None):
 SHAPES = {'mnist': (1, 28, 28), 'mnist5k': (1, 28, 28), 'cifar10': (3, 32, 32)}
 
 
-def load_or_synthetic(name, root, train, dry_run, n=64):
-    """load(); --dry-run falls back to synthetic images of the dataset's shape when the real files are absent."""
+def load_or_synthetic(name, root, train, dry_run, n=64, dtype=torch.float32):
+    """load(), images in `dtype` (--dtype); --dry-run falls back to synthetic images of the dataset's shape when the
+    real files are absent."""
     try:
-        return load(name, root, train)
+        x, y = load(name, root, train)
     except DataError:
         if not dry_run:
             raise
         x, y = synthetic(SHAPES[name.lower()], n, seed=int(train))
         say(f'dry run: no {name} data under {root}; synthesised {"train" if train else "test"} data: random images '
             f'x {tuple(x.shape)} uniform in [0, 1], random labels y {tuple(y.shape)} in 0..9')
-        return x, y
+    return x.to(dtype), y
 
 
 def synthetic(shape, n, n_classes=10, seed=0):

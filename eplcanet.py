@@ -415,7 +415,8 @@ def run(args, argv):
         else (None, None)
     xte, yte = lab.load_split(cfg, False) if cfg.action != 'gducheck' else (None, None)
     shape = tuple((xtr if xtr is not None else xte).shape[1:])
-    model = build(cfg, shape).to(device).set_relaxation(cfg.tol, cfg.tol_every, cfg.schedule == 'async')
+    model = build(cfg, shape).to(device, cfg.float_dtype).set_relaxation(cfg.tol, cfg.tol_every,
+                                                                         cfg.schedule == 'async')
     if cfg.scale is not None:                              # the dictionary keeps unit-norm features
         lab.rescale(model.synapses if isinstance(model, LCANet) else model, cfg.scale)
     if cfg.action == 'gducheck':
@@ -447,7 +448,7 @@ def attack_folder(cfg, argv, device, seed, items):
                                                      ('model', cfg.model), ('task', cfg.data_name),
                                                      ('predict steps', cfg.predict_step),
                                                      ('attack (BPTT) steps', cfg.attack_step), ('seed', seed),
-                                                     ('device', device)] + items)
+                                                     ('device', device), ('dtype', cfg.dtype)] + items)
         results.copy_plot_script(folder)
         return folder
     return trainer.open_run(make)
@@ -544,7 +545,7 @@ def corruptions(cfg, clf, folder, device, bs):
         n = len(imgs) // 5
         for sev in range(5):
             sl = slice(sev * n, sev * n + min(n, cfg.attack_samples or n))
-            x = torch.from_numpy(imgs[sl]).permute(0, 3, 1, 2).to(device, torch.float32) / 255
+            x = torch.from_numpy(imgs[sl]).permute(0, 3, 1, 2).to(device, cfg.float_dtype) / 255
             y = labels[sl].to(device)
             correct = sum((clf.logits(xb).argmax(1) == yb).sum().item() for xb, yb in batched(x, y, bs))
             rows.append(dict(corruption=name, severity=sev + 1, accuracy=100 * correct / len(x)))
@@ -564,7 +565,7 @@ def dictlearn_action(cfg, argv, device, seed):
     dictlearn.csv (λ, reconstruction MSE, sparsity, energy per epoch) and lca_weights.png every epoch."""
     x, y = lab.load_split(cfg, True)
     lca = LCAConv2D(cfg.lca_feats, x.shape[1], cfg.lca_ksize or 7, cfg.lca_stride or 1, cfg.lca_lambda, cfg.tau,
-                    cfg.eta, cfg.lca_iters).to(device)
+                    cfg.eta, cfg.lca_iters).to(device, cfg.float_dtype)
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(x), generator=gen)[:len(x) // 2]
 
@@ -574,7 +575,8 @@ def dictlearn_action(cfg, argv, device, seed):
                                                      ('kernel', lca.k), ('stride', lca.stride),
                                                      ('lambda', lca.lambda_), ('tau', lca.tau), ('eta', lca.eta),
                                                      ('iterations', lca.lca_iters), ('minibatch size', cfg.mbs),
-                                                     ('epochs', cfg.epochs), ('seed', seed), ('device', device)])
+                                                     ('epochs', cfg.epochs), ('seed', seed), ('device', device),
+                                                     ('dtype', cfg.dtype)])
         results.copy_plot_script(folder)
         results.save_npy(os.path.join(folder, 'train_indices.npy'), idx.numpy())
         return folder

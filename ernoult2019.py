@@ -212,12 +212,12 @@ def hyperparameters(cfg, seed, device):
                   ('pool size', cfg.Fpool), ('padded layers', 'yes' if cfg.padding else 'no')]
     else:
         items.append(('layer sizes', cfg.size_tab))
-    items += [('seed', seed), ('device', device), ('dry run', cfg.dry_run)]
+    items += [('seed', seed), ('device', device), ('dry run', cfg.dry_run), ('dtype', cfg.dtype)]
     return items + checks.analog_items(cfg) + checks.relaxation_items(cfg)
 
 
 def load_data(cfg, train):
-    return data.load_or_synthetic(cfg.dataset, cfg.data_root, train, cfg.dry_run)
+    return data.load_or_synthetic(cfg.dataset, cfg.data_root, train, cfg.dry_run, dtype=cfg.float_dtype)
 
 
 def make_batches(cfg, x, y, batch_size, shuffle, device, gen):
@@ -250,7 +250,8 @@ def run(args, argv):
 def train_action(cfg, argv, device, seed):
     xtr, ytr = load_data(cfg, True)
     xte, yte = load_data(cfg, False)
-    net = build_net(cfg).to(device).set_relaxation(cfg.tol, cfg.tol_every, cfg.schedule == 'async')
+    net = build_net(cfg).to(device, cfg.float_dtype).set_relaxation(cfg.tol, cfg.tol_every,
+                                                                    cfg.schedule == 'async')
     nets = {cfg.method: net}
     if cfg.benchmark:                                     # BPTT twin from the same initial weights, trained first
         nets = {'BPTT': copy.deepcopy(net), 'EP': net}
@@ -329,9 +330,9 @@ def gdu_sampler(cfg, device, gen):
         nx, n0 = cfg.size_tab[-1], cfg.size_tab[0]
 
         def draw():
-            x = torch.rand(B, nx, generator=gen)
+            x = torch.rand(B, nx, generator=gen, dtype=cfg.float_dtype)
             label = torch.randint(0, n0, (1,), generator=gen).repeat(B)
-            return x.to(device), nf.one_hot(label, n0).to(device)
+            return x.to(device), nf.one_hot(label, n0).to(device, x.dtype)
         return draw
     xtr, ytr = load_data(cfg, True)
     batches = make_batches(cfg, xtr, ytr, B, True, device, gen)
@@ -344,7 +345,8 @@ def gdu_sampler(cfg, device, gen):
 
 def gdu_action(cfg, argv, device, seed, gen):
     draw = gdu_sampler(cfg, device, gen)                  # fails on absent data before the folder exists
-    net = build_net(cfg).to(device).set_relaxation(cfg.tol, cfg.tol_every, cfg.schedule == 'async')
+    net = build_net(cfg).to(device, cfg.float_dtype).set_relaxation(cfg.tol, cfg.tol_every,
+                                                                    cfg.schedule == 'async')
     header = f' NABLA-DELTA CURVES ({cfg.action}): list of hyperparameters ({model_name(cfg)}, {results.today()})'
     folder = trainer.open_run(lambda: new_run_dir(cfg, argv, seed, device, header))
     if cfg.action == 'receipe':

@@ -315,7 +315,8 @@ CIFAR_STD = (3 * 0.2023, 3 * 0.1994, 3 * 0.2010)          # 3× the usual std, a
 
 
 def load_split(cfg, train):
-    x, y = data.load_or_synthetic(cfg.data_name, cfg.data_root, train, cfg.dry_run, max(cfg.mbs, 8))
+    x, y = data.load_or_synthetic(cfg.data_name, cfg.data_root, train, cfg.dry_run, max(cfg.mbs, 8),
+                                  cfg.float_dtype)
     return (data.normalize(x, data.CIFAR_MEAN, CIFAR_STD) if cfg.data_name == 'cifar10' else x), y
 
 
@@ -334,8 +335,8 @@ def run(args, argv):
     seed = seed_everything(cfg.seed)
     xtr, ytr = load_split(cfg, True)
     xte, yte = (load_split(cfg, False) if cfg.action != 'gducheck' else (None, None))
-    model = build_model(cfg, tuple(xtr.shape[1:])).to(device).set_relaxation(cfg.tol, cfg.tol_every,
-                                                                             cfg.schedule == 'async')
+    model = build_model(cfg, tuple(xtr.shape[1:])).to(device, cfg.float_dtype)
+    model.set_relaxation(cfg.tol, cfg.tol_every, cfg.schedule == 'async')
     if cfg.scale is not None:
         rescale(model, cfg.scale)
     if cfg.action == 'gducheck':
@@ -354,7 +355,8 @@ def new_run_folder(cfg, argv, device, seed, model, extra_items=()):
              ('optimizer', cfg.optim), ('loss', cfg.loss), ('alg', cfg.alg), ('minibatch size', cfg.mbs),
              ('T1', cfg.T1), ('T2', cfg.T2), ('betas', cfg.betas), ('random beta_2 sign', cfg.random_sign),
              ('thirdphase', cfg.thirdphase), ('softmax', cfg.softmax), ('same update VFCNN', cfg.same_update),
-             ('epochs', cfg.epochs), ('seed', seed), ('device', device), ('dry run', cfg.dry_run)]
+             ('epochs', cfg.epochs), ('seed', seed), ('device', device), ('dry run', cfg.dry_run),
+             ('dtype', cfg.dtype)]
     if 'CNN' in cfg.model:
         items += [('channels', cfg.channels), ('kernels', cfg.kernels), ('strides', cfg.strides),
                   ('paddings', cfg.paddings), ('poolings', list(cfg.pools)), ('fc', cfg.fc)]

@@ -266,14 +266,14 @@ HP_CONV = ('convList', 'padding', 'kernelSize', 'Fpool', 'classi_threshold', 'co
 HP_BIN_N = ('gamma_neur', 'rho_threshold', 'expand_output')
 HP_ALL = ('device', 'archi', 'layersList', 'optim', 'activationFun', 'T', 'Kmax', 'beta', 'random_beta',
           'binary_settings', 'dataset', 'lrBias', 'batchSize', 'test_batchSize', 'epochs', 'learnAlpha', 'lrAlpha',
-          'decayLrAlpha', 'epochDecayLrAlpha', 'seed')
+          'decayLrAlpha', 'epochDecayLrAlpha', 'seed', 'dtype')
 
 
 CIFAR_STD = (0.247, 0.243, 0.261)
 
 
 def load_split(cfg, train):
-    x, y = data.load_or_synthetic(cfg.dataset, cfg.data_root, train, cfg.dry_run)
+    x, y = data.load_or_synthetic(cfg.dataset, cfg.data_root, train, cfg.dry_run, dtype=cfg.float_dtype)
     return (data.normalize(x, data.CIFAR_MEAN, CIFAR_STD) if cfg.dataset == 'cifar10' else x), y
 
 
@@ -302,7 +302,7 @@ def run(args, argv):
     gen = torch.Generator().manual_seed(cfg.seed)
     xtr, ytr = load_split(cfg, True)
     xte, yte = load_split(cfg, False)
-    net = build_net(cfg, xtr.shape[-1]).to(device).set_relaxation(cfg.tol, cfg.tol_every)
+    net = build_net(cfg, xtr.shape[-1]).to(device, cfg.float_dtype).set_relaxation(cfg.tol, cfg.tol_every)
     opt = make_optimizer(net, cfg)
     tools = Tools_fc if cfg.archi == 'fc' else Tools_conv
     row_fn = Tools_fc.results_row if cfg.archi == 'fc' else Tools_conv.results_row_conv

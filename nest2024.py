@@ -51,7 +51,7 @@ import estimators
 import plotFunctions
 import results
 import trainer
-from cli import UsageError, dry_cap, pick_device, say, seed_everything
+from cli import DTYPES, UsageError, dry_cap, pick_device, say, seed_everything
 from netFFEBM import RESNET_STAGES, HopfieldChain, blocks_from_config, resnet_blocks
 
 NAME = 'nest2024'
@@ -189,6 +189,7 @@ class Run:
     device: int
     seed: int
     limit_batches: int = None
+    dtype: str = 'float32'          # trainer.dtype: the precision of the chain, its states and the images
     download: bool = False
     gdd: dict = field(default_factory=dict)
     dry_run: bool = False
@@ -278,6 +279,7 @@ def to_run(cfg, name, flags):
               dry_run=flags.get('dry_run', False), results_dir=flags.get('results_dir', 'results'),
               data_root=flags.get('data_root', './data'), load_path=flags.get('load_path', ''))
     run.limit_batches = _get(cfg, 'trainer.limit_batches', 'int', 1, optional=True)
+    run.dtype = _get(cfg, 'trainer.dtype', 'str', choices=tuple(DTYPES))
     run.download = _get(cfg, 'data.download', 'bool')
     if run.download and run.dataset != 'imagenet32':
         raise UsageError(f'data.download=true: only ImageNet32 is downloaded (the authors\' archive); put '
@@ -331,7 +333,7 @@ def resolve(argv):
 def build_chain(run, device):
     chain = HopfieldChain(blocks_from_config(run.blocks, 32, run.num_classes, run.slope, run.T1, run.T2, run.beta,
                                              run.V, run.asynchronous, run.use_autograd), run.tol, run.check_every)
-    return chain.to(device)
+    return chain.to(device, DTYPES[run.dtype])
 
 
 def mnist_images(train):
@@ -361,7 +363,7 @@ def transform(run, augment):
     mean, std = NORMALISE[run.dataset]
 
     def f(x, generator=None):
-        x = data.normalize(x.float() / 255, mean, std).to(x.device)
+        x = data.normalize(x.to(DTYPES[run.dtype]) / 255, mean, std).to(x.device)
         return data.augment(x, generator) if augment and run.dataset != 'mnist5k' else x
     return f
 

@@ -1,0 +1,153 @@
+"""Precision control (issue 13 §3): --dtype float32|float64 for every paper's command line (trainer.dtype for Nest
+2024's Hydra line) reaches the checkpointed weights, a bad value is one usage line with exit code 2, and one training
+mini-batch of the Laborieux MLP makes no host synchronisation inside its relaxations."""
+import glob
+import importlib.util
+import os
+
+import pytest
+import torch
+
+import data
+import estimators
+import netFunctions as nf
+import trainer
+from conftest import ROOT, run_main
+from netLaborieux import P_CNN, P_MLP
+from test_bad_input import BIN, ERNOULT, ERNOULT_CONV, LAB, LAB_CNN, LCA
+
+NEST = ['--config-name=splitting_small', 'model=splitting_small_3block', 'data=mnist5k', 'data.config.batch_size=8']
+# (command, checkpoint file, its key holding the weights)
+FAMILIES = {'ernoult2019': (ERNOULT, 'checkpoint_EP.pt', 'model'),
+            'ernoult2019 conv': (ERNOULT_CONV, 'checkpoint_EP.pt', 'model'),
+            'laborieux2021 MLP': (LAB, 'checkpoint.tar', 'model'),
+            'laborieux2021 CNN': (LAB_CNN, 'checkpoint.tar', 'model'),
+            'eplcanet': (LCA, 'checkpoint.tar', 'model'),
+            'laydevant2021': (BIN, 'checkpoint.pt', 'model_state_dict')}
+
+
+def _weights(folder, name, key):
+    ck = torch.load(os.path.join(folder, name), weights_only=False, map_location='cpu')
+    sd = ck[key]
+    return {k: v for k, v in sd.items() if torch.is_tensor(v) and v.is_floating_point()}
+
+
+@pytest.mark.parametrize('family', list(FAMILIES))
+@pytest.mark.parametrize('dtype', ['float64', None])
+def test_dtype_reaches_the_checkpoint(family, dtype, tmp_path):
+    argv, name, key = FAMILIES[family]
+    flag = [] if dtype is None else ['--dtype', dtype]
+    code, folder = run_main(argv + flag + ['--dry-run', '--device', '-1', '--seed', '1',
+                                           '--results-dir', str(tmp_path)])
+    assert code == 0 and folder
+    w = _weights(folder, name, key)
+    assert w and {v.dtype for v in w.values()} == {getattr(torch, dtype or 'float32')}, family
+    hyper = glob.glob(os.path.join(folder, '[Hh]yperparameters.txt'))[0]
+    assert (dtype or 'float32') in open(hyper).read()
+
+
+@pytest.mark.parametrize('dtype', ['float64', 'float32'])
+def test_nest2024_trainer_dtype(dtype, tmp_path):
+    code, folder = run_main(NEST + [f'trainer.dtype={dtype}', '--dry-run', '--results-dir', str(tmp_path)])
+    assert code == 0 and folder
+    ck = torch.load(os.path.join(folder, 'checkpoint.tar'), weights_only=False, map_location='cpu')
+    assert {v.dtype for v in ck['model'].values() if v.is_floating_point()} == {getattr(torch, dtype)}
+    assert f'dtype: {dtype}' in open(os.path.join(folder, 'config.yaml')).read()
+
+
+@pytest.mark.parametrize('argv, flag', [(LAB + ['--dtype', 'half'], '--dtype'),
+                                        (ERNOULT + ['--dtype', 'float16'], '--dtype'),
+                                        (BIN + ['--dtype', '64'], '--dtype'),
+                                        (NEST + ['trainer.dtype=bfloat16'], 'trainer.dtype')])
+def test_bad_dtype_exits_2(argv, flag, tmp_path, capsys):
+    code, _ = run_main(argv + ['--dry-run', '--results-dir', str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith('main.py: error: ') and '\n' not in err and flag in err, err
+    assert not os.listdir(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Host synchronisations during one training mini-batch (Laborieux MLP, fixed-step free phase, CPU)
+
+SYNCS = ('item', '__bool__', 'tolist', 'cpu', '__float__', '__int__')
+
+
+@pytest.fixture
+def sync_counter(monkeypatch):
+    """Counts the calls of the Tensor methods that wait for the device (SYNCS), split into those made inside a
+    relaxation (netFunctions.relax: the free phase and the batched nudged phases) and those outside it."""
+    counts = {'inside': [], 'outside': []}
+    depth = [0]
+
+    def counting(name, fn):
+        def wrapper(self, *a, **kw):
+            counts['inside' if depth[0] else 'outside'].append(name)
+            return fn(self, *a, **kw)
+        return wrapper
+    for name in SYNCS:
+        monkeypatch.setattr(torch.Tensor, name, counting(name, getattr(torch.Tensor, name)))
+    relax = nf.relax
+
+    def relax_marked(*a, **kw):
+        depth[0] += 1
+        try:
+            return relax(*a, **kw)
+        finally:
+            depth[0] -= 1
+    monkeypatch.setattr(nf, 'relax', relax_marked)
+    return counts
+
+
+def _one_batch(estimator):
+    torch.manual_seed(0)
+    net = P_MLP([784, 32, 10], 30, 10, 0.1, 'mysig')
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, label = data.synthetic((784,), 20, seed=0)
+    batches = data.Batches(x, label, 20)
+    return trainer.train(net, opt, batches, lambda xb, yb: estimator(net, xb, yb), desc='sync test')
+
+
+@pytest.mark.parametrize('name', ['OneSided', 'RandomSign', 'Symmetric', 'TruncatedBPTT'])
+def test_no_host_sync_inside_the_relaxation(name, sync_counter):
+    est = {'OneSided': lambda: estimators.OneSided(0.1), 'RandomSign': lambda: estimators.RandomSign(0.1),
+           'Symmetric': lambda: estimators.Symmetric(0.1), 'TruncatedBPTT': lambda: estimators.TruncatedBPTT()}[name]
+    _one_batch(est())
+    assert sync_counter['inside'] == [], sync_counter
+    # outside: RandomSign's draw of the sign of β (once per mini-batch, before the phases) and the error total of the
+    # epoch (trainer.totals, once per epoch)
+    assert sync_counter['outside'] == (['__bool__'] if name == 'RandomSign' else []) + ['tolist'], sync_counter
+
+
+def test_the_sync_counter_counts(sync_counter):
+    """The counter sees a synchronisation made inside a relaxation (else the test above could not fail)."""
+    net = P_MLP([784, 8, 10], 3, 2, 0.1, 'mysig')
+    real_stepper = net.stepper
+    net.stepper = lambda s, *a: [si * (1 if bool(si.sum() > -1) else 0) for si in real_stepper(s, *a)]
+    nf.relax(net, torch.zeros(2, 784), net.init_state(2), None, 0.0, 3)
+    assert sync_counter['inside'] == ['__bool__'] * 3 * 2              # 3 steps, 2 layers
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bench/precision.py: the carried-Δ rewrite of the symmetric EP estimate is the engine's estimate
+
+_spec = importlib.util.spec_from_file_location('bench_precision', os.path.join(ROOT, 'bench', 'precision.py'))
+bench_precision = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_precision)
+
+
+@pytest.mark.parametrize('model', ['MLP', 'CNN'])
+def test_carried_delta_equals_the_engine_in_float64(model):
+    """Short free phases (the residual r = ρ(h*) − s* is not 0) and, for the CNN, a β large enough that max-pool
+    argmaxes of the nudged states differ from the free state's (4 per phase here)."""
+    torch.manual_seed(0)
+    if model == 'MLP':
+        T, net = 40, P_MLP([20, 12, 6, 10], 40, 8, 0.1, 'mysig').double()
+        x = torch.rand(8, 20, dtype=torch.float64)
+    else:
+        T, net = 3, P_CNN(12, 1, [3, 4], [3, 3], [1, 1], [0, 0], 'mm', [10], 3, 8, 1.0, 'hard_sigmoid').double()
+        x = torch.rand(8, 1, 12, 12, dtype=torch.float64)
+    y = net.target(torch.arange(8))
+    ref = bench_precision.engine(net, x, y, net.beta, T, 8)
+    got = bench_precision.carried(net, x, y, net.beta, T, 8)
+    for r, g in zip(ref, got):
+        assert r.norm() > 0 and bench_precision.rel(g, r) < 1e-9
