@@ -198,12 +198,22 @@ def _curves(df, x, series, xlabel, title, figsize=(8, 4.5)):
     return fig
 
 
+def _hist_args(v, bins=50):
+    """(values, {bins, range}) for ax.hist: in float64 and, for a (nearly) constant layer such as one saturated at 1
+    with a value one float32 step off, a range widened by ±0.5, where numpy cannot cut 50 bins (ValueError)."""
+    x = v.double().flatten().numpy()
+    lo, hi = float(x.min()), float(x.max())
+    pad = 0.5 if hi - lo < 1e-9 * max(1.0, abs(lo), abs(hi)) * bins else 0.0
+    return x, dict(bins=bins, range=(lo - pad, hi + pad))
+
+
 def plot_neural_activity(folder):
     """Histograms (50 bins) of every neuron layer at the free equilibrium of one mini-batch."""
     acts = torch.load(os.path.join(folder, 'neural_activity.pt'))
     fig, axes = plt.subplots(1, len(acts), figsize=(3.5 * len(acts), 3), squeeze=False)
     for ax, (name, v) in zip(axes[0], acts.items()):
-        ax.hist(v.numpy(), bins=50)
+        x, kw = _hist_args(v)
+        ax.hist(x, **kw)
         ax.set_title(name)
     return [_save(fig, folder, 'neural_activity.png')]
 

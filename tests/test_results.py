@@ -66,3 +66,14 @@ def test_trial_numbers_never_overwrite(tmp_path):
     assert [os.path.basename(p) for p in made] == [f'Trial-{k}' for k in range(1, 13)]
     os.rmdir(made[4])                                              # a gap is not reused below the maximum
     assert os.path.basename(results.claim_run_dir(str(tmp_path))) == 'Trial-13'
+
+
+def test_neural_activity_histogram_of_a_saturated_layer(tmp_path):
+    """A layer saturated at 1 with one value a float32 step off (numpy: 'Too many bins for data range' on its own
+    range) and a constant layer still give neural_activity.png; a spread layer keeps its own range."""
+    import plotFunctions
+    torch.save({'s0': torch.tensor([1.0, 1.0000001, 1.0]), 's1': torch.zeros(7), 's2': torch.rand(50)},
+               tmp_path / 'neural_activity.pt')
+    assert os.path.isfile(plotFunctions.plot_neural_activity(str(tmp_path))[0])
+    x, kw = plotFunctions._hist_args(torch.tensor([0.25, 0.75]))
+    assert kw['range'] == (0.25, 0.75)
