@@ -268,17 +268,25 @@ class EPNet(nn.Module):
             n.clear()
         return row
 
-    def forward(self, x, s=None, y=None, beta=0.0, steps=None, drive=None):
+    def forward(self, x, s=None, y=None, beta=0.0, steps=None, drive=None, tol=None):
         """Relax the dynamics driven by x (the input after `front`) for `steps` closed-form steps (default T for the
         free phase, Kmax when nudged) from s (default zeros); the input drive, constant during a phase, is computed
         once (or given). β a float: one phase, returns its final state list. β a tuple (β_1, β_2, …): that many
         nudged phases from the same s, run as one batched tensor (the ±β phases cost one pass), one state list per
-        β. Builds a graph when called with grad enabled (truncated BPTT); the estimators call it without."""
+        β. Builds a graph when called with grad enabled (truncated BPTT); the estimators call it without.
+        tol (one phase, no graph; the free phase passes the net's --tol): stop once the relative change of the state
+        meets ε (netFunctions.relax_tol, read every tol_every steps, `steps` the maximum); the steps run are recorded
+        (log_steps)."""
         drive = self.drive(x) if drive is None else drive
         if isinstance(beta, (tuple, list)):
             return nf.nudged_phases(self, x, y, s, beta, self.Kmax if steps is None else steps, drive)
         s = self.init_state(x.shape[0]) if s is None else s
-        return nf.relax(self, x, s, y, beta, (self.T if y is None else self.Kmax) if steps is None else steps, drive)
+        steps = (self.T if y is None else self.Kmax) if steps is None else steps
+        if tol is None:
+            return nf.relax(self, x, s, y, beta, steps, drive)
+        s, n = nf.relax_tol(self, s, drive, steps, tol, self.tol_every, y, beta)
+        self.log_steps(n)
+        return s
 
     # -- learning -------------------------------------------------------------------------------------------------
     def ep_param_grads(self, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None, phi_betas=None):

@@ -49,15 +49,11 @@ def _repeat(obj, n):
 
 
 def free_phase(net, x, steps=None, s=None, drive=None):
-    """β = 0 relaxation from zeros (or from s), without graph: `steps` (default net.T) steps, or fewer when the
-    network's tolerance net.tol (--tol) stops it, checked every net.tol_every steps (relax_tol); the steps run are
-    recorded then (net.log_steps)."""
+    """β = 0 relaxation from zeros (or from s), without graph, through net.forward: `steps` (default net.T) steps, or
+    fewer when the network's tolerance net.tol (--tol) stops it, checked every net.tol_every steps (relax_tol); the
+    steps run are recorded then (net.log_steps)."""
     with torch.no_grad():
-        s = net.init_state(x.shape[0]) if s is None else s
-        drive = net.drive(x) if drive is None else drive
-        s, n = relax_tol(net, s, drive, net.T if steps is None else steps, net.tol, net.tol_every)
-    net.log_steps(n)
-    return s
+        return net.forward(x, s, steps=steps, drive=drive, tol=net.tol)
 
 
 def nudged_phases(net, x, y, s_free, betas, steps, drive=None, relax_fn=None):
