@@ -201,9 +201,10 @@ class EPNet(nn.Module):
         (--schedule async; Scellier et al. 2023, Nest & Ernoult 2024): the even layers counted from the input side
         (0-based: s_1, s_3, … of the papers), then the odd ones from the fresh even values; odd first in the nudged
         phases. No layer is coupled to another of its group (Φ couples neighbours only), so a group reads nothing
-        that it changes: one step is a block Gauss–Seidel sweep, where the synchronous step is a Jacobi one. (A conv
-        synapse below an even layer is evaluated twice per step, at the layer's old value for the argmax of its
-        feedback and at its new one for the drive of the layer above.)"""
+        that it changes: one step is a block Gauss–Seidel sweep, where the synchronous step is a Jacobi one. (The conv
+        synapse above an even layer is read at the layer's old value, for the argmax of its feedback, and at its new
+        one, for the drive of the layer above; `carry` hands the second read to the next step's first, so that each
+        synapse is still evaluated once per step.)"""
         if not self.asynchronous:
             return [range(n)]
         order = list(range(n) if self.input_first else range(n - 1, -1, -1))
@@ -222,6 +223,23 @@ class EPNet(nn.Module):
             for l, v in zip(layers, new):
                 s[l] = v
         return s
+
+    def carry(self, syn, a):
+        """syn(a), reused from the last call with this synapse when a is the same tensor and neither a nor syn's
+        parameters have changed since (their version counters: CEP updates the weights in place during a phase);
+        always recomputed under autograd, where the graph must be the caller's. Lets an asynchronous step reuse the
+        conv evaluated at a layer's fresh value by the group before (see `schedule`), at the cost of one reference
+        kept per synapse; a synchronous step never reads the same state twice across calls."""
+        if torch.is_grad_enabled() or a.is_inference():
+            return syn(a)
+        key = (a._version,) + tuple((p.data_ptr(), p._version) for p in syn.parameters())
+        cache = self.__dict__.setdefault('_carried', {})
+        hit = cache.get(syn)
+        if hit is not None and hit[0] is a and hit[1] == key:
+            return hit[2]
+        out = syn(a)
+        cache[syn] = (a, key, out)
+        return out
 
     def stepper(self, s, drive, y=None, beta=0.0):
         """One closed-form step s_{t+1} = update(s_t, ∂Φ/∂s(s_t), y, β), layer groups in turn when asynchronous."""
@@ -687,7 +705,7 @@ class convEP(EPNet):
         nc, ncv, fc, conv = self.nc, self.ncv, self.fc, self.conv
         # every conv fed by a state is evaluated once: its pooled map drives the layer above, and its context (the
         # argmax) routes that layer's feedback
-        fwd = Memo(lambda j: conv[j](s[nc + j + 1]))
+        fwd = Memo(lambda j: self.carry(conv[j], s[nc + j + 1]))
         h = []
         for i in layers:
             if i < nc:                                     # fully connected layers

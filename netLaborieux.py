@@ -141,7 +141,7 @@ class P_CNN(LabNet):
         syn, ncv, L = self.synapses, self.ncv, len(s)
         # each conv synapse fed by a state is evaluated once: forward drive and pooling context for the feedback;
         # fwd[k] = syn[k + 1](s[k])
-        fwd = Memo(lambda k: syn[k + 1](s[k]))
+        fwd = Memo(lambda k: self.carry(syn[k + 1], s[k]))
         h = []
         for k in layers:
             if k == 0:

@@ -161,3 +161,33 @@ def test_steps_columns_in_every_familys_metrics(tmp_path):
     assert code == 0 and {'free_steps_mean', 'free_steps_max'} <= set(_metrics(folder).columns)
     code, folder = run_main(['--archi', 'fc', '--layersList', '784', '32', '10', '--dataset', 'mnist5k'] + flags)
     assert code == 0 and {'free_steps_mean', 'test_free_steps_max'} <= set(_metrics(folder, 'results.csv').columns)
+
+
+def test_async_step_evaluates_each_conv_once(monkeypatch):
+    """`EPNet.carry`: after the first step, an asynchronous step of P_CNN evaluates each conv synapse fed by a state
+    once, as a synchronous step does (the group before reads it at the fresh value the next step starts from); a weight
+    changed in place (CEP) between two steps is seen, not the carried value."""
+    from netClasses import ConvPool
+    calls = []
+    forward = ConvPool.forward
+    monkeypatch.setattr(ConvPool, 'forward', lambda self, a: calls.append(a) or forward(self, a))
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    counts = {}
+    for schedule in (False, True):
+        net = P_CNN(28, 1, [8, 6], [5, 3], [1, 1], [0, 1], 'mm', [10], 5, 3, 0.1, 'sigmoid').double()
+        net.set_relaxation(asynchronous=schedule)
+        x, y = _batch(net, 4, gen)
+        drive, s = net.drive(x), net.init_state(4)
+        with torch.no_grad():
+            s = net.stepper(s, drive)
+            calls.clear()
+            for _ in range(3):
+                s = net.stepper(s, drive)
+            counts[schedule] = len(calls)
+            net.synapses[1].weight.add_(torch.randn(net.synapses[1].weight.shape, generator=gen).double())
+            stale = net.stepper(s, drive)
+            net.__dict__.pop('_carried')
+            for a, b in zip(stale, net.stepper(s, drive)):
+                assert torch.equal(a, b)
+    assert counts == {False: 3, True: 3}
