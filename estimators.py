@@ -19,6 +19,8 @@ Every estimate has gradient sign (a descent optimiser consumes it). T and K defa
 """
 import torch
 
+import carried
+
 
 class Estimator:
     """T: free-phase steps, K: nudged-phase steps (BPTT: truncation); None takes the network's T / Kmax."""
@@ -98,6 +100,29 @@ class Symmetric(EP):
 
     def pair(self, s_free, betas, nudged):
         return (nudged[1], betas[1]), (nudged[0], betas[0])
+
+
+class SymmetricDelta(Symmetric):
+    """The symmetric estimate with the nudged states relaxed as s* + Δ, Δ in its own tensor, and the Φ difference
+    expanded in Δ (carried.py, --carry-delta): the same estimate, without the float32 cancellation of two nearly equal
+    states. Layered symmetric nets only (carried.unsupported)."""
+
+    def __call__(self, net, x, y, optimizer=None):
+        T, K = self.steps(net)
+        x_graph, x = _front(net, x)
+        with torch.no_grad():
+            drive = net.drive(x)
+            s_free = net.free_phase(x, T, drive)
+            form = carried.DeltaForm(net, x, s_free, drive, y, (self.beta, -self.beta))
+            d = form.relax(K)
+            grads = form.param_grads(d, -self.beta, self.beta)
+        for p, g in zip(net.parameters(), grads):
+            if p.requires_grad:
+                p.grad = g
+        if x_graph is not None:                            # ∂L/∂x into a learning front block, from the full states
+            s_b, s_a = form.states(d)
+            x_graph.backward(net.input_grad(x, s_a, s_b, -self.beta, self.beta, y))
+        return s_free
 
 
 class Continual(EP):

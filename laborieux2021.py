@@ -56,6 +56,9 @@ def add_args(parser):
     g.add_argument('--check-thm', action='store_true', help='GDU check on 5 samples every 10%% of an epoch')
     g.add_argument('--random-sign', action='store_true', help='random sign of β2 per mini-batch')
     g.add_argument('--thirdphase', action='store_true', help='symmetric estimator: a second nudged phase at −β2')
+    g.add_argument('--carry-delta', action='store_true',
+                   help='symmetric estimator with the nudged states relaxed as s* + Δ (carried.py): the same '
+                        'estimate, without float32 cancellation (--thirdphase, --model MLP or CNN, no --softmax)')
     g.add_argument('--data-aug', action='store_true', help='CIFAR-10 augmentation (flip, crop with edge padding)')
     g.add_argument('--lr-decay', action='store_true', help='cosine annealing, T_max 100, eta_min 1e-5')
     g.add_argument('--scale', type=float, default=None, help='multiply the default initialisation by this factor')
@@ -69,7 +72,7 @@ def add_args(parser):
 FLAGS = {'--model', '--task', '--channels', '--kernels', '--strides', '--paddings', '--pools', '--fc', '--act',
          '--lrs', '--wds', '--mmt', '--loss', '--softmax', '--alg', '--mbs', '--T1', '--T2', '--betas',
          '--check-thm', '--random-sign', '--thirdphase', '--data-aug', '--lr-decay', '--scale', '--save',
-         '--save-nrn', '--same-update', '--cep-debug'}
+         '--save-nrn', '--same-update', '--cep-debug', '--carry-delta'}
 
 TASKS = {'mnist': 'mnist', 'mnist5k': 'mnist5k', 'cifar10': 'cifar10'}
 
@@ -114,7 +117,22 @@ class Config(RunConfig):
     thirdphase: bool
     check_thm: bool
     data_aug: bool
+    carry_delta: bool = False           # --carry-delta: the symmetric estimate in Δ form
     extra_arch: tuple = ()              # architecture fields of a derived paper saved beside the weights (model.pt)
+
+
+def check_carry_delta(args):
+    """--carry-delta runs the symmetric EP estimate in Δ form (carried.py): EP with --thirdphase on the symmetric
+    layered nets, without a softmax readout (every activation of this paper has a closed-form difference)."""
+    why = None
+    if args.alg != 'EP' or not args.thirdphase:
+        why = 'it is the symmetric EP estimate: give --alg EP --thirdphase'
+    elif args.model not in ('MLP', 'CNN'):
+        why = f'--model {args.model} is not a symmetric layered net (use MLP or CNN)'
+    elif args.softmax:
+        why = 'a softmax readout is not expanded in Δ (drop --softmax)'
+    if why:
+        raise UsageError(f'--carry-delta: {why}')
 
 
 def check_args(args):
@@ -157,6 +175,8 @@ def validate(args, actions=ACTIONS):
         raise UsageError('--same-update is for the asymmetric models (--model VFMLP or VFCNN)')
     if args.softmax and not conv:
         raise UsageError('--softmax is for the conv models (--model CNN)')
+    if getattr(args, 'carry_delta', False):
+        check_carry_delta(args)
     n_syn = getattr(args, 'n_syn', None) or (n + len(args.fc) if conv else len(args.archi) - 1)
     if args.action in ('train', 'advtrain') and len(args.lrs) != n_syn:
         raise UsageError(f'--lrs has {len(args.lrs)} values but the network has {n_syn} synapse layers: give one '
@@ -356,7 +376,7 @@ def new_run_folder(cfg, argv, device, seed, model, extra_items=()):
              ('T1', cfg.T1), ('T2', cfg.T2), ('betas', cfg.betas), ('random beta_2 sign', cfg.random_sign),
              ('thirdphase', cfg.thirdphase), ('softmax', cfg.softmax), ('same update VFCNN', cfg.same_update),
              ('epochs', cfg.epochs), ('seed', seed), ('device', device), ('dry run', cfg.dry_run),
-             ('dtype', cfg.dtype)]
+             ('dtype', cfg.dtype), ('carry delta', cfg.carry_delta)]
     if 'CNN' in cfg.model:
         items += [('channels', cfg.channels), ('kernels', cfg.kernels), ('strides', cfg.strides),
                   ('paddings', cfg.paddings), ('poolings', list(cfg.pools)), ('fc', cfg.fc)]
@@ -378,7 +398,7 @@ def make_estimator(cfg, gen):
     if cfg.alg == 'CEP':
         return estimators.Continual(beta, T, K, thirdphase=cfg.thirdphase, accumulate=cfg.cep_debug)
     if cfg.thirdphase:
-        return estimators.Symmetric(beta, T, K)
+        return (estimators.SymmetricDelta if cfg.carry_delta else estimators.Symmetric)(beta, T, K)
     if cfg.random_sign:
         return estimators.RandomSign(beta, T, K, generator=gen)
     return estimators.OneSided(beta, T, K)

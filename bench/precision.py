@@ -5,19 +5,14 @@ Laborieux et al. 2021 MNIST commands (check/train_mnist.sh, check/train_mnist_cn
     ĝ_θ = −(1/2β) mean_b [∂Φ/∂θ(s^β) − ∂Φ/∂θ(s^{−β})]
 
 'engine' is the suite's estimate (estimators.Symmetric: states s^{±β} relaxed from s*, then the Φ difference by
-autograd of one Φ over the 2B stacked states). 'carried' computes the same quantity with the nudged states written
-s^{±β} = s* + Δ^{±β}, Δ relaxed in its own tensor, so that no step subtracts two nearly equal states:
-
-    Δ_{t+1} = r + [ρ(h* + δh_t) − ρ(h*)],   r = ρ(h*) − s*,   δh_t = h(s* + Δ_t) − h(s*) (linear in Δ for fixed
-    max-pool argmaxes; the argmax changes enter as z*[I_new] − z*[I_old], exactly 0 where they agree),
-    ρ(a + d) − ρ(a) in closed form (sigmoid: σ(a + d) σ(−a) (−expm1(−d)); clamp: clamp(a − c + d, −c, 1 − c));
-
-    ∂Φ/∂θ(s* + Δ^β) − ∂Φ/∂θ(s* + Δ^{−β}) from Φ_k = ⟨P_I(W_k ⋆ a_k + b_k), s_{k+1}⟩ expanded in Δ (the s* ⊗ s*
-    terms cancel before any sum over the batch).
+autograd of one Φ over the 2B stacked states). 'carried' is the same estimate in Δ form (--carry-delta,
+estimators.SymmetricDelta, carried.py): the nudged states written s^{±β} = s* + Δ^{±β}, Δ relaxed in its own tensor
+and the Φ difference expanded in Δ, so that no step subtracts two nearly equal states.
 
 'carried 64' against 'engine 64' checks that the rewrite computes the same estimate.
 
     python bench/precision.py [--config MLP CNN] [--batch N] [--T1 N] [--seed 0] [--threads N]
+                              [--load CONFIG=RUN_FOLDER ...]   (trained weights: a run folder's checkpoint.tar)
 """
 import argparse
 import os
@@ -25,8 +20,6 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
-from torch.nn.grad import conv2d_input, conv2d_weight
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data                                        # noqa: E402
@@ -53,122 +46,11 @@ def engine(net, x, y, beta, T, K):
     return grads
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# The carried-difference estimate (prototype, P_MLP and P_CNN with max pooling and the squared error)
-
-def gather(z, idx):
-    """z at the max-pool argmaxes idx (flat indices within each H×W plane)."""
-    return z.flatten(2).gather(2, idx.flatten(2)).view_as(idx)
-
-
-def unpool(g, idx, shape):
-    return F.max_unpool2d(g, idx, 2, 2, output_size=shape[-2:])
-
-
-def drho(act, h, dh):
-    """ρ(h + dh) − ρ(h) without subtracting two rounded values of ρ."""
-    if act.name == 'sigm':                                   # ρ(h) = σ(4h − 2)
-        a, d = 4 * h - 2, 4 * dh
-        return torch.sigmoid(a + d) * torch.sigmoid(-a) * -torch.expm1(-d)
-    if act.name == 'hardsigm':                               # ρ(h) = clamp(h, 0, 1)
-        c = h.clamp(0, 1)
-        return torch.clamp((h - c) + dh, -c, 1 - c)
-    raise ValueError(f'activation {act.name}: no closed-form difference here')
-
-
-def free_context(net, x, s):
-    """z*_k = W_k ⋆ s*_{k−1} + b_k and its argmaxes I*_k for every conv synapse fed by a state (k ≥ 1)."""
-    out = {}
-    for k in range(1, getattr(net, 'ncv', 0)):
-        z = F.conv2d(s[k - 1], net.synapses[k].weight, net.synapses[k].bias)
-        out[k] = (z, F.max_pool2d(z, 2, 2, return_indices=True)[1])
-    return out
-
-
-def argmaxes(net, d, ctx):
-    """(W_k ⋆ Δ_{k−1}, the argmaxes I_k of the state s* + Δ) of every conv synapse fed by a state."""
-    out = {}
-    for k, (z, _) in ctx.items():
-        dz = F.conv2d(d[k - 1], net.synapses[k].weight)
-        out[k] = (dz, F.max_pool2d(z + dz, 2, 2, return_indices=True)[1])
-    return out
-
-
-def delta_field(net, s, d, ctx, y, beta):
-    """δh = h(s* + Δ) − h(s*) per layer (the nudge −β ∂ℓ/∂s_L included)."""
-    syn, L, ncv = net.synapses, len(s), getattr(net, 'ncv', 0)
-    up, new = [torch.zeros_like(d[0])], argmaxes(net, d, ctx)
-    idx = {k: i for k, (_, i) in new.items()}
-    for k in range(1, L):
-        if k < ncv:
-            (z, i_star), (dz, i_new) = ctx[k], new[k]
-            up.append(gather(z, i_new) - gather(z, i_star) + gather(dz, i_new))
-        else:
-            up.append(F.linear(d[k - 1].flatten(1), syn[k].weight))
-    dh = []
-    for k in range(L):
-        h = up[k]
-        if k + 1 < ncv:
-            z, i_star = ctx[k + 1]
-            g = unpool(s[k + 1], idx[k + 1], z.shape) - unpool(s[k + 1], i_star, z.shape) + \
-                unpool(d[k + 1], idx[k + 1], z.shape)
-            h = h + conv2d_input(d[k].shape, syn[k + 1].weight, g)
-        elif k + 1 < L:
-            h = h + (d[k + 1] @ syn[k + 1].weight).view_as(d[k])
-        dh.append(h)
-    dh[-1] = dh[-1] + net.nudge([s[-1] + d[-1]], y, beta)
-    return dh
-
-
-def synapse_grads(syn, conv, a, da, s, dd, c, i_star=None, idx=None, z=None):
-    """∂/∂(W, b) of c · Σ_b [Φ_k(phase +) − Φ_k(phase −)], Φ_k = ⟨P(W ⋆ (a + δa) + b), s + Δ⟩ expanded in (δa, Δ):
-    dz* = c [P_{I+}ᵀ s* − P_{I−}ᵀ s* + P_{I+}ᵀ Δ+ − P_{I−}ᵀ Δ−] (exact zeros where the argmaxes agree) against a*,
-    plus c [P_{I+}ᵀ(s* + Δ+) against δa+ − P_{I−}ᵀ(s* + Δ−) against δa−]. da, dd, idx: (phase +, phase −)."""
-    (dp, dm), (ip, im) = dd, (idx if idx else (None, None))
-    if conv:
-        g = (unpool(s, ip, z.shape) - unpool(s, im, z.shape)) + (unpool(dp, ip, z.shape) - unpool(dm, im, z.shape))
-        gw = conv2d_weight(a, syn.weight.shape, c * g)
-        gb = (c * g).sum((0, 2, 3))
-        if da is not None:
-            back = torch.cat([unpool(s + dp, ip, z.shape), -unpool(s + dm, im, z.shape)])
-            gw = gw + conv2d_weight(torch.cat(da), syn.weight.shape, c * back)
-        return [gw, gb]
-    g = c * (dp - dm)
-    a = a.flatten(1)
-    gw = g.t() @ a
-    if da is not None:
-        gw = gw + c * (torch.cat([s + dp, -(s + dm)]).t() @ torch.cat(da).flatten(1))
-    return [gw, g.sum(0)]
-
-
 def carried(net, x, y, beta, T, K):
-    """The symmetric EP estimate with Δ = s^{±β} − s* carried in its own tensor (see the module docstring)."""
-    B, ncv = x.shape[0], getattr(net, 'ncv', 0)
-    with torch.no_grad():
-        drive = net.drive(x)
-        s = net.forward(x, steps=T, drive=drive)
-        h = net.dphi_ds(s, drive)
-        r = [net.act.rho(hi) - si for hi, si in zip(h, s)]
-        ctx = free_context(net, x, s)
-        rep = lambda t: torch.cat([t, t])                                 # noqa: E731 (the ±β phases, stacked)
-        s2, h2, r2, y2 = [rep(t) for t in s], [rep(t) for t in h], [rep(t) for t in r], rep(y)
-        ctx2 = {k: (rep(z), rep(i)) for k, (z, i) in ctx.items()}
-        b2 = torch.cat([torch.full((B, 1), beta, dtype=x.dtype), torch.full((B, 1), -beta, dtype=x.dtype)])
-        d = [torch.zeros_like(t) for t in s2]
-        for _ in range(K):
-            dh = delta_field(net, s2, d, ctx2, y2, b2)
-            d = [ri + drho(net.act, hi, dhi) for ri, hi, dhi in zip(r2, h2, dh)]
-        idx = {k: i for k, (_, i) in argmaxes(net, d, ctx2).items()}      # the final states' (as the engine's Φ)
-        halves = lambda t: (t[:B], t[B:])                                # noqa: E731
-        c = -1.0 / (2 * beta * B)
-        grads, prev = [], [x] + s[:-1]
-        for k, syn in enumerate(net.synapses):
-            conv = k < ncv
-            da = None if k == 0 else halves(d[k - 1])
-            z = (ctx[k][0] if k in ctx else F.conv2d(x, syn.weight, syn.bias)) if conv else None
-            i_star = (ctx[k][1] if k in ctx else F.max_pool2d(z, 2, 2, return_indices=True)[1]) if conv else None
-            ik = (halves(idx[k]) if k in idx else (i_star, i_star)) if conv else None
-            grads += synapse_grads(syn, conv, prev[k], da, s[k], halves(d[k]), c, i_star, ik, z)
+    """The same estimate in Δ form (estimators.SymmetricDelta, carried.py; --carry-delta)."""
+    estimators.SymmetricDelta(beta, T, K)(net, x, y)
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad(set_to_none=True)
     return grads
 
 
@@ -179,9 +61,12 @@ def rel(a, b):
     return ((a - b).norm() / b.norm().clamp_min(1e-300)).item()
 
 
-def measure(name, cfg, batch, T, seed):
+def measure(name, cfg, batch, T, seed, load=None):
     torch.manual_seed(seed)
     net64 = cfg['build'](T, cfg['K'], cfg['beta']).double()
+    if load:
+        sd = torch.load(os.path.join(load, 'checkpoint.tar'), map_location='cpu', weights_only=False)['model']
+        net64.load_state_dict({k: v.double() for k, v in sd.items()})
     net32 = cfg['build'](T, cfg['K'], cfg['beta']).float()
     net32.load_state_dict({k: v.float() for k, v in net64.state_dict().items()})
     x, label = data.load_mnist5k(True)
@@ -214,14 +99,17 @@ def main():
     p.add_argument('--T1', type=int, default=None, help='free-phase steps (default: the command\'s)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--threads', type=int, default=None)
+    p.add_argument('--load', nargs='+', default=[], metavar='CONFIG=FOLDER',
+                   help='weights of a training run of that configuration (its folder\'s checkpoint.tar)')
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
+    loads = dict(item.split('=', 1) for item in a.load)
     print('| config, parameter | shape | ‖ĝ64‖ | engine: ‖ĝ32 − ĝ64‖/‖ĝ64‖ | carried Δ, float32 | carried Δ, float64 |')
     print('|---|---|---|---|---|---|')
     for name in a.config:
         cfg = CONFIGS[name]
-        rows, out = measure(name, cfg, a.batch or cfg['batch'], a.T1 or cfg['T'], a.seed)
+        rows, out = measure(name, cfg, a.batch or cfg['batch'], a.T1 or cfg['T'], a.seed, loads.get(name))
         for n, shape, norm, e32, c32, c64 in rows:
             print(f'| {n} | {shape} | {norm:.3e} | {e32:.2e} | {c32:.2e} | {c64:.2e} |')
         sys.stderr.write(f'{name}: seconds (engine, carried): float64 {out["seconds 64"]}, float32 '
