@@ -107,10 +107,12 @@ def _one_batch(estimator):
     return trainer.train(net, opt, batches, lambda xb, yb: estimator(net, xb, yb), desc='sync test')
 
 
-@pytest.mark.parametrize('name', ['OneSided', 'RandomSign', 'Symmetric', 'TruncatedBPTT'])
+@pytest.mark.parametrize('name', ['OneSided', 'RandomSign', 'Symmetric', 'SymmetricDelta', 'TruncatedBPTT'])
 def test_no_host_sync_inside_the_relaxation(name, sync_counter):
+    """(SymmetricDelta's Δ relaxation is not netFunctions.relax: a synchronisation there counts as outside.)"""
     est = {'OneSided': lambda: estimators.OneSided(0.1), 'RandomSign': lambda: estimators.RandomSign(0.1),
-           'Symmetric': lambda: estimators.Symmetric(0.1), 'TruncatedBPTT': lambda: estimators.TruncatedBPTT()}[name]
+           'Symmetric': lambda: estimators.Symmetric(0.1), 'SymmetricDelta': lambda: estimators.SymmetricDelta(0.1),
+           'TruncatedBPTT': lambda: estimators.TruncatedBPTT()}[name]
     _one_batch(est())
     assert sync_counter['inside'] == [], sync_counter
     # outside: RandomSign's draw of the sign of β (once per mini-batch, before the phases) and the error total of the
