@@ -122,10 +122,11 @@ def note_resume(folder, argv, hyper_file='hyperparameters.txt'):
 def _recorded_world_size(path):
     """The last `- world size: N` of a hyperparameter file (results.write_hyperparameters writes it for N > 1), or 1."""
     n = 1
-    with open(path) as f:
-        for line in f:
-            m = re.match(r'- world size: (\d+)', line)
-            n = int(m.group(1)) if m else n
+    if os.path.isfile(path):                       # (append_hyperparameters creates a missing one)
+        with open(path) as f:
+            for line in f:
+                m = re.match(r'- world size: (\d+)', line)
+                n = int(m.group(1)) if m else n
     return n
 
 
