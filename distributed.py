@@ -15,6 +15,11 @@ and the update that follows (SGD, Adam, the binary flip rule and its α, CEP's p
 rank: the weights never drift apart. A mini-batch that N does not divide (the last, partial one of an epoch) is
 relaxed whole on every rank and counted by rank 0 only. Metrics are sums over ranks; rank 0 alone writes
 (results.py, plotFunctions.plot_folder) and talks (cli.say, tqdm).
+
+Resuming (--load-path): every rank reads the run's command lines and checkpoint (weights, optimiser, epoch, random
+states), and rank 0 appends to its hyperparameters.txt only once every rank has (trainer.open_run). Nothing above
+depends on N, so a run resumes under any number of processes that divides its mini-batch (one process included)
+and continues as it would have (up to the order of float additions); a new N is recorded as `- world size: N`.
 """
 import atexit
 import os
@@ -129,6 +134,13 @@ def sync_buffers(module):
     if world_size() > 1:
         for b in module.buffers():
             dist.broadcast(b, 0)
+
+
+def barrier():
+    """Wait until every rank has come here (e.g. has read a run folder that rank 0 is about to write to): an
+    all-reduce of a CPU tensor, which goes through gloo also where CUDA tensors go through NCCL."""
+    if world_size() > 1:
+        dist.all_reduce(torch.zeros(1))
 
 
 def broadcast(obj):

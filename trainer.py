@@ -22,11 +22,13 @@ batches).
 
 Under torchrun (distributed.py) `train` and `evaluate` relax this rank's shard of every global mini-batch, the
 network's updateWeights averages the estimates across ranks before the update, and the error counts and losses are
-summed over ranks (one reduction per epoch); `open_run` makes the folder on rank 0 and gives its name to every rank.
+summed over ranks (one reduction per epoch); `open_run` makes the folder on rank 0 and gives its name to every rank,
+or, resuming, lets rank 0 append to the folder once every rank has read it.
 """
 import math
 import os
 import pickle
+import re
 import time
 import zipfile
 
@@ -108,8 +110,24 @@ def _stop_non_finite(folder, hyper_file, label, row, done):
 
 def note_resume(folder, argv, hyper_file='hyperparameters.txt'):
     """A resumed run appends its command line to the folder's hyperparameter file: its flags override the saved
-    ones the next time the folder is loaded (main.saved_argv reads every command line of that file, in order)."""
-    results.append_hyperparameters(folder, [results.command_line(argv)], name=hyper_file)
+    ones the next time the folder is loaded (main.saved_argv reads every command line of that file, in order). A
+    resume by another number of torchrun processes than the file's last `- world size: N` (none: 1) adds its own."""
+    lines = [results.command_line(argv)]
+    n, path = distributed.world_size(), os.path.join(folder, hyper_file)
+    if distributed.is_main() and n != _recorded_world_size(path):
+        lines.append(f'- world size: {n} (from this resume on)')
+    results.append_hyperparameters(folder, lines, name=hyper_file)
+
+
+def _recorded_world_size(path):
+    """The last `- world size: N` of a hyperparameter file (results.write_hyperparameters writes it for N > 1), or 1."""
+    n = 1
+    if os.path.isfile(path):                       # (append_hyperparameters creates a missing one)
+        with open(path) as f:
+            for line in f:
+                m = re.match(r'- world size: (\d+)', line)
+                n = int(m.group(1)) if m else n
+    return n
 
 
 def open_run(make, resume=None, argv=None, hyper_file='hyperparameters.txt'):
@@ -117,6 +135,9 @@ def open_run(make, resume=None, argv=None, hyper_file='hyperparameters.txt'):
     command line as given, is appended to its hyperparameter file), else `make()`, which creates a new folder and
     writes its hyperparameters (each paper has its own layout)."""
     if resume:
+        # every rank has read the folder's command lines (main.resolve) and checkpoint (the paper's resume) before
+        # rank 0 appends to it: else a late rank could merge the resume's line twice, or read it half written
+        distributed.barrier()
         note_resume(resume, argv, hyper_file)
         folder = resume
     else:
