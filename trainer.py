@@ -217,8 +217,9 @@ def evaluate(net, batches, T=None, observe=None):
     """Test error (%) and mean cost ℓ at the free equilibrium (T steps from zeros), over the whole data (each rank
     relaxes its shard); observe(s, y, label), if given, sees every batch the rank counts."""
     net.eval()
-    dev = next(net.parameters()).device
-    wrong, loss, seen = torch.zeros((), device=dev), torch.zeros((), device=dev), 0
+    p = next(net.parameters())
+    # the loss sum in the net's dtype: a float64 run's test loss is not rounded to float32
+    wrong, loss, seen = torch.zeros((), device=p.device), torch.zeros((), device=p.device, dtype=p.dtype), 0
     with torch.no_grad():
         for x, label, own in distributed.shards(batches):
             if not own:
