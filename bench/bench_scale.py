@@ -343,7 +343,8 @@ def main():
         print('\n'.join(table(p, cases, res, T, K, blocks)), flush=True)
     print(f'\nWu et al. 2024: its own scripts (S1–S6, A12; netWu.py\'s FCN, CNN and ResNets) train feed-forward '
           f'networks, with no relaxation for --tol or --schedule to act on, and have no --dtype (torch\'s default '
-          f'float32); the suite meets its devices through --analog on the EP nets, the table above.\n\n'
+          f'float32); the suite meets its devices through --analog on the EP nets (the table "Wu et al. 2024 devices under EP", '
+          f'--papers wu2024-analog).\n\n'
           f'total {time.perf_counter() - t_all:.0f} s')
 
 
