@@ -287,7 +287,7 @@ def machine():
     return f'{name}, nproc {os.cpu_count()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)'
 
 
-def table(p, cases, res, T, K, blocks=False):
+def table(cases, res, T, K, blocks=False):
     """Markdown rows: free steps mean / max (per block for a chain), steps per mini-batch (free + nudged) and its ratio
     to fixed, CPU and wall ms and their ratios to fixed."""
     per = ' per block' if blocks else ''
@@ -340,7 +340,7 @@ def main():
         res = bench(cases, a)
         print(f'\n### {p.title}\n\n{p.what}; {where}.\nMachine: {machine()}. Load average (1 / 5 / 15 min) before '
               f'{before}, after {load()}; {time.perf_counter() - t0:.0f} s. Command: `{command}`.\n')
-        print('\n'.join(table(p, cases, res, T, K, blocks)), flush=True)
+        print('\n'.join(table(cases, res, T, K, blocks)), flush=True)
     print(f'\nWu et al. 2024: its own scripts (S1–S6, A12; netWu.py\'s FCN, CNN and ResNets) train feed-forward '
           f'networks, with no relaxation for --tol or --schedule to act on, and have no --dtype (torch\'s default '
           f'float32); the suite meets its devices through --analog on the EP nets (the table "Wu et al. 2024 devices under EP", '
