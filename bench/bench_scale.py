@@ -316,8 +316,9 @@ def main():
     ap.add_argument('--quick', action='store_true', help='shorter free phases of the slow configurations '
                                                          '(P-conv T 60, P_CNN T1 60, ff-EBM T1 20)')
     a = ap.parse_args()
-    if a.reps < 1 or a.warmup < 0 or a.threads < 1:
-        ap.exit(2, 'bench_scale.py: error: --reps and --threads must be at least 1, --warmup at least 0\n')
+    for flag, v, least in (('--reps', a.reps, 1), ('--warmup', a.warmup, 0), ('--threads', a.threads, 1)):
+        if v < least:
+            ap.error(f'{flag} {v}: must be at least {least}')
     torch.set_num_threads(a.threads)
     command = 'python ' + ' '.join(shlex.quote(s) for s in ['bench/bench_scale.py'] + sys.argv[1:])
     print(f'{command}\n{machine()}; median of {a.reps} after {a.warmup} warm-up, interleaved; untrained weights '
