@@ -89,7 +89,7 @@ class DeltaForm:
         self.ncv = getattr(net, 'ncv', 0)
         self.x, self.s1 = x, s_free
         h = net.dphi_ds(s_free, drive)
-        r = [self.rho(l, hl) - sl for l, (hl, sl) in enumerate(zip(h, s_free))]
+        r = [net.update_layer(l, s_free, hl, None, 0.0) - sl for l, (hl, sl) in enumerate(zip(h, s_free))]
         self.s, self.h, self.r = [rep(t) for t in s_free], [rep(t) for t in h], [rep(t) for t in r]
         self.y = None if y is None else rep(y)
         self.beta = torch.tensor(betas, dtype=x.dtype, device=x.device).repeat_interleave(B).view(-1, 1)
@@ -101,12 +101,9 @@ class DeltaForm:
             idx = syn.pool(z)[1]
             self.z[k], self.i_star[k] = (z, idx) if k == 0 else (rep(z), None if idx is None else rep(idx))
 
-    def rho(self, l, h):
-        net = self.net
-        identity = net.loss != 'mse' and net.readout is None and l == len(self.s1) - 1
-        return h if identity else net.act.rho(h)
-
     def drho(self, l, h, dh):
+        """The step's update s_l = ρ(h_l) (h_l itself on a cross-entropy output layer, LabNet.update_layer) as a
+        difference: ρ(h* + δh) − ρ(h*)."""
         identity = self.net.loss != 'mse' and l == len(self.s1) - 1
         return dh if identity else DRHO[self.net.act.name](h, dh)
 

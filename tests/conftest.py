@@ -11,7 +11,8 @@ if ROOT not in sys.path:
 
 @pytest.fixture(autouse=True)
 def _threads():
-    torch.set_num_threads(2)
+    # one torch thread per pytest-xdist worker (`-n 2` runs two of them on the two cores), two in a serial run
+    torch.set_num_threads(1 if os.environ.get('PYTEST_XDIST_WORKER') else 2)
     yield
 
 
