@@ -122,11 +122,11 @@ def relaxation(args, why_not_async=None, why_not_tol=None):
         raise UsageError(f'--tol-every {args.tol_every}: the interval between checks of --tol; give --tol too, or '
                          f'drop it')
     args.tol_every = 10 if args.tol_every is None else args.tol_every
-    if args.schedule == 'async' and why_not_async:
-        raise UsageError(f'--schedule async: {why_not_async}; drop it (or give --schedule sync)')
+    if args.schedule != 'sync' and why_not_async:
+        raise UsageError(f'--schedule {args.schedule}: {why_not_async}; drop it (or give --schedule sync)')
 
 
 def relaxation_items(cfg):
-    """The hyperparameters.txt lines of --tol and --schedule async (none for the default relaxation)."""
+    """The hyperparameters.txt lines of --tol and of an asynchronous --schedule (none for the default relaxation)."""
     items = [('tol', cfg.tol), ('tol every', cfg.tol_every)] if cfg.tol is not None else []
     return items + ([('schedule', cfg.schedule)] if cfg.schedule != 'sync' else [])

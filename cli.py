@@ -34,6 +34,10 @@ def int_or_none(v):
 DTYPES = {'float32': torch.float32, 'float64': torch.float64}
 
 
+# --schedule: the `asynchronous` of EPNet.set_relaxation (netClasses.EPNet.schedule)
+SCHEDULES = {'sync': False, 'async': True, 'async-free': 'free'}
+
+
 def add_suite_args(parser):
     g = parser.add_argument_group('suite (every paper)')
     g.add_argument('--action', '--todo', dest='action', default='train',
@@ -80,10 +84,11 @@ def add_suite_args(parser):
                         '(Nest & Ernoult 2024\'s criterion; T / T1 stays the maximum; default: always T steps)')
     r.add_argument('--tol-every', type=int, default=None,
                    help='steps between two checks of --tol (one host synchronisation each; default 10)')
-    r.add_argument('--schedule', default='sync', choices=['sync', 'async'],
+    r.add_argument('--schedule', default='sync', choices=list(SCHEDULES),
                    help='sync: every layer from s_t (default); async: even layers from the input side first, then '
-                        'the odd ones from the fresh values (odd first when nudged); Ernoult P nets, Laborieux '
-                        'MLP/CNN')
+                        'the odd ones from the fresh values (odd first when nudged); async-free: async in the free '
+                        'phase only, the nudged phases synchronous (the estimate of a sync run, from a free phase '
+                        'that converges in fewer steps); Ernoult P nets, Laborieux MLP/CNN')
     s = parser.add_argument_group('dynamics flags shared by several papers (defaults depend on the paper)')
     s.add_argument('--T', type=int, default=None, help='free-phase steps')
     s.add_argument('--Kmax', type=int, default=None, help='nudged-phase steps (and BPTT truncation)')
@@ -152,7 +157,7 @@ class RunConfig:
     rpu: typing.Any = None              # their device configuration (analog.RPU), None for FP SGD
     tol: float | None = None            # --tol ε of the free phase (checks.relaxation), None: fixed steps
     tol_every: int = 10                 # --tol-every
-    schedule: str = 'sync'              # --schedule sync | async
+    schedule: str = 'sync'              # --schedule sync | async | async-free
     resume: str | None = None
     model_from: str | None = None
 

@@ -31,7 +31,7 @@ import laborieux2021 as lab
 import plotFunctions
 import results
 import trainer
-from cli import (DRY_RUN_DIR, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say,
+from cli import (DRY_RUN_DIR, SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say,
                  seed_everything)
 from lca import LCAConv2D
 from netLCANet import LCANet
@@ -416,7 +416,7 @@ def run(args, argv):
     xte, yte = lab.load_split(cfg, False) if cfg.action != 'gducheck' else (None, None)
     shape = tuple((xtr if xtr is not None else xte).shape[1:])
     model = build(cfg, shape).to(device, cfg.float_dtype).set_relaxation(cfg.tol, cfg.tol_every,
-                                                                         cfg.schedule == 'async')
+                                                                         SCHEDULES[cfg.schedule])
     if cfg.scale is not None:                              # the dictionary keeps unit-norm features
         lab.rescale(model.synapses if isinstance(model, LCANet) else model, cfg.scale)
     if cfg.action == 'gducheck':

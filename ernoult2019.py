@@ -20,7 +20,8 @@ import analog
 import checks
 import results
 import trainer
-from cli import RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say, seed_everything
+from cli import (SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say,
+                 seed_everything)
 from netClasses import ACTIVATION_NAMES, build_net, conv_pool_sizes
 
 NAME = 'ernoult2019'
@@ -251,7 +252,7 @@ def train_action(cfg, argv, device, seed):
     xtr, ytr = load_data(cfg, True)
     xte, yte = load_data(cfg, False)
     net = build_net(cfg).to(device, cfg.float_dtype).set_relaxation(cfg.tol, cfg.tol_every,
-                                                                    cfg.schedule == 'async')
+                                                                    SCHEDULES[cfg.schedule])
     nets = {cfg.method: net}
     if cfg.benchmark:                                     # BPTT twin from the same initial weights, trained first
         nets = {'BPTT': copy.deepcopy(net), 'EP': net}
@@ -346,7 +347,7 @@ def gdu_sampler(cfg, device, gen):
 def gdu_action(cfg, argv, device, seed, gen):
     draw = gdu_sampler(cfg, device, gen)                  # fails on absent data before the folder exists
     net = build_net(cfg).to(device, cfg.float_dtype).set_relaxation(cfg.tol, cfg.tol_every,
-                                                                    cfg.schedule == 'async')
+                                                                    SCHEDULES[cfg.schedule])
     header = f' NABLA-DELTA CURVES ({cfg.action}): list of hyperparameters ({model_name(cfg)}, {results.today()})'
     folder = trainer.open_run(lambda: new_run_dir(cfg, argv, seed, device, header))
     if cfg.action == 'receipe':

@@ -20,7 +20,8 @@ import netFunctions as nf
 import plotFunctions
 import results
 import trainer
-from cli import RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say, seed_everything
+from cli import (SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say,
+                 seed_everything)
 from netClasses import conv_pool_sizes
 from netLaborieux import ACTIVATION_NAMES, P_CNN, P_MLP, VF_CNN, VF_MLP
 
@@ -356,7 +357,7 @@ def run(args, argv):
     xtr, ytr = load_split(cfg, True)
     xte, yte = (load_split(cfg, False) if cfg.action != 'gducheck' else (None, None))
     model = build_model(cfg, tuple(xtr.shape[1:])).to(device, cfg.float_dtype)
-    model.set_relaxation(cfg.tol, cfg.tol_every, cfg.schedule == 'async')
+    model.set_relaxation(cfg.tol, cfg.tol_every, SCHEDULES[cfg.schedule])
     if cfg.scale is not None:
         rescale(model, cfg.scale)
     if cfg.action == 'gducheck':

@@ -157,8 +157,9 @@ def test_steps_columns_in_every_familys_metrics(tmp_path):
     hyper = open(os.path.join(folder, 'hyperparameters.txt')).read()
     assert '- tol: 0.01' in hyper and '- tol every: 2' in hyper and '- schedule: async' in hyper
     code, folder = run_main(['--action', 'train', '--discrete', '--size_tab', '10', '32', '784', '--lr_tab', '0.04',
-                             '0.08', '--beta', '0.1', '--dataset', 'mnist5k', '--schedule', 'async'] + flags)
+                             '0.08', '--beta', '0.1', '--dataset', 'mnist5k', '--schedule', 'async-free'] + flags)
     assert code == 0 and {'free_steps_mean', 'free_steps_max'} <= set(_metrics(folder).columns)
+    assert '- schedule: async-free' in open(os.path.join(folder, 'hyperparameters.txt')).read()
     code, folder = run_main(['--archi', 'fc', '--layersList', '784', '32', '10', '--dataset', 'mnist5k'] + flags)
     assert code == 0 and {'free_steps_mean', 'test_free_steps_max'} <= set(_metrics(folder, 'results.csv').columns)
 
@@ -191,3 +192,23 @@ def test_async_step_evaluates_each_conv_once(monkeypatch):
             for a, b in zip(stale, net.stepper(s, drive)):
                 assert torch.equal(a, b)
     assert counts == {False: 3, True: 3}
+
+
+def test_async_free_is_async_in_the_free_phase_and_sync_when_nudged():
+    """--schedule async-free: a free step is the asynchronous one, a nudged step (one β or the batched ±β column) the
+    synchronous one."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    nets = {a: NETS['P_CNN avg']().double().set_relaxation(asynchronous=a) for a in (False, True, 'free')}
+    for a in (True, 'free'):
+        nets[a].load_state_dict(nets[False].state_dict())
+    x, y = _batch(nets[False], 4, gen)
+    s0 = [torch.rand(si.shape, generator=gen).double() for si in nets[False].init_state(4)]
+    col = torch.tensor([[0.3], [0.3], [-0.3], [-0.3]], dtype=torch.float64)
+    step = {a: (lambda yy, bb, n=n: n.stepper(s0, n.drive(x), yy, bb)) for a, n in nets.items()}
+    for a, b in zip(step['free'](None, 0.0), step[True](None, 0.0)):
+        assert torch.equal(a, b)
+    for yy, bb in ((y, 0.5), (y, col)):
+        for a, b in zip(step['free'](yy, bb), step[False](yy, bb)):
+            assert torch.equal(a, b)
+        assert max((a - b).abs().max() for a, b in zip(step['free'](yy, bb), step[True](yy, bb))) > 1e-3
