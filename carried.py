@@ -14,7 +14,9 @@ tensor, so that no step subtracts two rounded O(1) values:
 and the Φ difference of Φ_k = ⟨P_I(W_k ⋆ a_k + b_k), s_k⟩ is expanded in (δa, Δ) so that the s* ⊗ s* terms cancel
 before any sum over the batch (`param_grads`). In float64 it equals the engine's estimate to rounding
 (tests/test_precision.py); the asynchronous schedule is followed as in the engine (groups of `net.schedule`).
-Supported: P_MLP and P_CNN without a softmax readout, pools max / average / identity, the activations of `drho`.
+Supported: P_MLP and P_CNN (with or without a softmax readout), pools max / average / identity, the activations of
+`DRHO`. A readout's parameters sit inside ℓ: their estimate ½ mean_b [∂ℓ/∂θ(s^β) + ∂ℓ/∂θ(s^{−β})] is a sum, not a
+difference, and is taken from the full states.
 """
 import torch
 import torch.nn.functional as F
@@ -25,8 +27,6 @@ def unsupported(net):
     """Why `net` cannot run in Δ form (a sentence for the flag's error message), or None."""
     if not getattr(net, 'delta_form', False):
         return f'{type(net).__name__} is not a symmetric layered net (P_MLP or P_CNN)'
-    if net.readout is not None:
-        return 'a softmax readout (--softmax) is not supported'
     if net.act.name not in DRHO:
         return f'activation {net.act.name} has no closed-form difference (supported: {", ".join(DRHO)})'
     return None
@@ -91,7 +91,7 @@ class DeltaForm:
         h = net.dphi_ds(s_free, drive)
         r = [net.update_layer(l, s_free, hl, None, 0.0) - sl for l, (hl, sl) in enumerate(zip(h, s_free))]
         self.s, self.h, self.r = [rep(t) for t in s_free], [rep(t) for t in h], [rep(t) for t in r]
-        self.y = None if y is None else rep(y)
+        self.y1, self.y = y, (None if y is None else rep(y))
         self.beta = torch.tensor(betas, dtype=x.dtype, device=x.device).repeat_interleave(B).view(-1, 1)
         # z*_k = W_k ⋆ s*_{k−1} + b_k and its argmaxes I*_k, for every conv synapse (k = 0: fed by x)
         self.z, self.i_star = {}, {}
@@ -104,8 +104,9 @@ class DeltaForm:
     def drho(self, l, h, dh):
         """The step's update s_l = ρ(h_l) (h_l itself on a cross-entropy output layer, LabNet.update_layer) as a
         difference: ρ(h* + δh) − ρ(h*)."""
-        identity = self.net.loss != 'mse' and l == len(self.s1) - 1
-        return dh if identity else DRHO[self.net.act.name](h, dh)
+        net = self.net
+        identity = net.loss != 'mse' and net.readout is None and l == len(self.s1) - 1
+        return dh if identity else DRHO[net.act.name](h, dh)
 
     def argmaxes(self, d):
         """(W_k ⋆ Δ_{k−1}, the argmaxes I_k at s* + Δ) of every conv synapse fed by a state."""
@@ -158,6 +159,16 @@ class DeltaForm:
         B = self.B
         return [[si + di[k * B:(k + 1) * B] for si, di in zip(self.s1, d)] for k in range(self.n)]
 
+    def readout_grads(self, d, beta_a, beta_b):
+        """The readout's part of ĝ: Φ ∋ −β ℓ(readout(s_L)), so −(1/(β_b − β_a)) mean_b [−β_b ∂ℓ/∂θ(s_b) + β_a ∂ℓ/∂θ(s_a)]
+        (½ mean of the two ∂ℓ/∂θ for β_a = −β_b), by autograd of ℓ at the full states s* + Δ."""
+        (s_b, s_a), net = self.states(d), self.net
+        params = list(net.readout.parameters())
+        with torch.enable_grad():
+            obj = (beta_b * net.cost(s_b, self.y1).sum() - beta_a * net.cost(s_a, self.y1).sum()) / \
+                ((beta_b - beta_a) * self.B)
+            return list(torch.autograd.grad(obj, params))
+
     def param_grads(self, d, beta_a, beta_b):
         """ĝ_θ = −(1/(β_b − β_a)) mean_b [∂Φ/∂θ(s* + Δ_b) − ∂Φ/∂θ(s* + Δ_a)], phases b = the first B rows of d, a
         the next B, Φ_k expanded in Δ:
@@ -170,6 +181,9 @@ class DeltaForm:
         new = self.argmaxes(d)                                     # the final states' contexts (as the engine's Φ)
         grads, prev = [], [self.x] + list(self.s1[:-1])
         for k, w in enumerate(syn):
+            if w is self.net.readout:
+                grads += self.readout_grads(d, beta_a, beta_b)
+                continue
             s, (db, da) = self.s1[k], half(d[k])
             dprev = None if k == 0 else half(d[k - 1])
             if k < ncv:

@@ -59,7 +59,7 @@ def add_args(parser):
     g.add_argument('--thirdphase', action='store_true', help='symmetric estimator: a second nudged phase at −β2')
     g.add_argument('--carry-delta', action='store_true',
                    help='symmetric estimator with the nudged states relaxed as s* + Δ (carried.py): the same '
-                        'estimate, without float32 cancellation (--thirdphase, --model MLP or CNN, no --softmax)')
+                        'estimate, without float32 cancellation (--thirdphase, --model MLP or CNN)')
     g.add_argument('--data-aug', action='store_true', help='CIFAR-10 augmentation (flip, crop with edge padding)')
     g.add_argument('--lr-decay', action='store_true', help='cosine annealing, T_max 100, eta_min 1e-5')
     g.add_argument('--scale', type=float, default=None, help='multiply the default initialisation by this factor')
@@ -124,14 +124,12 @@ class Config(RunConfig):
 
 def check_carry_delta(args):
     """--carry-delta runs the symmetric EP estimate in Δ form (carried.py): EP with --thirdphase on the symmetric
-    layered nets, without a softmax readout (every activation of this paper has a closed-form difference)."""
+    layered nets (every activation of this paper has a closed-form difference)."""
     why = None
     if args.alg != 'EP' or not args.thirdphase:
         why = 'it is the symmetric EP estimate: give --alg EP --thirdphase'
     elif args.model not in ('MLP', 'CNN'):
         why = f'--model {args.model} is not a symmetric layered net (use MLP or CNN)'
-    elif args.softmax:
-        why = 'a softmax readout is not expanded in Δ (drop --softmax)'
     if why:
         raise UsageError(f'--carry-delta: {why}')
 

@@ -152,6 +152,9 @@ DELTA_NETS = {
                                           'hard_sigmoid'), (8, 1, 12, 12)),
     'CNN mai my_hard_sig cel': (lambda: P_CNN(28, 1, [4, 4, 3], [3, 3, 3], [1, 2, 1], [1, 1, 0], 'mai', [12, 10], 6,
                                               8, 0.5, 'my_hard_sig', 'cel'), (6, 1, 28, 28)),
+    # the paper's CIFAR-10 readout: a Linear outside the dynamics, trained by the cross-entropy (a sum, not a Δ)
+    'CNN mm softmax': (lambda: P_CNN(12, 1, [3, 4], [3, 3], [1, 1], [0, 0], 'mm', [8, 10], 4, 6, 0.5, 'sigmoid', 'cel',
+                                     softmax=True), (6, 1, 12, 12)),
 }
 
 
