@@ -9,7 +9,7 @@ tensor, so that no step subtracts two rounded O(1) values:
     Δ_0 = 0,   Δ_{t+1} = r + [ρ(h* + δh_t) − ρ(h*)],   r = ρ(h*) − s*,   h* = ∂Φ/∂s(s*) (β = 0)
     δh_t = h(s* + Δ_t) − h(s*) − β ∂ℓ/∂s_L(s* + Δ_t): linear in Δ for fixed pooling contexts; a max pool whose
            argmax moves contributes z*[I_new] − z*[I*] (exactly 0 where they agree)
-    ρ(a + d) − ρ(a) in closed form (`drho`)
+    ρ(a + d) − ρ(a) in closed form (`DRHO`)
 
 and the Φ difference of Φ_k = ⟨P_I(W_k ⋆ a_k + b_k), s_k⟩ is expanded in (δa, Δ) so that the s* ⊗ s* terms cancel
 before any sum over the batch (`param_grads`). In float64 it equals the engine's estimate to rounding
