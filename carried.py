@@ -83,6 +83,9 @@ class DeltaForm:
     """The free state's quantities the Δ relaxation reads (computed once), for a batch of n stacked phases."""
 
     def __init__(self, net, x, s_free, drive, y, betas):
+        why = unsupported(net)
+        if why:
+            raise ValueError(f'the Δ form of the EP estimate: {why}')
         n, B = len(betas), x.shape[0]
         rep = (lambda t: t.repeat(n, *([1] * (t.dim() - 1))))
         self.net, self.B, self.n = net, B, n

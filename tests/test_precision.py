@@ -199,3 +199,11 @@ def test_carry_delta_is_the_symmetric_run_of_main(tmp_path):
     assert 'carry delta: True' in open(os.path.join(folder, 'hyperparameters.txt')).read()
     for k, v in runs[0].items():
         torch.testing.assert_close(runs[1][k], v, rtol=1e-9, atol=1e-12)
+
+
+def test_carried_delta_refuses_a_vector_field():
+    """The asymmetric nets have no single Φ to expand: the Δ form says so instead of computing something else."""
+    from netLaborieux import VF_MLP
+    net = VF_MLP([20, 8, 10], 3, 2, 0.1, 'mysig')
+    with pytest.raises(ValueError, match='VF_MLP is not a symmetric layered net'):
+        estimators.SymmetricDelta(0.1)(net, torch.rand(2, 20), net.target(torch.arange(2)))
