@@ -25,11 +25,19 @@ from torch.nn.grad import conv2d_input, conv2d_weight
 
 def unsupported(net):
     """Why `net` cannot run in Δ form (a sentence for the flag's error message), or None."""
-    if not getattr(net, 'delta_form', False):
-        return f'{type(net).__name__} is not a symmetric layered net (P_MLP or P_CNN)'
+    ok = getattr(net, 'delta_form', False)         # True, or why not (a net's own reason)
+    if ok is not True:
+        return f'{type(net).__name__}: {ok or "not a symmetric layered net (P_MLP or P_CNN)"}'
     if net.act.name not in DRHO:
         return f'activation {net.act.name} has no closed-form difference (supported: {", ".join(DRHO)})'
     return None
+
+
+def check(net):
+    """ValueError naming why, for a net that the Δ form cannot expand."""
+    why = unsupported(net)
+    if why:
+        raise ValueError(f'the Δ form of the EP estimate: {why}')
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -83,9 +91,7 @@ class DeltaForm:
     """The free state's quantities the Δ relaxation reads (computed once), for a batch of n stacked phases."""
 
     def __init__(self, net, x, s_free, drive, y, betas):
-        why = unsupported(net)
-        if why:
-            raise ValueError(f'the Δ form of the EP estimate: {why}')
+        check(net)
         n, B = len(betas), x.shape[0]
         rep = (lambda t: t.repeat(n, *([1] * (t.dim() - 1))))
         self.net, self.B, self.n = net, B, n

@@ -109,8 +109,9 @@ class SymmetricDelta(Symmetric):
 
     def __call__(self, net, x, y, optimizer=None):
         T, K = self.steps(net)
-        x_graph, x = _front(net, x)
+        carried.check(net)
         with torch.no_grad():
+            x = net.front(x)                # the identity for the nets of the Δ form (carried.unsupported)
             drive = net.drive(x)
             s_free = net.free_phase(x, T, drive)
             form = carried.DeltaForm(net, x, s_free, drive, y, (self.beta, -self.beta))
@@ -119,9 +120,6 @@ class SymmetricDelta(Symmetric):
         for p, g in zip(net.parameters(), grads):
             if p.requires_grad:
                 p.grad = g
-        if x_graph is not None:                            # ∂L/∂x into a learning front block, from the full states
-            s_b, s_a = form.states(d)
-            x_graph.backward(net.input_grad(x, s_a, s_b, -self.beta, self.beta, y))
         return s_free
 
 

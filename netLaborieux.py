@@ -182,7 +182,7 @@ class VFMixin:
     same_update True: the ordinary rule on Φ, then B_k and W_{k+1} both get the average of their two updates.
     """
     same_update = False
-    delta_form = False          # a vector field: carried.py's expansion is that of one Φ
+    delta_form = 'a vector field has no single Φ to expand'      # (carried.py)
 
     def _pairs(self):
         return [(self.B_syn[k], self.synapses[k + 1]) for k in range(len(self.B_syn))]

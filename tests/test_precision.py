@@ -201,9 +201,14 @@ def test_carry_delta_is_the_symmetric_run_of_main(tmp_path):
         torch.testing.assert_close(runs[1][k], v, rtol=1e-9, atol=1e-12)
 
 
-def test_carried_delta_refuses_a_vector_field():
-    """The asymmetric nets have no single Φ to expand: the Δ form says so instead of computing something else."""
+def test_carried_delta_refuses_what_it_cannot_expand():
+    """An asymmetric net has no single Φ; an LCANet has a Copy synapse and a learning front: the Δ form says so
+    instead of computing something else."""
     from netLaborieux import VF_MLP
+    from test_eplcanet import small_net
     net = VF_MLP([20, 8, 10], 3, 2, 0.1, 'mysig')
-    with pytest.raises(ValueError, match='VF_MLP is not a symmetric layered net'):
+    with pytest.raises(ValueError, match='VF_MLP: a vector field has no single Φ'):
         estimators.SymmetricDelta(0.1)(net, torch.rand(2, 20), net.target(torch.arange(2)))
+    net = small_net()
+    with pytest.raises(ValueError, match='LCANet: its Copy synapse'):
+        estimators.SymmetricDelta(0.1)(net, torch.rand(2, 1, 16, 16).double(), net.target(torch.arange(2)))
