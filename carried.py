@@ -117,10 +117,10 @@ class DeltaForm:
         identity = net.loss != 'mse' and net.readout is None and l == len(self.s1) - 1
         return dh if identity else DRHO[net.act.name](h, dh)
 
-    def argmaxes(self, d):
-        """(W_k ⋆ Δ_{k−1}, the argmaxes I_k at s* + Δ) of every conv synapse fed by a state."""
+    def argmaxes(self, d, synapses=None):
+        """(W_k ⋆ Δ_{k−1}, the argmaxes I_k at s* + Δ) of the conv synapses k fed by a state (those given, else all)."""
         out = {}
-        for k in range(1, self.ncv):
+        for k in (range(1, self.ncv) if synapses is None else synapses):
             syn = self.net.synapses[k]
             dz = F.conv2d(d[k - 1], syn.weight, None, syn.stride, syn.padding)
             out[k] = (dz, syn.pool(self.z[k] + dz)[1] if syn.pool.kind == 'm' else None)
@@ -129,7 +129,8 @@ class DeltaForm:
     def field(self, d, layers):
         """δh_l = h_l(s* + Δ) − h*_l of the given layers (the nudge −β ∂ℓ/∂s_L(s* + Δ) included)."""
         syn, L, ncv = self.net.synapses, len(d), self.ncv
-        new = self.argmaxes(d)
+        # the conv synapses these layers read: the one below each (its drive), the one above (its feedback's argmax)
+        new = self.argmaxes(d, {j for k in layers for j in (k, k + 1) if 1 <= j < ncv})
         out = []
         for k in layers:
             if k == 0:
@@ -147,7 +148,8 @@ class DeltaForm:
             elif k + 1 < L:
                 dh = dh + (d[k + 1] @ syn[k + 1].weight).view_as(d[k])
             elif self.y is not None:
-                dh = dh + self.net.nudge([si + di for si, di in zip(self.s, d)], self.y, self.beta)
+                # (ℓ reads the last layer only: the others are not summed)
+                dh = dh + self.net.nudge(self.s[:-1] + [self.s[-1] + d[-1]], self.y, self.beta)
             out.append(dh)
         return out
 
@@ -169,8 +171,9 @@ class DeltaForm:
         return [[si + di[k * B:(k + 1) * B] for si, di in zip(self.s1, d)] for k in range(self.n)]
 
     def readout_grads(self, d, beta_a, beta_b):
-        """The readout's part of ĝ: Φ ∋ −β ℓ(readout(s_L)), so −(1/(β_b − β_a)) mean_b [−β_b ∂ℓ/∂θ(s_b) + β_a ∂ℓ/∂θ(s_a)]
-        (½ mean of the two ∂ℓ/∂θ for β_a = −β_b), by autograd of ℓ at the full states s* + Δ."""
+        """The readout's part of ĝ: Φ ∋ −β ℓ(readout(s_L)), so
+        −(1/(β_b − β_a)) mean_b [−β_b ∂ℓ/∂θ(s_b) + β_a ∂ℓ/∂θ(s_a)] (½ mean of the two ∂ℓ/∂θ for β_a = −β_b), by
+        autograd of ℓ at the full states s* + Δ."""
         (s_b, s_a), net = self.states(d), self.net
         params = list(net.readout.parameters())
         with torch.enable_grad():

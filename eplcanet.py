@@ -31,8 +31,8 @@ import laborieux2021 as lab
 import plotFunctions
 import results
 import trainer
-from cli import (DRY_RUN_DIR, SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say,
-                 seed_everything)
+from cli import (DRY_RUN_DIR, SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config,
+                 say, seed_everything)
 from lca import LCAConv2D
 from netLCANet import LCANet
 

@@ -202,11 +202,11 @@ class EPNet(nn.Module):
         (--schedule async; Scellier et al. 2023, Nest & Ernoult 2024): the even layers counted from the input side
         (0-based: s_1, s_3, … of the papers), then the odd ones from the fresh even values; odd first in the nudged
         phases (asynchronous 'free': the nudged phases stay synchronous, so that a short nudged phase gives the
-        estimate of a synchronous run). No layer is coupled to another of its group (Φ couples neighbours only), so a group reads nothing
-        that it changes: one step is a block Gauss–Seidel sweep, where the synchronous step is a Jacobi one. (The conv
-        synapse above an even layer is read at the layer's old value, for the argmax of its feedback, and at its new
-        one, for the drive of the layer above; `carry` hands the second read to the next step's first, so that each
-        synapse is still evaluated once per step.)"""
+        estimate of a synchronous run). No layer is coupled to another of its group (Φ couples neighbours only), so a
+        group reads nothing that it changes: one step is a block Gauss–Seidel sweep, where the synchronous step is a
+        Jacobi one. (The conv synapse above an even layer is read at the layer's old value, for the argmax of its
+        feedback, and at its new one, for the drive of the layer above; `carry` hands the second read to the next
+        step's first, so that each synapse is still evaluated once per step.)"""
         if not self.asynchronous or (nudged and self.asynchronous == 'free'):
             return [range(n)]
         order = list(range(n) if self.input_first else range(n - 1, -1, -1))
