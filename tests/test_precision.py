@@ -188,14 +188,20 @@ def test_carried_delta_removes_the_float32_cancellation(mnist5k):
     assert max(_rel(g, r) for g, r in zip(delta, ref)) < 1e-5
 
 
-def test_carry_delta_is_the_symmetric_run_of_main(tmp_path):
-    """main.py --carry-delta --thirdphase in float64 writes the weights of the same run without --carry-delta."""
-    runs = []
+def test_carry_delta_is_the_symmetric_run_of_main(tmp_path, monkeypatch):
+    """main.py --carry-delta --thirdphase in float64 relaxes in Δ form (and only then) and writes the weights of the
+    same run without --carry-delta."""
+    import carried
+    relaxed, relax = [], carried.DeltaForm.relax
+    monkeypatch.setattr(carried.DeltaForm, 'relax', lambda self, steps: relaxed.append(steps) or relax(self, steps))
+    runs, used = [], []
     for flag in ([], ['--carry-delta']):
         code, folder = run_main(LAB + ['--thirdphase', '--dtype', 'float64', '--dry-run', '--device', '-1', '--seed',
                                        '1', '--results-dir', str(tmp_path / str(len(flag)))] + flag)
         assert code == 0
         runs.append(_weights(folder, 'checkpoint.tar', 'model'))
+        used.append(len(relaxed))
+    assert used[0] == 0 and used[1] > 0
     assert 'carry delta: True' in open(os.path.join(folder, 'hyperparameters.txt')).read()
     for k, v in runs[0].items():
         torch.testing.assert_close(runs[1][k], v, rtol=1e-9, atol=1e-12)
