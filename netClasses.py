@@ -325,11 +325,8 @@ class EPNet(nn.Module):
             if p.requires_grad:
                 p.grad = g + p.grad if accumulate and p.grad is not None else g
         if x_graph is not None:
-            x_graph.backward(self.input_grad(x, s_a, s_b, beta_a, beta_b, y))
-
-    def input_grad(self, x, s_a, s_b, beta_a, beta_b, y=None):
-        """The EP estimate of ∂L/∂x: the Φ difference of ep_param_grads taken with respect to the input x."""
-        return nf.phi_param_grads(self, x, s_a, s_b, beta_a, beta_b, y, x_grad=True)[-1]
+            gx = nf.phi_param_grads(self, x, s_a, s_b, beta_a, beta_b, y, x_grad=True)[-1]
+            x_graph.backward(gx)
 
     def updateWeights(self, optimizer):
         """θ ← θ − lr_k ĝ_θ (per-layer learning rates live in the optimiser's parameter groups; the binary nets'
