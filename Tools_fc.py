@@ -6,20 +6,20 @@ import os
 
 import torch
 
-import distributed
-import estimators
+from suite import distributed
+from ep import estimators
 import netFunctions as nf
-import results
-import trainer
+from suite import rundir
+from suite import trainer
 from Network_fc import log_flip_fraction
 
 
 def create_path(args):
     """results/DATA-0-<archi>-<dataset>/<date>/S-<k>: a new numbered run folder; the plotting script is copied
     into the date folder (it draws every run of that day)."""
-    date_folder = os.path.join(args.results_dir, f'DATA-0-{args.archi}-{args.dataset}', results.today())
-    folder = results.claim_run_dir(date_folder, prefix='S-')
-    results.copy_plot_script(date_folder)
+    date_folder = os.path.join(args.results_dir, f'DATA-0-{args.archi}-{args.dataset}', rundir.today())
+    folder = rundir.claim_run_dir(date_folder, prefix='S-')
+    rundir.copy_plot_script(date_folder)
     return folder
 
 
@@ -27,7 +27,7 @@ def save_hyperparameters(folder, args, argv, keys):
     title = ('Binary Weights and Activations Equilibrium Propagation ' if args.binary_settings == 'bin_W_N'
              else 'Binary Weights Equilibrium Propagation ')
     items = [(k, getattr(args, k)) for k in keys]
-    results.write_hyperparameters(folder, argv, items, header=title + '\n   Parameters of the simulation \n',
+    rundir.write_hyperparameters(folder, argv, items, header=title + '\n   Parameters of the simulation \n',
                                   name='Hyperparameters.txt')
 
 

@@ -8,15 +8,15 @@ import re
 import shlex
 import sys
 
-import cli
-import distributed
+from suite import cli
+from suite import distributed
 
-import ernoult2019
-import eplcanet
-import laborieux2021
-import laydevant2021
-import nest2024
-import trainer
+from papers import ernoult2019
+from papers import eplcanet
+from papers import laborieux2021
+from papers import laydevant2021
+from papers import nest2024
+from suite import trainer
 
 # Each paper module has FLAGS (the flags only it uses), add_args(parser) and run(args, argv).
 # The first paper is the default when a command uses no paper-specific flag.

@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.grad import conv2d_input
 
-import distributed
+from suite import distributed
 import netFunctions as nf
 
 

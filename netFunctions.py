@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-import estimators
+from ep import estimators
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import analog as A                                          # noqa: E402
-import netWu                                                # noqa: E402
+from papers.wu2024 import nets as wu_nets                                                # noqa: E402
 
 
 def sync(device):
@@ -51,7 +51,7 @@ def bench(args, device):
     runs = []
     for name, setting, method in settings:
         torch.manual_seed(0)
-        model = A.convert(netWu.FCN(), A.rpu_config(setting, 0.6)).to(device)
+        model = A.convert(wu_nets.FCN(), A.rpu_config(setting, 0.6)).to(device)
         runs.append((name, method, model, A.AnalogSGD(model.parameters(), lr=0.05)))
     ms = {name: ([], []) for name, *_ in runs}
     for rep in range(args.reps + 5):                         # interleaved; the first 5 rounds warm up

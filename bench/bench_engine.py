@@ -25,8 +25,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import netFunctions as nf                                   # noqa: E402
 from netClasses import EPcont, EPdisc, convEP              # noqa: E402
-from netLaborieux import P_CNN, P_MLP                      # noqa: E402
-from netLCANet import LCANet                               # noqa: E402
+from papers.laborieux2021.nets import P_CNN, P_MLP                      # noqa: E402
+from papers.eplcanet.nets import LCANet                               # noqa: E402
 
 
 @dataclass

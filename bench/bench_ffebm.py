@@ -24,8 +24,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import estimators                                  # noqa: E402
-import nest2024                                    # noqa: E402
+from ep import estimators                                  # noqa: E402
+from papers import nest2024                                    # noqa: E402
 
 
 def make_run(model, batch, T1=None, T2=None, width=1.0):

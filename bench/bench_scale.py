@@ -42,16 +42,16 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bench_engine                                 # noqa: E402  (train_step: one mini-batch as the trainer runs it)
 import bench_ffebm                                  # noqa: E402  (make_run, timed: the ff-EBM run and the clocks)
-import data                                         # noqa: E402
-import distributed                                  # noqa: E402
-import eplcanet                                     # noqa: E402
-import ernoult2019                                  # noqa: E402
-import estimators                                   # noqa: E402
-import laborieux2021                                # noqa: E402
-import laydevant2021                                # noqa: E402
+from suite import data                                         # noqa: E402
+from suite import distributed                                  # noqa: E402
+from papers import eplcanet                                     # noqa: E402
+from papers import ernoult2019                                  # noqa: E402
+from ep import estimators                                   # noqa: E402
+from papers import laborieux2021                                # noqa: E402
+from papers import laydevant2021                                # noqa: E402
 import main as suite                                # noqa: E402
-import nest2024                                     # noqa: E402
-from cli import SCHEDULES, UsageError                # noqa: E402
+from papers import nest2024                                     # noqa: E402
+from suite.cli import SCHEDULES, UsageError                # noqa: E402
 
 TOL = ['--tol', '1e-4']
 VARIANTS = [('fixed', []), ('--tol 1e-4', TOL), ('--schedule async', ['--schedule', 'async']),

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import analog as A                                          # noqa: E402
-import data                                                 # noqa: E402
-import netWu                                                # noqa: E402
+from suite import data                                                 # noqa: E402
+from papers.wu2024 import nets as wu_nets                                                # noqa: E402
 
 
 def kit_model(net, setting, tau, out_scaling):
@@ -68,7 +68,7 @@ def accuracy(model, x, label):
 def train(name, make, a, splits):
     (xtr, ytr), (xte, yte) = splits
     torch.manual_seed(a.seed)
-    model, opt = make(netWu.FCN(), a.setting, a.tau, not a.no_out_scaling)
+    model, opt = make(wu_nets.FCN(), a.setting, a.tau, not a.no_out_scaling)
     gen = torch.Generator().manual_seed(a.seed)
     rows, t0 = [], time.perf_counter()
     for epoch in range(1, a.epochs + 1):

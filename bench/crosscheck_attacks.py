@@ -14,8 +14,8 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import attacks                                             # noqa: E402
-import eplcanet                                            # noqa: E402
+from papers.eplcanet import attacks                                             # noqa: E402
+from papers import eplcanet                                            # noqa: E402
 import main                                                # noqa: E402
 import netFunctions as nf                                  # noqa: E402
 

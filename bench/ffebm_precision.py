@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import netFunctions as nf                          # noqa: E402
-import nest2024                                    # noqa: E402
+from papers import nest2024                                    # noqa: E402
 from bench_ffebm import make_run                   # noqa: E402
 
 

@@ -19,7 +19,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import nest2024                                    # noqa: E402
+from papers import nest2024                                    # noqa: E402
 from ffebm_precision import batch                  # noqa: E402
 
 

@@ -22,9 +22,9 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import data                                        # noqa: E402
-import estimators                                  # noqa: E402
-from netLaborieux import P_CNN, P_MLP              # noqa: E402
+from suite import data                                        # noqa: E402
+from ep import estimators                                  # noqa: E402
+from papers.laborieux2021.nets import P_CNN, P_MLP              # noqa: E402
 
 # the Laborieux 2021 MNIST configurations of check/train_mnist.sh and check/train_mnist_cnn.sh
 CONFIGS = {

@@ -18,7 +18,7 @@ def _threads():
 
 @pytest.fixture(scope='session')
 def mnist5k():
-    import data
+    from suite import data
     return data.load_mnist5k(True), data.load_mnist5k(False)
 
 

@@ -65,7 +65,7 @@ def test_flip_rule_hand_computed():
 
 
 def test_flip_counts_in_csv_match_sign_changes(mnist5k, tmp_path):
-    import laydevant2021
+    from papers import laydevant2021
     import main
     args = main.build_parser().parse_args(FC + ['--layersList', '784', '64', '10', '--learnAlpha', '0'])
     laydevant2021.check_args(args)

@@ -6,13 +6,13 @@ import os
 
 import pytest
 
-import cli
-import eplcanet
-import ernoult2019
-import laborieux2021
-import laydevant2021
+from suite import cli
+from papers import eplcanet
+from papers import ernoult2019
+from papers import laborieux2021
+from papers import laydevant2021
 import main
-import trainer
+from suite import trainer
 
 LAB = ['--model', 'MLP', '--task', 'mnist5k', '--archi', '784', '32', '10', '--lrs', '0.05', '0.02', '--T1', '8',
        '--T2', '3']

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import data
+from suite import data
 from conftest import run_main
 
 

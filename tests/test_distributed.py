@@ -17,16 +17,16 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-import checks
-import data
-import distributed
-import estimators
+from suite import checks
+from suite import data
+from suite import distributed
+from ep import estimators
 import plotFunctions
-import trainer
+from suite import trainer
 import Tools_fc
-from cli import UsageError
+from suite.cli import UsageError
 from conftest import run_main
-from netLaborieux import P_MLP
+from papers.laborieux2021.nets import P_MLP
 from Network_fc import BinaryOptimizer, Network_fc_bin_W
 
 KINDS = ('ep', 'cep', 'bptt', 'binary')

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-import attacks
+from papers.eplcanet import attacks
 import netFunctions as nf
 from conftest import assert_resume_equals_uninterrupted, redraw, run_main
-from netLCANet import LCANet
+from papers.eplcanet.nets import LCANet
 
 LCA = dict(out_neurons=6, kernel_size=5, stride=1, lambda_=0.1, tau=10.0, eta=0.01, lca_iters=40, pad='valid')
 
@@ -134,7 +134,7 @@ def test_square_attack_respects_the_ball(trained, tmp_path):
                              '--predict-step', '20', '--results-dir', str(tmp_path)])
     assert code == 0
     df = pd.read_csv(os.path.join(folder, 'accuracy_vs_eps.csv'))
-    import data
+    from suite import data
     x = data.load_mnist5k(False)[0][:20].numpy()
     for eps in df['eps']:
         adv = np.load(os.path.join(folder, f'Square_Norm_inf_Adversarial_Images_Eps_{int(1000 * eps)}_Attack_T_29_'
@@ -173,9 +173,9 @@ def test_adversarial_training_replaces_every_batch(tmp_path):
     assert code == 0
     assert pd.read_csv(os.path.join(folder, 'metrics.csv'))['adv_replaced'].iloc[-1] == 1.0
     # the replaced batch lies in the L2 ball of radius eps around the clean one, and differs from it
-    import eplcanet
+    from papers import eplcanet
     from types import SimpleNamespace
-    from netLaborieux import P_CNN
+    from papers.laborieux2021.nets import P_CNN
     net = P_CNN(16, 1, [4], [3], [1], [1], 'm', [10], 10, 3, 0.1, 'mysig', 'cel', softmax=True).double()
     A = SimpleNamespace(eps=0.5, attack_iters=3, train_attack_step=3)
     ext = eplcanet.LCAExtension(A, net, attacks.Classifier(net, predict_steps=10, attack_steps=10))

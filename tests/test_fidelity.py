@@ -4,11 +4,11 @@ import pytest
 import torch
 
 import netFunctions as nf
-from lca import LCAConv2D
+from papers.eplcanet.lca import LCAConv2D
 from netClasses import EPcont, EPdisc, convEP, toyEPcont
 from Network_conv import Network_conv_bin_W
 from Network_fc import BinaryOptimizer, Network_fc_bin_W
-from netLaborieux import P_CNN, P_MLP
+from papers.laborieux2021.nets import P_CNN, P_MLP
 
 
 def _rel(a, b):

@@ -7,7 +7,7 @@ import torch
 
 import netFunctions as nf
 from conftest import assert_resume_equals_uninterrupted, redraw, run_main
-from netLaborieux import P_CNN, P_MLP
+from papers.laborieux2021.nets import P_CNN, P_MLP, VF_CNN, VF_MLP
 
 NETS = {
     'mlp-mse': lambda: P_MLP([784, 32, 16, 10], 5, 3, 0.1, 'tanh', 'mse'),
@@ -195,10 +195,10 @@ def test_bad_flag_combinations(argv, flag, tmp_path, capsys):
 # Asymmetric (vector-field) networks
 
 VF_NETS = {
-    'vfmlp': lambda: __import__('netLaborieux').VF_MLP([784, 32, 16, 10], 5, 3, 0.1, 'tanh', 'mse'),
-    'vfcnn': lambda: __import__('netLaborieux').VF_CNN(28, 1, [8, 6], [5, 3], [1, 1], [0, 1], 'ma', [12, 10], 5, 3,
+    'vfmlp': lambda: VF_MLP([784, 32, 16, 10], 5, 3, 0.1, 'tanh', 'mse'),
+    'vfcnn': lambda: VF_CNN(28, 1, [8, 6], [5, 3], [1, 1], [0, 1], 'ma', [12, 10], 5, 3,
                                                        0.1, 'hard_sigmoid'),
-    'vfcnn-readout': lambda: __import__('netLaborieux').VF_CNN(32, 3, [8, 6], [3, 3], [1, 1], [1, 1], 'mm', [10], 5,
+    'vfcnn-readout': lambda: VF_CNN(32, 3, [8, 6], [3, 3], [1, 1], [1, 1], 'mm', [10], 5,
                                                                3, 0.1, 'my_hard_sig', loss='cel', softmax=True),
 }
 
@@ -231,9 +231,9 @@ def test_vf_mixed_rule_is_hebbian_with_free_presynaptic_states(mnist5k):
 
 def test_vf_same_update_keeps_mirrored_weights_equal(tmp_path):
     """With --same-update, B_k and W_{k+1} get the same update: started equal, they stay equal (angle 0)."""
-    import netLaborieux
+    from papers.laborieux2021 import nets as laborieux_nets
     torch.manual_seed(0)
-    net = netLaborieux.VF_MLP([784, 64, 10], 20, 5, 0.1, 'mysig', 'mse', same_update=True)
+    net = laborieux_nets.VF_MLP([784, 64, 10], 20, 5, 0.1, 'mysig', 'mse', same_update=True)
     with torch.no_grad():
         net.B_syn[0].weight.copy_(net.synapses[1].weight)
     opt = torch.optim.SGD(net.lr_groups([0.05, 0.05]), lr=0.05)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from lca import LCAConv2D, times_active_by_feature
+from papers.eplcanet.lca import LCAConv2D, times_active_by_feature
 from plotFunctions import feature_grid
 
 

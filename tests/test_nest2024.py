@@ -7,12 +7,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import estimators
-import nest2024
+from ep import estimators
+from papers import nest2024
 import netFunctions as nf
 from conftest import ROOT, assert_resume_equals_uninterrupted, run_main
-from netFFEBM import ConvPoolBlock, HopfieldChain, blocks_from_config
-from netLaborieux import P_CNN
+from papers.nest2024.nets import ConvPoolBlock, HopfieldChain, blocks_from_config
+from papers.laborieux2021.nets import P_CNN
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -317,7 +317,7 @@ def _fake_batches(paths, n=2, label_key='labels', base=1):
 
 @pytest.mark.parametrize('layout', ['authors', 'official'])
 def test_imagenet32_both_layouts(layout, tmp_path):
-    import data
+    from suite import data
     root = tmp_path / 'imagenet32'
     train = [str(root / ('out_data_train' if layout == 'authors' else '') / f'train_data_batch_{i}')
              for i in range(1, 11)]
@@ -465,7 +465,7 @@ def _fake_gdown(monkeypatch, fail=False):
 
 
 def test_download_fetches_the_authors_archive_with_its_hash(tmp_path, monkeypatch):
-    import data
+    from suite import data
     fake, calls = _fake_gdown(monkeypatch)
     x, y = data.load_images('imagenet32', str(tmp_path), True, download=True)
     assert x.shape == (20, 3, 32, 32) and len(calls) == 1

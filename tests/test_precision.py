@@ -8,12 +8,12 @@ import os
 import pytest
 import torch
 
-import data
-import estimators
+from suite import data
+from ep import estimators
 import netFunctions as nf
-import trainer
+from suite import trainer
 from conftest import ROOT, run_main
-from netLaborieux import P_CNN, P_MLP
+from papers.laborieux2021.nets import P_CNN, P_MLP
 from test_bad_input import BIN, ERNOULT, ERNOULT_CONV, LAB, LAB_CNN, LCA
 
 NEST = ['--config-name=splitting_small', 'model=splitting_small_3block', 'data=mnist5k', 'data.config.batch_size=8']
@@ -191,9 +191,9 @@ def test_carried_delta_removes_the_float32_cancellation(mnist5k):
 def test_carry_delta_is_the_symmetric_run_of_main(tmp_path, monkeypatch):
     """main.py --carry-delta --thirdphase in float64 relaxes in Δ form (and only then) and writes the weights of the
     same run without --carry-delta."""
-    import carried
-    relaxed, relax = [], carried.DeltaForm.relax
-    monkeypatch.setattr(carried.DeltaForm, 'relax', lambda self, steps: relaxed.append(steps) or relax(self, steps))
+    from ep import delta_form
+    relaxed, relax = [], delta_form.DeltaForm.relax
+    monkeypatch.setattr(delta_form.DeltaForm, 'relax', lambda self, steps: relaxed.append(steps) or relax(self, steps))
     runs, used = [], []
     for flag in ([], ['--carry-delta']):
         code, folder = run_main(LAB + ['--thirdphase', '--dtype', 'float64', '--dry-run', '--device', '-1', '--seed',
@@ -210,7 +210,7 @@ def test_carry_delta_is_the_symmetric_run_of_main(tmp_path, monkeypatch):
 def test_carried_delta_refuses_what_it_cannot_expand():
     """An asymmetric net has no single Φ; an LCANet has a Copy synapse and a learning front: the Δ form says so
     instead of computing something else."""
-    from netLaborieux import VF_MLP
+    from papers.laborieux2021.nets import VF_MLP
     from test_eplcanet import small_net
     net = VF_MLP([20, 8, 10], 3, 2, 0.1, 'mysig')
     with pytest.raises(ValueError, match='VF_MLP: a vector field has no single Φ'):

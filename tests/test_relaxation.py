@@ -10,7 +10,7 @@ import torch
 import netFunctions as nf
 from conftest import run_main
 from netClasses import EPdisc, convEP
-from netLaborieux import P_CNN, P_MLP
+from papers.laborieux2021.nets import P_CNN, P_MLP
 
 NETS = {
     'P_MLP mse': lambda: P_MLP([784, 32, 16, 12, 10], 5, 3, 0.1, 'tanh', 'mse'),

@@ -4,7 +4,7 @@ import os
 import pandas as pd
 import torch
 
-import results
+from suite import rundir
 from conftest import redraw, run_main
 
 SMALL = ['--discrete', '--size_tab', '10', '64', '784', '--lr_tab', '0.04', '0.08', '--T', '20', '--Kmax', '5',
@@ -16,7 +16,7 @@ def test_train_folder_and_redraw(tmp_path):
     code, folder = run_main(argv)
     assert code == 0
     assert os.path.dirname(os.path.dirname(folder)).endswith(os.path.join('ernoult2019', 'ep_disc_1hidden'))
-    assert os.path.basename(os.path.dirname(folder)) == results.today()
+    assert os.path.basename(os.path.dirname(folder)) == rundir.today()
     files = set(os.listdir(folder))
     assert {'hyperparameters.txt', 'metrics.csv', 'checkpoint_EP.pt', 'checkpoint_BPTT.pt', 'plotFunctions.py',
             'error_curves.png'} <= files
@@ -62,10 +62,10 @@ def test_receipe_writes_sign_statistics(tmp_path, capsys):
 
 
 def test_trial_numbers_never_overwrite(tmp_path):
-    made = [results.claim_run_dir(str(tmp_path)) for _ in range(12)]
+    made = [rundir.claim_run_dir(str(tmp_path)) for _ in range(12)]
     assert [os.path.basename(p) for p in made] == [f'Trial-{k}' for k in range(1, 13)]
     os.rmdir(made[4])                                              # a gap is not reused below the maximum
-    assert os.path.basename(results.claim_run_dir(str(tmp_path))) == 'Trial-13'
+    assert os.path.basename(rundir.claim_run_dir(str(tmp_path))) == 'Trial-13'
 
 
 def test_neural_activity_histogram_of_a_saturated_layer(tmp_path):

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-import trainer
+from suite import trainer
 from conftest import run_main
 
 ERNOULT = ['--action', 'train', '--discrete', '--size_tab', '10', '32', '784', '--lr_tab', '0.04', '0.08',
@@ -141,7 +141,7 @@ def test_non_finite_run_stops_and_says_so(paper, lr, tmp_path, capsys):
 
 def test_fit_checks_the_weights_after_every_epoch(tmp_path):
     """Weights that turn non-finite in epoch 2 while the metrics stay finite still stop the run there."""
-    import trainer
+    from suite import trainer
     w = torch.nn.Parameter(torch.ones(3))
     (tmp_path / 'hyperparameters.txt').write_text('python main.py\n')
     saved = []

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-import results
+from suite import rundir
 from conftest import redraw, run_main
 
 GDU = ['--action', 'plotcurves', '--discrete', '--batch-size', '20', '--size_tab', '10', '64', '784',
@@ -54,7 +54,7 @@ def test_real_data_is_not_announced_as_synthetic(tmp_path, capsys):
 
 
 def test_dry_run_dictionary_is_never_the_default(tmp_path):
-    import eplcanet
+    from papers import eplcanet
     dl = ['--todo', 'dictlearn', '--task', 'mnist5k', '--lca_feats', '4', '--lca_ksize', '5', '--lca_iters', '2',
           '--mbs', '100', '--epochs', '1', '--seed', '0', '--results-dir', str(tmp_path)]
     code, dry = run_main(dl + ['--dry-run'])
@@ -68,7 +68,7 @@ def test_dry_run_dictionary_is_never_the_default(tmp_path):
     os.utime(real / 'dictionary.pt', (0, 0))
     assert eplcanet.newest_dictionary(str(tmp_path)) == str(real / 'dictionary.pt')
     from types import SimpleNamespace
-    import cli
+    from suite import cli
     args = cli.finalise_suite_args(SimpleNamespace(threads=None, dry_run=True, results_dir=str(tmp_path),
                                                    dictionary=None, dict_training='pretrained'))
     assert args.results_dir == os.path.join(str(tmp_path), 'dry-run') and args.results_root == str(tmp_path)
@@ -83,7 +83,7 @@ def test_dry_run_dictionary_is_never_the_default(tmp_path):
 
 def test_finalise_is_idempotent(tmp_path):
     from types import SimpleNamespace
-    import cli
+    from suite import cli
     args = SimpleNamespace(threads=None, dry_run=True, results_dir=str(tmp_path))
     cli.finalise_suite_args(cli.finalise_suite_args(args))
     assert args.results_dir == os.path.join(str(tmp_path), 'dry-run')
@@ -139,7 +139,7 @@ def test_gdu_traces_are_sampled_and_figures_unchanged(tmp_path):
 
 
 def test_sampled_subset_is_fixed():
-    import ernoult2019
+    from papers import ernoult2019
     tr = {'nS': [torch.randn(3, 4, 30), torch.randn(3, 4, 100)], 'nT': {'w.0.weight': torch.randn(3, 30, 100)}}
     tr['dS'] = [v + 1 for v in tr['nS']]
     tr['dT'] = {k: v + 1 for k, v in tr['nT'].items()}
@@ -159,10 +159,10 @@ def test_sampled_subset_is_fixed():
 def test_files_get_the_users_umask(umask, mode, tmp_path):
     old = os.umask(umask)
     try:
-        results.write_text(str(tmp_path / 'a.txt'), 'x')
-        results.save({'a': 1}, str(tmp_path / 'b.pt'))
-        results.write_csv(str(tmp_path / 'c.csv'), pd.DataFrame({'a': [1]}))
-        assert results.current_umask() == umask
+        rundir.write_text(str(tmp_path / 'a.txt'), 'x')
+        rundir.save({'a': 1}, str(tmp_path / 'b.pt'))
+        rundir.write_csv(str(tmp_path / 'c.csv'), pd.DataFrame({'a': [1]}))
+        assert rundir.current_umask() == umask
         plain = tmp_path / 'plain.txt'
         open(plain, 'w').close()
     finally:
@@ -173,9 +173,9 @@ def test_files_get_the_users_umask(umask, mode, tmp_path):
 
 def test_rewritten_file_keeps_its_permissions(tmp_path):
     path = str(tmp_path / 'metrics.csv')
-    results.write_text(path, 'a\n')
+    rundir.write_text(path, 'a\n')
     os.chmod(path, 0o640)
-    results.write_text(path, 'b\n')
+    rundir.write_text(path, 'b\n')
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640 and open(path).read() == 'b\n'
 
 

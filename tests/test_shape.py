@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 
-import estimators
+from ep import estimators
 from conftest import run_main
 from netClasses import EPNet, CrossEntropy, EPdisc, ErrorCurrent, SquaredError
-from netLaborieux import P_CNN
+from papers.laborieux2021.nets import P_CNN
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ('forward', 'computeGradients', 'updateWeights')
@@ -110,10 +110,28 @@ def _import_alone(mods):
     return bad, ''
 
 
+PACKAGES = ('suite', 'ep', 'analog', 'papers')
+
+
+def project_modules():
+    """The dotted names of the project's modules: the root's (but the scripts named with a dash) and every module
+    of its packages."""
+    for f in os.listdir(ROOT):
+        if f.endswith('.py') and '-' not in f:
+            yield f[:-3]
+    for pkg in PACKAGES:
+        for folder, _, files in os.walk(os.path.join(ROOT, pkg)):
+            dotted = os.path.relpath(folder, ROOT).replace(os.sep, '.')
+            for f in files:
+                if f.endswith('.py'):
+                    yield dotted if f == '__init__.py' else f'{dotted}.{f[:-3]}'
+
+
 def test_every_module_imports_alone():
     """Each project module imports with no other project module loaded before it (no cycle hidden by import order);
     the check itself fails on a module that cannot import."""
-    mods = sorted(f[:-3] for f in os.listdir(ROOT) if f.endswith('.py') and '-' not in f)
+    mods = sorted(project_modules())
+    assert {'main', 'suite.trainer', 'ep.estimators', 'analog', 'papers.nest2024.nets'} <= set(mods)
     bad, err = _import_alone(mods)
     assert bad == [], f'{bad} do not import alone:\n{err}'
     assert _import_alone(['netClasses', 'no_such_module_here'])[0] == ['no_such_module_here']

@@ -3,7 +3,7 @@ extension hooks."""
 import pandas as pd
 import torch
 
-import trainer
+from suite import trainer
 
 
 class Count(trainer.Extension):

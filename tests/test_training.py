@@ -5,9 +5,9 @@ import pandas as pd
 import torch
 
 import netFunctions as nf
-import trainer
+from suite import trainer
 from conftest import run_main
-from data import Batches
+from suite.data import Batches
 from netClasses import toyEPcont
 
 

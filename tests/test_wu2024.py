@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import analog
-import netWu
-import wu2024
+from papers.wu2024 import nets as wu_nets
+from papers import wu2024
 from conftest import ROOT, redraw
 
 CHECK = os.path.join(ROOT, 'check', 'wu2024.sh')
@@ -176,7 +176,7 @@ def test_s4_runs_summary_and_s6_histograms(tmp_path, capsys):
     assert {'epoch', 'setting', 'tau', 'test_acc', 'train_loss', 'lr', 'seconds'} <= set(metrics.columns)
     # the checkpoint restores the model exactly
     ck = torch.load(os.path.join(runs['TT-v1'], 'model.pt'), weights_only=False)
-    model = analog.convert(netWu.FCN(), analog.rpu_config('TT-v1', 0.7, 'S4'))
+    model = analog.convert(wu_nets.FCN(), analog.rpu_config('TT-v1', 0.7, 'S4'))
     model.load_state_dict(ck['model'])
     assert torch.equal(model[1].weights()['C'], ck['arrays']['1']['C'])
     # S4.1-plot: one row per (setting, τ)
@@ -266,18 +266,18 @@ def test_resnets_have_torchvisions_shapes_and_names():
     """Parameter counts of torchvision's resnet18/34/50 and their state-dict names."""
     counts = {'Resnet18': 11689512, 'Resnet34': 21797672, 'Resnet50': 25557032}
     for name, n in counts.items():
-        m = netWu.ResNet(*netWu.RESNETS[name])
+        m = wu_nets.ResNet(*wu_nets.RESNETS[name])
         assert sum(p.numel() for p in m.parameters()) == n
-    keys = netWu.ResNet(*netWu.RESNETS['Resnet50']).state_dict()
+    keys = wu_nets.ResNet(*wu_nets.RESNETS['Resnet50']).state_dict()
     for k in ('conv1.weight', 'bn1.running_var', 'layer1.0.downsample.0.weight', 'layer1.0.conv3.weight',
               'layer4.2.bn3.num_batches_tracked', 'fc.bias'):
         assert k in keys
-    assert 'layer1.0.downsample.0.weight' not in netWu.ResNet(*netWu.RESNETS['Resnet18']).state_dict()
+    assert 'layer1.0.downsample.0.weight' not in wu_nets.ResNet(*wu_nets.RESNETS['Resnet18']).state_dict()
 
 
 def test_a12_loads_a_weights_file_and_rejects_another_model(tmp_path, capsys):
     path = tmp_path / 'resnet18.pth'
-    torch.save(netWu.ResNet(*netWu.RESNETS['Resnet18']).state_dict(), path)
+    torch.save(wu_nets.ResNet(*wu_nets.RESNETS['Resnet18']).state_dict(), path)
     code, folder = run('A12-resnet-finetune', ['--model=Resnet18', '--optimizer=Analog SGD', '--weights', str(path)],
                        tmp_path)
     assert code == 0 and f'- ImageNet weights: {path}' in open(os.path.join(folder, 'hyperparameters.txt')).read()
@@ -288,7 +288,7 @@ def test_a12_loads_a_weights_file_and_rejects_another_model(tmp_path, capsys):
 
 
 def test_a12_groups_give_the_whole_analog_head_the_full_rate():
-    model = netWu.ResNet(*netWu.RESNETS['Resnet18'])
+    model = wu_nets.ResNet(*wu_nets.RESNETS['Resnet18'])
     model.fc = analog.convert(torch.nn.Linear(512, 10), analog.rpu_config('TT-v1', 0.8, 'S5'))
     body, head = wu2024.param_groups(model, 0.075)
     assert body['lr'] == pytest.approx(0.0075) and head['lr'] == 0.075

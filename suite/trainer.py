@@ -36,9 +36,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-import distributed
-import results
-from cli import UsageError, say
+from suite import distributed
+from suite import rundir
+from suite.cli import UsageError, say
 from netFunctions import free_phase
 
 
@@ -90,7 +90,7 @@ def fit(folder, epochs, history, run_epoch, save, params, hyper_file='hyperparam
             if extension is not None:
                 extension.save(folder)
             if metrics:
-                results.write_csv(os.path.join(folder, metrics), pd.DataFrame(table() if table else history))
+                rundir.write_csv(os.path.join(folder, metrics), pd.DataFrame(table() if table else history))
             done = epoch
     except KeyboardInterrupt:
         raise Stopped(f'interrupted{label} in epoch {done + 1}; {folder} holds the checkpoint of epoch {done}: '
@@ -103,8 +103,8 @@ def _stop_non_finite(folder, hyper_file, label, row, done):
     what = bad or 'weights'
     message = (f'non-finite values{label} in epoch {row["epoch"]} ({what}): stopped; the last good checkpoint is '
                f'that of epoch {done} in {folder} (lower the learning rates, or resume from it with --load-path)')
-    results.write_text(os.path.join(folder, 'stopped.txt'), message + '\n')
-    results.append_hyperparameters(folder, [f'STOPPED: {message}'], name=hyper_file)
+    rundir.write_text(os.path.join(folder, 'stopped.txt'), message + '\n')
+    rundir.append_hyperparameters(folder, [f'STOPPED: {message}'], name=hyper_file)
     raise Stopped(message, 1)
 
 
@@ -112,15 +112,15 @@ def note_resume(folder, argv, hyper_file='hyperparameters.txt'):
     """A resumed run appends its command line to the folder's hyperparameter file: its flags override the saved
     ones the next time the folder is loaded (main.saved_argv reads every command line of that file, in order). A
     resume by another number of torchrun processes than the file's last `- world size: N` (none: 1) adds its own."""
-    lines = [results.command_line(argv)]
+    lines = [rundir.command_line(argv)]
     n, path = distributed.world_size(), os.path.join(folder, hyper_file)
     if distributed.is_main() and n != _recorded_world_size(path):
         lines.append(f'- world size: {n} (from this resume on)')
-    results.append_hyperparameters(folder, lines, name=hyper_file)
+    rundir.append_hyperparameters(folder, lines, name=hyper_file)
 
 
 def _recorded_world_size(path):
-    """The last `- world size: N` of a hyperparameter file (results.write_hyperparameters writes it for N > 1), or 1."""
+    """The last `- world size: N` of a hyperparameter file (rundir.write_hyperparameters writes it for N > 1), or 1."""
     n = 1
     if os.path.isfile(path):                       # (append_hyperparameters creates a missing one)
         with open(path) as f:

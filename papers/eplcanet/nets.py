@@ -20,9 +20,9 @@ engine treats it as x. When the dictionary learns from the classification signal
 requires grad, a carries the graph of the unrolled LCA, and the engine backpropagates its EP estimate of ∂L/∂a
 into D (BPTT backpropagates its own ∂L/∂a).
 """
-from lca import LCAConv2D
+from papers.eplcanet.lca import LCAConv2D
 from netClasses import Pool, conv_pool_sizes
-from netLaborieux import P_CNN
+from papers.laborieux2021.nets import P_CNN
 
 
 class Copy(Pool):

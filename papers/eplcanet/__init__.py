@@ -23,18 +23,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-import attacks
-import checks
-import data
-import distributed
-import laborieux2021 as lab
+from papers.eplcanet import attacks
+from suite import checks
+from suite import data
+from suite import distributed
+from papers import laborieux2021 as lab
 import plotFunctions
-import results
-import trainer
-from cli import (DRY_RUN_DIR, SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config,
+from suite import rundir
+from suite import trainer
+from suite.cli import (DRY_RUN_DIR, SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config,
                  say, seed_everything)
-from lca import LCAConv2D
-from netLCANet import LCANet
+from papers.eplcanet.lca import LCAConv2D
+from papers.eplcanet.nets import LCANet
 
 NAME = 'eplcanet'
 MODELS = ('EPLCACNN', 'LCACNN')
@@ -398,7 +398,7 @@ class LCAExtension(trainer.Extension):
 
     def save(self, folder):
         if self.lca is not None:
-            results.save({'weights': self.lca.get_weights().cpu(), 'lca': self.cfg.lca},
+            rundir.save({'weights': self.lca.get_weights().cpu(), 'lca': self.cfg.lca},
                          os.path.join(folder, 'dictionary.pt'))
 
 
@@ -443,13 +443,13 @@ def norm_stats(cfg):
 def attack_folder(cfg, argv, device, seed, items):
     """A new <results-dir>/<action>/<date>/<time> folder, with the model folder attacked among its hyperparameters."""
     def make():
-        folder = results.claim_time_dir(os.path.join(cfg.results_dir, cfg.action))
-        results.write_hyperparameters(folder, argv, [('model folder', cfg.model_from or 'fresh network (dry run)'),
+        folder = rundir.claim_time_dir(os.path.join(cfg.results_dir, cfg.action))
+        rundir.write_hyperparameters(folder, argv, [('model folder', cfg.model_from or 'fresh network (dry run)'),
                                                      ('model', cfg.model), ('task', cfg.data_name),
                                                      ('predict steps', cfg.predict_step),
                                                      ('attack (BPTT) steps', cfg.attack_step), ('seed', seed),
                                                      ('device', device), ('dtype', cfg.dtype)] + items)
-        results.copy_plot_script(folder)
+        rundir.copy_plot_script(folder)
         return folder
     return trainer.open_run(make)
 
@@ -477,7 +477,7 @@ def attack_action(cfg, argv, model, clf, xte, yte, device, seed):
     if cfg.action == 'baseline':
         logits = torch.cat([clf.logits(xb) for xb, _ in batched(x, label, bs)])
         for name, arr in (('Images', x), ('Labels', label), ('Logits', logits)):
-            results.save_npy(os.path.join(folder, f'Original_{name}.npy'), arr.cpu().numpy())
+            rundir.save_npy(os.path.join(folder, f'Original_{name}.npy'), arr.cpu().numpy())
         say(f'clean accuracy {(logits.argmax(1) == label).double().mean().item() * 100:.2f} %')
         return folder
     if cfg.action == 'corruptions':
@@ -504,10 +504,10 @@ def attack_action(cfg, argv, model, clf, xte, yte, device, seed):
         stem = f'{prefix}{tag}Adversarial_%s_Eps_{int(1000 * eps)}_Attack_T_{cfg.attack_step}_' \
                f'Predict_T_{cfg.predict_step}.npy'
         for name, arr in (('Images', adv), ('Labels', label), ('Confidence', prob)):
-            results.save_npy(os.path.join(folder, stem % name), arr.cpu().numpy())
+            rundir.save_npy(os.path.join(folder, stem % name), arr.cpu().numpy())
         table = pd.DataFrame(rows)
-        results.write_csv(os.path.join(folder, 'accuracy_vs_eps.csv'), table)
-        results.write_text(os.path.join(folder, f'{prefix}{tag}Adversarial_Accuracy_Attack_T_{cfg.attack_step}_'
+        rundir.write_csv(os.path.join(folder, 'accuracy_vs_eps.csv'), table)
+        rundir.write_text(os.path.join(folder, f'{prefix}{tag}Adversarial_Accuracy_Attack_T_{cfg.attack_step}_'
                                                 f'Predict_T_{cfg.predict_step}.txt'),
                            table[['eps', 'clean_acc', 'adv_acc']].to_string(index=False) + '\n')
     plotFunctions.plot_folder(folder)
@@ -549,9 +549,9 @@ def corruptions(cfg, clf, folder, device, bs):
             y = labels[sl].to(device)
             correct = sum((clf.logits(xb).argmax(1) == yb).sum().item() for xb, yb in batched(x, y, bs))
             rows.append(dict(corruption=name, severity=sev + 1, accuracy=100 * correct / len(x)))
-        results.write_csv(os.path.join(folder, 'corruptions.csv'), pd.DataFrame(rows))
+        rundir.write_csv(os.path.join(folder, 'corruptions.csv'), pd.DataFrame(rows))
     table = pd.DataFrame(rows)
-    results.write_text(os.path.join(folder, 'Corruption_Accuracy.txt'), table.to_string(index=False) + '\n')
+    rundir.write_text(os.path.join(folder, 'Corruption_Accuracy.txt'), table.to_string(index=False) + '\n')
     plotFunctions.plot_folder(folder)
     return folder
 
@@ -570,15 +570,15 @@ def dictlearn_action(cfg, argv, device, seed):
     idx = torch.randperm(len(x), generator=gen)[:len(x) // 2]
 
     def make():
-        folder = results.claim_time_dir(os.path.join(cfg.results_dir, 'dictlearn'))
-        results.write_hyperparameters(folder, argv, [('task', cfg.data_name), ('features', cfg.lca_feats),
+        folder = rundir.claim_time_dir(os.path.join(cfg.results_dir, 'dictlearn'))
+        rundir.write_hyperparameters(folder, argv, [('task', cfg.data_name), ('features', cfg.lca_feats),
                                                      ('kernel', lca.k), ('stride', lca.stride),
                                                      ('lambda', lca.lambda_), ('tau', lca.tau), ('eta', lca.eta),
                                                      ('iterations', lca.lca_iters), ('minibatch size', cfg.mbs),
                                                      ('epochs', cfg.epochs), ('seed', seed), ('device', device),
                                                      ('dtype', cfg.dtype)])
-        results.copy_plot_script(folder)
-        results.save_npy(os.path.join(folder, 'train_indices.npy'), idx.numpy())
+        rundir.copy_plot_script(folder)
+        rundir.save_npy(os.path.join(folder, 'train_indices.npy'), idx.numpy())
         return folder
     folder = trainer.open_run(make)
     aug = data.augment if (cfg.data_aug and cfg.data_name == 'cifar10') else None
@@ -595,8 +595,8 @@ def dictlearn_action(cfg, argv, device, seed):
             tot += torch.stack([(err ** 2).mean(), (a != 0).to(err).mean(), lca.energy(xb, a).mean()]).double()
         mse, sparsity, energy = (tot / len(train_b)).tolist()
         history.append(dict(epoch=epoch, lambda_=lca.lambda_, recon_mse=mse, sparsity=sparsity, energy=energy))
-        results.write_csv(os.path.join(folder, 'dictlearn.csv'), pd.DataFrame(history))
-        results.save({'weights': lca.get_weights().cpu(), 'lca': dict(out_neurons=lca.F, kernel_size=lca.k,
+        rundir.write_csv(os.path.join(folder, 'dictlearn.csv'), pd.DataFrame(history))
+        rundir.save({'weights': lca.get_weights().cpu(), 'lca': dict(out_neurons=lca.F, kernel_size=lca.k,
                                                                        stride=lca.stride, lambda_=lca.lambda_)},
                      os.path.join(folder, 'dictionary.pt'))
         say(f'epoch {epoch}: λ {lca.lambda_:.2f}, reconstruction MSE {mse:.4f}, active {sparsity:.4f}')

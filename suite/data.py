@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cli import UsageError, say
+from suite.cli import UsageError, say
 
 
 class DataError(UsageError):

@@ -46,14 +46,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import analog
-import checks
-import data
-import distributed
-import netWu
+from suite import checks
+from suite import data
+from suite import distributed
+from papers.wu2024 import nets as wu_nets
 import plotFunctions
-import results
-import trainer
-from cli import (RunConfig, SuiteParser, UsageError, finalise_suite_args, int_or_none, pick_device, run_config, say,
+from suite import rundir
+from suite import trainer
+from suite.cli import (RunConfig, SuiteParser, UsageError, finalise_suite_args, int_or_none, pick_device, run_config, say,
                  seed_everything)
 
 NAME = 'wu2024'
@@ -74,7 +74,7 @@ SCRIPTS = {
 PLOTTED = {'S4.1-plot-FCN': 'S4.1-mnist-FCN', 'S4.2-plot-CNN': 'S4.2-mnist-CNN'}
 
 # S4 (spec §5): epochs, batch size (train and test), learning rate, StepLR(35, 0.1), device preset
-MNIST = {'S4.1-mnist-FCN': dict(net=netWu.FCN, batch_size=10), 'S4.2-mnist-CNN': dict(net=netWu.LeNet, batch_size=8)}
+MNIST = {'S4.1-mnist-FCN': dict(net=wu_nets.FCN, batch_size=10), 'S4.2-mnist-CNN': dict(net=wu_nets.LeNet, batch_size=8)}
 MNIST_EPOCHS, MNIST_LR, STEP, GAMMA = 80, 0.05, 35, 0.1
 # A12 (spec §5, S5 row): CIFAR-10 resized to 224, ImageNet normalisation, batch 128, 100 epochs, StepLR(50, 0.1)
 RESNET_EPOCHS, RESNET_BATCH, RESNET_STEP, RESNET_SIZE = 100, 128, 50, 224
@@ -201,8 +201,8 @@ def validate_training(script, kind, args):
         setting, tau, rpu = check_setting('--SETTING', args.SETTING, args.tau, 'S4')
         check_parallel('--SETTING', setting, MNIST[script]['batch_size'])
         return dict(setting=setting, tau=tau, rpu=rpu, batch_size=MNIST[script]['batch_size'], **cap)
-    if args.model not in netWu.RESNETS:
-        raise UsageError(f'--model {args.model}: choose {", ".join(netWu.RESNETS)}')
+    if args.model not in wu_nets.RESNETS:
+        raise UsageError(f'--model {args.model}: choose {", ".join(wu_nets.RESNETS)}')
     setting, tau, rpu = check_setting('--optimizer', args.optimizer, args.tau, 'S5')
     check_parallel('--optimizer', setting, DRY_RESNET_BATCH if args.dry_run else RESNET_BATCH)
     return dict(setting=setting, tau=tau, rpu=rpu, fft=args.FFT, dataset='cifar10', weights=find_weights(args),
@@ -222,7 +222,7 @@ def check_parallel(flag, setting, batch_size):
 def find_weights(args):
     """The ImageNet weights file of --model: --weights, else torchvision's file name in torch's hub cache or in
     --data-root; None for random weights (--weights none, or a dry run without the file)."""
-    name = netWu.TORCHVISION_WEIGHTS[args.model]
+    name = wu_nets.TORCHVISION_WEIGHTS[args.model]
     if args.weights is not None:
         if args.weights.lower() == 'none':
             return None
@@ -310,12 +310,12 @@ def main(script, argv=None):
 
 def new_folder(cfg, argv, items, model=None):
     """results/analog/<script>/<date>/<time>/ with hyperparameters.txt (command line first) and plotFunctions.py."""
-    folder = results.claim_time_dir(os.path.join(cfg.results_dir, 'analog', cfg.script))
+    folder = rundir.claim_time_dir(os.path.join(cfg.results_dir, 'analog', cfg.script))
     base = [('script', cfg.script), ('seed', cfg.seed), ('dry run', cfg.dry_run)]
-    results.write_hyperparameters(folder, argv, base + list(items), prog=cfg.script + '.py')
+    rundir.write_hyperparameters(folder, argv, base + list(items), prog=cfg.script + '.py')
     if model is not None:
-        results.append_hyperparameters(folder, [str(model)])
-    results.copy_plot_script(folder)
+        rundir.append_hyperparameters(folder, [str(model)])
+    rundir.copy_plot_script(folder)
     return folder
 
 
@@ -418,7 +418,7 @@ def write_saturation(folder, rows):
     """saturation.csv: for each (labels, saturations) the max and mean |W|/bound and the fraction above 0.9, printed."""
     table = pd.DataFrame([{**labels, 'max_saturation': s.max().item(), 'mean_saturation': s.mean().item(),
                            'fraction_above_0.9': (s > 0.9).double().mean().item()} for labels, s in rows])
-    results.write_csv(os.path.join(folder, 'saturation.csv'), table)
+    rundir.write_csv(os.path.join(folder, 'saturation.csv'), table)
     for (labels, _), r in zip(rows, table.to_dict('records')):
         say(f'{", ".join(f"{k} {v}" for k, v in labels.items())}: saturation |W|/bound max {r["max_saturation"]:.3f}, '
             f'mean {r["mean_saturation"]:.3f}, {100 * r["fraction_above_0.9"]:.1f} % above 0.9')
@@ -504,8 +504,8 @@ def toy(cfg, argv):
     final = pd.DataFrame([{key: v, 'curve': c, 'final_loss': l[-FINAL_WINDOW:].mean().item()} for v, c, l in runs])
     curves = pd.concat([pd.DataFrame({key: v, 'curve': c, 'iteration': range(1, len(l) + 1), 'loss': l.numpy()})
                         for v, c, l in runs])
-    results.write_csv(os.path.join(folder, 'final_loss.csv'), final)
-    results.write_csv(os.path.join(folder, 'curves.csv'), curves)
+    rundir.write_csv(os.path.join(folder, 'final_loss.csv'), final)
+    rundir.write_csv(os.path.join(folder, 'curves.csv'), curves)
     for r in final.itertuples(index=False):
         say(f'{key} {r[0]}: {r.curve:12s} final loss {r.final_loss:.4e}')
     if sat:
@@ -609,7 +609,7 @@ def fit_classifier(cfg, argv, model, opt, loss_fn, train_b, test_b, items, arch)
     if writer is not None:
         writer.close()
     if cfg.save_checkpoint:
-        results.save({'model': model.state_dict(), 'arch': arch, 'setting': cfg.setting, 'tau': cfg.tau,
+        rundir.save({'model': model.state_dict(), 'arch': arch, 'setting': cfg.setting, 'tau': cfg.tau,
                       'arrays': arrays(model)}, os.path.join(folder, 'model.pt'))
     plotFunctions.plot_folder(folder)
     return folder
@@ -646,11 +646,11 @@ def resnet_transform(train, size):
 def resnet_model(cfg):
     """torchvision's (or netWu's) ResNet with the ImageNet weights of the file, its fc replaced by an analog
     Linear(num_ftrs → 10); without -FFT the backbone is frozen."""
-    model, source = netWu.resnet(cfg.model)
+    model, source = wu_nets.resnet(cfg.model)
     if cfg.weights:
         state = trainer.load(cfg.weights, (), f"torchvision's ImageNet weights of {cfg.model}", '--weights')
         trainer.load_state(model, state, cfg.weights, f"give torchvision's ImageNet weights of {cfg.model} "
-                                                      f"({netWu.TORCHVISION_WEIGHTS[cfg.model]}) to --weights")
+                                                      f"({wu_nets.TORCHVISION_WEIGHTS[cfg.model]}) to --weights")
     if not cfg.fft:
         for p in model.parameters():
             p.requires_grad_(False)
@@ -728,8 +728,8 @@ def plot_runs(cfg, argv):
     frames = [pd.read_csv(p) for p in cfg.sources] or synthetic_runs(cfg.seed)
     folder = trainer.open_run(lambda: new_folder(cfg, argv, [('runs', len(frames)), ('metrics files', cfg.sources)]))
     curves, finals = summarise(frames)
-    results.write_csv(os.path.join(folder, 'curves.csv'), curves)
-    results.write_csv(os.path.join(folder, 'final_accuracy.csv'), finals)
+    rundir.write_csv(os.path.join(folder, 'curves.csv'), curves)
+    rundir.write_csv(os.path.join(folder, 'final_accuracy.csv'), finals)
     for r in finals.itertuples(index=False):
         tau = '' if pd.isna(r.tau) else f' τ={r.tau:g}'
         say(f'{r.setting}{tau}: final accuracy {r.final_acc:.2f} ± {r.final_std:.2f} % (mean of the last '
@@ -750,7 +750,7 @@ def distribution_arrays(cfg, setting, path):
     converted FCN."""
     if path is None:
         rpu = analog.rpu_config(setting, cfg.tau, 'S4')
-        layers = arrays(analog.convert(netWu.FCN(), rpu))
+        layers = arrays(analog.convert(wu_nets.FCN(), rpu))
     else:
         layers = trainer.load(path, ('arrays',), 'a model.pt written with --save-checkpoint', S6_FLAGS[setting])[
             'arrays']
@@ -777,8 +777,8 @@ def distribution(cfg, argv):
                                                              ('bins', HIST_BINS)]))
     weights = pd.concat([histogram(w, s, *HIST_RANGE) for s, (w, _) in got.items()])
     sats = [(s, v) for s, (_, v) in got.items() if v is not None]
-    results.write_csv(os.path.join(folder, 'weight_hist.csv'), weights)
-    results.write_csv(os.path.join(folder, 'saturation_hist.csv'), pd.concat([histogram(v, s, 0.0, 1.0)
+    rundir.write_csv(os.path.join(folder, 'weight_hist.csv'), weights)
+    rundir.write_csv(os.path.join(folder, 'saturation_hist.csv'), pd.concat([histogram(v, s, 0.0, 1.0)
                                                                               for s, v in sats]))
     write_saturation(folder, [({'setting': s}, v) for s, v in sats])
     plotFunctions.plot_folder(folder)

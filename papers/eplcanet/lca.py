@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.grad import conv2d_weight
 
-import distributed
+from suite import distributed
 
 
 class LCAConv2D(nn.Module):

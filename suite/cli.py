@@ -12,7 +12,7 @@ import typing
 import torch
 
 import analog
-import distributed
+from suite import distributed
 
 
 class UsageError(Exception):

@@ -3,8 +3,8 @@
 import math
 
 import analog as analog_sim
-import distributed
-from cli import UsageError
+from suite import distributed
+from suite.cli import UsageError
 
 FLOAT32_MAX = 3.4028234663852886e38          # the weights are float32: a larger value overflows in the update
 

@@ -19,7 +19,7 @@ Every estimate has gradient sign (a descent optimiser consumes it). T and K defa
 """
 import torch
 
-import carried
+from ep import delta_form
 
 
 class Estimator:
@@ -105,16 +105,16 @@ class Symmetric(EP):
 class SymmetricDelta(Symmetric):
     """The symmetric estimate with the nudged states relaxed as s* + Δ, Δ in its own tensor, and the Φ difference
     expanded in Δ (carried.py, --carry-delta): the same estimate, without the float32 cancellation of two nearly equal
-    states. Layered symmetric nets only (carried.unsupported)."""
+    states. Layered symmetric nets only (delta_form.unsupported)."""
 
     def __call__(self, net, x, y, optimizer=None):
         T, K = self.steps(net)
-        carried.check(net)
+        delta_form.check(net)
         with torch.no_grad():
-            x = net.front(x)                # the identity for the nets of the Δ form (carried.unsupported)
+            x = net.front(x)                # the identity for the nets of the Δ form (delta_form.unsupported)
             drive = net.drive(x)
             s_free = net.free_phase(x, T, drive)
-            form = carried.DeltaForm(net, x, s_free, drive, y, (self.beta, -self.beta))
+            form = delta_form.DeltaForm(net, x, s_free, drive, y, (self.beta, -self.beta))
             d = form.relax(K)
             grads = form.param_grads(d, -self.beta, self.beta)
         for p, g in zip(net.parameters(), grads):
@@ -209,7 +209,7 @@ def ep(name, beta, T=None, K=None, generator=None):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Chains of EP blocks (Nest & Ernoult 2024, netFFEBM.HopfieldChain): EP inside the blocks, backprop between them
+# Chains of EP blocks (Nest & Ernoult 2024, ffebm_nets.HopfieldChain): EP inside the blocks, backprop between them
 
 class ChainEP:
     """Free phase block by block (T1, or the TOL criterion), then for blocks K … 1 centered ±β nudged phases of

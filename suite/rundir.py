@@ -17,9 +17,10 @@ import time
 
 import torch
 
-import distributed
+from suite import distributed
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+# the suite's root folder (plotFunctions.py, the copied plotting script, lives there)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def claim_run_dir(parent, prefix='Trial-'):
@@ -154,4 +155,4 @@ def append_hyperparameters(folder, lines, name='hyperparameters.txt'):
 def copy_plot_script(folder, name='plotFunctions.py'):
     if not distributed.is_main():
         return
-    shutil.copy(os.path.join(HERE, name), os.path.join(folder, name))
+    shutil.copy(os.path.join(ROOT, name), os.path.join(folder, name))

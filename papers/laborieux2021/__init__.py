@@ -13,17 +13,17 @@ import pandas as pd
 import torch
 
 import analog
-import checks
-import data
-import estimators
+from suite import checks
+from suite import data
+from ep import estimators
 import netFunctions as nf
 import plotFunctions
-import results
-import trainer
-from cli import (SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say,
+from suite import rundir
+from suite import trainer
+from suite.cli import (SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say,
                  seed_everything)
 from netClasses import conv_pool_sizes
-from netLaborieux import ACTIVATION_NAMES, P_CNN, P_MLP, VF_CNN, VF_MLP
+from papers.laborieux2021.nets import ACTIVATION_NAMES, P_CNN, P_MLP, VF_CNN, VF_MLP
 
 NAME = 'laborieux2021'
 DEFAULTS = dict(epochs=1, dataset=None, archi=['784', '512', '10'], optim='sgd')
@@ -367,7 +367,7 @@ def run(args, argv):
 
 def new_run_folder(cfg, argv, device, seed, model, extra_items=()):
     """A new <results-dir>/<alg>/<loss>/<date>/<time> folder with its hyperparameters and plotting script."""
-    folder = results.claim_time_dir(os.path.join(cfg.results_dir, cfg.alg, cfg.loss))
+    folder = rundir.claim_time_dir(os.path.join(cfg.results_dir, cfg.alg, cfg.loss))
     items = [('task', cfg.data_name), ('model', cfg.model), ('data augmentation', cfg.data_aug),
              ('learning rate decay', cfg.lr_decay), ('scale', cfg.scale), ('activation', cfg.act),
              ('learning rates', cfg.lrs), ('weight decays', cfg.wds), ('momentum', cfg.mmt),
@@ -381,10 +381,10 @@ def new_run_folder(cfg, argv, device, seed, model, extra_items=()):
                   ('paddings', cfg.paddings), ('poolings', list(cfg.pools)), ('fc', cfg.fc)]
     else:
         items.append(('archi', cfg.archi))
-    results.write_hyperparameters(folder, argv, items + checks.analog_items(cfg) + checks.relaxation_items(cfg)
+    rundir.write_hyperparameters(folder, argv, items + checks.analog_items(cfg) + checks.relaxation_items(cfg)
                                   + list(extra_items))
-    results.append_hyperparameters(folder, [str(model)])
-    results.copy_plot_script(folder)
+    rundir.append_hyperparameters(folder, [str(model)])
+    rundir.copy_plot_script(folder)
     return folder
 
 
@@ -455,20 +455,20 @@ def train_action(cfg, argv, model, xtr, ytr, xte, yte, device, seed, ext=None):
         nonlocal best
         last = history[-1] if history else dict(epoch=0, test_acc=-1.0)
         ck = checkpoint(model, opt, sched, gen, last['epoch'], history, max(best, last['test_acc']))
-        results.save(ck, os.path.join(folder, 'checkpoint.tar'))
+        rundir.save(ck, os.path.join(folder, 'checkpoint.tar'))
         if not history:
             return
         if last['test_acc'] > best:
             best = last['test_acc']
-            results.save(ck, os.path.join(folder, 'best_checkpoint.tar'))
-            results.save({'model': model.state_dict(), 'arch': arch_of(cfg)}, os.path.join(folder, 'model.pt'))
+            rundir.save(ck, os.path.join(folder, 'best_checkpoint.tar'))
+            rundir.save({'model': model.state_dict(), 'arch': arch_of(cfg)}, os.path.join(folder, 'model.pt'))
         say(f'epoch {last["epoch"]}: train acc {last["train_acc"]:.2f} %, test acc {last["test_acc"]:.2f} %, '
             f'test loss {last["test_loss"]:.4f}, {last["seconds"]:.1f} s')
 
     trainer.fit(folder, cfg.epochs, history, run_epoch, save, model.parameters(), metrics='metrics.csv',
                 extension=ext)
     save_neural_activity(model, train_b, folder, cfg.T1)
-    results.save({'model': model.state_dict(), 'arch': arch_of(cfg)}, os.path.join(folder, 'final_model.pt'))
+    rundir.save({'model': model.state_dict(), 'arch': arch_of(cfg)}, os.path.join(folder, 'final_model.pt'))
     plotFunctions.plot_folder(folder)
     return folder
 
@@ -502,7 +502,7 @@ def save_neural_activity(model, train_b, folder, T1):
     x, _ = next(iter(train_b))
     with torch.no_grad():
         s = nf.free_phase(model, model.front(x), T1)
-    results.save({f'layer {k}': si.flatten().cpu() for k, si in enumerate(s)},
+    rundir.save({f'layer {k}': si.flatten().cpu() for k, si in enumerate(s)},
                  os.path.join(folder, 'neural_activity.pt'))
 
 
@@ -517,8 +517,8 @@ def evaluate_action(cfg, model, xtr, ytr, xte, yte, device):
         say(lines[-1])
     if cfg.model_from:                                     # (not a 'python main.py' line: a later resume of the
         given = cfg.argv_given                             # run does not take the evaluation's flags)
-        head = [f'evaluated with: {results.command_line(given)}'] if given else []
-        results.append_hyperparameters(cfg.model_from, head + lines)
+        head = [f'evaluated with: {rundir.command_line(given)}'] if given else []
+        rundir.append_hyperparameters(cfg.model_from, head + lines)
     return cfg.model_from
 
 
@@ -543,13 +543,13 @@ def gducheck_action(cfg, argv, model, xtr, ytr, device, seed):
         tr = {k: ([t.cpu() for t in v] if isinstance(v, list) else {n: t.cpu() for n, t in v.items()})
               for k, v in tr.items()}
         traces[side] = tr
-    results.save(traces, os.path.join(folder, 'gdu_laborieux.pt'))
+    rundir.save(traces, os.path.join(folder, 'gdu_laborieux.pt'))
     for side, name in (('right', 'EP'), ('left', 'EP_2')):     # the original's dumps, keyed by parameter/neurons
         if side in traces:
-            results.save(gdu_dict(traces[side], 'd'), os.path.join(folder, f'{name}.tar'))
-    results.save(gdu_dict(traces['right'], 'n'), os.path.join(folder, 'BPTT.tar'))
+            rundir.save(gdu_dict(traces[side], 'd'), os.path.join(folder, f'{name}.tar'))
+    rundir.save(gdu_dict(traces['right'], 'n'), os.path.join(folder, 'BPTT.tar'))
     table = pd.DataFrame(nf.gdu_table(traces['right']))
-    results.write_csv(os.path.join(folder, 'gdu_stats.csv'), table)
+    rundir.write_csv(os.path.join(folder, 'gdu_stats.csv'), table)
     say(table.to_string(index=False, float_format=lambda v: f'{v:.4f}'))
     plotFunctions.plot_folder(folder)
     return folder

@@ -44,18 +44,18 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-import checks
-import data
-import distributed
-import estimators
+from suite import checks
+from suite import data
+from suite import distributed
+from ep import estimators
 import plotFunctions
-import results
-import trainer
-from cli import DTYPES, UsageError, dry_cap, pick_device, say, seed_everything
-from netFFEBM import RESNET_STAGES, HopfieldChain, blocks_from_config, resnet_blocks
+from suite import rundir
+from suite import trainer
+from suite.cli import DTYPES, UsageError, dry_cap, pick_device, say, seed_everything
+from papers.nest2024.nets import RESNET_STAGES, HopfieldChain, blocks_from_config, resnet_blocks
 
 NAME = 'nest2024'
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'configs')
 CONFIG_NAMES = ('gdd', 'splitting_small', 'splitting_small_TOL', 'splitting_large', 'splitting_large_TOL',
                 'scaling_small', 'scaling_large')
 # suite flags this paper reads (with a value, except --dry-run) and the config key a flag sets
@@ -431,7 +431,7 @@ def evaluate(chain, test_b):
 def run_folder(run):
     now = datetime.datetime.now()
     root = os.path.join(run.results_dir, 'ffebm', run.config_name, now.strftime('%Y-%m-%d'))
-    return results.claim_dir(os.path.join(root, now.strftime('%H-%M-%S')))
+    return rundir.claim_dir(os.path.join(root, now.strftime('%H-%M-%S')))
 
 
 def write_config(folder, argv, cfg, run):
@@ -439,17 +439,17 @@ def write_config(folder, argv, cfg, run):
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.trainer.seed = run.seed
-    results.write_text(os.path.join(folder, 'config.yaml'),
-                       f'# {results.command_line(argv)}\n{OmegaConf.to_yaml(cfg, resolve=True)}')
+    rundir.write_text(os.path.join(folder, 'config.yaml'),
+                       f'# {rundir.command_line(argv)}\n{OmegaConf.to_yaml(cfg, resolve=True)}')
     flat = pd.json_normalize(OmegaConf.to_container(cfg, resolve=True), sep='.').iloc[0].to_dict()
-    results.write_hyperparameters(folder, argv, [(k, v) for k, v in flat.items()])
+    rundir.write_hyperparameters(folder, argv, [(k, v) for k, v in flat.items()])
 
 
 def new_folder(run, cfg, argv):
     """A new run folder with config.yaml, hyperparameters.txt and the plotting script."""
     folder = run_folder(run)
     write_config(folder, argv, cfg, run)
-    results.copy_plot_script(folder)
+    rundir.copy_plot_script(folder)
     return folder
 
 
@@ -477,13 +477,13 @@ def train(run, cfg, argv):
     def save(rows):
         if rows and rows[-1]['test_top1'] > best['top1']:
             best['top1'] = rows[-1]['test_top1']
-            results.save({'model': chain.state_dict(), 'epoch': rows[-1]['epoch']}, os.path.join(folder, 'best.pt'))
-        results.save({'epoch': rows[-1]['epoch'] if rows else 0, 'model': chain.state_dict(),
+            rundir.save({'model': chain.state_dict(), 'epoch': rows[-1]['epoch']}, os.path.join(folder, 'best.pt'))
+        rundir.save({'epoch': rows[-1]['epoch'] if rows else 0, 'model': chain.state_dict(),
                       'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(), 'history': rows,
                       'best_top1': best['top1'], 'generator': gen.get_state(), 'torch_rng': torch.get_rng_state()},
                      os.path.join(folder, 'checkpoint.tar'))
         if rows:
-            results.write_csv(os.path.join(folder, 'metrics.csv'), pd.DataFrame(rows))
+            rundir.write_csv(os.path.join(folder, 'metrics.csv'), pd.DataFrame(rows))
 
     trainer.fit(folder, run.epochs, history, run_epoch, save, chain.parameters())
     plotFunctions.plot_folder(folder)
@@ -569,8 +569,8 @@ def gdd(run, cfg, argv):
     rows = [{'layer': idx, 'block': k, 'name': name, 'cosine': c[:, j].mean().item(),
              'cosine_std': c[:, j].std().item() if len(per) > 1 else 0.0, 'n': len(per)}
             for j, (idx, k, name, _) in enumerate(layers)]
-    results.write_csv(os.path.join(folder, 'bars.csv'), pd.DataFrame(rows))
-    results.write_csv(os.path.join(folder, 'curves.csv'), pd.DataFrame(curves))
+    rundir.write_csv(os.path.join(folder, 'bars.csv'), pd.DataFrame(rows))
+    rundir.write_csv(os.path.join(folder, 'curves.csv'), pd.DataFrame(curves))
     for r in rows:
         say(f'layer {r["layer"]:2d} (block {r["block"]}): cos(EP, ID) = {r["cosine"]:.5f}'
             + (f' ± {r["cosine_std"]:.5f} over {r["n"]}' if r['n'] > 1 else ''))

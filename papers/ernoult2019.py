@@ -12,15 +12,15 @@ import os
 import pandas as pd
 import torch
 
-import data
-import estimators
+from suite import data
+from ep import estimators
 import netFunctions as nf
 import plotFunctions
 import analog
-import checks
-import results
-import trainer
-from cli import (SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say,
+from suite import checks
+from suite import rundir
+from suite import trainer
+from suite.cli import (SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say,
                  seed_everything)
 from netClasses import ACTIVATION_NAMES, build_net, conv_pool_sizes
 
@@ -229,9 +229,9 @@ def make_batches(cfg, x, y, batch_size, shuffle, device, gen):
 
 def new_run_dir(cfg, argv, seed, device, header):
     """A new Trial-<k> folder of this model and day, with its hyperparameters and plotting script."""
-    folder = results.claim_run_dir(os.path.join(cfg.results_dir, NAME, model_name(cfg), results.today()))
-    results.write_hyperparameters(folder, argv, hyperparameters(cfg, seed, device), header=header)
-    results.copy_plot_script(folder)
+    folder = rundir.claim_run_dir(os.path.join(cfg.results_dir, NAME, model_name(cfg), rundir.today()))
+    rundir.write_hyperparameters(folder, argv, hyperparameters(cfg, seed, device), header=header)
+    rundir.copy_plot_script(folder)
     return folder
 
 
@@ -259,13 +259,13 @@ def train_action(cfg, argv, device, seed):
     opts = {m: make_optimizer(cfg, n) for m, n in nets.items()}
     gens = {m: torch.Generator().manual_seed(seed) for m in nets}   # EP and its twin see the same mini-batches
     rows = resume(cfg, nets, opts, gens) if cfg.resume else {m: [] for m in nets}
-    header = f' TRAINING: list of hyperparameters ({model_name(cfg)}, {results.today()})'
+    header = f' TRAINING: list of hyperparameters ({model_name(cfg)}, {rundir.today()})'
     folder = trainer.open_run(lambda: new_run_dir(cfg, argv, seed, device, header), cfg.resume,
                               cfg.argv_given or argv)
 
     def saver(method):
         def save(history):
-            results.save({'model': nets[method].state_dict(), 'optimizer': opts[method].state_dict(),
+            rundir.save({'model': nets[method].state_dict(), 'optimizer': opts[method].state_dict(),
                           'epoch': history[-1]['epoch'] if history else 0, 'seed': seed, 'method': method,
                           'generator': gens[method].get_state(), 'history': history},
                          os.path.join(folder, f'checkpoint_{method}.pt'))
@@ -348,7 +348,7 @@ def gdu_action(cfg, argv, device, seed, gen):
     draw = gdu_sampler(cfg, device, gen)                  # fails on absent data before the folder exists
     net = build_net(cfg).to(device, cfg.float_dtype).set_relaxation(cfg.tol, cfg.tol_every,
                                                                     SCHEDULES[cfg.schedule])
-    header = f' NABLA-DELTA CURVES ({cfg.action}): list of hyperparameters ({model_name(cfg)}, {results.today()})'
+    header = f' NABLA-DELTA CURVES ({cfg.action}): list of hyperparameters ({model_name(cfg)}, {rundir.today()})'
     folder = trainer.open_run(lambda: new_run_dir(cfg, argv, seed, device, header))
     if cfg.action == 'receipe':
         return receipe_action(cfg, net, folder, draw)
@@ -358,8 +358,8 @@ def gdu_action(cfg, argv, device, seed, gen):
           for k, v in tr.items()}
     tr['labels'] = plotFunctions.param_labels(list(tr['nT']), toymodel=cfg.toymodel)
     table = pd.DataFrame(nf.gdu_table(tr, param_labels=tr['labels']))      # statistics of the full traces
-    results.save(tr if cfg.save_all_traces else sample_traces(tr), os.path.join(folder, 'gdu.pt'))
-    results.write_csv(os.path.join(folder, 'gdu_stats.csv'), table)
+    rundir.save(tr if cfg.save_all_traces else sample_traces(tr), os.path.join(folder, 'gdu.pt'))
+    rundir.write_csv(os.path.join(folder, 'gdu_stats.csv'), table)
     say(table.to_string(index=False, float_format=lambda v: f'{v:.4f}'))
     plotFunctions.plot_folder(folder, show=False)
     return folder
@@ -411,7 +411,7 @@ def receipe_action(cfg, net, folder, draw):
         s = summary[-1]
         say(f'{k}: same sign (total) {s["total_mean"]:.2f} ± {s["total_std"]:.2f} %, strictly non-zero '
             f'{s["sign_mean"]:.2f} ± {s["sign_std"]:.2f} %, both zero {s["zero_mean"]:.2f} ± {s["zero_std"]:.2f} %')
-    results.write_csv(os.path.join(folder, 'receipe.csv'), pd.DataFrame(rows))
-    results.write_csv(os.path.join(folder, 'receipe_summary.csv'), pd.DataFrame(summary))
+    rundir.write_csv(os.path.join(folder, 'receipe.csv'), pd.DataFrame(rows))
+    rundir.write_csv(os.path.join(folder, 'receipe_summary.csv'), pd.DataFrame(summary))
     plotFunctions.plot_folder(folder, show=False)                          # receipe.png
     return folder

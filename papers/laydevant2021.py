@@ -10,14 +10,14 @@ import os
 
 import torch
 
-import checks
-import data
+from suite import checks
+from suite import data
 import plotFunctions
-import results
-import trainer
+from suite import rundir
+from suite import trainer
 import Tools_conv
 import Tools_fc
-from cli import RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say, seed_everything
+from suite.cli import RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say, seed_everything
 from Network_conv import Network_conv_bin_W, Network_conv_bin_W_N
 from netClasses import conv_pool_sizes
 from Network_fc import ACTIVATION_NAMES, BinaryOptimizer, Network_fc_bin_W, Network_fc_bin_W_N
@@ -330,7 +330,7 @@ def run(args, argv):
         return {**row_fn(net, opt, train, test, cfg), **net.pop_steps()}     # free-phase steps under --tol
 
     def save(rows):
-        results.save({'epoch': rows[-1]['epoch'] if rows else 0, 'model_state_dict': net.state_dict(),
+        rundir.save({'epoch': rows[-1]['epoch'] if rows else 0, 'model_state_dict': net.state_dict(),
                       'momentum': opt.momentum, 'lr_alpha': opt.lr_alpha, 'lr_alpha_initial': lr_alpha_initial,
                       'rows': rows,
                       'generator': gen.get_state(), 'torch_rng': torch.get_rng_state()},

@@ -1,0 +1,1 @@
+"""The EP engine's parts beside netClasses / netFunctions."""
