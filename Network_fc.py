@@ -61,9 +61,22 @@ class BinaryOptimizer:
         self.inclusive = [getattr(layer, 'inclusive', False) for layer in layers]
         self.lr_bias, self.gammas, self.thresholds = list(lr_bias), list(gammas), list(thresholds)
         self.lr_alpha = list(lr_alpha or [0.0] * len(layers))
+        self.lr_alpha_initial = list(self.lr_alpha)          # --lrAlpha as given (before any decay)
         self.learn_alpha = learn_alpha
         self.momentum = [None] * len(layers)
         self._flips = [0] * len(layers)
+
+    def state_dict(self):
+        """What a resumed run needs: the flip rule's momenta and the α learning rates (as decayed so far)."""
+        return {'momentum': self.momentum, 'lr_alpha': self.lr_alpha, 'lr_alpha_initial': self.lr_alpha_initial}
+
+    def load_state_dict(self, state):
+        """The saved momenta (on the weights' device); the saved α learning rates when --lrAlpha is the saved run's
+        (then as decayed so far), else this command's."""
+        self.momentum = [None if m is None else m.to(layer[0].device) for m, layer in zip(state['momentum'],
+                                                                                          self.layers)]
+        if state.get('lr_alpha_initial') == self.lr_alpha_initial:
+            self.lr_alpha = list(state['lr_alpha'])
 
     def zero_grad(self, set_to_none=True):
         for w, b, *_ in self.layers:

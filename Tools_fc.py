@@ -1,14 +1,12 @@
 """Binary EP (Laydevant et al. 2021): training and test loops, the rows of results.csv, the result folder and the
-hyperparameter file. The loops are the suite's (trainer.train, netFunctions.free_phase; trainer.fit writes
+hyperparameter file. The loops are the suite's (trainer.train, trainer.evaluate; trainer.fit writes
 results.csv); this file adds what the paper records: "ave" and "single" errors, losses, flips, thresholds, γ and α
 per layer. Tools_conv.py names the conv columns."""
 import os
 
 import torch
 
-from suite import distributed
 from ep import estimators
-import netFunctions as nf
 from suite import rundir
 from suite import trainer
 from Network_fc import log_flip_fraction
@@ -70,11 +68,7 @@ def test_bin(net, batches):
     """Free phase only: ave/single test errors (%) and loss (½||s_0 − y||² per sample); each torchrun rank relaxes
     its shard of every batch."""
     stats = EpochStats(net)
-    net.eval()
-    with torch.no_grad():
-        for x, label, own in distributed.shards(batches):
-            if own:
-                stats(nf.free_phase(net, x), net.target(label), label)
+    trainer.evaluate(net, batches, observe=stats)
     return stats.result()
 
 

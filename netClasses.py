@@ -308,6 +308,11 @@ class EPNet(nn.Module):
         self.log_steps(n)
         return s
 
+    def infer(self, x, T=None):
+        """The state a prediction is read from (trainer.evaluate): the free equilibrium of the raw input x, T steps
+        (default the net's T, fewer under --tol) from zeros, after the front block."""
+        return nf.free_phase(self, self.front(x), T)
+
     # -- learning -------------------------------------------------------------------------------------------------
     def ep_param_grads(self, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None, phi_betas=None):
         """The EP estimate of ∂L/∂θ between two nudged states, one tensor per parameter (gradient sign):

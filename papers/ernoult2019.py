@@ -19,6 +19,7 @@ import plotFunctions
 import analog
 from suite import checks
 from suite import rundir
+from suite import checkpoints
 from suite import trainer
 from suite.cli import (SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say,
                  seed_everything)
@@ -265,10 +266,9 @@ def train_action(cfg, argv, device, seed):
 
     def saver(method):
         def save(history):
-            rundir.save({'model': nets[method].state_dict(), 'optimizer': opts[method].state_dict(),
-                          'epoch': history[-1]['epoch'] if history else 0, 'seed': seed, 'method': method,
-                          'generator': gens[method].get_state(), 'history': history},
-                         os.path.join(folder, f'checkpoint_{method}.pt'))
+            checkpoints.save(os.path.join(folder, f'checkpoint_{method}.pt'), nets[method], opts[method],
+                             history[-1]['epoch'] if history else 0, history, generator=gens[method], config=cfg,
+                             seed=seed, method=method)
             if history:
                 r = history[-1]
                 say(f'{method} epoch {r["epoch"]}: train error {r["train_error"]:.2f} %, test error '
@@ -284,11 +284,13 @@ def train_action(cfg, argv, device, seed):
         test_b = make_batches(cfg, xte, yte, cfg.test_batch_size, False, device, gens[method])
 
         def run_epoch(epoch, method=method, m=m, train_b=train_b, test_b=test_b):
-            tr_err = trainer.train(m, opts[method], train_b, step_fn(m, method), f'{method} epoch {epoch}')
-            te_err, te_loss = trainer.evaluate(m, test_b)
-            return dict(method=method, train_error=tr_err, test_error=te_err, test_loss=te_loss, **m.pop_steps())
+            tr = trainer.train(m, opts[method], train_b, step_fn(m, method), f'{method} epoch {epoch}')
+            te = trainer.evaluate(m, test_b)
+            return dict(method=method, train_error=tr['error'], test_error=te['error'], test_loss=te['loss'],
+                        **m.pop_steps())
         trainer.fit(folder, cfg.epochs, rows[method], run_epoch, saves[method], m.parameters(), label=f' ({method})',
-                    metrics='metrics.csv', table=lambda: [r for v in rows.values() for r in v])
+                    metrics='metrics.csv', table=lambda: [r for v in rows.values() for r in v],
+                    plot=lambda f: plotFunctions.plot_folder(f, show=False))
     plotFunctions.plot_folder(folder, show=False)
     return folder
 
@@ -307,13 +309,10 @@ def resume(cfg, nets, opts, gens):
     returns the rows done per net."""
     rows = {}
     for method, net in nets.items():
-        path = os.path.join(cfg.resume, f'checkpoint_{method}.pt')
-        ck = trainer.load(path, ('model', 'optimizer', 'generator', 'history'),
-                          f'a checkpoint_{method}.pt of an Ernoult-2019 training run with the same --benchmark')
-        trainer.load_state(net, ck['model'], path)
-        trainer.load_optimizer(opts[method], ck['optimizer'], path)
-        gens[method].set_state(ck['generator'])
-        rows[method] = ck['history']
+        rows[method] = checkpoints.restore(
+            os.path.join(cfg.resume, f'checkpoint_{method}.pt'), net, opts[method], generator=gens[method],
+            what=f'a checkpoint_{method}.pt of an Ernoult-2019 training run with the same --benchmark',
+            keys=('optimizer', 'generator'))['history']
     return rows
 
 

@@ -13,7 +13,7 @@ import torch
 from suite import checks
 from suite import data
 import plotFunctions
-from suite import rundir
+from suite import checkpoints
 from suite import trainer
 import Tools_conv
 import Tools_fc
@@ -280,19 +280,12 @@ def load_split(cfg, train):
 HYPER_FILE = 'Hyperparameters.txt'
 
 
-def resume(cfg, net, opt, gen, device):
+def resume(cfg, net, opt, gen):
     """Weights, α, flip-rule momenta, α learning rates and random states of the last checkpoint of an S-k folder;
     returns the rows of results.csv done so far."""
-    path = os.path.join(cfg.resume, 'checkpoint.pt')
-    ck = trainer.load(path, ('model_state_dict', 'momentum', 'lr_alpha', 'rows', 'generator', 'torch_rng'),
-                      'a checkpoint.pt of a binary-EP training run (S-k folder)')
-    trainer.load_state(net, ck['model_state_dict'], path)
-    opt.momentum = [None if m is None else m.to(device) for m in ck['momentum']]
-    if ck.get('lr_alpha_initial') == opt.lr_alpha:      # the same --lrAlpha: as decayed so far; a new one: itself
-        opt.lr_alpha = list(ck['lr_alpha'])
-    gen.set_state(ck['generator'])
-    torch.set_rng_state(ck['torch_rng'])
-    return ck['rows']
+    ck = checkpoints.restore(os.path.join(cfg.resume, 'checkpoint.pt'), net, opt, generator=gen,
+                             what='a checkpoint.pt of a binary-EP training run (S-k folder)', keys=('optimizer',))
+    return ck['history']
 
 
 def run(args, argv):
@@ -306,8 +299,7 @@ def run(args, argv):
     opt = make_optimizer(net, cfg)
     tools = Tools_fc if cfg.archi == 'fc' else Tools_conv
     row_fn = Tools_fc.results_row if cfg.archi == 'fc' else Tools_conv.results_row_conv
-    lr_alpha_initial = list(opt.lr_alpha)                 # --lrAlpha of this command (before any decay)
-    rows = resume(cfg, net, opt, gen, device) if cfg.resume else []
+    rows = resume(cfg, net, opt, gen) if cfg.resume else []
     keys = HP_ALL + (HP_FC if cfg.archi == 'fc' else HP_CONV) + (HP_BIN_N if cfg.binary_settings == 'bin_W_N' else ())
     keys += ('tol', 'tol_every') if cfg.tol is not None else ()
 
@@ -330,16 +322,14 @@ def run(args, argv):
         return {**row_fn(net, opt, train, test, cfg), **net.pop_steps()}     # free-phase steps under --tol
 
     def save(rows):
-        rundir.save({'epoch': rows[-1]['epoch'] if rows else 0, 'model_state_dict': net.state_dict(),
-                      'momentum': opt.momentum, 'lr_alpha': opt.lr_alpha, 'lr_alpha_initial': lr_alpha_initial,
-                      'rows': rows,
-                      'generator': gen.get_state(), 'torch_rng': torch.get_rng_state()},
-                     os.path.join(folder, 'checkpoint.pt'))
+        checkpoints.save(os.path.join(folder, 'checkpoint.pt'), net, opt, rows[-1]['epoch'] if rows else 0, rows,
+                         generator=gen, config=cfg)
         if rows:
             r = rows[-1]
             say(f'epoch {r["epoch"]}: train error {r["Ave_Train_Error"]:.2f} % (single {r["Single_Train_Error"]:.2f}),'
                 f' test error {r["Ave_Test_Error"]:.2f} % (single {r["Single_Test_Error"]:.2f}), {r["seconds"]:.1f} s')
 
-    trainer.fit(folder, cfg.epochs, rows, run_epoch, save, net.parameters(), HYPER_FILE, metrics='results.csv')
+    trainer.fit(folder, cfg.epochs, rows, run_epoch, save, net.parameters(), HYPER_FILE, metrics='results.csv',
+                plot=lambda f: plotFunctions.plot_folder(os.path.dirname(f)))
     plotFunctions.plot_folder(os.path.dirname(folder))
     return folder

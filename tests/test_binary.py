@@ -134,7 +134,7 @@ def test_decay_lr_alpha_takes_effect_at_its_epoch(tmp_path):
                                   '--results-dir', str(tmp_path), '--T', '4', '--Kmax', '2', '--batchSize', '500'])
     assert code == 0
     ck = torch.load(os.path.join(folder, 'checkpoint.pt'), weights_only=False)
-    assert ck['lr_alpha'] == pytest.approx([1e-2, 1e-2])
+    assert ck['optimizer']['lr_alpha'] == pytest.approx([1e-2, 1e-2])
 
 
 def test_typo_tolerant_command_line():

@@ -59,7 +59,7 @@ def train_few(kind, x, y):
         est = {'ep': estimators.RandomSign(0.5, generator=gen),
                'cep': estimators.Continual(0.5, thirdphase=True),
                'bptt': estimators.TruncatedBPTT()}[kind]
-        error = trainer.train(net, opt, batches, lambda xb, yb: est(net, xb, yb, opt))
+        error = trainer.train(net, opt, batches, lambda xb, yb: est(net, xb, yb, opt))['error']
     return {k: v.clone() for k, v in net.state_dict().items()}, error, flips
 
 
@@ -119,8 +119,8 @@ def _resume_runs(rank):
         shutil.copytree(part[1], 'two-1-epoch')
     else:
         time.sleep(0.5)                           # a late rank: rank 0 must not append to the folder before it reads it
-    return dict(full=full, part=part, resumed=run_main(_epochs(1, 'two', part[1])),
-                from_one=run_main(_epochs(1, 'two', 'one-1-epoch')), read=read)
+    return dict(full=full, part=part, resumed=run_main(_epochs(2, 'two', part[1])),
+                from_one=run_main(_epochs(2, 'two', 'one-1-epoch')), read=read)
 
 
 def _write_idx(path, a):
@@ -166,7 +166,7 @@ def runs(mnist5k, tmp_path_factory):
                            join=True, start_method='fork')
         with pytest.MonkeyPatch.context() as m:
             m.setattr(plotFunctions, 'plot_folder', lambda *a, **k: None)
-            one['resume']['from_two'] = run_main(_epochs(1, 'one', 'two-1-epoch'))
+            one['resume']['from_two'] = run_main(_epochs(2, 'one', 'two-1-epoch'))
     finally:
         os.chdir(cwd)
     ranks = [torch.load(tmp / f'rank{r}.pt', weights_only=False) for r in range(2)]

@@ -301,7 +301,7 @@ def test_resume_equals_an_uninterrupted_run(small, tmp_path):
     base = ['--config-name=splitting_small', 'model=splitting_small_3block', 'data=mnist5k', '--seed', '3',
             'trainer.limit_batches=2', 'data.config.batch_size=16', 'model.config.T1=4', 'algorithm.config.T2=2']
     part = assert_resume_equals_uninterrupted(base, tmp_path, epochs=lambda n: [f'trainer.epochs={n}'],
-                                              resume=lambda folder: ['--load-path', folder, 'trainer.epochs=1'],
+                                              resume=lambda folder: ['--load-path', folder, 'trainer.epochs=2'],
                                               metric='test_top1')
     assert {'accuracy.png', 'wall_clock.png', 'best.pt', 'metrics.csv'} <= set(os.listdir(part))
 

@@ -22,7 +22,7 @@ BINARY = ['--archi', 'fc', '--layersList', '784', '64', '10', '--T', '8', '--Kma
 # checkpoint files of each paper and the key of their weights
 CHECKPOINTS = {'ernoult': (('checkpoint_EP.pt', 'model'), ('checkpoint_BPTT.pt', 'model')),
                'laborieux': (('checkpoint.tar', 'model'),),
-               'binary': (('checkpoint.pt', 'model_state_dict'),)}
+               'binary': (('checkpoint.pt', 'model'),)}
 BASES = {'ernoult': ERNOULT, 'laborieux': LABORIEUX, 'binary': BINARY}
 METRICS = {'ernoult': 'metrics.csv', 'laborieux': 'metrics.csv', 'binary': 'results.csv'}
 
@@ -47,14 +47,15 @@ def _assert_same_run(a, b, paper):
 
 @pytest.mark.parametrize('paper', list(BASES))
 def test_resume_with_the_folder_alone_equals_uninterrupted(paper, tmp_path):
-    """2 epochs in one run == 1 epoch, then `--load-path <folder> --epochs 1` alone (the saved flags are the
-    defaults): bit-identical weights and metrics; the resume's command line is appended to the folder's file."""
+    """2 epochs in one run == 1 epoch, then `--load-path <folder> --epochs 2` alone (the saved flags are the
+    defaults; --epochs given again is the new total): bit-identical weights and metrics; the resume's command line is
+    appended to the folder's file."""
     base = BASES[paper]
     code, full = run_main(base + ['--epochs', '2', '--results-dir', str(tmp_path / 'a')])
     assert code == 0
     code, part = run_main(base + ['--epochs', '1', '--results-dir', str(tmp_path / 'b')])
     assert code == 0
-    code, resumed = run_main(['--load-path', part, '--epochs', '1'])
+    code, resumed = run_main(['--load-path', part, '--epochs', '2'])
     assert code == 0 and resumed == part
     _assert_same_run(full, part, paper)
     m = pd.read_csv(os.path.join(part, METRICS[paper]))
@@ -65,13 +66,13 @@ def test_resume_with_the_folder_alone_equals_uninterrupted(paper, tmp_path):
     hyper = [f for f in os.listdir(part) if f.lower() == 'hyperparameters.txt'][0]
     lines = open(os.path.join(part, hyper)).read().splitlines()
     assert [ln for ln in lines if ln.startswith('python main.py')][-1] == \
-        f'python main.py --load-path {part} --epochs 1'
+        f'python main.py --load-path {part} --epochs 2'
 
 
 def test_a_flag_given_again_overrides_the_saved_one(tmp_path):
     code, run = run_main(LABORIEUX + ['--epochs', '1', '--results-dir', str(tmp_path)])
     assert code == 0
-    code, _ = run_main(['--load-path', run, '--epochs', '1', '--lrs', '0.0', '0.0', '--mmt', '0.0'])
+    code, _ = run_main(['--load-path', run, '--epochs', '2', '--lrs', '0.0', '0.0', '--mmt', '0.0'])
     assert code == 0
     ck = torch.load(os.path.join(run, 'checkpoint.tar'), weights_only=False)
     assert [g['lr'] for g in ck['optimizer']['param_groups']] == [0.0, 0.0]
@@ -104,8 +105,9 @@ def test_ctrl_c_leaves_a_folder_that_resumes(paper, tmp_path, monkeypatch, capsy
     assert 'interrupted in epoch 2' in err and 'checkpoint of epoch 1' in err
     folder = err.split('--load-path ')[-1]
     monkeypatch.undo()
-    code, resumed = run_main(['--load-path', folder, '--epochs', '1'])
+    code, resumed = run_main(_printed_command(err))     # the command it printed, as it printed it: ends at epoch 2
     assert code == 0 and resumed == folder
+    assert 'resuming at epoch 2 of 2' in capsys.readouterr().out
     _assert_same_run(full, folder, paper)
 
 
@@ -117,8 +119,15 @@ def test_ctrl_c_in_the_first_epoch_resumes_from_epoch_0(tmp_path, monkeypatch, c
     assert code == 130 and 'checkpoint of epoch 0' in err, err
     folder = err.split('--load-path ')[-1]
     monkeypatch.undo()
-    assert run_main(['--load-path', folder, '--epochs', '1'])[0] == 0
+    assert run_main(_printed_command(err))[0] == 0
     _assert_same_run(full, folder, 'ernoult')
+
+
+def _printed_command(err):
+    """The argv of the `resume with python main.py …` that an interrupted run printed."""
+    cmd = err.split('resume with ')[-1].split()
+    assert cmd[:2] == ['python', 'main.py'], err
+    return cmd[2:]
 
 
 @pytest.mark.parametrize('paper,lr', [('laborieux', ['--lrs', '3e38', '3e38']),

@@ -30,6 +30,7 @@ from suite import distributed
 from papers import laborieux2021 as lab
 import plotFunctions
 from suite import rundir
+from suite import checkpoints
 from suite import trainer
 from suite.cli import (DRY_RUN_DIR, SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config,
                  say, seed_everything)
@@ -312,7 +313,7 @@ def resolve_dictionary(args):
 
 def assign_dictionary(path, lca):
     """The weights of a dictionary.pt into the LCA layer."""
-    w = trainer.load(path, ('weights',), 'a dictionary.pt made by --todo dictlearn', '--dictionary')['weights']
+    w = checkpoints.load(path, ('weights',), 'a dictionary.pt made by --todo dictlearn', '--dictionary')['weights']
     try:
         lca.assign_weight_values(w)
     except ValueError as e:
@@ -519,7 +520,7 @@ def image_print(cfg, clf, x, label, folder):
     ε ∈ {0.5, 1, 2, 3, 7}; arrays in image_print.npz, figure image_print.png."""
     path = os.path.join(cfg.model_from or '', 'Test_Image.pt')
     if cfg.model_from and os.path.isfile(path):
-        img = trainer.load(path, (), 'an image tensor')
+        img = checkpoints.load(path, (), 'an image tensor')
         img = (img[0] if isinstance(img, (tuple, list)) else img).to(x)
         img = img.view(1, *x.shape[1:])
         lbl = clf.logits(img).argmax(1)

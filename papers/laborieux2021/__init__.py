@@ -19,6 +19,7 @@ from ep import estimators
 import netFunctions as nf
 import plotFunctions
 from suite import rundir
+from suite import checkpoints
 from suite import trainer
 from suite.cli import (SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say,
                  seed_everything)
@@ -281,7 +282,7 @@ def arch_of(cfg):
 
 def adopt_arch(args, folder):
     """evaluate / gducheck rebuild the network of the saved run (state dicts carry no architecture)."""
-    saved = trainer.load(os.path.join(folder, 'model.pt'), ('model', 'arch'), 'a model.pt of a training run')
+    saved = checkpoints.load(os.path.join(folder, 'model.pt'), ('model', 'arch'), 'a model.pt of a training run')
     for k, v in saved['arch'].items():
         setattr(args, k, v)
 
@@ -413,19 +414,13 @@ def train_epoch(cfg, model, opt, train_b, gen, ext=None):
             check_theorem(cfg, model, x[:5], y[:5], b / len(train_b))
     estimate = make_estimator(cfg, gen)
     step = ext.step(lambda x, y: estimate(model, x, y, opt))
-    return 100.0 - trainer.train(model, opt, train_b, step, 'train', hook, ext.observe(True))
+    return 100.0 - trainer.train(model, opt, train_b, step, 'train', hook, ext.observe(True))['error']
 
 
 def check_theorem(cfg, model, x, y, frac):
     """--check-thm: the GDU check on 5 samples, RMSE per key printed (every 10 % of an epoch)."""
     rows = nf.gdu_table(nf.gdu_traces(model, x, y, cfg.T1, cfg.T2, cfg.betas[1]))
     say(f'[{frac:.0%} of the epoch] GDU RMSE: ' + ', '.join(f'{r["key"]} {r["rmse_mean"]:.3f}' for r in rows))
-
-
-def checkpoint(model, opt, sched, gen, epoch, history, best):
-    return {'model': model.state_dict(), 'optimizer': opt.state_dict(),
-            'scheduler': sched.state_dict() if sched else None, 'generator': gen.get_state(),
-            'torch_rng': torch.get_rng_state(), 'epoch': epoch, 'history': history, 'best': best}
 
 
 def train_action(cfg, argv, model, xtr, ytr, xte, yte, device, seed, ext=None):
@@ -444,7 +439,8 @@ def train_action(cfg, argv, model, xtr, ytr, xte, yte, device, seed, ext=None):
         train_acc = train_epoch(cfg, model, opt, train_b, gen, ext)
         if sched and epoch <= 100:                         # the original stops the cosine schedule at epoch 100
             sched.step()
-        test_err, test_loss = trainer.evaluate(model, test_b, cfg.T1, ext.observe(False))
+        test = trainer.evaluate(model, test_b, cfg.T1, ext.observe(False))
+        test_err, test_loss = test['error'], test['loss']
         row = dict(train_acc=train_acc, test_acc=100 - test_err, test_loss=test_loss, lr=opt.param_groups[0]['lr'],
                    **model.pop_steps())                   # free-phase steps under --tol
         if hasattr(model, 'angles'):                       # VF nets: angle between B_k and W_{k+1}, degrees
@@ -454,7 +450,7 @@ def train_action(cfg, argv, model, xtr, ytr, xte, yte, device, seed, ext=None):
     def save(history):
         nonlocal best
         last = history[-1] if history else dict(epoch=0, test_acc=-1.0)
-        ck = checkpoint(model, opt, sched, gen, last['epoch'], history, max(best, last['test_acc']))
+        ck = checkpoints.state(model, opt, last['epoch'], history, sched, gen, cfg, best=max(best, last['test_acc']))
         rundir.save(ck, os.path.join(folder, 'checkpoint.tar'))
         if not history:
             return
@@ -466,35 +462,27 @@ def train_action(cfg, argv, model, xtr, ytr, xte, yte, device, seed, ext=None):
             f'test loss {last["test_loss"]:.4f}, {last["seconds"]:.1f} s')
 
     trainer.fit(folder, cfg.epochs, history, run_epoch, save, model.parameters(), metrics='metrics.csv',
-                extension=ext)
+                extension=ext, plot=plotFunctions.plot_folder)
     save_neural_activity(model, train_b, folder, cfg.T1)
     rundir.save({'model': model.state_dict(), 'arch': arch_of(cfg)}, os.path.join(folder, 'final_model.pt'))
     plotFunctions.plot_folder(folder)
     return folder
 
 
-CHECKPOINT_KEYS = ('model', 'optimizer', 'scheduler', 'generator', 'torch_rng', 'epoch', 'history', 'best')
-
-
 def resume(cfg, model, opt, sched, gen):
     """Model, optimiser, scheduler and random states of the last checkpoint of a run (learning rates, weight
-    decays and momentum are this command's, see trainer.load_optimizer); returns (history, best)."""
-    path = os.path.join(cfg.resume, 'checkpoint.tar')
-    ck = trainer.load(path, CHECKPOINT_KEYS, 'a checkpoint.tar of a Laborieux-2021 / EPLCANet training run')
-    trainer.load_state(model, ck['model'], path)
-    trainer.load_optimizer(opt, ck['optimizer'], path)
-    if sched and ck['scheduler']:
-        sched.load_state_dict(ck['scheduler'])
+    decays and momentum are this command's, see checkpoints.load_optimizer); returns (history, best)."""
+    ck = checkpoints.restore(os.path.join(cfg.resume, 'checkpoint.tar'), model, opt, sched, gen,
+                             'a checkpoint.tar of a Laborieux-2021 / EPLCANet training run', ('best',))
+    if sched and ck['scheduler']:                       # the base rates of this command (load_optimizer)
         sched.base_lrs = [g['initial_lr'] for g in opt.param_groups]
-    gen.set_state(ck['generator'])
-    torch.set_rng_state(ck['torch_rng'])
     return ck['history'], ck['best']
 
 
 def load_model(folder, model):
     """The weights of a run's best model (model.pt) into `model`."""
     path = os.path.join(folder, 'model.pt')
-    trainer.load_state(model, trainer.load(path, ('model',), 'a model.pt of a training run')['model'], path)
+    checkpoints.load_state(model, checkpoints.load(path, ('model',), 'a model.pt of a training run')['model'], path)
 
 
 def save_neural_activity(model, train_b, folder, T1):
@@ -512,7 +500,7 @@ def evaluate_action(cfg, model, xtr, ytr, xte, yte, device):
         load_model(cfg.model_from, model)
     lines = []
     for name, (x, y) in (('Train', (xtr, ytr)), ('Test', (xte, yte))):
-        err, _ = trainer.evaluate(model, batches(cfg, x, y, cfg.mbs, False, device, None), cfg.T1)
+        err = trainer.evaluate(model, batches(cfg, x, y, cfg.mbs, False, device, None), cfg.T1)['error']
         lines.append(f'{name} accuracy : {100 - err:.2f}')
         say(lines[-1])
     if cfg.model_from:                                     # (not a 'python main.py' line: a later resume of the

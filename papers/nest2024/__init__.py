@@ -13,7 +13,7 @@ Quirks of the original (spec §B11) and what this suite does:
  2. CIFAR's test loader dropped the last partial batch: every test image is scored (the training split drops its
     last partial batch, as the original).
  3. checkpoints only with a logger, `best` never updated, resume restarting at epoch 0: checkpoint.tar every epoch,
-    best.pt at the best test top-1, --load-path continues the epoch count (trainer.epochs then counts epochs to add).
+    best.pt at the best test top-1, --load-path continues the epoch count up to trainer.epochs (the run's total).
  4. config.yaml (the default) named a missing model, splitting_small*.yaml defaulted to the large model: there is
     no default config (--config-name is required; the bare command line belongs to the other papers) and
     splitting_small*.yaml default to splitting_small_1block.
@@ -50,6 +50,7 @@ from suite import distributed
 from ep import estimators
 import plotFunctions
 from suite import rundir
+from suite import checkpoints
 from suite import trainer
 from suite.cli import DTYPES, UsageError, dry_cap, pick_device, say, seed_everything
 from papers.nest2024.nets import RESNET_STAGES, HopfieldChain, blocks_from_config, resnet_blocks
@@ -492,10 +493,10 @@ def train(run, cfg, argv):
 
 def resume(folder, chain, opt, sched, gen):
     path = os.path.join(folder, 'checkpoint.tar')
-    ck = trainer.load(path, ('model', 'optimizer', 'scheduler', 'history', 'generator'),
+    ck = checkpoints.load(path, ('model', 'optimizer', 'scheduler', 'history', 'generator'),
                       'a checkpoint.tar of a Nest & Ernoult 2024 training run')
-    trainer.load_state(chain, ck['model'], path)
-    trainer.load_optimizer(opt, ck['optimizer'], path)
+    checkpoints.load_state(chain, ck['model'], path)
+    checkpoints.load_optimizer(opt, ck['optimizer'], path)
     sched.load_state_dict(ck['scheduler'])
     gen.set_state(ck['generator'])
     torch.set_rng_state(ck['torch_rng'])

@@ -52,6 +52,7 @@ from suite import distributed
 from papers.wu2024 import nets as wu_nets
 import plotFunctions
 from suite import rundir
+from suite import checkpoints
 from suite import trainer
 from suite.cli import (RunConfig, SuiteParser, UsageError, finalise_suite_args, int_or_none, pick_device, run_config, say,
                  seed_everything)
@@ -648,8 +649,8 @@ def resnet_model(cfg):
     Linear(num_ftrs → 10); without -FFT the backbone is frozen."""
     model, source = wu_nets.resnet(cfg.model)
     if cfg.weights:
-        state = trainer.load(cfg.weights, (), f"torchvision's ImageNet weights of {cfg.model}", '--weights')
-        trainer.load_state(model, state, cfg.weights, f"give torchvision's ImageNet weights of {cfg.model} "
+        state = checkpoints.load(cfg.weights, (), f"torchvision's ImageNet weights of {cfg.model}", '--weights')
+        checkpoints.load_state(model, state, cfg.weights, f"give torchvision's ImageNet weights of {cfg.model} "
                                                       f"({wu_nets.TORCHVISION_WEIGHTS[cfg.model]}) to --weights")
     if not cfg.fft:
         for p in model.parameters():
@@ -752,7 +753,7 @@ def distribution_arrays(cfg, setting, path):
         rpu = analog.rpu_config(setting, cfg.tau, 'S4')
         layers = arrays(analog.convert(wu_nets.FCN(), rpu))
     else:
-        layers = trainer.load(path, ('arrays',), 'a model.pt written with --save-checkpoint', S6_FLAGS[setting])[
+        layers = checkpoints.load(path, ('arrays',), 'a model.pt written with --save-checkpoint', S6_FLAGS[setting])[
             'arrays']
     key = 'C' if setting == 'TT-v1' else 'W'
     w = torch.cat([a[key].flatten() for a in layers.values()])
