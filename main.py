@@ -154,18 +154,21 @@ def saved_argv(folder, parser):
     return drop_action(out)
 
 
+TRAINING_ACTIONS = ('advtrain', 'dictlearn')     # actions that a --load-path alone picks up again
+
+
 def drop_action(argv):
-    """argv without its --action/--todo (but advtrain, a kind of training): the saved run's action is not the
-    default of a command that loads it (`--load-path <run>` alone resumes training)."""
+    """argv without its --action/--todo (but advtrain and dictlearn, kinds of training): the saved run's action is
+    not the default of a command that loads it (`--load-path <run>` alone resumes training)."""
     out, i = [], 0
     while i < len(argv):
         a = argv[i]
         if a in ('--action', '--todo') and i + 1 < len(argv):
-            if argv[i + 1] == 'advtrain':
+            if argv[i + 1] in TRAINING_ACTIONS:
                 out += argv[i:i + 2]
             i += 2
             continue
-        if not a.startswith(('--action=', '--todo=')) or a.endswith('=advtrain'):
+        if not a.startswith(('--action=', '--todo=')) or a.split('=', 1)[1] in TRAINING_ACTIONS:
             out.append(a)
         i += 1
     return out

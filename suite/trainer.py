@@ -224,31 +224,36 @@ def _rates(counts, seen, topk, loss):
     return out
 
 
-def train(net, optimizer, batches, step, desc='train', hook=None, observe=None, topk=1, loss=False):
+def train(net, optimizer, batches, step, desc='train', hook=None, observe=None, topk=1, loss=False, count=True):
     """The one training loop over mini-batches, for every paper. Per mini-batch: step(x, y) writes the gradient
     estimate to .grad (an estimator: EP, CEP, BPTT, the chain's EP / ID, backprop) and returns the state s the
     network predicts from (net.output(s)); then net.updateWeights(optimizer) descends (averaging the estimates of the
     torchrun ranks first). hook(b, x, y), if given, runs before each mini-batch, observe(s, y, label) after it (on the
     rank's shard; observe on the rows it counts).
     Returns {'error': training error % at s (before each update)}, with 'top<k>_error' for topk > 1 and 'loss' (the
-    mean cost ℓ at s) when asked, over the whole data: the counts stay on the device (no host read per mini-batch)."""
+    mean cost ℓ at s) when asked, over the whole data: the counts stay on the device (no host read per mini-batch).
+    count=False: a net that predicts no class (a dictionary learner) is not scored, {} is returned; optimizer None:
+    the net's updateWeights applies its own rule."""
     net.train()
     counts, seen = None, 0
     for b, (x, label, own) in enumerate(distributed.shards(progress(batches, desc))):
         y = net.target(label)
         if hook is not None:
             hook(b, x, y)
-        optimizer.zero_grad(set_to_none=True)
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
         s = step(x, y)
         net.updateWeights(optimizer)
         if own:
             if observe is not None:
                 observe(s, y, label)
+            if not count:
+                continue
             c = _tally(net, s, y, label, topk, loss)
             counts = c if counts is None else [a + b_ for a, b_ in zip(counts, c)]
             seen += label.shape[0]
     distributed.sync_buffers(net)              # rank 0's BatchNorm running statistics everywhere (none: nothing)
-    return _rates(counts or [0, 0, 0.0], seen, topk, loss)
+    return _rates(counts or [0, 0, 0.0], seen, topk, loss) if count else {}
 
 
 def evaluate(net, batches, T=None, observe=None, topk=1):

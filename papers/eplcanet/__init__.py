@@ -22,6 +22,7 @@ import os
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from papers.eplcanet import attacks
 from suite import checks
@@ -275,6 +276,12 @@ def check_dictlearn(args):
     args.data_name = lab.TASKS[task]
     checks.count('--mbs', args.mbs, 1, 'the mini-batch size')
     checks.count('--epochs', args.epochs, 1, 'the number of epochs')
+    args.resume = args.load_path or None                   # a dictlearn run picked up again
+    if args.resume and not os.path.isdir(args.resume):
+        if not args.dry_run:
+            raise UsageError(f'--load-path {args.resume}: no such run folder')
+        say(f'dry run: --load-path {args.resume} does not exist; learning a fresh dictionary')
+        args.resume = None
     if args.dry_run:
         args.epochs, args.mbs, args.lca_iters = 1, min(args.mbs, 16), min(args.lca_iters, 5)
 
@@ -560,15 +567,68 @@ def corruptions(cfg, clf, folder, device, bs):
 # ---------------------------------------------------------------------------------------------------------------
 # Dictionary pre-training (C2's cifar_dictlearning.py)
 
+class DictionaryLearner(nn.Module):
+    """LCA dictionary learning as a net of the suite's training loop: `forward` is the LCA inference of the
+    preprocessed input (the sparse code a and the reconstruction error x − D ∗ a), `computeGradients` keeps them and
+    `updateWeights` applies the dictionary's own rule (LCAConv2D.update_weights: gradient descent on ½||x − D ∗ a||²,
+    normalised per feature, clipped, renormalised), which is its optimiser."""
+
+    def __init__(self, lca):
+        super().__init__()
+        self.lca, self.code = lca, None
+
+    def target(self, label):
+        return label
+
+    def forward(self, x):
+        """(x preprocessed, a, x − D ∗ a)."""
+        x = self.lca.preprocess(x)
+        with torch.no_grad():
+            a, _, err, _ = self.lca.encode(x)
+        return x, a, err
+
+    def computeGradients(self, s):
+        self.code = s[1:]
+
+    def updateWeights(self, optimizer=None):
+        with torch.no_grad():
+            self.lca.update_weights(*self.code)
+        self.code = None
+
+
+class DictionaryStats:
+    """Per-epoch means over the mini-batches of the reconstruction MSE, the fraction of active codes and the LCA
+    energy, read after each update (device sums, one host read per epoch)."""
+
+    def __init__(self, lca, device):
+        self.lca, self.sums, self.n = lca, torch.zeros(3, device=device, dtype=torch.float64), 0
+
+    def __call__(self, s, y, label):
+        x, a, err = s
+        self.sums += torch.stack([(err ** 2).mean(), (a != 0).to(err).mean(), self.lca.energy(x, a).mean()]).double()
+        self.n += 1
+
+    def means(self):
+        return (self.sums / max(self.n, 1)).tolist()
+
+
 def dictlearn_action(cfg, argv, device, seed):
     """LCA dictionary learning alone: a random half of the training set (indices saved in train_indices.npy),
     the built-in update (D.3) after every mini-batch, λ raised by 0.1 every epochs//7 epochs; dictionary.pt,
-    dictlearn.csv (λ, reconstruction MSE, sparsity, energy per epoch) and lca_weights.png every epoch."""
+    dictlearn.csv (λ, reconstruction MSE, sparsity, energy per epoch) and lca_weights.png every epoch. The epochs run
+    in the suite's loops (trainer.fit, trainer.train with a DictionaryLearner); --load-path <dictlearn folder>
+    resumes one (checkpoint.tar: the dictionary, λ, the mini-batch order and the history)."""
     x, y = lab.load_split(cfg, True)
     lca = LCAConv2D(cfg.lca_feats, x.shape[1], cfg.lca_ksize or 7, cfg.lca_stride or 1, cfg.lca_lambda, cfg.tau,
                     cfg.eta, cfg.lca_iters).to(device, cfg.float_dtype)
+    learner = DictionaryLearner(lca)
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(x), generator=gen)[:len(x) // 2]
+    history = []
+    if cfg.resume:
+        ck = checkpoints.restore(os.path.join(cfg.resume, 'checkpoint.tar'), learner, generator=gen,
+                                 what='a checkpoint.tar of a --todo dictlearn run', keys=('lambda_',))
+        history, lca.lambda_ = ck['history'], ck['lambda_']
 
     def make():
         folder = rundir.claim_time_dir(os.path.join(cfg.results_dir, 'dictlearn'))
@@ -581,27 +641,37 @@ def dictlearn_action(cfg, argv, device, seed):
         rundir.copy_plot_script(folder)
         rundir.save_npy(os.path.join(folder, 'train_indices.npy'), idx.numpy())
         return folder
-    folder = trainer.open_run(make)
+    folder = trainer.open_run(make, cfg.resume, cfg.argv_given or argv)
     aug = data.augment if (cfg.data_aug and cfg.data_name == 'cifar10') else None
     train_b = data.Batches(x[idx], y[idx], cfg.mbs, shuffle=True, device=device, generator=gen, transform=aug,
                            max_batches=1 if cfg.dry_run else None)
-    every, history = max(cfg.epochs // 7, 1), []
-    for epoch in range(1, cfg.epochs + 1):
-        tot = torch.zeros(3, device=device, dtype=torch.float64)
-        for xb, _ in trainer.progress(train_b, f'dictlearn {epoch}'):
-            xb = lca.preprocess(xb)
-            with torch.no_grad():
-                a, _, err, _ = lca.encode(xb)
-                lca.update_weights(a, err)
-            tot += torch.stack([(err ** 2).mean(), (a != 0).to(err).mean(), lca.energy(xb, a).mean()]).double()
-        mse, sparsity, energy = (tot / len(train_b)).tolist()
-        history.append(dict(epoch=epoch, lambda_=lca.lambda_, recon_mse=mse, sparsity=sparsity, energy=energy))
-        rundir.write_csv(os.path.join(folder, 'dictlearn.csv'), pd.DataFrame(history))
-        rundir.save({'weights': lca.get_weights().cpu(), 'lca': dict(out_neurons=lca.F, kernel_size=lca.k,
-                                                                       stride=lca.stride, lambda_=lca.lambda_)},
-                     os.path.join(folder, 'dictionary.pt'))
-        say(f'epoch {epoch}: λ {lca.lambda_:.2f}, reconstruction MSE {mse:.4f}, active {sparsity:.4f}')
+    every = max(cfg.epochs // 7, 1)
+
+    def step(xb, yb):
+        s = learner(xb)
+        learner.computeGradients(s)
+        return s
+
+    def run_epoch(epoch):
+        stats = DictionaryStats(lca, device)
+        lambda_ = lca.lambda_
+        trainer.train(learner, None, train_b, step, f'dictlearn {epoch}', observe=stats, count=False)
+        mse, sparsity, energy = stats.means()
+        say(f'epoch {epoch}: λ {lambda_:.2f}, reconstruction MSE {mse:.4f}, active {sparsity:.4f}')
         if epoch % every == 0:
             lca.lambda_ += 0.1
+        return dict(lambda_=lambda_, recon_mse=mse, sparsity=sparsity, energy=energy)
+
+    def save(history):
+        checkpoints.save(os.path.join(folder, 'checkpoint.tar'), learner, None, history[-1]['epoch'] if history else 0,
+                         history, generator=gen, config=cfg, lambda_=lca.lambda_)
+        if history:
+            rundir.save({'weights': lca.get_weights().cpu(), 'lca': dict(out_neurons=lca.F, kernel_size=lca.k,
+                                                                           stride=lca.stride,
+                                                                           lambda_=history[-1]['lambda_'])},
+                         os.path.join(folder, 'dictionary.pt'))
+
+    trainer.fit(folder, cfg.epochs, history, run_epoch, save, learner.parameters(), metrics='dictlearn.csv',
+                plot=plotFunctions.plot_folder)
     plotFunctions.plot_folder(folder)
     return folder
