@@ -56,12 +56,12 @@ def bench(args, device):
     ms = {name: ([], []) for name, *_ in runs}
     for rep in range(args.reps + 5):                         # interleaved; the first 5 rounds warm up
         for name, method, model, opt in runs:
-            A.COUNT_METHOD = method
+            A.tiles.COUNT_METHOD = method
             batch, step = timed_batch(model, opt, x, label, device)
             if rep >= 5:
                 ms[name][0].append(batch)
                 ms[name][1].append(step)
-    A.COUNT_METHOD = 'auto'
+    A.tiles.COUNT_METHOD = 'auto'
     fp_batch, fp_step = (statistics.median(v) for v in ms['FP SGD'])
     print(f'torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, median of {args.reps}')
     print(f"{'optimiser':<30} {'ms/batch':>9} {'× FP':>7} {'step ms':>8} {'step × FP step':>15}")
