@@ -6,6 +6,7 @@ train (EP with the one-sided, random-sign or symmetric estimator, CEP, or trunca
 Networks in netLaborieux.py; the dynamics are the suite's engine (netFunctions.py), the epoch and mini-batch loops
 its trainer (trainer.py). EPLCANet (eplcanet.py) extends this paper's flags, Config and actions.
 """
+import argparse
 import dataclasses
 import os
 
@@ -67,8 +68,9 @@ def add_args(parser):
     g.add_argument('--save', action='store_true', help='accepted for compatibility: every run is saved')
     g.add_argument('--save-nrn', action='store_true', help='accepted for compatibility (stale flag of a script)')
     g.add_argument('--same-update', action='store_true', help='VFCNN: forward and backward weights share the update')
-    g.add_argument('--cep-debug', action='store_true',
-                   help='CEP: accumulate the T2 per-step updates and apply them as one step at the end')
+    # the original's CEP debugging switch (accumulate the T2 per-step updates, apply them as one step at the end):
+    # accepted so that its command lines run, kept out of --help (an internal check, not a training setting)
+    g.add_argument('--cep-debug', action='store_true', help=argparse.SUPPRESS)
 
 
 FLAGS = {'--model', '--task', '--channels', '--kernels', '--strides', '--paddings', '--pools', '--fc', '--act',
