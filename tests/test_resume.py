@@ -19,12 +19,21 @@ BINARY = ['--archi', 'fc', '--layersList', '784', '64', '10', '--T', '8', '--Kma
           '--gamma', '1e-5', '1e-4', '--gradThreshold', '5e-7', '5e-7', '--lrBias', '0.025', '0.05',
           '--learnAlpha', '1', '--lrAlpha', '0.01', '0.01', '--batchSize', '100', '--dataset', 'mnist5k', '--seed', '5']
 
+EPLCANET = ['--model', 'EPLCACNN', '--task', 'mnist5k', '--channels', '4', '4', '8', '--kernels', '5', '5', '--paddings',
+            '0', '0', '0', '--strides', '1', '1', '1', '--lrs', '0.05', '0.05', '0.02', '--pools', 'imm', '--betas',
+            '0.0', '0.2', '--softmax', '--loss', 'cel', '--lca_iters', '2', '--T1', '4', '--T2', '2', '--mbs', '200',
+            '--seed', '6']
+DICTLEARN = ['--todo', 'dictlearn', '--task', 'mnist5k', '--lca_feats', '4', '--lca_ksize', '5', '--lca_iters', '3',
+             '--mbs', '200', '--seed', '7']
+
 # checkpoint files of each paper and the key of their weights
 CHECKPOINTS = {'ernoult': (('checkpoint_EP.pt', 'model'), ('checkpoint_BPTT.pt', 'model')),
-               'laborieux': (('checkpoint.tar', 'model'),),
+               'laborieux': (('checkpoint.tar', 'model'),), 'eplcanet': (('checkpoint.tar', 'model'),),
+               'dictlearn': (('checkpoint.tar', 'model'),),
                'binary': (('checkpoint.pt', 'model'),)}
-BASES = {'ernoult': ERNOULT, 'laborieux': LABORIEUX, 'binary': BINARY}
-METRICS = {'ernoult': 'metrics.csv', 'laborieux': 'metrics.csv', 'binary': 'results.csv'}
+BASES = {'ernoult': ERNOULT, 'laborieux': LABORIEUX, 'binary': BINARY, 'eplcanet': EPLCANET, 'dictlearn': DICTLEARN}
+METRICS = {'ernoult': 'metrics.csv', 'laborieux': 'metrics.csv', 'binary': 'results.csv', 'eplcanet': 'metrics.csv',
+           'dictlearn': 'dictlearn.csv'}
 
 
 def _weights(folder, paper):
@@ -94,7 +103,7 @@ def _interrupt_in_epoch(monkeypatch, n):
     monkeypatch.setattr(trainer, 'train', train)
 
 
-@pytest.mark.parametrize('paper', ['laborieux', 'binary'])
+@pytest.mark.parametrize('paper', ['laborieux', 'binary', 'eplcanet', 'dictlearn'])
 def test_ctrl_c_leaves_a_folder_that_resumes(paper, tmp_path, monkeypatch, capsys):
     base = BASES[paper]
     _, full = run_main(base + ['--epochs', '2', '--results-dir', str(tmp_path / 'a')])
@@ -178,3 +187,37 @@ def _message(capsys):
 
 def _find(root, name):
     return [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f == name]
+
+
+def test_sigint_to_a_running_command_then_the_printed_command(tmp_path):
+    """The whole path from the shell: SIGINT to `python main.py …` during epoch 2 exits 130 with one line naming
+    the checkpoint of epoch 1 and the command that resumes; that command, run as printed, ends at epoch 3 with the
+    weights of an uninterrupted 3-epoch run."""
+    import shlex
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import ROOT
+    base = LABORIEUX + ['--epochs', '3', '--threads', '1']
+    _, full = run_main(base + ['--results-dir', str(tmp_path / 'a')])
+    p = subprocess.Popen([sys.executable, 'main.py'] + base + ['--results-dir', str(tmp_path / 'b')], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in p.stdout:                              # wait for the end of epoch 1, then interrupt epoch 2
+        if line.startswith('epoch 1:'):
+            break
+    time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 130, err
+    lines = [ln for ln in err.splitlines() if ln.startswith('main.py')]
+    assert len(lines) == 1 and 'Traceback' not in err, err
+    assert 'checkpoint of epoch 1' in lines[0] or 'checkpoint of epoch 2' in lines[0], lines[0]   # (a slow signal)
+    command = shlex.split(lines[0].split('resume with ')[-1])
+    assert command[:2] == ['python', 'main.py']
+    r = subprocess.run([sys.executable] + command[1:], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert 'resuming at epoch' in r.stdout and 'of 3' in r.stdout
+    folder = command[-1]
+    assert pd.read_csv(os.path.join(folder, 'metrics.csv'))['epoch'].tolist() == [1, 2, 3]
+    _assert_same_run(full, folder, 'laborieux')
