@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 import analog
 import plotFunctions
+from ep import estimators
+from netClasses import Feedforward
 from papers.wu2024 import nets as wu_nets
 from papers.wu2024.figures import arrays, new_folder
 from suite import checkpoints
@@ -28,47 +30,9 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 DRY_EPOCHS, DRY_BATCHES, DRY_RESNET_BATCH, DRY_RESNET_SIZE = 1, 2, 2, 64
 
 
-def run_epoch_of(model, opt, loss_fn, train_b, test_b):
-    """One epoch of training then testing: (mean train loss, train accuracy %, test loss, test accuracy %), one host
-    read per pass."""
-    model.train()
-    dev = next(model.parameters()).device
-    tot, seen = torch.zeros(2, device=dev, dtype=torch.float64), 0
-    for x, y, own in distributed.shards(trainer.progress(train_b, 'train')):
-        opt.zero_grad(set_to_none=True)
-        out = model(x)
-        loss = loss_fn(out, y)
-        loss.backward()
-        distributed.average_grads(model.parameters())    # torchrun: the gradient of the whole mini-batch
-        opt.step()
-        if own:
-            tot += torch.stack([loss.detach().double() * len(y), (out.argmax(1) == y).sum().double()])
-            seen += len(y)
-    distributed.sync_buffers(model)                      # rank 0's BatchNorm running statistics everywhere
-    train_loss, train_acc = mean_totals(tot, seen)
-    test_loss, test_acc = evaluate(model, loss_fn, test_b)
-    return dict(train_loss=train_loss, train_acc=100 * train_acc, test_loss=test_loss, test_acc=test_acc)
+CHECKPOINT = 'checkpoint.tar'
+WHAT = 'a checkpoint.tar of a Wu 2024 S4 / A12 training run'
 
-
-def evaluate(model, loss_fn, batches):
-    """(mean loss, accuracy %) over the batches."""
-    model.eval()
-    dev = next(model.parameters()).device
-    tot, seen = torch.zeros(2, device=dev, dtype=torch.float64), 0
-    with torch.no_grad():
-        for x, y, own in distributed.shards(batches):
-            if own:
-                out = model(x)
-                tot += torch.stack([loss_fn(out, y).double() * len(y), (out.argmax(1) == y).sum().double()])
-                seen += len(y)
-    loss, acc = mean_totals(tot, seen)
-    return loss, 100 * acc
-
-
-def mean_totals(tot, seen):
-    """tot / seen, both summed over the torchrun ranks (one host read)."""
-    *tot, seen = trainer.totals(*tot, seen)
-    return [v / max(seen, 1) for v in tot]
 
 def tensorboard(folder):
     """A TensorBoard writer into <folder>/tensorboard (the original plot scripts read 'Accuracy/test'), or None
@@ -80,20 +44,44 @@ def tensorboard(folder):
     return SummaryWriter(os.path.join(folder, 'tensorboard'))
 
 
-def fit_classifier(cfg, argv, model, opt, loss_fn, train_b, test_b, items, arch):
-    """The epochs of S4 / A12 through the suite's trainer: StepLR per epoch, metrics.csv (epoch, setting, tau, train
-    and test loss and accuracy, lr, seconds), TensorBoard scalars, model.pt with --save-checkpoint, the figure."""
-    step = RESNET_STEP if cfg.script.startswith('A12') else STEP
+def classifier(cfg, argv, net, opt, splits, device, gen, transform, step, items, arch):
+    """Batches of the (train, test) splits, then `--evaluate` of the --load-path run's model or the training run.
+    transform(train): the batches' transform (None: the images as they are)."""
+    (xtr, ytr), (xte, yte) = splits
+    test_b = data.Batches(xte, yte, cfg.batch_size, device=device, max_batches=cfg.max_batches,
+                          transform=transform(False))
+    if cfg.model_from:
+        train_b = data.Batches(xtr, ytr, cfg.batch_size, device=device, max_batches=cfg.max_batches,
+                               transform=transform(False))
+        return evaluate_saved(cfg, net, [('train', train_b), ('test', test_b)])
+    train_b = data.Batches(xtr, ytr, cfg.batch_size, True, device=device, generator=gen, max_batches=cfg.max_batches,
+                           transform=transform(True))
+    return fit_classifier(cfg, argv, net, opt, train_b, test_b, gen, step, items, arch)
+
+
+def fit_classifier(cfg, argv, net, opt, train_b, test_b, gen, step, items, arch):
+    """The epochs of S4 / A12 through the suite's trainer, one mini-batch by estimators.Backprop: StepLR(step, 0.1)
+    per epoch, metrics.csv (epoch, setting, tau, train and test loss and accuracy, lr, seconds), TensorBoard scalars,
+    checkpoint.tar after every epoch (a --load-path run resumes from it), model.pt with --save-checkpoint, the
+    figure."""
+    model = net.module
     sched = torch.optim.lr_scheduler.StepLR(opt, step, GAMMA)
     items = [('SETTING', cfg.setting), ('tau', cfg.tau), ('rpu', cfg.rpu), ('epochs', cfg.epochs),
              ('batch size', cfg.batch_size), ('lr', [g['lr'] for g in opt.param_groups]),
              ('StepLR', (step, GAMMA)), ('device', next(model.parameters()).device)] + items
-    folder = trainer.open_run(lambda: new_folder(cfg, argv, items, model))
+    history = []
+    if cfg.resume:                  # the tiles' device state is in the model's state dict, the pulses' RNG in torch's
+        history = checkpoints.restore(os.path.join(cfg.resume, CHECKPOINT), model, opt, sched, gen, WHAT)['history']
+    folder = trainer.open_run(lambda: new_folder(cfg, argv, items, model), cfg.resume, cfg.argv_given or argv,
+                              prog=cfg.script + '.py')
     writer = tensorboard(folder) if distributed.is_main() else None     # rank 0 alone writes
+    estimate = estimators.Backprop()
 
     def run_epoch(epoch):
-        row = dict(setting=cfg.setting, tau=cfg.tau, **run_epoch_of(model, opt, loss_fn, train_b, test_b),
-                   lr=opt.param_groups[-1]['lr'])
+        train = trainer.train(net, opt, train_b, lambda x, y: estimate(net, x, y, opt), loss=True)
+        test = trainer.evaluate(net, test_b)
+        row = dict(setting=cfg.setting, tau=cfg.tau, train_loss=train['loss'], train_acc=100 - train['error'],
+                   test_loss=test['loss'], test_acc=100 - test['error'], lr=opt.param_groups[-1]['lr'])
         sched.step()
         if writer is not None:
             writer.add_scalar('Accuracy/test', row['test_acc'] / 100, epoch)
@@ -102,14 +90,34 @@ def fit_classifier(cfg, argv, model, opt, loss_fn, train_b, test_b, items, arch)
             f'test acc {row["test_acc"]:.2f} %')
         return row
 
-    trainer.fit(folder, cfg.epochs, [], run_epoch, lambda history: None, model.parameters(), metrics='metrics.csv')
+    def save(history):
+        checkpoints.save(os.path.join(folder, CHECKPOINT), model, opt, history[-1]['epoch'] if history else 0,
+                         history, scheduler=sched, generator=gen, config=cfg)
+
+    trainer.fit(folder, cfg.epochs, history, run_epoch, save, model.parameters(), metrics='metrics.csv',
+                prog=cfg.script + '.py', plot=plotFunctions.plot_folder)
     if writer is not None:
         writer.close()
     if cfg.save_checkpoint:
         rundir.save({'model': model.state_dict(), 'arch': arch, 'setting': cfg.setting, 'tau': cfg.tau,
-                      'arrays': arrays(model)}, os.path.join(folder, 'model.pt'))
+                     'arrays': arrays(model)}, os.path.join(folder, 'model.pt'))
     plotFunctions.plot_folder(folder)
     return folder
+
+
+def evaluate_saved(cfg, net, splits):
+    """--evaluate: the loss and accuracy of the --load-path run's last checkpoint on each (name, batches), printed and
+    appended to its hyperparameters.txt (not as a command line: a later resume does not take --evaluate)."""
+    path = os.path.join(cfg.model_from, CHECKPOINT)
+    ck = checkpoints.load(path, ('model', 'epoch'), WHAT)
+    checkpoints.load_state(net.module, ck['model'], path)
+    lines = [f'evaluated with: {rundir.command_line(cfg.argv_given, prog=cfg.script + ".py")}']
+    for name, batches in splits:
+        r = trainer.evaluate(net, batches)
+        lines.append(f'{name} after epoch {ck["epoch"]}: loss {r["loss"]:.4f}, accuracy {100 - r["error"]:.2f} %')
+        say(lines[-1])
+    rundir.append_hyperparameters(cfg.model_from, lines)
+    return cfg.model_from
 
 
 def mnist(cfg, argv):
@@ -118,13 +126,10 @@ def mnist(cfg, argv):
     seed = seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(seed)
     splits = [data.load_or_synthetic(cfg.dataset, cfg.data_root, train, cfg.dry_run) for train in (True, False)]
-    (xtr, ytr), (xte, yte) = splits
     model = analog.convert(MNIST[cfg.script]['net'](), cfg.rpu).to(device)
     opt = analog.AnalogSGD(model.parameters(), lr=MNIST_LR)
-    train_b = data.Batches(xtr, ytr, cfg.batch_size, True, device=device, generator=gen, max_batches=cfg.max_batches)
-    test_b = data.Batches(xte, yte, cfg.batch_size, device=device, max_batches=cfg.max_batches)
-    return fit_classifier(cfg, argv, model, opt, F.nll_loss, train_b, test_b, [('dataset', cfg.dataset)],
-                          MNIST[cfg.script]['net'].__name__)
+    return classifier(cfg, argv, Feedforward(model, F.nll_loss), opt, splits, device, gen, lambda train: None, STEP,
+                      [('dataset', cfg.dataset)], MNIST[cfg.script]['net'].__name__)
 
 
 def resnet_transform(train, size):
@@ -169,15 +174,11 @@ def resnet(cfg, argv):
     seed = seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(seed)
     n = 2 * DRY_RESNET_BATCH
-    (xtr, ytr), (xte, yte) = [data.load_or_synthetic('cifar10', cfg.data_root, train, cfg.dry_run, n)
-                              for train in (True, False)]
+    splits = [data.load_or_synthetic('cifar10', cfg.data_root, train, cfg.dry_run, n) for train in (True, False)]
     model, source = resnet_model(cfg)
     model = model.to(device)
     opt = analog.AnalogSGD(param_groups(model, RESNET_LR[cfg.setting]), lr=RESNET_LR[cfg.setting])
-    train_b = data.Batches(xtr, ytr, cfg.batch_size, True, device=device, generator=gen, max_batches=cfg.max_batches,
-                           transform=resnet_transform(True, cfg.image_size))
-    test_b = data.Batches(xte, yte, cfg.batch_size, device=device, max_batches=cfg.max_batches,
-                          transform=resnet_transform(False, cfg.image_size))
     items = [('model', cfg.model), ('FFT', cfg.fft), ('network from', source), ('image size', cfg.image_size),
              ('ImageNet weights', cfg.weights or 'none (random)'), ('dataset', 'cifar10')]
-    return fit_classifier(cfg, argv, model, opt, F.cross_entropy, train_b, test_b, items, cfg.model)
+    return classifier(cfg, argv, Feedforward(model, F.cross_entropy), opt, splits, device, gen,
+                      lambda train: resnet_transform(train, cfg.image_size), RESNET_STEP, items, cfg.model)

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 import analog
+import main as entry
 from papers.wu2024 import classify
 from papers.wu2024 import figures
 from papers.wu2024 import nets as wu_nets
@@ -56,8 +57,18 @@ def build_parser(script):
                             'the CPU with a warning)')
     if kind in ('mnist', 'resnet'):
         g.add_argument('--data-root', default='./data', help='folder holding the datasets (default ./data)')
-        g.add_argument('--epochs', type=int, default=None, help='training epochs (default: the paper\'s)')
+        g.add_argument('--epochs', type=int, default=None,
+                       help="training epochs, in all (default: the paper's; 1 in a dry run; with --load-path: the "
+                            "total the resumed run reaches)")
         g.add_argument('--save-checkpoint', action='store_true', help='save the final model (model.pt, a state dict)')
+        g.add_argument('--load-path', default='',
+                       help=f"a run folder of {script}.py: training resumes it from its last checkpoint (checkpoint.tar, "
+                            f"written after every epoch) and finishes the epochs it was asked for (--epochs given "
+                            f"again sets a new total); the run's saved flags are the defaults, a flag given again "
+                            f"overrides them")
+        g.add_argument('--evaluate', action='store_true',
+                       help='evaluate the model of --load-path (its last checkpoint) on the train and test splits: '
+                            'loss and accuracy, printed and appended to its hyperparameters.txt; nothing is trained')
     if kind == 'mnist':
         g.add_argument('--SETTING', default='FP SGD', help="'FP SGD', 'Analog SGD' or 'TT-v1'")
         g.add_argument('--tau', type=float, default=0.6, help='dynamic-range radius τ of the devices (default 0.6)')
@@ -146,9 +157,11 @@ def validate(script, args, given):
 
 def validate_training(script, kind, args):
     checks.count('--epochs', args.epochs, 1, 'the number of epochs')
-    default = classify.MNIST_EPOCHS if kind == 'mnist' else classify.RESNET_EPOCHS
-    cap = dict(epochs=classify.DRY_EPOCHS if args.dry_run else (args.epochs or default),
-               max_batches=classify.DRY_BATCHES if args.dry_run else None)
+    default = classify.DRY_EPOCHS if args.dry_run else classify.MNIST_EPOCHS if kind == 'mnist' else \
+        classify.RESNET_EPOCHS
+    folder = run_folder(script, args)
+    cap = dict(epochs=args.epochs or default, max_batches=classify.DRY_BATCHES if args.dry_run else None,
+               resume=None if args.evaluate else folder, model_from=folder if args.evaluate else None)
     if kind == 'mnist':
         if args.dataset not in ('mnist', 'mnist5k'):
             raise UsageError(f'--dataset {args.dataset}: choose mnist or mnist5k (the embedded digits)')
@@ -162,6 +175,26 @@ def validate_training(script, kind, args):
     return dict(setting=setting, tau=tau, rpu=rpu, fft=args.FFT, dataset='cifar10', weights=find_weights(args),
                 batch_size=classify.DRY_RESNET_BATCH if args.dry_run else classify.RESNET_BATCH,
                 image_size=classify.DRY_RESNET_SIZE if args.dry_run else classify.RESNET_SIZE, **cap)
+
+
+def run_folder(script, args):
+    """The --load-path folder (a run of this script: its hyperparameters.txt starts with its command line), or None;
+    --evaluate needs one."""
+    prog = script + '.py'
+    if not args.load_path:
+        if args.evaluate:
+            raise UsageError(f'--evaluate needs --load-path <the folder of a {prog} run>')
+        return None
+    path = trainer.hyper_file_of(args.load_path) if os.path.isdir(args.load_path) else None
+    if path is None:
+        raise UsageError(f'--load-path {args.load_path}: no run folder there (no hyperparameters.txt); give the '
+                         f'folder of a {prog} run')
+    with open(path) as f:
+        first = f.readline().split()
+    if first[:2] != ['python', prog]:
+        raise UsageError(f'--load-path {args.load_path}: not a run of {prog} (it is one of '
+                         f'{" ".join(first[:2]) or "nothing known"}); give the folder of a {prog} run')
+    return args.load_path
 
 
 def check_parallel(flag, setting, batch_size):
@@ -247,9 +280,9 @@ def main(script, argv=None):
     given = sys.argv[1:] if argv is None else list(argv)
     distributed.setup()                             # torchrun: join the process group (nothing for one process)
     try:
-        args = build_parser(script).parse_args(given)
+        args, argv = parse(script, given)
         finalise_suite_args(args)
-        return RUN[SCRIPTS[script][0]](validate(script, args, given), given)
+        return RUN[SCRIPTS[script][0]](validate(script, args, given), argv)
     except UsageError as e:
         print(f'{prog}: error: {e}', file=sys.stderr)
         raise SystemExit(2)
@@ -260,6 +293,14 @@ def main(script, argv=None):
         print(f'{prog}: interrupted', file=sys.stderr)
         raise SystemExit(130)
 
+
+def parse(script, given):
+    """(args, argv) of a command line; for S4 and A12 with --load-path RUN, argv is the run's saved command lines
+    followed by this one, so that the run's own flags are the defaults (main.resolve, as for main.py's papers)."""
+    parser = build_parser(script)
+    if SCRIPTS[script][0] in ('mnist', 'resnet'):
+        return entry.resolve(given, parser)
+    return parser.parse_args(given), list(given)
 
 
 RUN = {'toy': toy.run, 'mnist': classify.mnist, 'resnet': classify.resnet, 'plot': figures.plot_runs,
