@@ -14,11 +14,13 @@ import pytest
 import torch
 
 import analog
+import netClasses
 from papers.wu2024 import nets as wu_nets
 from papers import wu2024
 from papers.wu2024 import classify, cli, figures
 from papers.wu2024 import toy as wu_toy
 from conftest import ROOT, redraw
+from test_resume import _interrupt_in_epoch
 
 CHECK = os.path.join(ROOT, 'check', 'wu2024.sh')
 
@@ -135,6 +137,8 @@ BAD = {
     'unknown dataset': ('S4.1-mnist-FCN', ['--dataset', 'cifar10'], '--dataset'),
     'unknown flag': ('S1-SGD-diff-lr', ['--SETTING', 'TT-v1'], '--SETTING'),
     'MNIST files absent': ('S4.1-mnist-FCN', ['--data-root', '/nonexistent'], 'mnist5k'),
+    'evaluate without a run': ('S4.1-mnist-FCN', ['--evaluate'], '--evaluate'),
+    'no run folder': ('S4.2-mnist-CNN', ['--load-path', '/nonexistent'], '--load-path'),
 }
 
 
@@ -312,3 +316,81 @@ def test_tensorboard_events_when_tensorboard_imports(tmp_path):
     events.Reload()
     acc = pd.read_csv(os.path.join(folder, 'metrics.csv'))['test_acc']
     assert code == 0 and [e.value for e in events.Scalars('Accuracy/test')] == pytest.approx(list(acc / 100))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# S4 / A12 on the suite's run layer: the design-card methods, checkpoints, resume, evaluate
+
+def test_a_training_minibatch_goes_through_the_wrapper_methods(tmp_path, monkeypatch):
+    """S4.1's mini-batch: Feedforward.forward (with its graph), computeGradients, updateWeights, in that order."""
+    log = []
+    for name in ('forward', 'computeGradients', 'updateWeights'):
+        orig = getattr(netClasses.Feedforward, name)
+
+        def spy(self, *a, _orig=orig, _name=name, **kw):
+            log.append(_name)
+            return _orig(self, *a, **kw)
+        monkeypatch.setattr(netClasses.Feedforward, name, spy)
+    code, _ = run('S4.1-mnist-FCN', ['--SETTING=TT-v1', '--dataset', 'mnist5k'], tmp_path)
+    assert code == 0
+    assert log[:3] == ['forward', 'computeGradients', 'updateWeights'], log[:6]
+    assert log.count('computeGradients') == log.count('updateWeights') == classify.DRY_BATCHES
+
+
+def _state(folder):
+    """The weights of a run's checkpoint (the analog tiles' arrays and counters included) and its metrics."""
+    ck = torch.load(os.path.join(folder, 'checkpoint.tar'), weights_only=False)
+    metrics = pd.read_csv(os.path.join(folder, 'metrics.csv'))
+    return ck, metrics[[c for c in metrics.columns if 'seconds' not in c]]
+
+
+@pytest.mark.parametrize('setting', ['FP SGD', 'TT-v1'])
+def test_ctrl_c_leaves_a_folder_that_resumes(setting, tmp_path, monkeypatch, capsys):
+    """Ctrl-C in epoch 2 of 3: exit 130 and the resume command; that command, as printed, ends at epoch 3 with the
+    weights (TT-v1: A, C, the device constants, the transfer column) and metrics of an uninterrupted run."""
+    argv = [f'--SETTING={setting}', '--tau=0.6', '--dataset', 'mnist5k', '--epochs', '3']
+    code, full = run('S4.1-mnist-FCN', argv, tmp_path / 'a')
+    assert code == 0
+    _interrupt_in_epoch(monkeypatch, 2)
+    capsys.readouterr()
+    code, _ = run('S4.1-mnist-FCN', argv, tmp_path / 'b')
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith('S4.1-mnist-FCN.py')]
+    assert code == 130 and len(err) == 1 and 'interrupted in epoch 2' in err[0], err
+    folder = err[0].split('--load-path ')[-1]
+    assert err[0].endswith(f'checkpoint of epoch 1: resume with python S4.1-mnist-FCN.py --load-path {folder}')
+    monkeypatch.undo()
+    printed = err[0].split('resume with ')[-1].split()
+    code = 0
+    try:
+        resumed = wu2024.main(printed[1][:-3], printed[2:])
+    except SystemExit as e:
+        code = e.code
+    assert code == 0 and resumed == folder
+    assert 'resuming at epoch 2 of 3' in capsys.readouterr().out
+    (a, ma), (b, mb) = _state(full), _state(folder)
+    assert a['epoch'] == b['epoch'] == 3 and a['model'].keys() == b['model'].keys()
+    for k, v in a['model'].items():
+        assert torch.equal(v, b['model'][k]) if torch.is_tensor(v) else v == b['model'][k], k
+    if setting == 'TT-v1':
+        assert a['model']['1._extra_state'] == {'batches': 6, 'column': 6}
+    pd.testing.assert_frame_equal(ma, mb)
+    lines = open(os.path.join(folder, 'hyperparameters.txt')).read().splitlines()
+    assert lines[0].startswith('python S4.1-mnist-FCN.py ') and lines[-1] == f'python S4.1-mnist-FCN.py --load-path {folder}'
+
+
+def test_evaluate_and_extend_a_saved_run(tmp_path, capsys):
+    """--evaluate --load-path: the run's last model tested as in its last epoch (printed, appended to its
+    hyperparameters.txt, not as a command line); --epochs given again extends the run to the new total."""
+    code, folder = run('S4.1-mnist-FCN', ['--SETTING=FP SGD', '--dataset', 'mnist5k', '--epochs', '2'], tmp_path)
+    assert code == 0
+    last = pd.read_csv(os.path.join(folder, 'metrics.csv')).iloc[-1]
+    capsys.readouterr()
+    assert wu2024.main('S4.1-mnist-FCN', ['--load-path', folder, '--evaluate']) == folder
+    out = capsys.readouterr().out
+    assert f'test after epoch 2: loss {last["test_loss"]:.4f}, accuracy {last["test_acc"]:.2f} %' in out, out
+    text = open(os.path.join(folder, 'hyperparameters.txt')).read()
+    assert f'evaluated with: python S4.1-mnist-FCN.py --load-path {folder} --evaluate' in text
+    assert wu2024.main('S4.1-mnist-FCN', ['--load-path', folder, '--epochs', '3']) == folder
+    ck = torch.load(os.path.join(folder, 'checkpoint.tar'), weights_only=False)
+    assert ck['epoch'] == 3 and [r['epoch'] for r in ck['history']] == [1, 2, 3]
+    assert len(pd.read_csv(os.path.join(folder, 'metrics.csv'))) == 3
