@@ -138,7 +138,8 @@ def paper_of(argv, parser=None):
 def saved_argv(folder, parser):
     """The command lines of a run folder (the first line of its hyperparameter file, then the line of every
     resume), joined in order: with --load-path they come before the new command line, so that the run's own flags
-    are the defaults and a flag given again overrides them."""
+    are the defaults and a flag given again overrides them. The lines are those of the parser's program
+    (`python main.py …`, or a Wu 2024 script's `python S4.1-mnist-FCN.py …`)."""
     path = trainer.hyper_file_of(folder)
     if path is None:
         raise cli.UsageError(f'--load-path {folder}: no hyperparameters.txt in that folder; give the folder of a run '
@@ -146,7 +147,7 @@ def saved_argv(folder, parser):
     out = []
     with open(path) as f:
         for line in f:
-            if line.startswith('python main.py '):
+            if line.startswith(f'python {parser.prog} '):
                 try:
                     out += normalise_argv(shlex.split(line)[2:], parser)
                 except ValueError as e:

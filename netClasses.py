@@ -358,6 +358,50 @@ class EPNet(nn.Module):
         return min(K + self.bptt_extra_steps, T)
 
 
+class Feedforward(nn.Module):
+    """A feedforward classifier (any nn.Module x ↦ z) with the design-card methods, so that backprop trains it
+    through the same loop as EP (trainer.train with estimators.Backprop) and trainer.evaluate tests it: the
+    backprop baselines, Wu et al. 2024's digital and analog classifiers.
+
+        s = net.forward(x)                z = module(x), with its graph (the state is the output: output(s) = s)
+        net.computeGradients(s, y)        ∂L/∂θ → .grad,  L = (1/B) Σ_b ℓ(z_b, y_b)
+        net.updateWeights(optimizer)      the optimiser's step (digital SGD, analog.AnalogSGD: Analog SGD, TT-v1)
+
+    `loss` is a torch.nn.functional loss of (scores, integer labels) with a `reduction` argument (F.cross_entropy,
+    F.nll_loss on log-probabilities); the target of a label is the label. The wrapped module is `module` (its
+    state_dict is the network's own)."""
+
+    def __init__(self, module, loss=F.cross_entropy):
+        super().__init__()
+        self.module, self.loss = module, loss
+
+    def forward(self, x):
+        return self.module(x)
+
+    def infer(self, x, T=None):
+        """The output of a feedforward pass (T: no dynamics to relax)."""
+        return self.forward(x)
+
+    def output(self, s):
+        return s
+
+    def target(self, label):
+        return label
+
+    def cost(self, s, y):
+        """Per-sample loss ℓ(z_b, y_b)."""
+        return self.loss(s, y, reduction='none')
+
+    def computeGradients(self, s, y):
+        """Backpropagate L = (1/B) Σ_b ℓ(z_b, y_b) from the output s of forward (the loss's own mean reduction, as
+        a plain `loss(model(x), y).backward()`): ∂L/∂θ in .grad; an analog layer records its (x, δ) pairs."""
+        self.loss(s, y).backward()
+
+    def updateWeights(self, optimizer):
+        """The optimiser's step on ∂L/∂θ (averaged over the torchrun ranks first), then .grad cleared: EPNet's."""
+        EPNet.updateWeights(self, optimizer)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Costs ℓ(z, y) per sample, with ∂ℓ/∂z in closed form (the nudging force is −β ∂ℓ/∂s_out)
 

@@ -14,6 +14,8 @@ One EP mini-batch, read top to bottom (`EP.__call__`):
     Symmetric    (s_a, β_a) = (s^{−β}, −β),   (s_b, β_b) = (s^β, β)              Laborieux 2021 (--thirdphase)
     Continual    CEP: the optimiser moves θ after every nudged step              Laborieux 2021 (--alg CEP)
     TruncatedBPTT  L = mean_b ℓ(s_T) backpropagated through the last W steps     every paper's BPTT baseline
+    Backprop     L = mean_b ℓ(z_b), z = net(x), backpropagated through a feedforward net (netClasses.Feedforward):
+                 Wu 2024's classifiers (digital SGD, Analog SGD, TT-v1 by the optimiser), backprop baselines
 
 Every estimate has gradient sign (a descent optimiser consumes it). T and K default to the network's.
 """
@@ -196,6 +198,19 @@ class TruncatedBPTT(Estimator):
         s = net.forward(x, s, steps=W)
         net.cost(s, y).mean().backward()
         return [si.detach() for si in s]
+
+
+class Backprop(Estimator):
+    """Backpropagation through a feedforward net (netClasses.Feedforward): z = net.forward(x) with its graph, then
+    net.computeGradients(z, y) writes ∂L/∂θ, L = (1/B) Σ_b ℓ(z_b, y_b), to .grad. What the update does with it is the
+    optimiser's, applied by net.updateWeights: digital SGD θ ← θ − α ∂L/∂θ, or analog.AnalogSGD, whose analog
+    layers pulse the (x, δ) pairs recorded by the backward pass (Analog SGD; TT-v1 into A, then transfers to C).
+    Returns z (detached): the state the trainer reads the prediction and the loss from."""
+
+    def __call__(self, net, x, y, optimizer=None):
+        z = net.forward(x)
+        net.computeGradients(z, y)
+        return z.detach()
 
 
 NAMED = {'one-sided': OneSided, 'random-sign': RandomSign, 'symmetric': Symmetric}

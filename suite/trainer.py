@@ -116,11 +116,12 @@ def _stop_non_finite(folder, hyper_file, label, row, done, prog):
     raise Stopped(message, 1)
 
 
-def note_resume(folder, argv, hyper_file='hyperparameters.txt'):
-    """A resumed run appends its command line to the folder's hyperparameter file: its flags override the saved
-    ones the next time the folder is loaded (main.saved_argv reads every command line of that file, in order). A
-    resume by another number of torchrun processes than the file's last `- world size: N` (none: 1) adds its own."""
-    lines = [rundir.command_line(argv)]
+def note_resume(folder, argv, hyper_file='hyperparameters.txt', prog='main.py'):
+    """A resumed run appends its command line (`python <prog> …`) to the folder's hyperparameter file: its flags
+    override the saved ones the next time the folder is loaded (main.saved_argv reads every command line of that file,
+    in order). A resume by another number of torchrun processes than the file's last `- world size: N` (none: 1)
+    adds its own."""
+    lines = [rundir.command_line(argv, prog)]
     n, path = distributed.world_size(), os.path.join(folder, hyper_file)
     if distributed.is_main() and n != _recorded_world_size(path):
         lines.append(f'- world size: {n} (from this resume on)')
@@ -138,15 +139,15 @@ def _recorded_world_size(path):
     return n
 
 
-def open_run(make, resume=None, argv=None, hyper_file='hyperparameters.txt'):
+def open_run(make, resume=None, argv=None, hyper_file='hyperparameters.txt', prog='main.py'):
     """The folder of a run, said on stdout as `results: <folder>`: `resume` (a run picked up again; `argv`, the
-    command line as given, is appended to its hyperparameter file), else `make()`, which creates a new folder and
-    writes its hyperparameters (each paper has its own layout)."""
+    command line of `prog` as given, is appended to its hyperparameter file), else `make()`, which creates a new
+    folder and writes its hyperparameters (each paper has its own layout)."""
     if resume:
         # every rank has read the folder's command lines (main.resolve) and checkpoint (the paper's resume) before
         # rank 0 appends to it: else a late rank could merge the resume's line twice, or read it half written
         distributed.barrier()
-        note_resume(resume, argv, hyper_file)
+        note_resume(resume, argv, hyper_file, prog)
         folder = resume
     else:
         folder = distributed.broadcast(make() if distributed.is_main() else None)   # rank 0 alone claims it

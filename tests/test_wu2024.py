@@ -1,4 +1,4 @@
-"""Wu et al. 2024's scripts (wu2024.py): every README command dry-runs, the CSVs have the documented columns, each
+"""Wu et al. 2024's scripts (papers/wu2024): every README command dry-runs, the CSVs have the documented columns, each
 result folder redraws its figure, bad input is one line and exit code 2, and the pieces the experiments rest on
 (toy gradient, final-accuracy summary, saturation, torchvision-keyed ResNets, A12's parameter groups, S4 checkpoints
 read by S6) compute what they say."""
@@ -14,9 +14,13 @@ import pytest
 import torch
 
 import analog
+import netClasses
 from papers.wu2024 import nets as wu_nets
 from papers import wu2024
+from papers.wu2024 import classify, cli, figures
+from papers.wu2024 import toy as wu_toy
 from conftest import ROOT, redraw
+from test_resume import _interrupt_in_epoch
 
 CHECK = os.path.join(ROOT, 'check', 'wu2024.sh')
 
@@ -49,7 +53,7 @@ def test_check_script_has_every_readme_command():
     """The 34 commands of the seed README, one script per line, each script an entry point at the root."""
     cmds = commands()
     assert len(cmds) == 34
-    assert {c[1][:-3] for c in cmds} == set(wu2024.SCRIPTS)
+    assert {c[1][:-3] for c in cmds} == set(cli.SCRIPTS)
     for c in cmds:
         assert os.path.isfile(os.path.join(ROOT, c[1]))
 
@@ -91,7 +95,7 @@ def test_s1_final_loss_csv(toy_folders):
     assert list(df.columns) == ['lr', 'curve', 'final_loss']
     assert set(df['curve']) == {'digital', 'analog', 'tt'} and set(df['lr']) == {0.2, 0.1, 0.05, 0.03}
     curves = pd.read_csv(os.path.join(folder, 'curves.csv'))
-    assert list(curves.columns) == ['lr', 'curve', 'iteration', 'loss'] and len(curves) == 12 * wu2024.DRY_ITERATIONS
+    assert list(curves.columns) == ['lr', 'curve', 'iteration', 'loss'] and len(curves) == 12 * wu_toy.DRY_ITERATIONS
     # the final loss is the mean of the last 20 logged losses of its curve
     g = curves[(curves['lr'] == 0.1) & (curves['curve'] == 'tt')]
     assert df[(df['lr'] == 0.1) & (df['curve'] == 'tt')]['final_loss'].item() == pytest.approx(
@@ -133,6 +137,8 @@ BAD = {
     'unknown dataset': ('S4.1-mnist-FCN', ['--dataset', 'cifar10'], '--dataset'),
     'unknown flag': ('S1-SGD-diff-lr', ['--SETTING', 'TT-v1'], '--SETTING'),
     'MNIST files absent': ('S4.1-mnist-FCN', ['--data-root', '/nonexistent'], 'mnist5k'),
+    'evaluate without a run': ('S4.1-mnist-FCN', ['--evaluate'], '--evaluate'),
+    'no run folder': ('S4.2-mnist-CNN', ['--load-path', '/nonexistent'], '--load-path'),
 }
 
 
@@ -207,10 +213,10 @@ def test_s6_finds_the_newest_checkpoints(tmp_path):
         pd.DataFrame({'epoch': [1], 'setting': [setting], 'tau': [tau], 'test_acc': [90.0]}).to_csv(
             d / 'metrics.csv', index=False)
         (d / 'model.pt').write_bytes(b'')
-    args = wu2024.build_parser('S6-plot-distribution').parse_args(['--results-dir', str(tmp_path)])
+    args = cli.build_parser('S6-plot-distribution').parse_args(['--results-dir', str(tmp_path)])
     args.results_root = args.results_dir
-    assert wu2024.find_checkpoint('TT-v1', '--tt', None, args) == str(root / '10-00-02' / 'model.pt')
-    assert wu2024.find_checkpoint('FP SGD', '--fp', None, args) == str(root / '10-00-00' / 'model.pt')
+    assert cli.find_checkpoint('TT-v1', '--tt', None, args) == str(root / '10-00-02' / 'model.pt')
+    assert cli.find_checkpoint('FP SGD', '--fp', None, args) == str(root / '10-00-00' / 'model.pt')
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -218,11 +224,11 @@ def test_s6_finds_the_newest_checkpoints(tmp_path):
 
 @pytest.mark.parametrize('half,bias', [(True, 0.0), (False, 0.1)])
 def test_toy_gradient_is_autograd_of_the_loss(half, bias):
-    toy = wu2024.Toy(7, 11, 0.5, 1.0, half, bias, 3, (0.1,), (1.0,), (0.0,), 'S3.3', 0.8)
-    A, Y = wu2024.make_problem(toy, torch.Generator().manual_seed(0))
+    toy = wu_toy.Toy(7, 11, 0.5, 1.0, half, bias, 3, (0.1,), (1.0,), (0.0,), 'S3.3', 0.8)
+    A, Y = wu_toy.make_problem(toy, torch.Generator().manual_seed(0))
     W, b = torch.randn(1, 7, requires_grad=True), torch.tensor(0.3, requires_grad=True)
-    wu2024.toy_loss(toy, A, Y, W, b).backward()
-    gW, gb = wu2024.toy_grad(toy, A, Y, W.detach(), b.detach())
+    wu_toy.toy_loss(toy, A, Y, W, b).backward()
+    gW, gb = wu_toy.toy_grad(toy, A, Y, W.detach(), b.detach())
     assert torch.allclose(gW, W.grad, atol=1e-6) and torch.allclose(gb, b.grad, atol=1e-6)
 
 
@@ -230,13 +236,13 @@ def test_closed_form_floor_grows_as_tau_shrinks():
     """S2's problem with the closed form: without gradient noise the drift −(α/τ)|g|⊙W vanishes at the optimum and
     digital and analog both converge; with σ = 0.1 the analog error floor is above the digital one and grows as τ
     shrinks (the paper's asymptotic error ∝ σ² and saturation)."""
-    toy = wu2024.TOYS['S2-dynamic-verification']
+    toy = wu_toy.TOYS['S2-dynamic-verification']
     gen = torch.Generator().manual_seed(0)
-    A, Y = wu2024.make_problem(toy, gen)
+    A, Y = wu_toy.make_problem(toy, gen)
     floor = {}
     for tau in (float('inf'), 2.0, 1.0):
         for sigma in (0.0, 0.1):
-            losses = wu2024.dynamic(toy, A, Y, 0.03, tau, sigma, gen, iterations=2500)[0]
+            losses = wu_toy.dynamic(toy, A, Y, 0.03, tau, sigma, gen, iterations=2500)[0]
             floor[tau, sigma] = losses[-200:].mean().item()
             assert losses[0] > 0.01
     assert max(floor[t, 0.0] for t in (float('inf'), 2.0, 1.0)) < 0.05 * floor[float('inf'), 0.1]
@@ -247,7 +253,7 @@ def test_summary_is_mean_of_last_five_epochs_and_mean_std():
     acc = [[90, 91, 92, 93, 94, 95, 96], [92, 93, 94, 95, 96, 97, 98, 99]]
     frames = [pd.DataFrame({'epoch': range(1, len(a) + 1), 'setting': 'TT-v1', 'tau': 0.6, 'test_acc': a})
               for a in acc]
-    curves, final = wu2024.summarise(frames + [pd.DataFrame({'epoch': [1], 'setting': 'FP SGD', 'tau': [None],
+    curves, final = figures.summarise(frames + [pd.DataFrame({'epoch': [1], 'setting': 'FP SGD', 'tau': [None],
                                                              'test_acc': [97.0]})])
     tt = final.set_index('setting').loc['TT-v1']
     assert tt['epochs'] == 7 and tt['repeats'] == 2
@@ -259,7 +265,7 @@ def test_summary_is_mean_of_last_five_epochs_and_mean_std():
 def test_saturation_per_side_and_at_zero_bounds():
     W = torch.tensor([0.3, -0.3, 0.0, 0.0])
     b_min, b_max = torch.tensor([-1.0, -0.6, -1.0, -1.0]), torch.tensor([0.6, 1.0, 0.0, 1.0])
-    assert torch.allclose(wu2024.saturation(W, b_min, b_max), torch.tensor([0.5, 0.5, 1.0, 0.0]))
+    assert torch.allclose(figures.saturation(W, b_min, b_max), torch.tensor([0.5, 0.5, 1.0, 0.0]))
 
 
 def test_resnets_have_torchvisions_shapes_and_names():
@@ -290,7 +296,7 @@ def test_a12_loads_a_weights_file_and_rejects_another_model(tmp_path, capsys):
 def test_a12_groups_give_the_whole_analog_head_the_full_rate():
     model = wu_nets.ResNet(*wu_nets.RESNETS['Resnet18'])
     model.fc = analog.convert(torch.nn.Linear(512, 10), analog.rpu_config('TT-v1', 0.8, 'S5'))
-    body, head = wu2024.param_groups(model, 0.075)
+    body, head = classify.param_groups(model, 0.075)
     assert body['lr'] == pytest.approx(0.0075) and head['lr'] == 0.075
     assert {id(p) for p in head['params']} == {id(p) for p in model.fc.parameters()}
     assert any(getattr(p, 'analog_layer', None) is model.fc for p in head['params'])      # the analog weights
@@ -298,7 +304,7 @@ def test_a12_groups_give_the_whole_analog_head_the_full_rate():
     for p in model.parameters():                              # without -FFT only the head learns
         p.requires_grad_(False)
     model.fc.bias.requires_grad_(True)
-    assert len(wu2024.param_groups(model, 0.15)) == 1
+    assert len(classify.param_groups(model, 0.15)) == 1
 
 
 def test_tensorboard_events_when_tensorboard_imports(tmp_path):
@@ -310,3 +316,81 @@ def test_tensorboard_events_when_tensorboard_imports(tmp_path):
     events.Reload()
     acc = pd.read_csv(os.path.join(folder, 'metrics.csv'))['test_acc']
     assert code == 0 and [e.value for e in events.Scalars('Accuracy/test')] == pytest.approx(list(acc / 100))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# S4 / A12 on the suite's run layer: the design-card methods, checkpoints, resume, evaluate
+
+def test_a_training_minibatch_goes_through_the_wrapper_methods(tmp_path, monkeypatch):
+    """S4.1's mini-batch: Feedforward.forward (with its graph), computeGradients, updateWeights, in that order."""
+    log = []
+    for name in ('forward', 'computeGradients', 'updateWeights'):
+        orig = getattr(netClasses.Feedforward, name)
+
+        def spy(self, *a, _orig=orig, _name=name, **kw):
+            log.append(_name)
+            return _orig(self, *a, **kw)
+        monkeypatch.setattr(netClasses.Feedforward, name, spy)
+    code, _ = run('S4.1-mnist-FCN', ['--SETTING=TT-v1', '--dataset', 'mnist5k'], tmp_path)
+    assert code == 0
+    assert log[:3] == ['forward', 'computeGradients', 'updateWeights'], log[:6]
+    assert log.count('computeGradients') == log.count('updateWeights') == classify.DRY_BATCHES
+
+
+def _state(folder):
+    """The weights of a run's checkpoint (the analog tiles' arrays and counters included) and its metrics."""
+    ck = torch.load(os.path.join(folder, 'checkpoint.tar'), weights_only=False)
+    metrics = pd.read_csv(os.path.join(folder, 'metrics.csv'))
+    return ck, metrics[[c for c in metrics.columns if 'seconds' not in c]]
+
+
+@pytest.mark.parametrize('setting', ['FP SGD', 'TT-v1'])
+def test_ctrl_c_leaves_a_folder_that_resumes(setting, tmp_path, monkeypatch, capsys):
+    """Ctrl-C in epoch 2 of 3: exit 130 and the resume command; that command, as printed, ends at epoch 3 with the
+    weights (TT-v1: A, C, the device constants, the transfer column) and metrics of an uninterrupted run."""
+    argv = [f'--SETTING={setting}', '--tau=0.6', '--dataset', 'mnist5k', '--epochs', '3']
+    code, full = run('S4.1-mnist-FCN', argv, tmp_path / 'a')
+    assert code == 0
+    _interrupt_in_epoch(monkeypatch, 2)
+    capsys.readouterr()
+    code, _ = run('S4.1-mnist-FCN', argv, tmp_path / 'b')
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith('S4.1-mnist-FCN.py')]
+    assert code == 130 and len(err) == 1 and 'interrupted in epoch 2' in err[0], err
+    folder = err[0].split('--load-path ')[-1]
+    assert err[0].endswith(f'checkpoint of epoch 1: resume with python S4.1-mnist-FCN.py --load-path {folder}')
+    monkeypatch.undo()
+    printed = err[0].split('resume with ')[-1].split()
+    code = 0
+    try:
+        resumed = wu2024.main(printed[1][:-3], printed[2:])
+    except SystemExit as e:
+        code = e.code
+    assert code == 0 and resumed == folder
+    assert 'resuming at epoch 2 of 3' in capsys.readouterr().out
+    (a, ma), (b, mb) = _state(full), _state(folder)
+    assert a['epoch'] == b['epoch'] == 3 and a['model'].keys() == b['model'].keys()
+    for k, v in a['model'].items():
+        assert torch.equal(v, b['model'][k]) if torch.is_tensor(v) else v == b['model'][k], k
+    if setting == 'TT-v1':
+        assert a['model']['1._extra_state'] == {'batches': 6, 'column': 6}
+    pd.testing.assert_frame_equal(ma, mb)
+    lines = open(os.path.join(folder, 'hyperparameters.txt')).read().splitlines()
+    assert lines[0].startswith('python S4.1-mnist-FCN.py ') and lines[-1] == f'python S4.1-mnist-FCN.py --load-path {folder}'
+
+
+def test_evaluate_and_extend_a_saved_run(tmp_path, capsys):
+    """--evaluate --load-path: the run's last model tested as in its last epoch (printed, appended to its
+    hyperparameters.txt, not as a command line); --epochs given again extends the run to the new total."""
+    code, folder = run('S4.1-mnist-FCN', ['--SETTING=FP SGD', '--dataset', 'mnist5k', '--epochs', '2'], tmp_path)
+    assert code == 0
+    last = pd.read_csv(os.path.join(folder, 'metrics.csv')).iloc[-1]
+    capsys.readouterr()
+    assert wu2024.main('S4.1-mnist-FCN', ['--load-path', folder, '--evaluate']) == folder
+    out = capsys.readouterr().out
+    assert f'test after epoch 2: loss {last["test_loss"]:.4f}, accuracy {last["test_acc"]:.2f} %' in out, out
+    text = open(os.path.join(folder, 'hyperparameters.txt')).read()
+    assert f'evaluated with: python S4.1-mnist-FCN.py --load-path {folder} --evaluate' in text
+    assert wu2024.main('S4.1-mnist-FCN', ['--load-path', folder, '--epochs', '3']) == folder
+    ck = torch.load(os.path.join(folder, 'checkpoint.tar'), weights_only=False)
+    assert ck['epoch'] == 3 and [r['epoch'] for r in ck['history']] == [1, 2, 3]
+    assert len(pd.read_csv(os.path.join(folder, 'metrics.csv'))) == 3
