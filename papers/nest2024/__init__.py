@@ -46,7 +46,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from suite import checks
 from suite import data
-from suite import distributed
 from ep import estimators
 import plotFunctions
 from suite import rundir
@@ -381,52 +380,20 @@ def batches(run, train, device, gen):
 # ---------------------------------------------------------------------------------------------------------------
 # Training
 
-def topk_counts(logits, label):
-    """(top-1 hits, top-5 hits) as device tensors."""
-    top = logits.topk(min(5, logits.shape[1]), 1).indices
-    hit = top == label.view(-1, 1)
-    return hit[:, 0].sum(), hit.any(1).sum()
+def estimator(run):
+    """The gradient estimator of algorithm.name: EP inside the blocks (ep), or ID (bptt)."""
+    return estimators.ChainEP(run.beta, run.T2) if run.algorithm == 'ep' else estimators.ChainID(run.T2)
 
 
-def train_epoch(chain, opt, train_b, est):
-    """One epoch; under torchrun each rank relaxes its shard of every mini-batch and the gradients are averaged over
-    the ranks before the step (the BatchNorm statistics are each rank's: see the README)."""
-    chain.train()
-    dev = next(chain.parameters()).device
-    tot = torch.zeros(3, device=dev, dtype=torch.float64)
-    seen = 0
-    for x, label, own in distributed.shards(trainer.progress(train_b, 'train')):
-        logits, loss = est(chain, x, label)
-        distributed.average_grads(chain.parameters())
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if own:
-            t1, t5 = topk_counts(logits, label)
-            tot += torch.stack([t1.double(), t5.double(), loss.double() * len(label)])
-            seen += len(label)
-    distributed.sync_buffers(chain)                                  # rank 0's BN running statistics everywhere
-    t1, t5, loss, seen = trainer.totals(*tot, seen)                  # one host read per epoch
-    seen = max(seen, 1)
-    return {'train_top1': 100 * t1 / seen, 'train_top5': 100 * t5 / seen, 'train_loss': loss / seen}
-
-
-def evaluate(chain, test_b):
-    """Top-1/top-5 and mean CE at the free equilibrium (eval mode: BN running statistics; TOL if set)."""
-    chain.eval()
-    dev = next(chain.parameters()).device
-    tot = torch.zeros(3, device=dev, dtype=torch.float64)
-    seen = 0
-    with torch.no_grad():
-        for x, label, own in distributed.shards(test_b):
-            if not own:
-                continue
-            logits = chain(x)
-            t1, t5 = topk_counts(logits, label)
-            tot += torch.stack([t1.double(), t5.double(), F.cross_entropy(logits, label, reduction='sum').double()])
-            seen += len(label)
-    t1, t5, loss, seen = trainer.totals(*tot, seen)
-    seen = max(seen, 1)
-    return {'test_top1': 100 * t1 / seen, 'test_top5': 100 * t5 / seen, 'test_loss': loss / seen}
+def epoch_row(train, test, lr):
+    """The metrics of an epoch from trainer.train / trainer.evaluate's error rates: top-1 / top-5 accuracies (%) and
+    the mean cross-entropy of the training mini-batches (at the state the estimator returns: the free equilibrium for
+    EP, the re-run for ID) and of the test set (free equilibrium, BN running statistics)."""
+    row = {}
+    for split, r in (('train', train), ('test', test)):
+        row.update({f'{split}_top1': 100 - r['error'], f'{split}_top5': 100 - r['top5_error'],
+                    f'{split}_loss': r['loss']})
+    return {**row, 'lr': lr}
 
 
 def run_folder(run):
@@ -455,6 +422,9 @@ def new_folder(run, cfg, argv):
 
 
 def train(run, cfg, argv):
+    """Adam (coupled L2 weight decay) and a cosine schedule stepped once per epoch; every mini-batch through
+    trainer.train (the estimator, then chain.updateWeights), the test set through trainer.evaluate; checkpoint.tar
+    after every epoch, best.pt at the best test top-1; --load-path resumes from checkpoint.tar."""
     device = pick_device(run.device)
     run.seed = seed_everything(run.seed)
     gen = torch.Generator().manual_seed(run.seed)
@@ -462,45 +432,40 @@ def train(run, cfg, argv):
     chain = build_chain(run, device)
     opt = torch.optim.Adam(chain.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, run.T_max, run.eta_min)
-    est = estimators.ChainEP(run.beta, run.T2) if run.algorithm == 'ep' else estimators.ChainID(run.T2)
-    history, best = [], {'top1': -1.0}
-    if run.load_path:
-        history, best['top1'] = resume(run.load_path, chain, opt, sched, gen)
+    est = estimator(run)
+    history, best = [], -1.0
+    if run.load_path:        # (a checkpoint of the earlier layout has the same keys, without `format`)
+        ck = checkpoints.restore(os.path.join(run.load_path, 'checkpoint.tar'), chain, opt, sched, gen,
+                                 'a checkpoint.tar of a Nest & Ernoult 2024 training run')
+        # the learning rate, weight decay and schedule are this command's (checkpoints.load_optimizer: the same
+        # values keep the saved, scheduled state)
+        sched.base_lrs = [g['initial_lr'] for g in opt.param_groups]
+        sched.T_max, sched.eta_min = run.T_max, run.eta_min
+        history, best = ck['history'], ck.get('best_top1', -1.0)
     folder = trainer.open_run(lambda: new_folder(run, cfg, argv), run.load_path or None, argv)
 
     def run_epoch(epoch):
-        row = {**train_epoch(chain, opt, train_b, est), **evaluate(chain, test_b), 'lr': opt.param_groups[0]['lr']}
+        row = epoch_row(trainer.train(chain, opt, train_b, lambda x, y: est(chain, x, y), topk=5, loss=True),
+                        trainer.evaluate(chain, test_b, topk=5), opt.param_groups[0]['lr'])
         sched.step()
         say(f'epoch {epoch}: train top-1 {row["train_top1"]:.2f} %, test top-1 {row["test_top1"]:.2f} % '
             f'(top-5 {row["test_top5"]:.2f} %), loss {row["train_loss"]:.4f}')
         return row
 
-    def save(rows):
-        if rows and rows[-1]['test_top1'] > best['top1']:
-            best['top1'] = rows[-1]['test_top1']
-            rundir.save({'model': chain.state_dict(), 'epoch': rows[-1]['epoch']}, os.path.join(folder, 'best.pt'))
-        rundir.save({'epoch': rows[-1]['epoch'] if rows else 0, 'model': chain.state_dict(),
-                      'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(), 'history': rows,
-                      'best_top1': best['top1'], 'generator': gen.get_state(), 'torch_rng': torch.get_rng_state()},
-                     os.path.join(folder, 'checkpoint.tar'))
-        if rows:
-            rundir.write_csv(os.path.join(folder, 'metrics.csv'), pd.DataFrame(rows))
+    def save(history):
+        nonlocal best
+        improved = bool(history) and history[-1]['test_top1'] > best
+        best = history[-1]['test_top1'] if improved else best
+        ck = dict(model=chain, optimizer=opt, epoch=history[-1]['epoch'] if history else 0, history=history,
+                  scheduler=sched, generator=gen, config=run, best_top1=best)
+        if improved:
+            checkpoints.save(os.path.join(folder, 'best.pt'), **ck)
+        checkpoints.save(os.path.join(folder, 'checkpoint.tar'), **ck)
 
-    trainer.fit(folder, run.epochs, history, run_epoch, save, chain.parameters())
+    trainer.fit(folder, run.epochs, history, run_epoch, save, chain.parameters(), metrics='metrics.csv',
+                plot=plotFunctions.plot_folder)
     plotFunctions.plot_folder(folder)
     return folder
-
-
-def resume(folder, chain, opt, sched, gen):
-    path = os.path.join(folder, 'checkpoint.tar')
-    ck = checkpoints.load(path, ('model', 'optimizer', 'scheduler', 'history', 'generator'),
-                      'a checkpoint.tar of a Nest & Ernoult 2024 training run')
-    checkpoints.load_state(chain, ck['model'], path)
-    checkpoints.load_optimizer(opt, ck['optimizer'], path)
-    sched.load_state_dict(ck['scheduler'])
-    gen.set_state(ck['generator'])
-    torch.set_rng_state(ck['torch_rng'])
-    return ck['history'], ck.get('best_top1', -1.0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
