@@ -31,8 +31,10 @@ Quirks of the original (spec §B11) and what this suite does:
 13. harmless indexing slip in the BPTT-detailed loop: not reproduced.
 14. tolerance silently off before a496fc3: model.config.tol is applied whenever set.
 """
+import dataclasses
 import datetime
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 
@@ -52,7 +54,8 @@ from suite import rundir
 from suite import checkpoints
 from suite import trainer
 from suite.cli import DTYPES, UsageError, dry_cap, pick_device, say, seed_everything
-from papers.nest2024.nets import RESNET_STAGES, HopfieldChain, blocks_from_config, resnet_blocks
+from papers.nest2024 import config
+from papers.nest2024.nets import HopfieldChain, blocks_from_config, resnet_blocks
 
 NAME = 'nest2024'
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'configs')
@@ -61,15 +64,13 @@ CONFIG_NAMES = ('gdd', 'splitting_small', 'splitting_small_TOL', 'splitting_larg
 # suite flags this paper reads (with a value, except --dry-run) and the config key a flag sets
 SUITE_FLAGS = {'--dry-run': None, '--results-dir': 'results_dir', '--data-root': 'data_root', '--seed': 'seed',
                '--device': 'device', '--threads': 'threads', '--load-path': 'load_path', '--config-name': 'config_name'}
+HELP = ('--help', '-h')
 NORMALISE = {'cifar10': ((0.4914, 0.4822, 0.4465), tuple(3 * s for s in (0.2023, 0.1994, 0.2010))),
              'cifar100': ((0.4914, 0.4822, 0.4465), tuple(3 * s for s in (0.2023, 0.1994, 0.2010))),
              'imagenet32': ((0.485, 0.456, 0.406), tuple(1.5 * s for s in (0.229, 0.224, 0.225))),
              # MNIST by analogy with CIFAR (its mean, 3× its std)
              'mnist5k': ((0.1307,) * 3, (3 * 0.3081,) * 3)}
 DRY_BATCH = 2
-# activation strings of the original configs and their slope a (σ(u) = clamp(a·u, 0, 1)); quirk 6
-NAMED_SLOPES = {'hard_ern19': 1.0}
-GDD_PLOTTERS = ('paper',)
 
 
 def claims(argv):
@@ -132,6 +133,7 @@ def merge_overrides(*lists):
 
 
 def compose_config(name, overrides):
+    """Hydra's composition of configs/<name>.yaml with the overrides (untyped: config.typed checks it)."""
     if name not in CONFIG_NAMES:
         raise UsageError(f'--config-name={name}: no such configuration (choose {", ".join(CONFIG_NAMES)})')
     try:
@@ -139,27 +141,10 @@ def compose_config(name, overrides):
             return compose(config_name=name, overrides=overrides)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         msg = ' '.join(str(e).split())
+        unknown = re.search(r"Could not override '([^']+)'", msg)          # key=value of a key no config has
+        if unknown:
+            raise UsageError(config.unknown_key(unknown.group(1)))
         raise UsageError(f'{" ".join(overrides)}: {msg[:300]}')
-
-
-def _get(cfg, key, kind, lo=None, choices=None, nonzero=False, optional=False):
-    """A typed config value: int, float (ints accepted), bool or str; None only when optional."""
-    v = OmegaConf.select(cfg, key)
-    if v is None and optional:
-        return None
-    ok = {'int': isinstance(v, int) and not isinstance(v, bool),
-          'float': isinstance(v, (int, float)) and not isinstance(v, bool),
-          'bool': isinstance(v, bool), 'str': isinstance(v, str)}[kind]
-    if not ok:
-        raise UsageError(f'{key}={v}: expected {"an" if kind == "int" else "a"} {kind}'
-                         f'{" or null" if optional else ""}')
-    if choices is not None and v not in choices:
-        raise UsageError(f'{key}={v}: choose one of {", ".join(map(str, choices))}')
-    if lo is not None and v < lo:
-        raise UsageError(f'{key}={v}: must be at least {lo}')
-    if nonzero and v == 0:
-        raise UsageError(f'{key}={v}: must be non-zero')
-    return float(v) if kind == 'float' else v
 
 
 @dataclass
@@ -198,33 +183,18 @@ class Run:
     load_path: str = ''
 
 
-def _slope(cfg, key):
-    """The slope a of σ: a number, or an activation name of the original configs (NAMED_SLOPES)."""
-    v = OmegaConf.select(cfg, key)
-    if isinstance(v, str):
-        if v not in NAMED_SLOPES:
-            raise UsageError(f'{key}={v}: give the slope a of clamp(a·u, 0, 1) (a number) or one of '
-                             f'{", ".join(NAMED_SLOPES)}')
-        return NAMED_SLOPES[v]
-    return _get(cfg, key, 'float', nonzero=True)
-
-
 def check_blocks(blocks):
+    """The block list of a vgg model (typed config.Block entries) as blocks_from_config takes it: the layout rules
+    the types cannot say (a conv count, one pool letter per conv, blocks that chain, fc layers last)."""
     out = []
     for i, b in enumerate(blocks):
         where = f'model.config.blocks[{i}]'
-        ch, pools = list(b.get('channels', [])), str(b.get('pools', ''))
-        if len(ch) < 2 or not all(isinstance(c, int) and c >= 1 for c in ch):
-            raise UsageError(f'{where}.channels={ch}: give the input channels then one positive count per conv')
-        if len(pools) != len(ch) - 1 or set(pools) - set('ms-'):
-            raise UsageError(f'{where}.pools={pools}: one letter per conv (m: 2×2 max-pool, s or -: none)')
-        if b.get('norm', 'bn') not in ('bn', '-'):
-            raise UsageError(f'{where}.norm={b.get("norm")}: bn or "-"')
-        fc = list(b.get('fc', []) or [])
-        if not all(isinstance(f, int) and f >= 1 for f in fc):
-            raise UsageError(f'{where}.fc={fc}: positive layer sizes')
-        out.append(dict(channels=ch, pools=pools, norm=b.get('norm', 'bn') == 'bn', fc=fc,
-                        clamp_last=bool(b.get('clamp_last', False))))
+        if len(b.channels) < 2:
+            raise UsageError(f'{where}.channels={b.channels}: give the input channels then one count per conv')
+        if len(b.pools) != len(b.channels) - 1 or set(b.pools) - set('ms-'):
+            raise UsageError(f'{where}.pools={b.pools}: one letter per conv (m: 2×2 max-pool, s or -: none)')
+        out.append(dict(channels=list(b.channels), pools=b.pools, norm=b.norm == 'bn', fc=list(b.fc),
+                        clamp_last=b.clamp_last))
     if not out:
         raise UsageError('model.config.blocks: give at least one block')
     for i in range(1, len(out)):
@@ -235,60 +205,35 @@ def check_blocks(blocks):
     return out
 
 
-def model_blocks(cfg):
-    """The validated block list: model.config.blocks (vgg), or ResNet18/34's BasicBlocks (resnet: depth, widths,
-    stem, clamp_last)."""
-    if cfg.model.name == 'vgg':
-        return check_blocks(OmegaConf.to_container(cfg.model.config.blocks))
-    m = 'model.config.'
-    depth = _get(cfg, m + 'depth', 'int', choices=tuple(RESNET_STAGES))
-    widths = OmegaConf.to_container(cfg.model.config.widths)
-    if len(widths) != 4 or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
-        raise UsageError(f'{m}widths={widths}: four positive stage widths (ResNet: 64, 128, 256, 512)')
-    return resnet_blocks(depth, widths, _get(cfg, m + 'stem', 'int', 1), _get(cfg, m + 'clamp_last', 'bool'))
+def model_blocks(model):
+    """The block list: model.config.blocks (vgg), or ResNet18/34's BasicBlocks (resnet: depth, widths, stem,
+    clamp_last)."""
+    m = model.config
+    if model.name == 'vgg':
+        return check_blocks(m.blocks)
+    return resnet_blocks(m.depth, list(m.widths), m.stem, m.clamp_last)
 
 
 def to_run(cfg, name, flags):
-    """Validate the composed config into a Run (every failure is one UsageError line)."""
-    m = 'model.config.'
-    for key, want in ((m + 'readout', True), (m + 'norm_pool', False), (m + 'neurons', 'zeros'),
-                      (m + 'weights', 'goe'), ('trainer.criterion', 'cross_entropy')):
-        if OmegaConf.select(cfg, key) != want:
-            raise UsageError(f'{key}={OmegaConf.select(cfg, key)}: only {want} is implemented (every published '
-                             f'config uses it)')
-    _get(cfg, 'model.name', 'str', choices=('vgg', 'resnet'))
-    seed = _int_flag(flags, 'seed')
-    device = _int_flag(flags, 'device')
-    run = Run(config_name=name, exp_type=_get(cfg, 'exp_type', 'str', choices=('training', 'gdd')),
-              blocks=model_blocks(cfg),
-              T1=_get(cfg, m + 'T1', 'int', 1), T2=_get(cfg, 'algorithm.config.T2', 'int', 1),
-              slope=_slope(cfg, m + 'activation'),
-              tol=_get(cfg, m + 'tol', 'float', 0, optional=True),
-              check_every=_get(cfg, m + 'tol_check_every', 'int', 1), V=_get(cfg, m + 'V', 'float', 0),
-              asynchronous=_get(cfg, m + 'asynchronous', 'bool'), use_autograd=_get(cfg, m + 'use_autograd', 'bool'),
-              algorithm=_get(cfg, 'algorithm.name', 'str', choices=('ep', 'bptt')),
-              beta=_get(cfg, 'algorithm.config.beta', 'float', nonzero=True),
-              dataset=_get(cfg, 'data.name', 'str', choices=('cifar10', 'cifar100', 'imagenet32', 'mnist5k')),
-              batch_size=_get(cfg, 'data.config.batch_size', 'int', 1),
-              num_classes=_get(cfg, 'data.config.num_classes', 'int', 2),
-              epochs=_get(cfg, 'trainer.epochs', 'int', 1), lr=_get(cfg, 'trainer.lr', 'float', 0),
-              weight_decay=_get(cfg, 'trainer.weight_decay', 'float', 0), T_max=_get(cfg, 'trainer.T_max', 'int', 1),
-              eta_min=_get(cfg, 'trainer.eta_min', 'float', 0),
-              device=device if device is not None else _get(cfg, 'trainer.device', 'int', -1, optional=True),
-              seed=seed if seed is not None else _get(cfg, 'trainer.seed', 'int', 0, optional=True),
+    """Validate the composed config (config.typed: every key typed and bounded) into a Run; every failure is one
+    UsageError line."""
+    c = config.typed(cfg)
+    m, alg, d, t = c.model.config, c.algorithm.config, c.data, c.trainer
+    seed, device = _int_flag(flags, 'seed'), _int_flag(flags, 'device')
+    checks.seed(seed)
+    run = Run(config_name=name, exp_type=c.exp_type, blocks=model_blocks(c.model), T1=m.T1, T2=alg.T2,
+              slope=float(config.NAMED_SLOPES.get(m.activation, m.activation)), tol=m.tol,
+              check_every=m.tol_check_every, V=m.V, asynchronous=m.asynchronous, use_autograd=m.use_autograd,
+              algorithm=c.algorithm.name, beta=alg.beta, dataset=d.name, batch_size=d.config.batch_size,
+              num_classes=d.config.num_classes, epochs=t.epochs, lr=t.lr, weight_decay=t.weight_decay,
+              T_max=t.T_max, eta_min=t.eta_min, device=device if device is not None else t.device,
+              seed=seed if seed is not None else t.seed, limit_batches=t.limit_batches, dtype=t.dtype,
+              download=d.download, gdd=dataclasses.asdict(c.gdd) if c.gdd is not None else {},
               dry_run=flags.get('dry_run', False), results_dir=flags.get('results_dir', 'results'),
               data_root=flags.get('data_root', './data'), load_path=flags.get('load_path', ''))
-    run.limit_batches = _get(cfg, 'trainer.limit_batches', 'int', 1, optional=True)
-    run.dtype = _get(cfg, 'trainer.dtype', 'str', choices=tuple(DTYPES))
-    run.download = _get(cfg, 'data.download', 'bool')
     if run.download and run.dataset != 'imagenet32':
         raise UsageError(f'data.download=true: only ImageNet32 is downloaded (the authors\' archive); put '
                          f'{run.dataset} under --data-root {os.path.abspath(run.data_root)}')
-    if _get(cfg, 'data.config.input_size', 'int') != 32:
-        raise UsageError('data.config.input_size: the models take 32×32 images')
-    if run.exp_type == 'gdd':
-        run.gdd = {k: _get(cfg, f'gdd.{k}', 'int', 1 if k != 'curves' else 0) for k in ('batches', 'seeds', 'curves')}
-        _get(cfg, 'gdd.plotter', 'str', choices=GDD_PLOTTERS)      # the original's default/detailed plotters: not here
     if run.dry_run:
         run.T1, run.T2 = dry_cap(run.T1, run.T2)
         run.epochs, run.batch_size = 1, min(run.batch_size, DRY_BATCH)
@@ -314,8 +259,9 @@ def saved_command(folder):
     return name, merge_overrides(*lists)
 
 
-def resolve(argv):
-    """(Run, composed config, overrides) of a command line (with --load-path: the run's saved overrides first)."""
+def composed(argv):
+    """(suite flags, config name, overrides, composed config) of a command line (with --load-path: the run's saved
+    overrides first)."""
     flags, overrides = split_argv(argv)
     name = flags.get('config_name')
     if flags.get('load_path'):
@@ -323,8 +269,19 @@ def resolve(argv):
         if name not in (None, saved_name):
             raise UsageError(f'--config-name={name}: {flags["load_path"]} is a {saved_name} run')
         name, overrides = saved_name, merge_overrides(saved, overrides)
-    cfg = compose_config(name, overrides)
+    return flags, name, overrides, compose_config(name, overrides)
+
+
+def resolve(argv):
+    """(Run, composed config, overrides) of a command line."""
+    flags, name, overrides, cfg = composed(argv)
     return to_run(cfg, name, flags), cfg, overrides
+
+
+def usage(argv):
+    """--help: the config groups and every key of the named config (type, bounds, value with the overrides given)."""
+    _, name, _, cfg = composed([a for a in argv if a not in HELP])
+    print(config.describe(name, cfg, CONFIG_DIR, [f for f in SUITE_FLAGS if f != '--config-name'] + list(HELP)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -547,7 +504,9 @@ def gdd(run, cfg, argv):
 # ---------------------------------------------------------------------------------------------------------------
 
 def main(argv):
-    """Entry point from main.py for a `--config-name=` command line; returns the result folder."""
+    """Entry point from main.py for a `--config-name=` command line; returns the result folder (None for --help)."""
+    if any(a in HELP for a in argv):
+        return usage(argv)
     flags, _ = split_argv(argv)
     if flags.get('threads') is not None:
         torch.set_num_threads(max(1, _int_flag(flags, 'threads')))
