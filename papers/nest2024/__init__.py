@@ -4,9 +4,11 @@ equilibria); static gradient analysis (GDD). Models: the VGG chains of the confi
 ResNet18/34 chains of BasicBlocks (model=resnet18|resnet34, name resnet: spec §B7, selected by no original config).
 
 Command line: `python main.py --config-name=<top-level config> [group=option …] [key=value …] [+key=value …]`, composed
-by Hydra's compose API over configs/ (groups model/, data/, algorithm/, trainer/). Suite flags that may appear
-anywhere on the line: --dry-run, --results-dir, --data-root, --seed, --device, --threads, --load-path. Results go to
-<results-dir>/ffebm/<config-name>/<date>/<time>/.
+by Hydra's compose API over configs/ (groups model/, data/, algorithm/, trainer/), then typed and bounded key by key
+(config.py; `--help` lists the groups and keys). Suite flags that may appear anywhere on the line: --dry-run,
+--results-dir, --data-root, --seed, --device, --threads, --load-path. Results go to
+<results-dir>/ffebm/<config-name>/<date>/<time>/. Training goes through the suite's trainer.train / trainer.evaluate /
+trainer.fit and suite.checkpoints, as every paper's.
 
 Quirks of the original (spec §B11) and what this suite does:
  1. seed 0 meant unseeded: every run is seeded (trainer.seed, or drawn and written to config.yaml).
