@@ -439,14 +439,14 @@ class HopfieldChain(nn.Module):
 
     # -- ID: truncated BPTT from the free equilibria --------------------------------------------------------------
     def rerun(self, states, steps):
-        """Every block re-run with graph for `steps` iterations from its free state, block 1 fed by the image and
-        block k > 1 by the differentiable output of block k − 1's re-run. Returns [(x_k, F_k(x_k), [s_0, …, s_T2])]
-        per block."""
+        """Every block re-run with graph for `steps` iterations (default its T2) from its free state, block 1 fed by
+        the image and block k > 1 by the differentiable output of block k − 1's re-run. Returns
+        [(x_k, F_k(x_k), [s_0, …, s_T2])] per block."""
         x, out = states[0][0], []
         for k, block in enumerate(self.blocks):
             traj = [[si.detach() for si in states[k][2]]]
             d = block.ff(x)
-            for _ in range(steps):
+            for _ in range(block.Kmax if steps is None else steps):
                 traj.append(block.stepper(traj[-1], d))
             out.append((x, d, traj))
             x = traj[-1][-1]
