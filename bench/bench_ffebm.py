@@ -62,9 +62,8 @@ def bench(model, a):
     ep, id_ = estimators.ChainEP(run.beta, run.T2), estimators.ChainID(run.T2)
 
     def step(est):
-        est(chain, x, label)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        est(chain, x, chain.target(label))
+        chain.updateWeights(opt)
 
     with torch.no_grad():
         s_c, _ = chain.free_phase(x)

@@ -43,7 +43,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bench_engine                                 # noqa: E402  (train_step: one mini-batch as the trainer runs it)
 import bench_ffebm                                  # noqa: E402  (make_run, timed: the ff-EBM run and the clocks)
 from suite import data                                         # noqa: E402
-from suite import distributed                                  # noqa: E402
 from papers import eplcanet                                     # noqa: E402
 from papers import ernoult2019                                  # noqa: E402
 from ep import estimators                                   # noqa: E402
@@ -150,7 +149,7 @@ BUILDERS = {'ernoult2019': ernoult_case, 'laborieux2021': laborieux_case, 'eplca
 
 
 class ChainCase:
-    """Nest & Ernoult 2024: nest2024.train's chain, Adam and ChainEP; one mini-batch is train_epoch's body. The
+    """Nest & Ernoult 2024: nest2024.train's chain, Adam and ChainEP; one mini-batch is trainer.train's body. The
     iterations of every block's free phase are read from chain.free_phase (wrapped on this instance only)."""
 
     def __init__(self, run, n):
@@ -169,10 +168,8 @@ class ChainCase:
 
     def step(self, b):
         x, label = self.batches[b % len(self.batches)]
-        self.est(self.chain, x, label)
-        distributed.average_grads(self.chain.parameters())
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
+        self.est(self.chain, x, self.chain.target(label))
+        self.chain.updateWeights(self.opt)
 
     def free_steps(self):
         return list(self.iters)

@@ -16,6 +16,8 @@ One EP mini-batch, read top to bottom (`EP.__call__`):
     TruncatedBPTT  L = mean_b ℓ(s_T) backpropagated through the last W steps     every paper's BPTT baseline
     Backprop     L = mean_b ℓ(z_b), z = net(x), backpropagated through a feedforward net (netClasses.Feedforward):
                  Wu 2024's classifiers (digital SGD, Analog SGD, TT-v1 by the optimiser), backprop baselines
+    ChainEP      EP inside the blocks of a chain, backprop between them         Nest & Ernoult 2024
+    ChainID      truncated BPTT through a chain from its free equilibria        Nest & Ernoult 2024 (ID)
 
 Every estimate has gradient sign (a descent optimiser consumes it). T and K default to the network's.
 """
@@ -224,32 +226,70 @@ def ep(name, beta, T=None, K=None, generator=None):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Chains of EP blocks (Nest & Ernoult 2024, ffebm_nets.HopfieldChain): EP inside the blocks, backprop between them
+# Chains of EP blocks (Nest & Ernoult 2024, papers.nest2024.nets.HopfieldChain): EP inside the blocks, backprop
+# between them
 
 class ChainEP:
-    """Free phase block by block (T1, or the TOL criterion), then for blocks K … 1 centered ±β nudged phases of
-    T2 steps, the block gradient by the Φ difference and the error current sent upstream (HopfieldChain.ep_gradients).
-    Returns (free-phase logits, mean cross-entropy of the free phase)."""
+    """One mini-batch of EP inside the blocks, backprop between them (Alg. 2):
+
+        s      = chain.forward(x)                                    free phase block by block (T1, or TOL)
+        for k = K … 1:
+          s^{±β} = chain.forward(x_k, s, g_k, (β, −β), T2, block=k)     centred nudged phases, one batched tensor
+          g_{k−1} = chain.computeGradients(x_k, s^{−β}, s^{+β}, −β, β, g_k, block=k)
+
+    ĝ_θ = −(1/2β) mean_b [∂Φ_k/∂θ(s^{+β}) − ∂Φ_k/∂θ(s^{−β})] for the parameters of block k, g_K = y (the
+    cross-entropy nudges the last block) and g_{k−1} = B·(the same difference with respect to x_k), the error
+    current that nudges block k − 1. Returns the free state s."""
 
     def __init__(self, beta, T2):
         self.beta, self.T2 = beta, T2
 
-    def __call__(self, chain, x, label):
-        states, _ = chain.free_phase(x)
-        chain.ep_gradients(states, label, self.beta, self.T2)
-        logits = chain.blocks[-1].logits(states[-1][2])
-        return logits, chain.blocks[-1].cost(states[-1][2], chain.target(label)).mean()
+    def __call__(self, chain, x, y, optimizer=None):
+        with torch.no_grad():
+            s = chain.forward(x)
+        self.gradients(chain, s, y)
+        return s
+
+    def gradients(self, chain, s, y):
+        """The nudged phases and block estimates from the free state s (written to .grad); returns the error
+        currents [g_0, …, g_{K−2}]."""
+        currents, target = [None] * (len(chain.blocks) - 1), y
+        for k in reversed(range(len(chain.blocks))):
+            xk = s[k][0]
+            with torch.no_grad():
+                s_p, s_m = chain.forward(xk, s, target, (self.beta, -self.beta), self.T2, block=k)
+            g = chain.computeGradients(xk, s_m, s_p, -self.beta, self.beta, target, block=k, x_grad=k > 0)
+            if k > 0:
+                currents[k - 1] = target = g
+        return currents
 
 
 class ChainID:
-    """ID: the same free phase, then T2 steps of every block re-run with autograd from the free equilibria, each fed
-    by the differentiable output of the one before, and L = mean CE backpropagated (HopfieldChain.id_gradients).
-    Returns (free-phase logits, L of the re-run)."""
+    """ID: the same free phase, then T2 iterations of every block re-run with autograd from the free equilibria, each
+    fed by the differentiable output of the one before (chain.forward(x, s, steps=T2)), and
+    L = mean_b CE(readout(s^K_{T2}), y) backpropagated. Returns the free state s, whose training loss is read at the
+    re-run state (s.z_cost: L, the objective ID descends)."""
 
     def __init__(self, T2):
         self.T2 = T2
 
-    def __call__(self, chain, x, label):
-        states, _ = chain.free_phase(x)
-        loss = chain.id_gradients(states, label, self.T2)
-        return chain.blocks[-1].logits(states[-1][2]), loss
+    def __call__(self, chain, x, y, optimizer=None):
+        with torch.no_grad():
+            s = chain.forward(x)
+        _, rerun = self.gradients(chain, s, y)
+        s.z_cost = rerun.z.detach()
+        return s
+
+    def gradients(self, chain, s, y, input_grads=False):
+        """L backpropagated from the free state s (written to .grad); returns (L, the re-run ChainState), the
+        re-run's inputs x_k (k ≥ 2) keeping their .grad = ∂L/∂x_k when input_grads."""
+        with torch.enable_grad():
+            rerun = chain.forward(s[0][0], s, steps=self.T2)
+            if input_grads:
+                for xk, _, _ in rerun[1:]:
+                    xk.retain_grad()
+            loss = chain.cost(rerun, y).mean()
+            for p in chain.parameters():
+                p.grad = None
+            loss.backward()
+        return loss.detach(), rerun

@@ -4,9 +4,11 @@ equilibria); static gradient analysis (GDD). Models: the VGG chains of the confi
 ResNet18/34 chains of BasicBlocks (model=resnet18|resnet34, name resnet: spec §B7, selected by no original config).
 
 Command line: `python main.py --config-name=<top-level config> [group=option …] [key=value …] [+key=value …]`, composed
-by Hydra's compose API over configs/ (groups model/, data/, algorithm/, trainer/). Suite flags that may appear
-anywhere on the line: --dry-run, --results-dir, --data-root, --seed, --device, --threads, --load-path. Results go to
-<results-dir>/ffebm/<config-name>/<date>/<time>/.
+by Hydra's compose API over configs/ (groups model/, data/, algorithm/, trainer/), then typed and bounded key by key
+(config.py; `--help` lists the groups and keys). Suite flags that may appear anywhere on the line: --dry-run,
+--results-dir, --data-root, --seed, --device, --threads, --load-path. Results go to
+<results-dir>/ffebm/<config-name>/<date>/<time>/. Training goes through the suite's trainer.train / trainer.evaluate /
+trainer.fit and suite.checkpoints, as every paper's.
 
 Quirks of the original (spec §B11) and what this suite does:
  1. seed 0 meant unseeded: every run is seeded (trainer.seed, or drawn and written to config.yaml).
@@ -31,8 +33,10 @@ Quirks of the original (spec §B11) and what this suite does:
 13. harmless indexing slip in the BPTT-detailed loop: not reproduced.
 14. tolerance silently off before a496fc3: model.config.tol is applied whenever set.
 """
+import dataclasses
 import datetime
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 
@@ -46,14 +50,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from suite import checks
 from suite import data
-from suite import distributed
 from ep import estimators
 import plotFunctions
 from suite import rundir
 from suite import checkpoints
 from suite import trainer
 from suite.cli import DTYPES, UsageError, dry_cap, pick_device, say, seed_everything
-from papers.nest2024.nets import RESNET_STAGES, HopfieldChain, blocks_from_config, resnet_blocks
+from papers.nest2024 import config
+from papers.nest2024.nets import HopfieldChain, blocks_from_config, resnet_blocks
 
 NAME = 'nest2024'
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'configs')
@@ -62,15 +66,13 @@ CONFIG_NAMES = ('gdd', 'splitting_small', 'splitting_small_TOL', 'splitting_larg
 # suite flags this paper reads (with a value, except --dry-run) and the config key a flag sets
 SUITE_FLAGS = {'--dry-run': None, '--results-dir': 'results_dir', '--data-root': 'data_root', '--seed': 'seed',
                '--device': 'device', '--threads': 'threads', '--load-path': 'load_path', '--config-name': 'config_name'}
+HELP = ('--help', '-h')
 NORMALISE = {'cifar10': ((0.4914, 0.4822, 0.4465), tuple(3 * s for s in (0.2023, 0.1994, 0.2010))),
              'cifar100': ((0.4914, 0.4822, 0.4465), tuple(3 * s for s in (0.2023, 0.1994, 0.2010))),
              'imagenet32': ((0.485, 0.456, 0.406), tuple(1.5 * s for s in (0.229, 0.224, 0.225))),
              # MNIST by analogy with CIFAR (its mean, 3× its std)
              'mnist5k': ((0.1307,) * 3, (3 * 0.3081,) * 3)}
 DRY_BATCH = 2
-# activation strings of the original configs and their slope a (σ(u) = clamp(a·u, 0, 1)); quirk 6
-NAMED_SLOPES = {'hard_ern19': 1.0}
-GDD_PLOTTERS = ('paper',)
 
 
 def claims(argv):
@@ -133,6 +135,7 @@ def merge_overrides(*lists):
 
 
 def compose_config(name, overrides):
+    """Hydra's composition of configs/<name>.yaml with the overrides (untyped: config.typed checks it)."""
     if name not in CONFIG_NAMES:
         raise UsageError(f'--config-name={name}: no such configuration (choose {", ".join(CONFIG_NAMES)})')
     try:
@@ -140,27 +143,10 @@ def compose_config(name, overrides):
             return compose(config_name=name, overrides=overrides)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         msg = ' '.join(str(e).split())
+        unknown = re.search(r"Could not override '([^']+)'", msg)          # key=value of a key no config has
+        if unknown:
+            raise UsageError(config.unknown_key(unknown.group(1)))
         raise UsageError(f'{" ".join(overrides)}: {msg[:300]}')
-
-
-def _get(cfg, key, kind, lo=None, choices=None, nonzero=False, optional=False):
-    """A typed config value: int, float (ints accepted), bool or str; None only when optional."""
-    v = OmegaConf.select(cfg, key)
-    if v is None and optional:
-        return None
-    ok = {'int': isinstance(v, int) and not isinstance(v, bool),
-          'float': isinstance(v, (int, float)) and not isinstance(v, bool),
-          'bool': isinstance(v, bool), 'str': isinstance(v, str)}[kind]
-    if not ok:
-        raise UsageError(f'{key}={v}: expected {"an" if kind == "int" else "a"} {kind}'
-                         f'{" or null" if optional else ""}')
-    if choices is not None and v not in choices:
-        raise UsageError(f'{key}={v}: choose one of {", ".join(map(str, choices))}')
-    if lo is not None and v < lo:
-        raise UsageError(f'{key}={v}: must be at least {lo}')
-    if nonzero and v == 0:
-        raise UsageError(f'{key}={v}: must be non-zero')
-    return float(v) if kind == 'float' else v
 
 
 @dataclass
@@ -199,33 +185,18 @@ class Run:
     load_path: str = ''
 
 
-def _slope(cfg, key):
-    """The slope a of σ: a number, or an activation name of the original configs (NAMED_SLOPES)."""
-    v = OmegaConf.select(cfg, key)
-    if isinstance(v, str):
-        if v not in NAMED_SLOPES:
-            raise UsageError(f'{key}={v}: give the slope a of clamp(a·u, 0, 1) (a number) or one of '
-                             f'{", ".join(NAMED_SLOPES)}')
-        return NAMED_SLOPES[v]
-    return _get(cfg, key, 'float', nonzero=True)
-
-
 def check_blocks(blocks):
+    """The block list of a vgg model (typed config.Block entries) as blocks_from_config takes it: the layout rules
+    the types cannot say (a conv count, one pool letter per conv, blocks that chain, fc layers last)."""
     out = []
     for i, b in enumerate(blocks):
         where = f'model.config.blocks[{i}]'
-        ch, pools = list(b.get('channels', [])), str(b.get('pools', ''))
-        if len(ch) < 2 or not all(isinstance(c, int) and c >= 1 for c in ch):
-            raise UsageError(f'{where}.channels={ch}: give the input channels then one positive count per conv')
-        if len(pools) != len(ch) - 1 or set(pools) - set('ms-'):
-            raise UsageError(f'{where}.pools={pools}: one letter per conv (m: 2×2 max-pool, s or -: none)')
-        if b.get('norm', 'bn') not in ('bn', '-'):
-            raise UsageError(f'{where}.norm={b.get("norm")}: bn or "-"')
-        fc = list(b.get('fc', []) or [])
-        if not all(isinstance(f, int) and f >= 1 for f in fc):
-            raise UsageError(f'{where}.fc={fc}: positive layer sizes')
-        out.append(dict(channels=ch, pools=pools, norm=b.get('norm', 'bn') == 'bn', fc=fc,
-                        clamp_last=bool(b.get('clamp_last', False))))
+        if len(b.channels) < 2:
+            raise UsageError(f'{where}.channels={b.channels}: give the input channels then one count per conv')
+        if len(b.pools) != len(b.channels) - 1 or set(b.pools) - set('ms-'):
+            raise UsageError(f'{where}.pools={b.pools}: one letter per conv (m: 2×2 max-pool, s or -: none)')
+        out.append(dict(channels=list(b.channels), pools=b.pools, norm=b.norm == 'bn', fc=list(b.fc),
+                        clamp_last=b.clamp_last))
     if not out:
         raise UsageError('model.config.blocks: give at least one block')
     for i in range(1, len(out)):
@@ -236,60 +207,35 @@ def check_blocks(blocks):
     return out
 
 
-def model_blocks(cfg):
-    """The validated block list: model.config.blocks (vgg), or ResNet18/34's BasicBlocks (resnet: depth, widths,
-    stem, clamp_last)."""
-    if cfg.model.name == 'vgg':
-        return check_blocks(OmegaConf.to_container(cfg.model.config.blocks))
-    m = 'model.config.'
-    depth = _get(cfg, m + 'depth', 'int', choices=tuple(RESNET_STAGES))
-    widths = OmegaConf.to_container(cfg.model.config.widths)
-    if len(widths) != 4 or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
-        raise UsageError(f'{m}widths={widths}: four positive stage widths (ResNet: 64, 128, 256, 512)')
-    return resnet_blocks(depth, widths, _get(cfg, m + 'stem', 'int', 1), _get(cfg, m + 'clamp_last', 'bool'))
+def model_blocks(model):
+    """The block list: model.config.blocks (vgg), or ResNet18/34's BasicBlocks (resnet: depth, widths, stem,
+    clamp_last)."""
+    m = model.config
+    if model.name == 'vgg':
+        return check_blocks(m.blocks)
+    return resnet_blocks(m.depth, list(m.widths), m.stem, m.clamp_last)
 
 
 def to_run(cfg, name, flags):
-    """Validate the composed config into a Run (every failure is one UsageError line)."""
-    m = 'model.config.'
-    for key, want in ((m + 'readout', True), (m + 'norm_pool', False), (m + 'neurons', 'zeros'),
-                      (m + 'weights', 'goe'), ('trainer.criterion', 'cross_entropy')):
-        if OmegaConf.select(cfg, key) != want:
-            raise UsageError(f'{key}={OmegaConf.select(cfg, key)}: only {want} is implemented (every published '
-                             f'config uses it)')
-    _get(cfg, 'model.name', 'str', choices=('vgg', 'resnet'))
-    seed = _int_flag(flags, 'seed')
-    device = _int_flag(flags, 'device')
-    run = Run(config_name=name, exp_type=_get(cfg, 'exp_type', 'str', choices=('training', 'gdd')),
-              blocks=model_blocks(cfg),
-              T1=_get(cfg, m + 'T1', 'int', 1), T2=_get(cfg, 'algorithm.config.T2', 'int', 1),
-              slope=_slope(cfg, m + 'activation'),
-              tol=_get(cfg, m + 'tol', 'float', 0, optional=True),
-              check_every=_get(cfg, m + 'tol_check_every', 'int', 1), V=_get(cfg, m + 'V', 'float', 0),
-              asynchronous=_get(cfg, m + 'asynchronous', 'bool'), use_autograd=_get(cfg, m + 'use_autograd', 'bool'),
-              algorithm=_get(cfg, 'algorithm.name', 'str', choices=('ep', 'bptt')),
-              beta=_get(cfg, 'algorithm.config.beta', 'float', nonzero=True),
-              dataset=_get(cfg, 'data.name', 'str', choices=('cifar10', 'cifar100', 'imagenet32', 'mnist5k')),
-              batch_size=_get(cfg, 'data.config.batch_size', 'int', 1),
-              num_classes=_get(cfg, 'data.config.num_classes', 'int', 2),
-              epochs=_get(cfg, 'trainer.epochs', 'int', 1), lr=_get(cfg, 'trainer.lr', 'float', 0),
-              weight_decay=_get(cfg, 'trainer.weight_decay', 'float', 0), T_max=_get(cfg, 'trainer.T_max', 'int', 1),
-              eta_min=_get(cfg, 'trainer.eta_min', 'float', 0),
-              device=device if device is not None else _get(cfg, 'trainer.device', 'int', -1, optional=True),
-              seed=seed if seed is not None else _get(cfg, 'trainer.seed', 'int', 0, optional=True),
+    """Validate the composed config (config.typed: every key typed and bounded) into a Run; every failure is one
+    UsageError line."""
+    c = config.typed(cfg)
+    m, alg, d, t = c.model.config, c.algorithm.config, c.data, c.trainer
+    seed, device = _int_flag(flags, 'seed'), _int_flag(flags, 'device')
+    checks.seed(seed)
+    run = Run(config_name=name, exp_type=c.exp_type, blocks=model_blocks(c.model), T1=m.T1, T2=alg.T2,
+              slope=float(config.NAMED_SLOPES.get(m.activation, m.activation)), tol=m.tol,
+              check_every=m.tol_check_every, V=m.V, asynchronous=m.asynchronous, use_autograd=m.use_autograd,
+              algorithm=c.algorithm.name, beta=alg.beta, dataset=d.name, batch_size=d.config.batch_size,
+              num_classes=d.config.num_classes, epochs=t.epochs, lr=t.lr, weight_decay=t.weight_decay,
+              T_max=t.T_max, eta_min=t.eta_min, device=device if device is not None else t.device,
+              seed=seed if seed is not None else t.seed, limit_batches=t.limit_batches, dtype=t.dtype,
+              download=d.download, gdd=dataclasses.asdict(c.gdd) if c.gdd is not None else {},
               dry_run=flags.get('dry_run', False), results_dir=flags.get('results_dir', 'results'),
               data_root=flags.get('data_root', './data'), load_path=flags.get('load_path', ''))
-    run.limit_batches = _get(cfg, 'trainer.limit_batches', 'int', 1, optional=True)
-    run.dtype = _get(cfg, 'trainer.dtype', 'str', choices=tuple(DTYPES))
-    run.download = _get(cfg, 'data.download', 'bool')
     if run.download and run.dataset != 'imagenet32':
         raise UsageError(f'data.download=true: only ImageNet32 is downloaded (the authors\' archive); put '
                          f'{run.dataset} under --data-root {os.path.abspath(run.data_root)}')
-    if _get(cfg, 'data.config.input_size', 'int') != 32:
-        raise UsageError('data.config.input_size: the models take 32×32 images')
-    if run.exp_type == 'gdd':
-        run.gdd = {k: _get(cfg, f'gdd.{k}', 'int', 1 if k != 'curves' else 0) for k in ('batches', 'seeds', 'curves')}
-        _get(cfg, 'gdd.plotter', 'str', choices=GDD_PLOTTERS)      # the original's default/detailed plotters: not here
     if run.dry_run:
         run.T1, run.T2 = dry_cap(run.T1, run.T2)
         run.epochs, run.batch_size = 1, min(run.batch_size, DRY_BATCH)
@@ -315,8 +261,9 @@ def saved_command(folder):
     return name, merge_overrides(*lists)
 
 
-def resolve(argv):
-    """(Run, composed config, overrides) of a command line (with --load-path: the run's saved overrides first)."""
+def composed(argv):
+    """(suite flags, config name, overrides, composed config) of a command line (with --load-path: the run's saved
+    overrides first)."""
     flags, overrides = split_argv(argv)
     name = flags.get('config_name')
     if flags.get('load_path'):
@@ -324,8 +271,19 @@ def resolve(argv):
         if name not in (None, saved_name):
             raise UsageError(f'--config-name={name}: {flags["load_path"]} is a {saved_name} run')
         name, overrides = saved_name, merge_overrides(saved, overrides)
-    cfg = compose_config(name, overrides)
+    return flags, name, overrides, compose_config(name, overrides)
+
+
+def resolve(argv):
+    """(Run, composed config, overrides) of a command line."""
+    flags, name, overrides, cfg = composed(argv)
     return to_run(cfg, name, flags), cfg, overrides
+
+
+def usage(argv):
+    """--help: the config groups and every key of the named config (type, bounds, value with the overrides given)."""
+    _, name, _, cfg = composed([a for a in argv if a not in HELP])
+    print(config.describe(name, cfg, CONFIG_DIR, [f for f in SUITE_FLAGS if f != '--config-name'] + list(HELP)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -381,52 +339,20 @@ def batches(run, train, device, gen):
 # ---------------------------------------------------------------------------------------------------------------
 # Training
 
-def topk_counts(logits, label):
-    """(top-1 hits, top-5 hits) as device tensors."""
-    top = logits.topk(min(5, logits.shape[1]), 1).indices
-    hit = top == label.view(-1, 1)
-    return hit[:, 0].sum(), hit.any(1).sum()
+def estimator(run):
+    """The gradient estimator of algorithm.name: EP inside the blocks (ep), or ID (bptt)."""
+    return estimators.ChainEP(run.beta, run.T2) if run.algorithm == 'ep' else estimators.ChainID(run.T2)
 
 
-def train_epoch(chain, opt, train_b, est):
-    """One epoch; under torchrun each rank relaxes its shard of every mini-batch and the gradients are averaged over
-    the ranks before the step (the BatchNorm statistics are each rank's: see the README)."""
-    chain.train()
-    dev = next(chain.parameters()).device
-    tot = torch.zeros(3, device=dev, dtype=torch.float64)
-    seen = 0
-    for x, label, own in distributed.shards(trainer.progress(train_b, 'train')):
-        logits, loss = est(chain, x, label)
-        distributed.average_grads(chain.parameters())
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if own:
-            t1, t5 = topk_counts(logits, label)
-            tot += torch.stack([t1.double(), t5.double(), loss.double() * len(label)])
-            seen += len(label)
-    distributed.sync_buffers(chain)                                  # rank 0's BN running statistics everywhere
-    t1, t5, loss, seen = trainer.totals(*tot, seen)                  # one host read per epoch
-    seen = max(seen, 1)
-    return {'train_top1': 100 * t1 / seen, 'train_top5': 100 * t5 / seen, 'train_loss': loss / seen}
-
-
-def evaluate(chain, test_b):
-    """Top-1/top-5 and mean CE at the free equilibrium (eval mode: BN running statistics; TOL if set)."""
-    chain.eval()
-    dev = next(chain.parameters()).device
-    tot = torch.zeros(3, device=dev, dtype=torch.float64)
-    seen = 0
-    with torch.no_grad():
-        for x, label, own in distributed.shards(test_b):
-            if not own:
-                continue
-            logits = chain(x)
-            t1, t5 = topk_counts(logits, label)
-            tot += torch.stack([t1.double(), t5.double(), F.cross_entropy(logits, label, reduction='sum').double()])
-            seen += len(label)
-    t1, t5, loss, seen = trainer.totals(*tot, seen)
-    seen = max(seen, 1)
-    return {'test_top1': 100 * t1 / seen, 'test_top5': 100 * t5 / seen, 'test_loss': loss / seen}
+def epoch_row(train, test, lr):
+    """The metrics of an epoch from trainer.train / trainer.evaluate's error rates: top-1 / top-5 accuracies (%) and
+    the mean cross-entropy of the training mini-batches (at the state the estimator returns: the free equilibrium for
+    EP, the re-run for ID) and of the test set (free equilibrium, BN running statistics)."""
+    row = {}
+    for split, r in (('train', train), ('test', test)):
+        row.update({f'{split}_top1': 100 - r['error'], f'{split}_top5': 100 - r['top5_error'],
+                    f'{split}_loss': r['loss']})
+    return {**row, 'lr': lr}
 
 
 def run_folder(run):
@@ -455,6 +381,9 @@ def new_folder(run, cfg, argv):
 
 
 def train(run, cfg, argv):
+    """Adam (coupled L2 weight decay) and a cosine schedule stepped once per epoch; every mini-batch through
+    trainer.train (the estimator, then chain.updateWeights), the test set through trainer.evaluate; checkpoint.tar
+    after every epoch, best.pt at the best test top-1; --load-path resumes from checkpoint.tar."""
     device = pick_device(run.device)
     run.seed = seed_everything(run.seed)
     gen = torch.Generator().manual_seed(run.seed)
@@ -462,45 +391,40 @@ def train(run, cfg, argv):
     chain = build_chain(run, device)
     opt = torch.optim.Adam(chain.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, run.T_max, run.eta_min)
-    est = estimators.ChainEP(run.beta, run.T2) if run.algorithm == 'ep' else estimators.ChainID(run.T2)
-    history, best = [], {'top1': -1.0}
-    if run.load_path:
-        history, best['top1'] = resume(run.load_path, chain, opt, sched, gen)
+    est = estimator(run)
+    history, best = [], -1.0
+    if run.load_path:        # (a checkpoint of the earlier layout has the same keys, without `format`)
+        ck = checkpoints.restore(os.path.join(run.load_path, 'checkpoint.tar'), chain, opt, sched, gen,
+                                 'a checkpoint.tar of a Nest & Ernoult 2024 training run')
+        # the learning rate, weight decay and schedule are this command's (checkpoints.load_optimizer: the same
+        # values keep the saved, scheduled state)
+        sched.base_lrs = [g['initial_lr'] for g in opt.param_groups]
+        sched.T_max, sched.eta_min = run.T_max, run.eta_min
+        history, best = ck['history'], ck.get('best_top1', -1.0)
     folder = trainer.open_run(lambda: new_folder(run, cfg, argv), run.load_path or None, argv)
 
     def run_epoch(epoch):
-        row = {**train_epoch(chain, opt, train_b, est), **evaluate(chain, test_b), 'lr': opt.param_groups[0]['lr']}
+        row = epoch_row(trainer.train(chain, opt, train_b, lambda x, y: est(chain, x, y), topk=5, loss=True),
+                        trainer.evaluate(chain, test_b, topk=5), opt.param_groups[0]['lr'])
         sched.step()
         say(f'epoch {epoch}: train top-1 {row["train_top1"]:.2f} %, test top-1 {row["test_top1"]:.2f} % '
             f'(top-5 {row["test_top5"]:.2f} %), loss {row["train_loss"]:.4f}')
         return row
 
-    def save(rows):
-        if rows and rows[-1]['test_top1'] > best['top1']:
-            best['top1'] = rows[-1]['test_top1']
-            rundir.save({'model': chain.state_dict(), 'epoch': rows[-1]['epoch']}, os.path.join(folder, 'best.pt'))
-        rundir.save({'epoch': rows[-1]['epoch'] if rows else 0, 'model': chain.state_dict(),
-                      'optimizer': opt.state_dict(), 'scheduler': sched.state_dict(), 'history': rows,
-                      'best_top1': best['top1'], 'generator': gen.get_state(), 'torch_rng': torch.get_rng_state()},
-                     os.path.join(folder, 'checkpoint.tar'))
-        if rows:
-            rundir.write_csv(os.path.join(folder, 'metrics.csv'), pd.DataFrame(rows))
+    def save(history):
+        nonlocal best
+        improved = bool(history) and history[-1]['test_top1'] > best
+        best = history[-1]['test_top1'] if improved else best
+        ck = dict(model=chain, optimizer=opt, epoch=history[-1]['epoch'] if history else 0, history=history,
+                  scheduler=sched, generator=gen, config=run, best_top1=best)
+        if improved:
+            checkpoints.save(os.path.join(folder, 'best.pt'), **ck)
+        checkpoints.save(os.path.join(folder, 'checkpoint.tar'), **ck)
 
-    trainer.fit(folder, run.epochs, history, run_epoch, save, chain.parameters())
+    trainer.fit(folder, run.epochs, history, run_epoch, save, chain.parameters(), metrics='metrics.csv',
+                plot=plotFunctions.plot_folder)
     plotFunctions.plot_folder(folder)
     return folder
-
-
-def resume(folder, chain, opt, sched, gen):
-    path = os.path.join(folder, 'checkpoint.tar')
-    ck = checkpoints.load(path, ('model', 'optimizer', 'scheduler', 'history', 'generator'),
-                      'a checkpoint.tar of a Nest & Ernoult 2024 training run')
-    checkpoints.load_state(chain, ck['model'], path)
-    checkpoints.load_optimizer(opt, ck['optimizer'], path)
-    sched.load_state_dict(ck['scheduler'])
-    gen.set_state(ck['generator'])
-    torch.set_rng_state(ck['torch_rng'])
-    return ck['history'], ck.get('best_top1', -1.0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -582,7 +506,9 @@ def gdd(run, cfg, argv):
 # ---------------------------------------------------------------------------------------------------------------
 
 def main(argv):
-    """Entry point from main.py for a `--config-name=` command line; returns the result folder."""
+    """Entry point from main.py for a `--config-name=` command line; returns the result folder (None for --help)."""
+    if any(a in HELP for a in argv):
+        return usage(argv)
     flags, _ = split_argv(argv)
     if flags.get('threads') is not None:
         torch.set_num_threads(max(1, _int_flag(flags, 'threads')))

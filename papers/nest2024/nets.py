@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import netFunctions as nf
+from ep import estimators
 from netClasses import Activation, ConvPool, CrossEntropy, EPNet, ErrorCurrent, conv_pool_sizes
 
 POOLS = {'m': 'm', 's': 'i', '-': 'i'}          # 's' is MaxPool(1, 1), the identity; '-' no pool
@@ -339,8 +340,20 @@ def syn_diff(m, a_a, a_b):
 
 # ---------------------------------------------------------------------------------------------------------------
 
+class ChainState(list):
+    """The state of a chain: [(x_k, F_k(x_k), s^k)] per block k (x_1 the image, x_{k+1} = s^k_n, F_k(x_k) the
+    block's drive), with z, the readout W_r s^K_n + b_r read when the state was made (trainer.train counts errors
+    after the update, which moves W_r), and z_cost, the readout the cost ℓ reads when it is not z (ID's training
+    loss is L at its re-run state, its predictions those of the free equilibrium)."""
+    z = z_cost = None
+
+
 class HopfieldChain(nn.Module):
-    """Blocks in sequence, x_{k+1} = s^k_n (at the free equilibrium); the logits are the last block's readout."""
+    """Blocks in sequence, x_{k+1} = s^k_n (at the free equilibrium); the logits are the last block's readout.
+
+    Driven like every EP net of the suite (trainer.train, estimators.ChainEP / ChainID): `forward` (the free phase
+    block by block; a block's ±β nudged phases; ID's re-run), `computeGradients` (a block's EP estimate and the error
+    current it sends upstream), `updateWeights`, `infer`, `output`, `cost`, `target`."""
 
     def __init__(self, blocks, tol=None, check_every=10):
         super().__init__()
@@ -362,72 +375,91 @@ class HopfieldChain(nn.Module):
                 x = s[-1]
         return out, iters
 
-    def forward(self, x):
-        """Logits of the free equilibrium."""
-        states, _ = self.free_phase(x)
-        return self.blocks[-1].logits(states[-1][2])
+    def forward(self, x, s=None, y=None, beta=0.0, steps=None, block=None):
+        """The chain's relaxations, by what is given:
+          free phase (s None): every block relaxed at β = 0 from zeros, x_{k+1} = s^k_n (T1 iterations per block,
+            fewer under TOL, `steps` the maximum when given), without graph: the ChainState [(x_k, F_k(x_k), s^k)];
+          nudged (block k, β a tuple (β_1, …)): block k's nudged phases, `steps` iterations each from its free state
+            s^k of the ChainState s, odd layers first, driven by F_k(x_k) (x = x_k) and nudged by ℓ_k of y (the
+            one-hot target for the last block, else the error current g_k): one batched tensor, a state list per β;
+          re-run (s a ChainState, β = 0): ID's truncated BPTT forward, every block re-run for `steps` iterations from
+            its free state, block 1 fed by x_1 and block k > 1 by the re-run output of block k − 1, with graph when
+            grad is enabled: the ChainState of the re-run's final states."""
+        if block is not None:
+            _, d, sk = s[block]
+            return self.blocks[block].forward(x, sk, y, beta, steps=steps, drive=d)
+        if s is None:
+            out = ChainState(self.free_phase(x, steps=steps)[0])
+            with torch.no_grad():
+                out.z = self.blocks[-1].logits(out[-1][2])
+        else:
+            out = ChainState((xk, d, traj[-1]) for xk, d, traj in self.rerun(s, steps))
+            out.z = self.blocks[-1].logits(out[-1][2])
+        return out
+
+    def infer(self, x, T=None):
+        """The free equilibrium the predictions are read from (trainer.evaluate): T iterations per block at most
+        (default T1, fewer under TOL)."""
+        return self.forward(x, steps=T)
+
+    def output(self, s):
+        """Class scores z = W_r s^K_n + b_r of the last block's state: s.z of a ChainState, else by the readout."""
+        z = getattr(s, 'z', None)
+        return self.blocks[-1].logits(s[-1][2]) if z is None else z
+
+    def cost(self, s, y):
+        """Per-sample ℓ = CE(z, y), z = output(s) (s.z_cost when set)."""
+        z = getattr(s, 'z_cost', None)
+        return self.blocks[-1].criterion(self.output(s) if z is None else z, y)
 
     def target(self, label):
         return self.blocks[-1].target(label)
 
     # -- EP inside the blocks, BP between them --------------------------------------------------------------------
-    def ep_block(self, k, x, d, s, target, beta, steps, x_grad):
-        """Centered EP in block k: ±β nudged phases as one batch (T2 steps from the free state, odd layers first),
-        block gradients ĝ_θ = −(1/2β) mean_b [∂Φ_k/∂θ(s^{+β}) − ∂Φ_k/∂θ(s^{−β})] written to .grad, and the error
-        current g_{k−1} = B·(the same difference w.r.t. x_k), through F_k by autograd (None when not asked)."""
-        block = self.blocks[k]
-        with torch.no_grad():
-            s_p, s_m = block.forward(x, s, target, (beta, -beta), steps=steps, drive=d)
-        grads = block.ep_param_grads(x, s_m, s_p, -beta, beta, target, x_grad=x_grad)
+    def computeGradients(self, x, s_a, s_b, beta_a, beta_b, y, block, x_grad=False):
+        """Block k's EP estimate ĝ_θ = −(1/(β_b − β_a)) mean_b [∂Φ_k/∂θ(x_k, s_b; β_b) − ∂Φ_k/∂θ(x_k, s_a; β_a)]
+        (the Φ difference taken first, HopfieldBlock.ep_param_grads) written to .grad of the block's parameters;
+        with x_grad, returns the error current g_{k−1} = B·(the same difference with respect to x_k), through F_k by
+        autograd (else None)."""
+        blk = self.blocks[block]
+        grads = blk.ep_param_grads(x, s_a, s_b, beta_a, beta_b, y, x_grad=x_grad)
         gx = grads.pop() * x.shape[0] if x_grad else None
-        for p, g in zip(block.parameters(), grads):
+        for p, g in zip(blk.parameters(), grads):
             p.grad = g
         return gx
 
+    # θ ← θ − lr ĝ_θ after averaging ĝ over the torchrun ranks, then .grad cleared: the same update as every EP net
+    updateWeights = EPNet.updateWeights
+
     def ep_gradients(self, states, label, beta, steps):
-        """The hybrid gradient (Alg. 2): blocks from the last to the first, each nudged by the error current of the
-        one after it (the cross-entropy for the last). Returns the error currents [g_0, …, g_{K−2}] (g_k nudges
-        block k)."""
-        target = self.target(label)
-        currents = [None] * (len(self.blocks) - 1)
-        for k in reversed(range(len(self.blocks))):
-            x, d, s = states[k]
-            g = self.ep_block(k, x, d, s, target, beta, steps, x_grad=k > 0)
-            if k > 0:
-                currents[k - 1] = target = g
-        return currents
+        """The hybrid gradient (Alg. 2, estimators.ChainEP) from the free states: blocks from the last to the first,
+        each nudged by the error current of the one after it (the cross-entropy for the last). Returns the error
+        currents [g_0, …, g_{K−2}] (g_k nudges block k)."""
+        return estimators.ChainEP(beta, steps).gradients(self, states, self.target(label))
 
     # -- ID: truncated BPTT from the free equilibria --------------------------------------------------------------
     def rerun(self, states, steps):
-        """Every block re-run with graph for `steps` iterations from its free state, block 1 fed by the image and
-        block k > 1 by the differentiable output of block k − 1's re-run. Returns [(x_k, [s_0, …, s_T2])] per
-        block."""
+        """Every block re-run with graph for `steps` iterations (default its T2) from its free state, block 1 fed by
+        the image and block k > 1 by the differentiable output of block k − 1's re-run. Returns
+        [(x_k, F_k(x_k), [s_0, …, s_T2])] per block."""
         x, out = states[0][0], []
         for k, block in enumerate(self.blocks):
             traj = [[si.detach() for si in states[k][2]]]
             d = block.ff(x)
-            for _ in range(steps):
+            for _ in range(block.Kmax if steps is None else steps):
                 traj.append(block.stepper(traj[-1], d))
-            out.append((x, traj))
+            out.append((x, d, traj))
             x = traj[-1][-1]
         return out
 
     def id_gradients(self, states, label, steps, input_grads=False):
         """L = mean_b CE(readout(s_n), y) after the T2-step re-run of the whole chain, backpropagated (written to
-        .grad). With input_grads, returns B·∂L/∂x_k for k ≥ 1 (comparable to the EP error currents)."""
-        with torch.enable_grad():
-            trajs = self.rerun(states, steps)
-            inputs = [x for x, _ in trajs[1:]]
-            for xi in inputs:
-                xi.retain_grad()
-            loss = self.blocks[-1].cost(trajs[-1][1][-1], self.target(label)).mean()
-            for p in self.parameters():
-                p.grad = None
-            loss.backward()
+        .grad; estimators.ChainID). With input_grads, returns B·∂L/∂x_k for k ≥ 1 (comparable to the EP error
+        currents)."""
+        loss, rerun = estimators.ChainID(steps).gradients(self, states, self.target(label), input_grads)
         if input_grads:
-            return loss.detach(), [xi.grad * xi.shape[0] for xi in inputs]
-        return loss.detach()
-
+            return loss, [xi.grad * xi.shape[0] for xi, _, _ in rerun[1:]]
+        return loss
 
     # -- transients (GDD) -----------------------------------------------------------------------------------------
     def ep_transients(self, states, label, beta, steps):
@@ -479,11 +511,11 @@ class HopfieldChain(nn.Module):
         target = self.target(label)
         with torch.enable_grad():
             trajs = self.rerun(states, steps)
-            loss = self.blocks[-1].cost(trajs[-1][1][-1], target).mean()
-            flat = [si for _, tr in trajs for st in tr[1:] for si in st]
+            loss = self.blocks[-1].cost(trajs[-1][2][-1], target).mean()
+            flat = [si for _, _, tr in trajs for st in tr[1:] for si in st]
             lam = nf._grads(loss, flat, retain_graph=True)
         out, i = [], 0
-        for block, (x, traj) in zip(self.blocks, trajs):
+        for block, (x, _, traj) in zip(self.blocks, trajs):
             named = list(block.named_parameters())
             params = [p for _, p in named]
             n = len(traj[0])
