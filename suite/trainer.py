@@ -231,7 +231,7 @@ def train(net, optimizer, batches, step, desc='train', hook=None, observe=None, 
     network predicts from (net.output(s)); then net.updateWeights(optimizer) descends (averaging the estimates of the
     torchrun ranks first). hook(b, x, y), if given, runs before each mini-batch, observe(s, y, label) after it (on the
     rank's shard; observe on the rows it counts).
-    Returns {'error': training error % at s (before each update)}, with 'top<k>_error' for topk > 1 and 'loss' (the
+    Returns {'error': training error % at s (scored before each update)}, with 'top<k>_error' for topk > 1 and 'loss' (the
     mean cost ℓ at s) when asked, over the whole data: the counts stay on the device (no host read per mini-batch).
     count=False: a net that predicts no class (a dictionary learner) is not scored, {} is returned; optimizer None:
     the net's updateWeights applies its own rule."""
@@ -244,15 +244,13 @@ def train(net, optimizer, batches, step, desc='train', hook=None, observe=None, 
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
         s = step(x, y)
-        net.updateWeights(optimizer)
-        if own:
-            if observe is not None:
-                observe(s, y, label)
-            if not count:
-                continue
+        if own and count:              # scored before the update: a readout's prediction is that of the weights used
             c = _tally(net, s, y, label, topk, loss)
             counts = c if counts is None else [a + b_ for a, b_ in zip(counts, c)]
             seen += label.shape[0]
+        net.updateWeights(optimizer)
+        if own and observe is not None:
+            observe(s, y, label)
     distributed.sync_buffers(net)              # rank 0's BatchNorm running statistics everywhere (none: nothing)
     return _rates(counts or [0, 0, 0.0], seen, topk, loss) if count else {}
 

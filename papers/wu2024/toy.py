@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 import analog
+from netClasses import Feedforward
 import plotFunctions
 from papers.wu2024.figures import new_folder, saturation, write_saturation
 from suite import rundir
@@ -102,13 +103,17 @@ def simulate(toy, A, Y, rpu, lr, iterations, W=None, b=0.0):
         if toy.bias:
             lin.bias.fill_(float(b))
     layer = analog.convert(lin, rpu)
+    half = 0.5 if toy.half else 1.0
+
+    def squared_error(z, y, reduction='mean'):          # f = (half) (1/N) Σ_n (z_n − y_n)², z = A w + b
+        e = (z[:, 0] - y).square() * half
+        return e.mean() if reduction == 'mean' else e
+    net = Feedforward(layer, squared_error)             # the design-card methods: one update path for every paper
     opt = analog.AnalogSGD(layer.parameters(), lr=lr)
     losses = torch.empty(iterations)
     for k in range(iterations):
-        opt.zero_grad(set_to_none=True)
-        out = layer(A)[:, 0]
-        ((out - Y).square().mean() * (0.5 if toy.half else 1.0)).backward()
-        opt.step()
+        net.computeGradients(net(A), Y)
+        net.updateWeights(opt)
         with torch.no_grad():
             losses[k] = toy_loss(toy, A, Y, layer.visible_weight(), layer.bias if toy.bias else 0.0)
     return losses / toy.D, layer
