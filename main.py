@@ -57,7 +57,7 @@ def normalise_argv(argv, parser):
 # 2021 and shares its flags, so the two form one family.
 FAMILIES = (('Ernoult et al. 2019', (ernoult2019,)), ('Laborieux et al. 2021 / EPLCANet', (laborieux2021, eplcanet)),
             ('Laydevant et al. 2021 (binary EP)', (laydevant2021,)))
-# Shared flags (cli.py) that a paper does not use, and what it uses instead.
+# Shared flags (suite/cli.py) that a paper does not use, and what it uses instead.
 _LABORIEUX_NAMES = {'--T': 'its free-phase steps are --T1', '--Kmax': 'its nudged-phase steps are --T2',
                     '--beta': 'its nudging strength is --betas 0.0 β',
                     '--padding': 'its conv paddings are --paddings (one per conv layer)',

@@ -2,8 +2,8 @@
 
 Shared parts: the activation table (ρ, ρ'), the base `EPNet` (the design-card methods stepper / forward /
 computeGradients / updateWeights), the costs ℓ (`SquaredError`, `CrossEntropy`, `ErrorCurrent` δ), and the conv-pool
-synapse `ConvPool` with its adjoint and one size formula. netLaborieux.py, netLCANet.py, Network_fc.py,
-Network_conv.py and netFFEBM.py build their papers' networks from them.
+synapse `ConvPool` with its adjoint and one size formula. papers/laborieux2021/nets.py, papers/eplcanet/nets.py, Network_fc.py,
+Network_conv.py and papers/nest2024/nets.py build their papers' networks from them.
 
 Every network is a dynamical system on a list of neuron layers s = [s_0, s_1, ...] (s_0 = output, as in the paper:
 layers are indexed from the output towards the input) driven by a static input x. It is defined by a primitive
@@ -100,7 +100,7 @@ def get_activation(name):
 # The shared base
 
 class EPNet(nn.Module):
-    """Base of every network trained by the suite's EP engine (netFunctions.py) and its estimators (estimators.py).
+    """Base of every network trained by the suite's EP engine (netFunctions.py) and its estimators (ep/estimators.py).
 
     Subclasses define `state_shapes`, `drive`, `dphi_ds_layers` (or `dphi_ds`), `phi`, `update_layer` (or `update`)
     and `lr_groups`. `phi(x, s, y, β)` is
@@ -110,7 +110,7 @@ class EPNet(nn.Module):
     `criterion` is the cost ℓ (a `Cost`: squared error by default), read on `logits(s)`; `out_index` is the neuron
     layer the cost reads and the nudge acts on (0: Ernoult's output-first order; −1: Laborieux's input-first order).
     T, Kmax and β are the defaults of the original API (its compute_* functions, receipe, gdu_traces); training
-    takes them from its estimator (estimators.py).
+    takes them from its estimator (ep/estimators.py).
 
     One training mini-batch goes through the design-card methods (estimators.EP):
         s* = net.free_phase(x);  [s^β, …] = net.forward(x, s*, y, (β, …));  net.computeGradients(…);

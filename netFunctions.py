@@ -1,9 +1,9 @@
 """The EP engine: relaxation, batched nudged phases, the EP rule by autograd of Φ, BPTT and the GDU (theorem) checks.
 
 Models (netClasses.py) only say what one step is; every loop over dynamics steps lives here, once, for every paper.
-The gradient estimators (estimators.py) drive a mini-batch through the network's methods, which call these loops;
+The gradient estimators (ep/estimators.py) drive a mini-batch through the network's methods, which call these loops;
 ep_step, cep_step and bptt_step below are their functional forms. The loops over mini-batches and epochs (train,
-evaluate, fit) are the trainer's (trainer.py).
+evaluate, fit) are the trainer's (suite/trainer.py).
 
 Notation (Ernoult et al. 2019, discrete-time setting): s_{t+1} = update(s_t, ∂Φ/∂s), free phase of T steps to
 s* ≈ s_T, nudged phase of K steps from s^β_0 = s*. ℓ = ½||s_0 − y||², L = mean_b ℓ.
@@ -124,11 +124,11 @@ def ep_param_grads(net, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None, phi_be
     return net.ep_param_grads(x, s_a, s_b, beta_a, beta_b, y, s_free, phi_betas)
 
 
-# Functional forms of the estimators (estimators.py), as the original API and the tests call them.
+# Functional forms of the estimators (ep/estimators.py), as the original API and the tests call them.
 
 def ep_step(net, x, y, beta, estimator='one-sided', T=None, K=None, generator=None):
     """Free phase, nudged phase(s), EP estimate of ∂L/∂θ written to .grad (estimator: one-sided, random-sign or
-    symmetric, see estimators.py). Returns the free state s*."""
+    symmetric, see ep/estimators.py). Returns the free state s*."""
     return estimators.ep(estimator, beta, T, K, generator)(net, x, y)
 
 

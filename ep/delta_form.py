@@ -1,5 +1,5 @@
-"""The symmetric EP estimate with the nudged states carried as differences from the free state (issue 13 §3,
-`--carry-delta`), for the layered nets of Laborieux et al. 2021 (laborieux_nets.P_MLP, P_CNN).
+"""The symmetric EP estimate with the nudged states carried as differences from the free state
+(`--carry-delta`), for the layered nets of Laborieux et al. 2021 (papers.laborieux2021.nets: P_MLP, P_CNN).
 
 In float32 the engine's estimate −(1/2β) mean_b [∂Φ/∂θ(s^β) − ∂Φ/∂θ(s^{−β})] subtracts two nearly equal states
 (s^{±β} − s* is O(β) small where the signal is weak, e.g. the first conv layer): rounding of O(1) states then

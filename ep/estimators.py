@@ -108,7 +108,7 @@ class Symmetric(EP):
 
 class SymmetricDelta(Symmetric):
     """The symmetric estimate with the nudged states relaxed as s* + Δ, Δ in its own tensor, and the Φ difference
-    expanded in Δ (carried.py, --carry-delta): the same estimate, without the float32 cancellation of two nearly equal
+    expanded in Δ (ep/delta_form.py, --carry-delta): the same estimate, without the float32 cancellation of two nearly equal
     states. Layered symmetric nets only (delta_form.unsupported)."""
 
     def __call__(self, net, x, y, optimizer=None):

@@ -1,6 +1,6 @@
 """Ernoult et al., NeurIPS 2019 — "Updates of EP match gradients of BPTT in an RNN with static input".
 
-Its flag group (spec A.1, same names and meanings), their validation into a frozen Config, and its actions: train
+Its flag group (the original's names and meanings), their validation into a frozen Config, and its actions: train
 (EP or BPTT, --benchmark trains both from the same initial weights), plotcurves (GDU traces of one mini-batch, also
 reachable as gducheck) and receipe (sign agreement of EP and BPTT over 20 mini-batches). Networks in netClasses.py,
 algorithms in netFunctions.py, the epoch loop and run folder in trainer.py.

@@ -1,7 +1,7 @@
 """Laydevant, Ernoult, Querlioz, Grollier, CVPRW 2021 — "Training dynamical binary neural networks with equilibrium
 propagation": binary weights (bin_W) and binary weights + activations (bin_W_N), fc and conv.
 
-Its flag group (spec A3, same names and defaults, except --optim whose default becomes ep), their validation into a
+Its flag group (the original's names and defaults, except --optim whose default becomes ep), their validation into a
 frozen Config, and its action: train. Networks in Network_fc.py / Network_conv.py, the paper's loops and files in
 Tools_fc.py / Tools_conv.py, the epoch loop and run folder in trainer.py.
 """

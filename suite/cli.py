@@ -73,7 +73,7 @@ def add_suite_args(parser):
                    help='optimiser of the weights: "FP SGD" (digital, the default), "Analog SGD" or "TT-v1" (Tiki-Taka)')
     a.add_argument('--analog-tau', type=float, default=None, help='dynamic-range radius τ of the devices (±τ bounds)')
     a.add_argument('--analog-preset', default=None, choices=analog.PRESETS,
-                   help='device configuration of Wu et al. 2024 (spec §3; default S4, the MNIST runs)')
+                   help='device configuration of Wu et al. 2024 (the presets S1–S5 of its experiments; default S4, the MNIST runs)')
     a.add_argument('--analog-fast-lr', type=float, default=None,
                    help='TT-v1: learning rate of the fast array A, absolute (default the preset\'s, 0.01 for S4)')
     a.add_argument('--analog-reads', type=int, default=None,

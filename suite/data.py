@@ -265,7 +265,7 @@ def _imagenet32_layouts(root):
 IMAGENET32_EXPECTED = ("imagenet32/ holding either out_data_train/ and out_data_val/ with train_data_batch_1..10 each "
                        "(the authors' archive) or train_data_batch_1..10 and val_data (the official Downsampled "
                        "ImageNet 32x32)")
-# the authors' archive (Nest & Ernoult 2024), fetched by gdown with hash= (its md5= argument was removed, spec §B8)
+# the authors' archive (Nest & Ernoult 2024), fetched by gdown with hash= (its md5= argument was removed)
 IMAGENET32_ARCHIVE = ('https://drive.google.com/uc?id=1XAlD_wshHhGNzaqy8ML-Jk0ZhAm8J5J_',
                       'md5:64cae578416aebe1576729ee93e41c25')
 

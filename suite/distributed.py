@@ -14,7 +14,7 @@ so the averaged estimate is the one-process estimate of the whole mini-batch (up
 and the update that follows (SGD, Adam, the binary flip rule and its α, CEP's per-step updates) is the same on every
 rank: the weights never drift apart. A mini-batch that N does not divide (the last, partial one of an epoch) is
 relaxed whole on every rank and counted by rank 0 only. Metrics are sums over ranks; rank 0 alone writes
-(results.py, plotFunctions.plot_folder) and talks (cli.say, tqdm).
+(suite/rundir.py, plotFunctions.plot_folder) and talks (cli.say, tqdm).
 
 Resuming (--load-path): every rank reads the run's command lines and checkpoint (weights, optimiser, epoch, random
 states), and rank 0 appends to its hyperparameters.txt only once every rank has (trainer.open_run). Nothing above

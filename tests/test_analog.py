@@ -1,5 +1,5 @@
-"""The analog simulator (analog.py, Wu et al. 2024): pulse statistics against the closed forms, device bounds, IO,
-Tiki-Taka's transfer, the paper's central claim on its S1 toy problem, the spec §4 per-sample drift, configuration
+"""The analog simulator (analog/, Wu et al. 2024): pulse statistics against the closed forms, device bounds, IO,
+Tiki-Taka's transfer, the paper's central claim on its S1 toy problem, the per-sample drift of the pulse trains, configuration
 errors, state dicts and convert."""
 import copy
 import dataclasses
@@ -36,7 +36,7 @@ def _ideal_tile(weight, tau, dw_min, **device):
 @pytest.mark.parametrize('method', ['coincidence', 'binomial'])
 def test_pulse_counts_are_binomial(method):
     """Each element's count over R replicates of one vector pair: mean BL p_x p_d = lr|x_j d_i|/Δw_min, variance
-    BL p (1 − p) (the law the spec §4 trains give), down where x_j d_i > 0."""
+    BL p (1 − p) (the law of the stochastic pulse trains), down where x_j d_i > 0."""
     torch.manual_seed(0)
     R, lr, dw_min = 4000, 0.05, 1e-3
     x = torch.tensor([0.5, -1.0, 0.2, 0.0])
@@ -253,7 +253,7 @@ def _s1_problem(seed=0, d=40, n=100):
 
 
 def _s1_error(setting, lr, iters, seed=1, **overrides):
-    """S1 (spec §5): d 40, N 100, MSE, full batch, τ 3, σ = 1e-2/√40 (digital: on the gradient; analog: w_noise in
+    """S1 (the paper's first toy problem): d 40, N 100, MSE, full batch, τ 3, σ = 1e-2/√40 (digital: on the gradient; analog: w_noise in
     the forward and backward MVMs), from W = 0; mean of the last 20 values of f(W)/d at the visible weights."""
     a, y = _s1_problem()
     d = a.shape[1]
@@ -296,7 +296,7 @@ def test_s1_analog_sgd_stalls_and_tiki_taka_reaches_digital_sgd():
 
 
 def _s2():
-    """S2 (spec §5): d 40, N 100, x* = 0.3 N(0, I), A = N(0, 1)/2, Y = A x*."""
+    """S2 (the paper's second toy problem): d 40, N 100, x* = 0.3 N(0, I), A = N(0, 1)/2, Y = A x*."""
     g = torch.Generator().manual_seed(0)
     x_star = 0.3 * torch.randn(40, generator=g)
     a = torch.randn(100, 40, generator=g) / 2

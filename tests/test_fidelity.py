@@ -1,4 +1,4 @@
-"""Fidelity to the original codes (issue 9, section 1). Every expected value is computed independently of the code
+"""Fidelity to the original codes. Every expected value is computed independently of the code
 under test: by hand on a tiny net, or by an explicit per-step loop written here on the autograd-of-Φ oracle."""
 import pytest
 import torch

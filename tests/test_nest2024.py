@@ -110,7 +110,7 @@ TINY_RESNET = [dict(kind='basic', channels=[3, 4, 4], stride=1, stem=True),     
 @pytest.mark.parametrize('k, nudge', [(0, 'free'), (0, 'error-current'), (1, 'free'), (1, 'error-current'),
                                       (2, 'free'), (2, 'cross-entropy')])
 def test_resnet_basic_block_stepper_equals_autograd_of_phi(k, nudge):
-    """BasicBlocks (spec §B7): the closed-form residual stepper equals autograd of the block's Φ step by step, for
+    """BasicBlocks (ResNet18/34 chains): the closed-form residual stepper equals autograd of the block's Φ step by step, for
     the stem block, a width-changing and a stride-2 block; free, nudged by an error current (±β batched) or by the
     cross-entropy through the average-pooled readout (last block)."""
     chain, x, label = tiny_chain(T=5, blocks=TINY_RESNET, in_size=16)
@@ -337,7 +337,7 @@ def test_imagenet32_both_layouts(layout, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Configurations against the spec's tables (§B5.1, §B5.2)
+# Configurations against the paper's tables of architectures and hyperparameters
 
 SPEC_MODELS = {   # T1, slope a, GOE V, layers per block, the last block's last layer, readout inputs
     'splitting_small_1block': (60, 1.0, 8.351e-5, [6], (256,), 256),

@@ -1,4 +1,4 @@
-"""Precision control (issue 13 §3): --dtype float32|float64 for every paper's command line (trainer.dtype for Nest
+"""Precision control: --dtype float32|float64 for every paper's command line (trainer.dtype for Nest
 2024's Hydra line) reaches the checkpointed weights, a bad value is one usage line with exit code 2, and one training
 mini-batch of the Laborieux MLP makes no host synchronisation inside its relaxations."""
 import glob
@@ -130,7 +130,7 @@ def test_the_sync_counter_counts(sync_counter):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# --carry-delta (carried.py): the symmetric EP estimate with Δ = s^{±β} − s* carried in its own tensor
+# --carry-delta (ep/delta_form.py): the symmetric EP estimate with Δ = s^{±β} − s* carried in its own tensor
 
 def _grads(net, est, x, y):
     est(net, x, y)

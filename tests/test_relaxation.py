@@ -1,4 +1,4 @@
-"""The relaxation settings of issue 13 §2: the free phase's tolerance (--tol, --tol-every) and the asynchronous schedule
+"""The relaxation settings: the free phase's tolerance (--tol, --tol-every) and the asynchronous schedule
 (--schedule async) of the layered nets, in float64 against the autograd-of-Φ oracle, by hand, at the fixed point,
 and through main.py (metrics columns; bad values are in test_bad_input.py)."""
 import os

@@ -221,3 +221,18 @@ def test_sigint_to_a_running_command_then_the_printed_command(tmp_path):
     folder = command[-1]
     assert pd.read_csv(os.path.join(folder, 'metrics.csv'))['epoch'].tolist() == [1, 2, 3]
     _assert_same_run(full, folder, 'laborieux')
+
+
+def test_a_binary_checkpoint_of_the_earlier_layout_resumes(tmp_path):
+    """checkpoint.pt as binary EP wrote it before the one format (model_state_dict, rows, the flip rule's momenta and
+    α learning rates at the top level) still resumes, to the weights of an uninterrupted run."""
+    _, full = run_main(BINARY + ['--epochs', '2', '--results-dir', str(tmp_path / 'a')])
+    _, part = run_main(BINARY + ['--epochs', '1', '--results-dir', str(tmp_path / 'b')])
+    path = os.path.join(part, 'checkpoint.pt')
+    ck = torch.load(path, weights_only=False)
+    old = {'epoch': ck['epoch'], 'model_state_dict': ck['model'], 'rows': ck['history'], **ck['optimizer'],
+           'generator': ck['generator'], 'torch_rng': ck['torch_rng']}
+    torch.save(old, path)
+    code, resumed = run_main(['--load-path', part, '--epochs', '2'])
+    assert code == 0 and resumed == part
+    _assert_same_run(full, part, 'binary')

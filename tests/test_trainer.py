@@ -1,4 +1,4 @@
-"""trainer.py's shared pieces on their own: the run folder (new or resumed), the metrics CSV written by fit, and the
+"""suite/trainer.py's shared pieces on their own: the run folder (new or resumed), the metrics CSV written by fit, and the
 extension hooks."""
 import pandas as pd
 import torch

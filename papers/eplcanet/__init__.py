@@ -12,7 +12,7 @@ Dictionary learning signals: recon = the LCA's own update (D.3) after every mini
 estimate of ∂L/∂a backpropagated through the unrolled LCA into D, with learning rate --lrs[0]; combo = both.
 Actions beyond Laborieux's train/evaluate/gducheck: attack (white-box PGD), hsj-attack (the original's name for its
 score-based Square attack), advtrain, image-print, corruptions (CIFAR-10-C), baseline, dictlearn (dictionary
-pre-training, the cifar_dictlearning procedure). The attacks are in attacks.py, the model in netLCANet.py.
+pre-training, the cifar_dictlearning procedure). The attacks are in attacks.py, the model in papers/eplcanet/nets.py.
 """
 import dataclasses
 import glob
@@ -51,7 +51,7 @@ def add_args(parser):
     g.add_argument('--n_feats', type=int, default=784, help='C1: input channels of the plain CNN (unused otherwise)')
     g.add_argument('--lca_feats', type=int, default=784, help='C2: LCA dictionary features (= sparse-layer channels)')
     g.add_argument('--lca_lambda', type=float, default=0.25, help='LCA threshold λ')
-    g.add_argument('--tau', '--lca_tau', dest='tau', type=float, default=100.0, help='LCA time constant τ')
+    g.add_argument('--tau', '--lca_tau', dest='lca_tau', type=float, default=100.0, help='LCA time constant τ')
     g.add_argument('--eta', '--lca_eta', dest='eta', type=float, default=0.001,
                    help='learning rate η of the LCA dictionary update (recon)')
     g.add_argument('--lca_stride', type=int, default=None, help='LCA stride (C2, default 1; C1: --strides[0])')
@@ -87,7 +87,7 @@ FLAGS = {'--n_feats', '--lca_feats', '--lca_grad_iters', '--lca_lambda', '--tau'
          '--attack-samples', '--attack-iters', '--queries'}
 
 # saved beside the weights: the flags (so that evaluate / attack commands need not repeat them) and what they resolved to
-LCA_ARCH = ('lca_feats', 'lca_lambda', 'tau', 'eta', 'lca_stride', 'lca_ksize', 'lca_iters', 'scale_feedback',
+LCA_ARCH = ('lca_feats', 'lca_lambda', 'lca_tau', 'eta', 'lca_stride', 'lca_ksize', 'lca_iters', 'scale_feedback',
             'dict_training', 'dict_loss', 'lca', 'full_channels', 'feedback_scale', 'dict_class', 'dict_recon')
 
 
@@ -131,7 +131,7 @@ def lca_config(args):
                          f'{full[0]} features and channels {full[1:]} ('
                          + ('--channels F F …' if c1 else '--lca_feats F with --channels F …') + ')')
     args.full_channels = full
-    args.lca = dict(out_neurons=F_, kernel_size=k, stride=stride, lambda_=args.lca_lambda, tau=args.tau,
+    args.lca = dict(out_neurons=F_, kernel_size=k, stride=stride, lambda_=args.lca_lambda, tau=args.lca_tau,
                     eta=args.eta, lca_iters=iters, pad=pad)
     args.feedback_scale, args.dict_init = gamma, init
     args.dict_class, args.dict_recon = loss in ('class', 'combo'), loss in ('recon', 'combo')
@@ -148,7 +148,7 @@ def check_values(args):
     checks.count('--lca_iters', args.lca_iters, 1, 'the number of LCA iterations')
     checks.count('--lca_grad_iters', args.lca_grad_iters, 1, 'the number of LCA gradient iterations')
     checks.real('--lca_lambda', args.lca_lambda, 'the LCA threshold λ', lo=0)
-    checks.real('--tau (--lca_tau)', args.tau, 'the LCA time constant τ (each iteration moves 1/τ of the way)', lo=1)
+    checks.real('--tau (--lca_tau)', args.lca_tau, 'the LCA time constant τ (each iteration moves 1/τ of the way)', lo=1)
     checks.real('--eta (--lca_eta)', args.eta, 'the dictionary learning rate η', lo=0)
     checks.real('--scale_feedback', args.scale_feedback, 'the feedback scale γ', lo=0)
     checks.real('--eps', args.eps, 'the adversarial training radius', above=0)
@@ -171,7 +171,7 @@ class Config(lab.Config):
     n_feats: int
     lca_feats: int
     lca_lambda: float
-    tau: float
+    lca_tau: float                      # the LCA time constant τ (--tau / --lca_tau)
     eta: float
     lca_stride: int | None
     lca_ksize: int | None
@@ -211,7 +211,7 @@ class DictLearnConfig(RunConfig):
     lca_ksize: int | None
     lca_stride: int | None
     lca_lambda: float
-    tau: float
+    lca_tau: float                      # the LCA time constant τ (--tau / --lca_tau)
     eta: float
     lca_iters: int
 
@@ -619,7 +619,7 @@ def dictlearn_action(cfg, argv, device, seed):
     in the suite's loops (trainer.fit, trainer.train with a DictionaryLearner); --load-path <dictlearn folder>
     resumes one (checkpoint.tar: the dictionary, λ, the mini-batch order and the history)."""
     x, y = lab.load_split(cfg, True)
-    lca = LCAConv2D(cfg.lca_feats, x.shape[1], cfg.lca_ksize or 7, cfg.lca_stride or 1, cfg.lca_lambda, cfg.tau,
+    lca = LCAConv2D(cfg.lca_feats, x.shape[1], cfg.lca_ksize or 7, cfg.lca_stride or 1, cfg.lca_lambda, cfg.lca_tau,
                     cfg.eta, cfg.lca_iters).to(device, cfg.float_dtype)
     learner = DictionaryLearner(lca)
     gen = torch.Generator().manual_seed(seed)

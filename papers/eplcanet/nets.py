@@ -39,7 +39,7 @@ class LCANet(P_CNN):
     layer, computed in `front` with the LCA, and the energy-based part starts at the first conv layer (with s_0 as its
     input, EP estimates ∂L/∂s_0 from the feedback it would receive, and backprop carries it through σ, P_0 and the
     LCA into D)."""
-    delta_form = 'its Copy synapse, γ-scaled feedback and LCA front are not in the expansion'   # (carried.py)
+    delta_form = 'its Copy synapse, γ-scaled feedback and LCA front are not in the expansion'   # (ep/delta_form.py)
 
     def __init__(self, in_size, in_channels, lca, channels, kernels, strides, paddings, pools, fc, T1, T2, beta, act,
                  loss='cel', softmax=True, feedback_scale=1.0, dict_class=False):

@@ -1,10 +1,10 @@
 """Laborieux et al. 2021 — "Scaling Equilibrium Propagation to deep ConvNets by drastically reducing its gradient
 estimator bias": symmetric nudging, cross-entropy readout, continual EP, theorem (GDU) check.
 
-Its flag group (spec B.1, same names and defaults), their validation into a frozen Config, and its actions: --todo
+Its flag group (the original's names and defaults), their validation into a frozen Config, and its actions: --todo
 train (EP with the one-sided, random-sign or symmetric estimator, CEP, or truncated BPTT), evaluate, gducheck.
-Networks in netLaborieux.py; the dynamics are the suite's engine (netFunctions.py), the epoch and mini-batch loops
-its trainer (trainer.py). EPLCANet (eplcanet.py) extends this paper's flags, Config and actions.
+Networks in papers/laborieux2021/nets.py; the dynamics are the suite's engine (netFunctions.py), the epoch and mini-batch loops
+its trainer (suite/trainer.py). EPLCANet (papers/eplcanet) extends this paper's flags, Config and actions.
 """
 import argparse
 import dataclasses
@@ -35,7 +35,7 @@ def add_args(parser):
     g = parser.add_argument_group('Laborieux et al. 2021 (scaled EP: symmetric nudging, cross-entropy readout, '
                                   'CEP); layers are listed from the input to the output; shares --archi, --epochs')
     g.add_argument('--model', default='MLP', choices=['MLP', 'VFMLP', 'CNN', 'VFCNN', 'EPLCACNN', 'LCACNN'],
-                   help='network family (EPLCACNN, LCACNN: EPLCANet, see eplcanet.py)')
+                   help='network family (EPLCACNN, LCACNN: EPLCANet, see papers/eplcanet)')
     g.add_argument('--task', default='MNIST', help='MNIST, CIFAR10, or mnist5k (embedded offline digits)')
     g.add_argument('--channels', type=int, nargs='+', default=[32, 64], help='conv output channels')
     g.add_argument('--kernels', type=int, nargs='+', default=[5, 5], help='conv kernel sizes')
@@ -60,7 +60,7 @@ def add_args(parser):
     g.add_argument('--random-sign', action='store_true', help='random sign of β2 per mini-batch')
     g.add_argument('--thirdphase', action='store_true', help='symmetric estimator: a second nudged phase at −β2')
     g.add_argument('--carry-delta', action='store_true',
-                   help='symmetric estimator with the nudged states relaxed as s* + Δ (carried.py): the same '
+                   help='symmetric estimator with the nudged states relaxed as s* + Δ (ep/delta_form.py): the same '
                         'estimate, without float32 cancellation (--thirdphase, --model MLP or CNN)')
     g.add_argument('--data-aug', action='store_true', help='CIFAR-10 augmentation (flip, crop with edge padding)')
     g.add_argument('--lr-decay', action='store_true', help='cosine annealing, T_max 100, eta_min 1e-5')
@@ -126,7 +126,7 @@ class Config(RunConfig):
 
 
 def check_carry_delta(args):
-    """--carry-delta runs the symmetric EP estimate in Δ form (carried.py): EP with --thirdphase on the symmetric
+    """--carry-delta runs the symmetric EP estimate in Δ form (ep/delta_form.py): EP with --thirdphase on the symmetric
     layered nets (every activation of this paper has a closed-form difference)."""
     why = None
     if args.alg != 'EP' or not args.thirdphase:
@@ -163,7 +163,7 @@ def validate(args, actions=ACTIONS):
                          f'(fc/conv belong to the binary-EP paper)')
     conv = 'CNN' in args.model
     n = len(args.channels)
-    if args.model in ('CNN', 'VFCNN'):               # the EPLCANet models index these lists (eplcanet.py)
+    if args.model in ('CNN', 'VFCNN'):               # the EPLCANet models index these lists (papers/eplcanet)
         for flag in ('kernels', 'strides', 'paddings'):
             if len(getattr(args, flag)) != n:
                 raise UsageError(f'--{flag} has {len(getattr(args, flag))} values but --channels has {n}: give one '
@@ -282,11 +282,15 @@ def arch_of(cfg):
     return {k: getattr(cfg, k) for k in ARCH + cfg.extra_arch}
 
 
+# architecture keys of earlier model.pt files: EPLCANet's LCA time constant was saved as `tau`
+LEGACY_ARCH = {'tau': 'lca_tau'}
+
+
 def adopt_arch(args, folder):
     """evaluate / gducheck rebuild the network of the saved run (state dicts carry no architecture)."""
     saved = checkpoints.load(os.path.join(folder, 'model.pt'), ('model', 'arch'), 'a model.pt of a training run')
     for k, v in saved['arch'].items():
-        setattr(args, k, v)
+        setattr(args, LEGACY_ARCH.get(k, k), v)
 
 
 def build_model(cfg, in_shape):

@@ -29,7 +29,7 @@ class LabNet(EPNet):
     softmax = False
     out_index = -1
     input_first = True
-    delta_form = True           # the symmetric estimate can run with Δ = s^{±β} − s* carried (carried.py)
+    delta_form = True           # the symmetric estimate can run with Δ = s^{±β} − s* carried (ep/delta_form.py)
 
     def __init__(self, T1, T2, beta, act, loss='mse'):
         super().__init__(T1, T2, beta, act, SquaredError() if loss == 'mse' else CrossEntropy())
@@ -182,7 +182,7 @@ class VFMixin:
     same_update True: the ordinary rule on Φ, then B_k and W_{k+1} both get the average of their two updates.
     """
     same_update = False
-    delta_form = 'a vector field has no single Φ to expand'      # (carried.py)
+    delta_form = 'a vector field has no single Φ to expand'      # (ep/delta_form.py)
 
     def _pairs(self):
         return [(self.B_syn[k], self.synapses[k + 1]) for k in range(len(self.B_syn))]

@@ -1,7 +1,7 @@
 """Nest & Ernoult 2024, "Towards training digitally-tied analog blocks via hybrid gradient computation": ff-EBMs
-(netFFEBM.py) trained with EP inside the blocks and backprop between them, or with ID (truncated BPTT from the free
+(papers/nest2024/nets.py) trained with EP inside the blocks and backprop between them, or with ID (truncated BPTT from the free
 equilibria); static gradient analysis (GDD). Models: the VGG chains of the configs (model/*.yaml with name vgg) and
-ResNet18/34 chains of BasicBlocks (model=resnet18|resnet34, name resnet: spec §B7, selected by no original config).
+ResNet18/34 chains of BasicBlocks (model=resnet18|resnet34, name resnet: the paper's ResNet chains, selected by no original config).
 
 Command line: `python main.py --config-name=<top-level config> [group=option …] [key=value …] [+key=value …]`, composed
 by Hydra's compose API over configs/ (groups model/, data/, algorithm/, trainer/), then typed and bounded key by key
@@ -10,7 +10,7 @@ by Hydra's compose API over configs/ (groups model/, data/, algorithm/, trainer/
 <results-dir>/ffebm/<config-name>/<date>/<time>/. Training goes through the suite's trainer.train / trainer.evaluate /
 trainer.fit and suite.checkpoints, as every paper's.
 
-Quirks of the original (spec §B11) and what this suite does:
+Quirks of the original code and what this suite does:
  1. seed 0 meant unseeded: every run is seeded (trainer.seed, or drawn and written to config.yaml).
  2. CIFAR's test loader dropped the last partial batch: every test image is scored (the training split drops its
     last partial batch, as the original).
@@ -21,7 +21,7 @@ Quirks of the original (spec §B11) and what this suite does:
     splitting_small*.yaml default to splitting_small_1block.
  5. algorithm/bp.yaml named an unregistered algorithm: not shipped (ep and bptt only; algorithm=bp exits 2).
  6. splitting_large_sota3's activation was a string ("hard_ern19", a crash): the string names Ernoult 2019's hard
-    sigmoid, slope 1.0 (NAMED_SLOPES); its block layout is a reconstruction from the spec's outline.
+    sigmoid, slope 1.0 (NAMED_SLOPES); its block layout is a reconstruction from the paper's outline.
  7. scaling_large's 258-channel layer: kept (it is what ran), said in its config.
  8. ImageNet32 val read train_data_batch_* names: both that layout and the official val_data are read.
  9. gdown md5= (removed from gdown): data.download=true fetches the authors' ImageNet32 archive with hash= where

@@ -239,7 +239,7 @@ class ConvPoolBlock(HopfieldBlock):
 
 
 class BasicBlock(HopfieldBlock):
-    """A ResNet BasicBlock as a 2-layer Hopfield block (spec §B7), s_1 and s_2 of `planes` channels:
+    """A ResNet BasicBlock as a 2-layer Hopfield block (the paper's ResNet chains), s_1 and s_2 of `planes` channels:
 
         Φ(x, s; β) = ⟨BN(W_1 ⋆_stride h), s_1⟩ + ⟨W_2 ⋆ s_1 + b_2, s_2⟩ + ⟨skip(h), s_2⟩ − β ℓ(s_2),
 
@@ -506,7 +506,7 @@ class HopfieldChain(nn.Module):
         of the chain (T2 steps per block from the free states, graph kept), one backward for the adjoints
         λ_j = ∂L/∂s^k_j, then per step the vector-Jacobian product λ_{j+1}ᵀ ∂step(s_j, F_k(x_k); θ)/∂θ (the drive
         recomputed, so that Conv_1 counts at every step; see _step_vjp). From a converged free state this equals
-        re-running block k for t steps only (the spec's definition, t + 1 re-runs of the downstream chain), at a
+        re-running block k for t steps only (the paper's definition, t + 1 re-runs of the downstream chain), at a
         fraction of the cost; at t = T2 it is the ID gradient."""
         target = self.target(label)
         with torch.enable_grad():
@@ -560,7 +560,7 @@ RESNET_STAGES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
 
 def resnet_blocks(depth, widths=(64, 128, 256, 512), stem=64, clamp_last=False):
-    """The block list of ResNet18/34 (spec §B7): the stem in front of the first BasicBlock, then stages of
+    """The block list of ResNet18/34: the stem in front of the first BasicBlock, then stages of
     RESNET_STAGES[depth] BasicBlocks of widths[i] channels, the first of every stage after the first with stride 2."""
     out, c = [], stem
     for i, (n, w) in enumerate(zip(RESNET_STAGES[depth], widths)):
