@@ -239,6 +239,33 @@ def test_tol_stops_early_on_a_converged_state_and_gives_the_fixed_iteration_answ
         assert n == 200
 
 
+
+def test_tol_is_checked_after_every_iteration_by_default():
+    """model.config.tol_check_every is 1 in the schema, in every model config and in HopfieldChain: under TOL a
+    block stops at the first iteration whose change meets the criterion, as the original (not at the next multiple
+    of 10)."""
+    from papers.nest2024 import config
+    assert {f.name: f.default for f in config.dataclasses.fields(config.ModelParams)}['tol_check_every'] == 1
+    folder = os.path.join(nest2024.CONFIG_DIR, 'model')
+    for name in os.listdir(folder):
+        assert OmegaConf.load(os.path.join(folder, name)).config.tol_check_every == 1, name
+    run, _, _ = nest2024.resolve(['--config-name=splitting_small_TOL', 'model=splitting_small_3block'])
+    assert run.check_every == 1 and nest2024.build_chain(run, 'cpu').check_every == 1
+    chain, x, _ = tiny_chain(T=200)
+    chain.tol = 1e-3
+    _, iters = chain.free_phase(x)
+    expected = []
+    with torch.no_grad():
+        for block in chain.blocks:
+            d, s = block.drive(x), block.init_state(4)
+            for i in range(1, 201):
+                prev, s = s, block.stepper(s, d)
+                if nf.converged(prev, s, 1e-3):
+                    break
+            expected.append(i)
+            x = s[-1]
+    assert iters == expected and any(i % 10 for i in expected), (iters, expected)
+
 def test_id_transients_end_at_the_id_gradient():
     chain, x, label = tiny_chain(T=20)
     states, _ = chain.free_phase(x)

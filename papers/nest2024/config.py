@@ -57,7 +57,8 @@ class ModelParams:
     activation: Union[float, int, str] = key(help='slope a of σ(u) = clamp(a·u, 0, 1), or a name', nonzero=True,
                                         names=tuple(NAMED_SLOPES))
     tol: Optional[float] = key(None, 'TOL criterion (null: fixed T1 iterations)', lo=0)
-    tol_check_every: int = key(10, 'iterations between two host reads of the TOL criterion', lo=1)
+    tol_check_every: int = key(1, 'iterations between two checks of the TOL criterion (a host read each; 1: every '
+                                     'iteration, as the original)', lo=1)
     asynchronous: bool = key(True, 'even layers, then odd (odd first when nudged)')
     readout: bool = key(True, 'a linear readout on the last block', choices=(True,), why=ONLY)
     neurons: str = key('zeros', 'initial neuron state', choices=('zeros',), why=ONLY)

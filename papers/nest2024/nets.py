@@ -355,7 +355,7 @@ class HopfieldChain(nn.Module):
     block by block; a block's ±β nudged phases; ID's re-run), `computeGradients` (a block's EP estimate and the error
     current it sends upstream), `updateWeights`, `infer`, `output`, `cost`, `target`."""
 
-    def __init__(self, blocks, tol=None, check_every=10):
+    def __init__(self, blocks, tol=None, check_every=1):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.tol, self.check_every = tol, check_every
