@@ -165,6 +165,7 @@ class Run:
     use_autograd: bool
     algorithm: str
     beta: float
+    feedback: str
     dataset: str
     batch_size: int
     num_classes: int
@@ -226,9 +227,10 @@ def to_run(cfg, name, flags):
     run = Run(config_name=name, exp_type=c.exp_type, blocks=model_blocks(c.model), T1=m.T1, T2=alg.T2,
               slope=float(config.NAMED_SLOPES.get(m.activation, m.activation)), tol=m.tol,
               check_every=m.tol_check_every, V=m.V, asynchronous=m.asynchronous, use_autograd=m.use_autograd,
-              algorithm=c.algorithm.name, beta=alg.beta, dataset=d.name, batch_size=d.config.batch_size,
-              num_classes=d.config.num_classes, epochs=t.epochs, lr=t.lr, weight_decay=t.weight_decay,
-              T_max=t.T_max, eta_min=t.eta_min, device=device if device is not None else t.device,
+              algorithm=c.algorithm.name, beta=alg.beta, feedback=alg.feedback, dataset=d.name,
+              batch_size=d.config.batch_size, num_classes=d.config.num_classes, epochs=t.epochs, lr=t.lr,
+              weight_decay=t.weight_decay, T_max=t.T_max, eta_min=t.eta_min,
+              device=device if device is not None else t.device,
               seed=seed if seed is not None else t.seed, limit_batches=t.limit_batches, dtype=t.dtype,
               download=d.download, gdd=dataclasses.asdict(c.gdd) if c.gdd is not None else {},
               dry_run=flags.get('dry_run', False), results_dir=flags.get('results_dir', 'results'),
@@ -341,7 +343,7 @@ def batches(run, train, device, gen):
 
 def estimator(run):
     """The gradient estimator of algorithm.name: EP inside the blocks (ep), or ID (bptt)."""
-    return estimators.ChainEP(run.beta, run.T2) if run.algorithm == 'ep' else estimators.ChainID(run.T2)
+    return estimators.ChainEP(run.beta, run.T2) if run.algorithm == 'ep' else estimators.ChainID(run.T2, run.feedback)
 
 
 def epoch_row(train, test, lr):

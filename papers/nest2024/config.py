@@ -100,6 +100,8 @@ class Data:
 class AlgorithmParams:
     T2: int = key(help='nudged-phase iterations per block (ID: re-run iterations)', lo=1)
     beta: float = key(help='nudging strength β (EP: centred ±β phases)', nonzero=True)
+    feedback: str = key('full', 'ID: full (the exact gradient) or constant (the weights of the top-down terms '
+                        "W_lᵀ s_l read as constants, the original's ID)", choices=('full', 'constant'))
 
 
 @dataclass
@@ -274,6 +276,7 @@ def schema_keys(cls=NestConfig, prefix=''):
 
 # keys of the schema that only some configurations have, and which
 OWNERS = {'gdd': '--config-name=gdd', 'model.config.blocks': 'the vgg models',
+          'algorithm.config.feedback': 'algorithm=bptt',
           **{f'model.config.{k}': 'model=resnet18 and model=resnet34' for k in RESNET_ONLY}}
 
 
@@ -310,6 +313,12 @@ def typed(cfg):
         if mc.get(k) is not None:
             raise UsageError(f'model.config.{k}={_show(mc[k])}: not a key of a {cfg.model.name} model (only of '
                              f'{"resnet" if cfg.model.name == "vgg" else "vgg"} models)')
+    if cfg.algorithm.name != 'bptt' and 'feedback' in cfg.algorithm.config:
+        raise UsageError(f'algorithm.config.feedback: not a key of algorithm={cfg.algorithm.name} (a key of '
+                         f'algorithm=bptt, ID)')
+    if cfg.algorithm.config.get('feedback') == 'constant' and mc.get('use_autograd'):
+        raise UsageError('algorithm.config.feedback=constant: needs model.config.use_autograd=false (autograd of Φ '
+                         'differentiates the bottom-up and top-down terms of a coupling together)')
     if (cfg.exp_type == 'gdd') != (cfg.get('gdd') is not None):
         raise UsageError('gdd: missing (exp_type=gdd reads gdd.batches, gdd.seeds, gdd.curves, gdd.plotter)'
                          if cfg.exp_type == 'gdd' else
@@ -352,8 +361,8 @@ def _key_lines(cls, node, prefix):
             if v is not None:
                 lines += _key_lines(inner, v, name + '.')
             continue
-        if v is None and f.default is None and node is not None and f.name not in node:
-            continue                                      # a key of the other model kind, or gdd of a training run
+        if v is None and (f.default is None or name in OWNERS) and node is not None and f.name not in node:
+            continue                   # a key of the other model kind, of ID, or gdd of a training run
         typ = type_name(hint) + (f' ({_rules(f)})' if _rules(f) else '')
         elem = typing.get_args(inner)
         listed = elem and dataclasses.is_dataclass(elem[0]) and v is not None

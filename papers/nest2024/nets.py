@@ -72,11 +72,17 @@ class HopfieldBlock(EPNet):
     constant in a phase), dphi_ds_layers (∂Φ/∂s_l in closed form), ff_term (the terms of Φ that hold the drive, linear
     in s) and phi_rest (the others, with the nudge), features (what the readout reads of s_n) and features_adjoint."""
     input_first = True
+    constant_feedback = False    # set by HopfieldChain.rerun for ID's feedback=constant (feedback_weight)
 
     def __init__(self, slope, T1, T2, beta, n_classes, clamp_last, asynchronous, use_autograd):
         super().__init__(T1, T2, beta, hard_sigmoid(slope), CrossEntropy() if n_classes else ErrorCurrent())
         self.clamp_last, self.asynchronous = clamp_last, asynchronous
         self.use_autograd = use_autograd        # model.config.use_autograd: the oracle step in every phase
+
+    def feedback_weight(self, m):
+        """The weight W_{l+1} of a top-down term W_{l+1}ᵀ s_{l+1}: W_{l+1} itself, or, with constant_feedback, its
+        value as a constant (no gradient path to W_{l+1} through the feedback; the state Jacobian is unchanged)."""
+        return m.weight.detach() if self.constant_feedback else m.weight
 
     def logits(self, s):
         """The readout z = W_r features(s_n) + b_r (last block), else the last layer itself (what ⟨g, ·⟩ reads)."""
@@ -214,8 +220,8 @@ class ConvPoolBlock(HopfieldBlock):
         m = self.synapses[l + 1]
         if l + 1 < self.ncv:
             ctx = m(s[l])[1] if m.pool.kind == 'm' else (s[l].shape, None, None)   # no pool: no forward needed
-            return m.adjoint(s[l + 1], ctx)
-        return (s[l + 1] @ m.weight).view_as(s[l])
+            return m.adjoint(s[l + 1], ctx, self.feedback_weight(m))
+        return (s[l + 1] @ self.feedback_weight(m)).view_as(s[l])
 
     def dphi_ds_layers(self, s, drive, y, beta, layers):
         """∂Φ/∂s_l in closed form for the given layers, all read from the same state s."""
@@ -300,7 +306,8 @@ class BasicBlock(HopfieldBlock):
         out = []
         for l in layers:
             if l == 0:
-                out.append(drive[0] + self.conv2.adjoint(s[1], (s[0].shape, None, None)))
+                out.append(drive[0] + self.conv2.adjoint(s[1], (s[0].shape, None, None),
+                                                         self.feedback_weight(self.conv2)))
             else:
                 u = self.conv2(s[0])[0] + drive[1]
                 out.append(u if y is None else u + self.nudge(s, y, beta))
@@ -375,7 +382,7 @@ class HopfieldChain(nn.Module):
                 x = s[-1]
         return out, iters
 
-    def forward(self, x, s=None, y=None, beta=0.0, steps=None, block=None):
+    def forward(self, x, s=None, y=None, beta=0.0, steps=None, block=None, feedback='full'):
         """The chain's relaxations, by what is given:
           free phase (s None): every block relaxed at β = 0 from zeros, x_{k+1} = s^k_n (T1 iterations per block,
             fewer under TOL, `steps` the maximum when given), without graph: the ChainState [(x_k, F_k(x_k), s^k)];
@@ -384,7 +391,7 @@ class HopfieldChain(nn.Module):
             one-hot target for the last block, else the error current g_k): one batched tensor, a state list per β;
           re-run (s a ChainState, β = 0): ID's truncated BPTT forward, every block re-run for `steps` iterations from
             its free state, block 1 fed by x_1 and block k > 1 by the re-run output of block k − 1, with graph when
-            grad is enabled: the ChainState of the re-run's final states."""
+            grad is enabled (`feedback`: see rerun): the ChainState of the re-run's final states."""
         if block is not None:
             _, d, sk = s[block]
             return self.blocks[block].forward(x, sk, y, beta, steps=steps, drive=d)
@@ -393,7 +400,7 @@ class HopfieldChain(nn.Module):
             with torch.no_grad():
                 out.z = self.blocks[-1].logits(out[-1][2])
         else:
-            out = ChainState((xk, d, traj[-1]) for xk, d, traj in self.rerun(s, steps))
+            out = ChainState((xk, d, traj[-1]) for xk, d, traj in self.rerun(s, steps, feedback))
             out.z = self.blocks[-1].logits(out[-1][2])
         return out
 
@@ -438,16 +445,30 @@ class HopfieldChain(nn.Module):
         return estimators.ChainEP(beta, steps).gradients(self, states, self.target(label))
 
     # -- ID: truncated BPTT from the free equilibria --------------------------------------------------------------
-    def rerun(self, states, steps):
+    def rerun(self, states, steps, feedback='full'):
         """Every block re-run with graph for `steps` iterations (default its T2) from its free state, block 1 fed by
         the image and block k > 1 by the differentiable output of block k − 1's re-run. Returns
-        [(x_k, F_k(x_k), [s_0, …, s_T2])] per block."""
+        [(x_k, F_k(x_k), [s_0, …, s_T2])] per block.
+
+        feedback: 'full' differentiates every term of the step, so that ∂L/∂W_l collects both paths of W_l
+        (l ≥ 2 in a block), its bottom-up term P_l(W_l ⋆ s_{l−1}) in the field of s_l and its top-down term
+        W_lᵀ ⋆ P_lᵀ s_l in the field of s_{l−1}; 'constant' reads W_l in the top-down term as a constant (the
+        original's `.data`), so that ∂L/∂W_l keeps the bottom-up path only. The states' adjoints are the same in both
+        (the constant still multiplies s_l), hence so are the gradients of W_1 (inside F_k, in no top-down term), of
+        the biases, of BN and of the readout. The graph is built here, so the switch is on for the re-run only."""
         x, out = states[0][0], []
         for k, block in enumerate(self.blocks):
             traj = [[si.detach() for si in states[k][2]]]
             d = block.ff(x)
-            for _ in range(block.Kmax if steps is None else steps):
-                traj.append(block.stepper(traj[-1], d))
+            if feedback == 'constant' and block.use_autograd:
+                raise ValueError("feedback='constant' needs the closed-form stepper: autograd of Φ differentiates the "
+                                 "bottom-up and top-down terms of a coupling together")
+            block.constant_feedback = feedback == 'constant'
+            try:
+                for _ in range(block.Kmax if steps is None else steps):
+                    traj.append(block.stepper(traj[-1], d))
+            finally:
+                block.constant_feedback = False
             out.append((x, d, traj))
             x = traj[-1][-1]
         return out
