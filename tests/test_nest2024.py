@@ -338,6 +338,44 @@ def test_id_constant_feedback_is_the_bptt_key(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert code == 2 and 'algorithm.config.feedback' in err and msg in err and '\n' not in err, err
 
+
+def _reference_feedforward_logits(chain, x):
+    """The feedforward twin by hand: per block, layer after layer, u = P(W ⋆ s + b) (or W flat(s) + b), BN (batch
+    statistics) after the first, s = clamp(0.5 u, 0, 1) except a last layer without clamp_last; then the readout."""
+    import torch.nn.functional as F
+    for block in chain.blocks:
+        n = len(block.synapses)
+        for l, m in enumerate(block.synapses):
+            if isinstance(m, torch.nn.Linear):
+                u = F.linear(x.flatten(1), m.weight, m.bias)
+            else:
+                u = F.conv2d(x, m.weight, m.bias, 1, 1)
+                u = F.max_pool2d(u, 2) if m.pool.kind == 'm' else u
+            if l == 0 and block.bn is not None:
+                u = F.batch_norm(u, None, None, training=True, eps=block.bn.eps)
+            x = u if (l == n - 1 and not block.clamp_last) else (0.5 * u).clamp(0, 1)
+    return chain.blocks[-1].readout(x.flatten(1))
+
+
+def test_bp_gradient_is_autograd_of_the_feedforward_net():
+    """algorithm=bp: estimators.Backprop on the chain's feedforward twin writes ∂L/∂θ of L = mean CE of the hand-built
+    feedforward net with the chain's weights, BN and pools, for every parameter; the twin's logits are that net's."""
+    import torch.nn.functional as F
+    from papers.nest2024.nets import FeedforwardChain
+    chain, x, label = tiny_chain()
+    net = FeedforwardChain(chain).train()
+    assert list(net.state_dict()) == ['module.' + k for k in chain.state_dict()]          # the chain's parameters
+    z = estimators.Backprop()(net, x, net.target(label))
+    ref = _reference_feedforward_logits(chain, x)
+    torch.testing.assert_close(z, ref.detach(), rtol=1e-12, atol=1e-12)
+    expected = torch.autograd.grad(F.cross_entropy(ref, label), list(chain.parameters()))
+    for (n, p), g in zip(chain.named_parameters(), expected):
+        assert p.grad is not None and g.abs().max() > 0, n
+        torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-14, msg=n)
+    net.eval()
+    with torch.no_grad():                                    # evaluation: BN's running statistics
+        assert not torch.allclose(net.infer(x), ref)
+
 def test_id_transients_end_at_the_id_gradient():
     chain, x, label = tiny_chain(T=20)
     states, _ = chain.free_phase(x)
@@ -519,7 +557,7 @@ def test_top_level_configs_match_the_spec_table(name):
 
 
 @pytest.mark.parametrize('extra', [['model.config.activation=hard_lab99'], ['gdd.plotter=detailed'],
-                                   ['algorithm=bp']])
+                                   ['algorithm=bpp']])
 def test_unknown_activation_name_plotter_or_algorithm_exit_2(extra, capsys):
     code, _ = run_main(['--config-name=gdd', 'data=mnist5k'] + extra)
     err = capsys.readouterr().err.strip()
@@ -633,6 +671,44 @@ def test_a_training_minibatch_goes_through_the_chain_methods(algorithm, small, c
            ['forward free', 'forward re-run']) + ['updateWeights']
     assert chain_calls == one + ['forward free'], chain_calls
 
+
+
+def test_bp_trains_through_the_same_loop_with_the_same_metrics(small, tmp_path, monkeypatch):
+    """algorithm=bp: a dry run, and one epoch on mnist5k, through trainer.train (estimators.Backprop: forward,
+    computeGradients, then updateWeights per mini-batch) and trainer.evaluate; metrics.csv has the columns of the
+    ep and bptt runs; the checkpoint holds the chain's weights."""
+    from netClasses import Feedforward
+    from papers.nest2024.nets import FeedforwardChain
+    log = []
+    for name in ('forward', 'computeGradients', 'updateWeights'):
+        cls = FeedforwardChain if name == 'forward' else Feedforward
+        orig = getattr(cls, name)
+
+        def spy(self, *a, _orig=orig, _name=name, **kw):
+            log.append(_name)
+            return _orig(self, *a, **kw)
+        monkeypatch.setattr(cls, name, spy)
+    real, nets = trainer.train, []
+
+    def train_spy(net, *a, **kw):
+        nets.append(net)
+        return real(net, *a, **kw)
+    monkeypatch.setattr(trainer, 'train', train_spy)
+    code, folder = run_main(RUN + ['algorithm=bp', '--dry-run', '--results-dir', str(tmp_path / 'dry')])
+    assert code == 0 and log == ['forward', 'computeGradients', 'updateWeights', 'forward'], log
+    assert isinstance(nets[0], FeedforwardChain)
+    columns = {}
+    for alg in ('bp', 'ep', 'bptt'):
+        code, folder = run_main(RUN + [f'algorithm={alg}', 'trainer.epochs=1', '--results-dir', str(tmp_path / alg)])
+        assert code == 0, alg
+        m = pd.read_csv(os.path.join(folder, 'metrics.csv'))
+        assert len(m) == 1 and m.notna().all().all(), (alg, m)
+        columns[alg] = list(m.columns)
+        if alg == 'bp':
+            ck = torch.load(os.path.join(folder, 'checkpoint.tar'), weights_only=False)
+            assert all(k.startswith('blocks.') for k in ck['model']) and ck['epoch'] == 1
+            assert OmegaConf.load(os.path.join(folder, 'config.yaml')).algorithm.name == 'bp'
+    assert columns['bp'] == columns['ep'] == columns['bptt'], columns
 
 def _weights_and_metrics(folder):
     ck = torch.load(os.path.join(folder, 'checkpoint.tar'), weights_only=False)

@@ -19,7 +19,9 @@ Quirks of the original (spec §B11) and what this suite does:
  4. config.yaml (the default) named a missing model, splitting_small*.yaml defaulted to the large model: there is
     no default config (--config-name is required; the bare command line belongs to the other papers) and
     splitting_small*.yaml default to splitting_small_1block.
- 5. algorithm/bp.yaml named an unregistered algorithm: not shipped (ep and bptt only; algorithm=bp exits 2).
+ 5. algorithm/bp.yaml named an unregistered algorithm: algorithm=bp is the backprop baseline, the chain's
+    feedforward twin (each block's fixed point replaced by its feedforward pass; nets.FeedforwardChain) trained by
+    backprop through the same loop.
  6. splitting_large_sota3's activation was a string ("hard_ern19", a crash): the string names Ernoult 2019's hard
     sigmoid, slope 1.0 (NAMED_SLOPES); its block layout is a reconstruction from the spec's outline.
  7. scaling_large's 258-channel layer: kept (it is what ran), said in its config.
@@ -57,7 +59,7 @@ from suite import checkpoints
 from suite import trainer
 from suite.cli import DTYPES, UsageError, dry_cap, pick_device, say, seed_everything
 from papers.nest2024 import config
-from papers.nest2024.nets import HopfieldChain, blocks_from_config, resnet_blocks
+from papers.nest2024.nets import FeedforwardChain, HopfieldChain, blocks_from_config, resnet_blocks
 
 NAME = 'nest2024'
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'configs')
@@ -342,14 +344,24 @@ def batches(run, train, device, gen):
 # Training
 
 def estimator(run):
-    """The gradient estimator of algorithm.name: EP inside the blocks (ep), or ID (bptt)."""
+    """The gradient estimator of algorithm.name: EP inside the blocks (ep), ID (bptt), or backprop through the
+    feedforward twin (bp)."""
+    if run.algorithm == 'bp':
+        return estimators.Backprop()
     return estimators.ChainEP(run.beta, run.T2) if run.algorithm == 'ep' else estimators.ChainID(run.T2, run.feedback)
+
+
+def trained_net(run, chain):
+    """What trainer.train and trainer.evaluate drive: the chain (ep, bptt), or its feedforward twin (bp), whose
+    parameters are the chain's."""
+    return FeedforwardChain(chain) if run.algorithm == 'bp' else chain
 
 
 def epoch_row(train, test, lr):
     """The metrics of an epoch from trainer.train / trainer.evaluate's error rates: top-1 / top-5 accuracies (%) and
     the mean cross-entropy of the training mini-batches (at the state the estimator returns: the free equilibrium for
-    EP, the re-run for ID) and of the test set (free equilibrium, BN running statistics)."""
+    EP, the re-run for ID, the feedforward pass for BP) and of the test set (free equilibrium, or BP's feedforward
+    pass; BN running statistics)."""
     row = {}
     for split, r in (('train', train), ('test', test)):
         row.update({f'{split}_top1': 100 - r['error'], f'{split}_top5': 100 - r['top5_error'],
@@ -393,7 +405,7 @@ def train(run, cfg, argv):
     chain = build_chain(run, device)
     opt = torch.optim.Adam(chain.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, run.T_max, run.eta_min)
-    est = estimator(run)
+    est, net = estimator(run), trained_net(run, chain)
     history, best = [], -1.0
     if run.load_path:        # (a checkpoint of the earlier layout has the same keys, without `format`)
         ck = checkpoints.restore(os.path.join(run.load_path, 'checkpoint.tar'), chain, opt, sched, gen,
@@ -406,8 +418,8 @@ def train(run, cfg, argv):
     folder = trainer.open_run(lambda: new_folder(run, cfg, argv), run.load_path or None, argv)
 
     def run_epoch(epoch):
-        row = epoch_row(trainer.train(chain, opt, train_b, lambda x, y: est(chain, x, y), topk=5, loss=True),
-                        trainer.evaluate(chain, test_b, topk=5), opt.param_groups[0]['lr'])
+        row = epoch_row(trainer.train(net, opt, train_b, lambda x, y: est(net, x, y), topk=5, loss=True),
+                        trainer.evaluate(net, test_b, topk=5), opt.param_groups[0]['lr'])
         sched.step()
         say(f'epoch {epoch}: train top-1 {row["train_top1"]:.2f} %, test top-1 {row["test_top1"]:.2f} % '
             f'(top-5 {row["test_top5"]:.2f} %), loss {row["train_loss"]:.4f}')

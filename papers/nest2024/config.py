@@ -106,7 +106,8 @@ class AlgorithmParams:
 
 @dataclass
 class Algorithm:
-    name: str = key(help='ep (EP inside the blocks) or bptt (ID)', choices=('ep', 'bptt'))
+    name: str = key(help='ep (EP inside the blocks), bptt (ID) or bp (backprop through the feedforward twin)',
+                    choices=('ep', 'bptt', 'bp'))
     config: AlgorithmParams = key()
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 import netFunctions as nf
 from ep import estimators
-from netClasses import Activation, ConvPool, CrossEntropy, EPNet, ErrorCurrent, conv_pool_sizes
+from netClasses import Activation, ConvPool, CrossEntropy, EPNet, ErrorCurrent, Feedforward, conv_pool_sizes
 
 POOLS = {'m': 'm', 's': 'i', '-': 'i'}          # 's' is MaxPool(1, 1), the identity; '-' no pool
 
@@ -105,6 +105,16 @@ class HopfieldBlock(EPNet):
     def update_layer(self, l, s, u, y, beta):
         """σ(u), except the last layer, linear unless clamp_last (the nudge is in u)."""
         return u if (l == self.n_layers - 1 and not self.clamp_last) else self.act.rho(u)
+
+    def feedforward(self, x):
+        """The block's feedforward twin (algorithm=bp): its fixed point replaced by one pass from the input, layer
+        after layer, s_l = σ(bottom_up_l(s_{l−1})) with bottom_up_1 = F_k(x) (the same weights, BN and pools; the
+        last layer linear unless clamp_last), i.e. the free dynamics without their top-down terms, run once. With
+        graph; BN's running statistics are updated once (training mode)."""
+        d, s = self.drive(x), []
+        for l in range(self.n_layers):
+            s.append(self.update_layer(l, s, self.bottom_up(l, s, d), None, 0.0))
+        return s
 
     def stepper(self, s, drive, y=None, beta=0.0):
         """One iteration of the schedule (EPNet.schedule: even then odd, odd first when nudged), closed-form fields
@@ -207,7 +217,8 @@ class ConvPoolBlock(HopfieldBlock):
         z = self.synapses[0](x)[0]
         return z if self.bn is None else frozen_bn(self.bn, z, self.training, update_stats)
 
-    def _bottom_up(self, l, s, drive):
+    def bottom_up(self, l, s, drive):
+        """The field of s_l from the layer below: F_k(x) (l = 1), P_l(W_l ⋆ s_{l−1} + b_l), W_l flat(s_{l−1}) + b_l."""
         if l == 0:
             return drive
         if l < self.ncv:
@@ -227,7 +238,7 @@ class ConvPoolBlock(HopfieldBlock):
         """∂Φ/∂s_l in closed form for the given layers, all read from the same state s."""
         n, out = len(s), []
         for l in layers:
-            u = self._bottom_up(l, s, drive)
+            u = self.bottom_up(l, s, drive)
             if l + 1 < n:
                 u = u + self._top_down(l, s)
             elif y is not None:
@@ -301,15 +312,18 @@ class BasicBlock(HopfieldBlock):
         skip = h if self.down is None else bn(self.down_bn, self.down(h))
         return bn(self.bn1, self.conv1(h)[0]), skip
 
+    def bottom_up(self, l, s, drive):
+        """The field of s_l from below: BN(W_1 ⋆ h) (l = 1), W_2 ⋆ s_1 + b_2 + skip(h) (l = 2)."""
+        return drive[0] if l == 0 else self.conv2(s[0])[0] + drive[1]
+
     def dphi_ds_layers(self, s, drive, y, beta, layers):
         """∂Φ/∂s_l in closed form for the given layers (0: s_1, 1: s_2), all read from the same state s."""
         out = []
         for l in layers:
+            u = self.bottom_up(l, s, drive)
             if l == 0:
-                out.append(drive[0] + self.conv2.adjoint(s[1], (s[0].shape, None, None),
-                                                         self.feedback_weight(self.conv2)))
+                out.append(u + self.conv2.adjoint(s[1], (s[0].shape, None, None), self.feedback_weight(self.conv2)))
             else:
-                u = self.conv2(s[0])[0] + drive[1]
                 out.append(u if y is None else u + self.nudge(s, y, beta))
         return out
 
@@ -421,6 +435,14 @@ class HopfieldChain(nn.Module):
 
     def target(self, label):
         return self.blocks[-1].target(label)
+
+    def feedforward(self, x):
+        """The chain's feedforward twin (algorithm=bp): x_{k+1} = s^k_n of each block's feedforward pass
+        (HopfieldBlock.feedforward), with graph; returns the logits z = W_r s^K_n + b_r."""
+        for block in self.blocks:
+            s = block.feedforward(x)
+            x = s[-1]
+        return self.blocks[-1].logits(s)
 
     # -- EP inside the blocks, BP between them --------------------------------------------------------------------
     def computeGradients(self, x, s_a, s_b, beta_a, beta_b, y, block, x_grad=False):
@@ -554,6 +576,23 @@ class HopfieldChain(nn.Module):
                 trace.append({nm: gi for (nm, _), gi in zip(named, g)})
             out.append(trace)
         return out
+
+
+class FeedforwardChain(Feedforward):
+    """The backprop baseline (algorithm=bp): a HopfieldChain's feedforward twin (HopfieldChain.feedforward: each
+    block's fixed point replaced by its feedforward pass, same weights, BN and pools) trained end to end by backprop
+    through the suite's loop (trainer.train with estimators.Backprop: forward, computeGradients,
+    L = (1/B) Σ_b CE(z_b, y_b), then updateWeights). Its parameters are the chain's (`chain`, the wrapped module)."""
+
+    def __init__(self, chain):
+        super().__init__(chain, F.cross_entropy)
+
+    @property
+    def chain(self):
+        return self.module
+
+    def forward(self, x):
+        return self.chain.feedforward(x)
 
 
 # ---------------------------------------------------------------------------------------------------------------
