@@ -2,6 +2,7 @@
 stepper against autograd of Φ, a 1-block chain against Laborieux's P_CNN, TOL, the 33 README commands, and the run
 layer: a training mini-batch through the chain's design-card methods, Ctrl-C and resume, checkpoints of the earlier
 layout, bad Hydra keys, --help."""
+import dataclasses
 import os
 import shlex
 
@@ -793,3 +794,99 @@ def test_help_lists_the_groups_and_the_typed_keys(argv, capsys):
     resnet = 'model=resnet18' in argv
     assert ('model.config.depth' in lines) == resnet and ('model.config.blocks' in lines) != resnet
     assert ('gdd.batches' in lines) == resnet
+    assert lines['trainer.optimizer.lr'].split()[1:] == ['→', 'trainer.lr'] and 'model.blocks_config.<i>.<key>' in lines
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The original's configuration schema (trainer.optimizer, trainer.scheduler, model.config.normalization,
+# model.blocks_config, data.config.output_size, config.*): translated onto this one (config.from_original)
+
+ORIGINAL_TWINS = [
+    (['trainer.optimizer.lr=1e-3'], ['trainer.lr=1e-3']),
+    (['trainer.optimizer.name=adam', 'trainer.optimizer.config.weight_decay=0'], ['trainer.weight_decay=0']),
+    (['trainer.optimizer={name:Adam,lr:2e-4,config:{weight_decay:1e-4}}'],
+     ['trainer.lr=2e-4', 'trainer.weight_decay=1e-4']),
+    (['trainer.optimizer={name:adam}'], []),                                   # omitted keys: the config's values
+    (['trainer.scheduler.name=CosineAnnealingLR', 'trainer.scheduler.config.T_max=50',
+      'trainer.scheduler.config.eta_min=1e-7'], ['trainer.T_max=50', 'trainer.eta_min=1e-7']),
+    (['model.config.normalization.weights.name=goe', 'model.config.normalization.weights.config.V=1e-3'],
+     ['model.config.V=1e-3']),
+    (['model.config.normalization={neurons:{name:zeros},weights:{name:goe,config:{V:2e-4}}}'],
+     ['model.config.V=2e-4']),
+    (['model.blocks_config[0].norm=-', 'model.blocks_config.1.clamp_last=false'],
+     ['model.config.blocks.0.norm=-', 'model.config.blocks.1.clamp_last=false']),
+    (['model.blocks_config.2.fc=[128,10]'], ['model.config.blocks.2.fc=[128]']),   # the output layer: the readout
+    (['model.blocks_config.0.alphas=[1.0,2.0]'], []),                             # weighted_kaiming's, unused
+    (['model.blocks_config=[{channels:[3,32,64],pools:mm,alphas:[1,1]},{channels:[64,64],pools:"-",norm:"-",'
+      'fc:[32,10]}]'],
+     ['model.config.blocks=[{channels:[3,32,64],pools:mm,norm:bn,fc:[],clamp_last:false},{channels:[64,64],'
+      'pools:"-",norm:"-",fc:[32],clamp_last:false}]']),
+    (['data.name=CIFAR100', 'data.config.output_size=100'], ['data.name=cifar100', 'data.config.num_classes=100']),
+    (['config.seed=7', 'config.device=cpu'], ['trainer.seed=7', 'trainer.device=-1']),
+    (['config.device=cuda:1', 'config.logger=null', 'config.save=false'],
+     ['trainer.device=1', 'trainer.logger=null', 'trainer.save=false']),
+    (['config.seed=0'], ['trainer.seed=null']),                                  # the original: 0 is unseeded
+    (['+config={seed:3,device:0}'], ['trainer.seed=3', 'trainer.device=0']),
+]
+
+
+@pytest.mark.parametrize('original, suite', ORIGINAL_TWINS, ids=lambda v: ' '.join(v)[:60])
+def test_an_original_override_composes_the_run_of_its_suite_twin(original, suite):
+    """Each override of the original's schema gives the typed config and the Run of its suite-style twin; the
+    translation is noted for config.yaml (the override as given, the keys it sets)."""
+    from papers.nest2024 import config
+    base = ['--config-name=splitting_small', 'model=splitting_small_3block', 'data=mnist5k']
+    run_o, cfg_o, _ = nest2024.resolve(base + original)
+    run_s, cfg_s, _ = nest2024.resolve(base + suite)
+    assert config.typed(cfg_o) == config.typed(cfg_s)
+    assert dataclasses.replace(run_o, original=[]) == run_s and run_s.original == []
+    given = tuple(o.lstrip('+').split('=')[0].split('[')[0] for o in original)
+    assert run_o.original and all(line.lstrip('+').startswith(given) for line in run_o.original), run_o.original
+
+
+def test_gdd_keys_of_the_original():
+    run, _, _ = nest2024.resolve(['--config-name=gdd', 'config.plotter=paper', 'config.device=cpu', 'config.seed=5'])
+    assert (run.gdd['plotter'], run.device, run.seed) == ('paper', -1, 5)
+
+
+@pytest.mark.parametrize('override, message', [
+    ('trainer.criterion=mse', 'trainer.criterion=mse: not implemented here (supported: cross_entropy'),
+    ('trainer.optimizer.name=sgd', 'trainer.optimizer.name=sgd: not implemented here (supported: Adam'),
+    ('trainer.scheduler.name=step', 'trainer.scheduler.name=step: not implemented here (supported: CosineAnnealingLR'),
+    ('model.config.normalization.weights.name=weighted_kaiming',
+     'model.config.normalization.weights.name=weighted_kaiming: not implemented here (supported: goe'),
+    ('model.config.normalization.neurons.name=goe', 'neurons.name=goe: not implemented here (supported: zeros'),
+    ('config.plotter=detailed', 'config.plotter=detailed: not implemented here (supported: paper'),
+    ('data.name=SVHN', 'data.name=svhn: choose one of cifar10'),
+    ('trainer.optimizer.lrr=1', 'trainer.optimizer.lrr: no such key (did you mean trainer.optimizer.lr?)'),
+    ('model.blocks_config.0.chanels=[3,4]', 'did you mean model.blocks_config.0.channels?'),
+    ('model.blocks_config.3.norm=-', 'model.blocks_config.3.norm: no such block (the model has 3 in'),
+    ('config.seed=-1', 'config.seed=-1: must be at least 0'),
+    ('config.device=gpu', 'config.device=gpu: expected an int'),
+    ('trainer.optimizer.lr=nan', 'trainer.optimizer.lr=nan: must be a finite number'),
+    ('~trainer.optimizer', 'not supported'),
+    ('config.foo=1', "config.foo: no such key of the original's schema")])
+def test_an_original_value_without_an_implementation_exits_2_with_one_line(override, message, tmp_path, capsys):
+    code, _ = run_main(RUN + [override, '--results-dir', str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith('main.py: error: ') and message in err and '\n' not in err, err
+    assert not tmp_path.exists() or not os.listdir(tmp_path)
+
+
+def test_original_keys_are_recorded_in_config_yaml_and_resume_in_order(small, tmp_path):
+    """config.yaml gives the command line, then each original override as given with the keys it set; a resume's
+    trainer.lr replaces the saved trainer.optimizer.lr (the same key), and the other way round."""
+    argv = RUN + ['trainer.optimizer.lr=1e-3', 'config.seed=0', '--dry-run', '--results-dir', str(tmp_path)]
+    code, folder = run_main(argv)
+    text = open(os.path.join(folder, 'config.yaml')).read().splitlines()
+    assert code == 0 and text[0].startswith('# python main.py ') and 'trainer.optimizer.lr=1e-3' in text[0]
+    assert "# the original's trainer.optimizer.lr=1e-3 → trainer.lr=0.001" in text
+    assert "# the original's config.seed=0 → trainer.seed=null" in text
+    cfg = OmegaConf.load(os.path.join(folder, 'config.yaml'))
+    assert cfg.trainer.lr == 1e-3 and cfg.trainer.seed != 0                      # unseeded: a seed drawn, recorded
+    assert nest2024.merge_overrides(['trainer.optimizer.lr=1e-3', 'data=mnist5k'], ['trainer.lr=5e-4']) == \
+        ['data=mnist5k', 'trainer.lr=5e-4']
+    merged = nest2024.merge_overrides(['trainer.lr=5e-4'], ['trainer.optimizer={lr:1e-3}'])
+    assert nest2024.compose_config('splitting_small', merged)[0].trainer.lr == 1e-3
+    assert nest2024.merge_overrides(['model.config.blocks.2.fc=[1]'], ['model.blocks_config[2].fc=[2,10]']) == \
+        ['model.blocks_config[2].fc=[2,10]']

@@ -128,18 +128,31 @@ def _int_flag(flags, key):
 
 
 def merge_overrides(*lists):
-    """Override lists in order, a later value of the same key replacing an earlier one (resume: saved, then new)."""
+    """Override lists in order, a later value of the same key replacing an earlier one (resume: saved, then new; a key
+    of the original's schema and the key of this one it sets are the same key)."""
     out = {}
     for lst in lists:
         for o in lst:
-            out[o.split('=', 1)[0].lstrip('+~')] = o
+            k = config.suite_key(o)
+            out.pop(k, None)                       # (the later one also comes later: the order of the line kept)
+            out[k] = o
     return list(out.values())
 
 
 def compose_config(name, overrides):
-    """Hydra's composition of configs/<name>.yaml with the overrides (untyped: config.typed checks it)."""
+    """Hydra's composition of configs/<name>.yaml with the overrides, the original's keys and values translated
+    first (config.from_original): (the composed config, untyped: config.typed checks it; the translation's lines)."""
     if name not in CONFIG_NAMES:
         raise UsageError(f'--config-name={name}: no such configuration (choose {", ".join(CONFIG_NAMES)})')
+
+    def n_blocks(rest):
+        blocks = _compose(name, config.from_original(rest)[0]).model.config.get('blocks')
+        return 0 if blocks is None else len(blocks)
+    suite, notes = config.from_original(overrides, n_blocks)
+    return _compose(name, suite), notes
+
+
+def _compose(name, overrides):
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base='1.3'):
             return compose(config_name=name, overrides=overrides)
@@ -186,6 +199,7 @@ class Run:
     results_dir: str = 'results'
     data_root: str = './data'
     load_path: str = ''
+    original: list = field(default_factory=list)     # the original's keys given, as config.from_original read them
 
 
 def check_blocks(blocks):
@@ -266,8 +280,8 @@ def saved_command(folder):
 
 
 def composed(argv):
-    """(suite flags, config name, overrides, composed config) of a command line (with --load-path: the run's saved
-    overrides first)."""
+    """(suite flags, config name, overrides, composed config, lines of the original's keys translated) of a command
+    line (with --load-path: the run's saved overrides first)."""
     flags, overrides = split_argv(argv)
     name = flags.get('config_name')
     if flags.get('load_path'):
@@ -275,18 +289,20 @@ def composed(argv):
         if name not in (None, saved_name):
             raise UsageError(f'--config-name={name}: {flags["load_path"]} is a {saved_name} run')
         name, overrides = saved_name, merge_overrides(saved, overrides)
-    return flags, name, overrides, compose_config(name, overrides)
+    return (flags, name, overrides) + compose_config(name, overrides)
 
 
 def resolve(argv):
     """(Run, composed config, overrides) of a command line."""
-    flags, name, overrides, cfg = composed(argv)
-    return to_run(cfg, name, flags), cfg, overrides
+    flags, name, overrides, cfg, notes = composed(argv)
+    run = to_run(cfg, name, flags)
+    run.original = notes
+    return run, cfg, overrides
 
 
 def usage(argv):
     """--help: the config groups and every key of the named config (type, bounds, value with the overrides given)."""
-    _, name, _, cfg = composed([a for a in argv if a not in HELP])
+    _, name, _, cfg, _ = composed([a for a in argv if a not in HELP])
     print(config.describe(name, cfg, CONFIG_DIR, [f for f in SUITE_FLAGS if f != '--config-name'] + list(HELP)))
 
 
@@ -376,12 +392,14 @@ def run_folder(run):
 
 
 def write_config(folder, argv, cfg, run):
-    """config.yaml (the command line first, then the resolved config with the seed used) and hyperparameters.txt."""
+    """config.yaml (the command line first, with the original's keys as given and the keys they set, then the
+    resolved config with the seed used) and hyperparameters.txt."""
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.trainer.seed = run.seed
+    given = ''.join(f'# the original\'s {line}\n' for line in run.original)
     rundir.write_text(os.path.join(folder, 'config.yaml'),
-                       f'# {rundir.command_line(argv)}\n{OmegaConf.to_yaml(cfg, resolve=True)}')
+                       f'# {rundir.command_line(argv)}\n{given}{OmegaConf.to_yaml(cfg, resolve=True)}')
     flat = pd.json_normalize(OmegaConf.to_container(cfg, resolve=True), sep='.').iloc[0].to_dict()
     rundir.write_hyperparameters(folder, argv, [(k, v) for k, v in flat.items()])
 
