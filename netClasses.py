@@ -702,11 +702,13 @@ class ConvPool(nn.Conv2d):
         p, idx = self.pool(z)
         return p, (a.shape, z.shape, idx)
 
-    def adjoint(self, g, ctx):
+    def adjoint(self, g, ctx, weight=None):
         """Wᵀ ⋆ (Pᵀ g) at the input of `ctx` (conv2d_input, the convolution's input gradient, takes the input shape:
-        no output padding to work out for a stride above 1, unlike conv_transpose2d; same kernel, same speed)."""
+        no output padding to work out for a stride above 1, unlike conv_transpose2d; same kernel, same speed).
+        `weight`: W itself by default, or a stand-in for it (W.detach(): feedback read as a constant)."""
         a_shape, z_shape, idx = ctx
-        return conv2d_input(a_shape, self.weight, self.pool.adjoint(g, idx, z_shape), self.stride, self.padding)
+        w = self.weight if weight is None else weight
+        return conv2d_input(a_shape, w, self.pool.adjoint(g, idx, z_shape), self.stride, self.padding)
 
 
 # ---------------------------------------------------------------------------------------------------------------

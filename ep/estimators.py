@@ -268,10 +268,11 @@ class ChainID:
     """ID: the same free phase, then T2 iterations of every block re-run with autograd from the free equilibria, each
     fed by the differentiable output of the one before (chain.forward(x, s, steps=T2)), and
     L = mean_b CE(readout(s^K_{T2}), y) backpropagated. Returns the free state s, whose training loss is read at the
-    re-run state (s.z_cost: L, the objective ID descends)."""
+    re-run state (s.z_cost: L, the objective ID descends). feedback='constant': the weights of the top-down terms
+    W_lᵀ s_l read as constants in the re-run (the original's ID; HopfieldChain.rerun), 'full' the exact gradient."""
 
-    def __init__(self, T2):
-        self.T2 = T2
+    def __init__(self, T2, feedback='full'):
+        self.T2, self.feedback = T2, feedback
 
     def __call__(self, chain, x, y, optimizer=None):
         with torch.no_grad():
@@ -284,7 +285,7 @@ class ChainID:
         """L backpropagated from the free state s (written to .grad); returns (L, the re-run ChainState), the
         re-run's inputs x_k (k ≥ 2) keeping their .grad = ∂L/∂x_k when input_grads."""
         with torch.enable_grad():
-            rerun = chain.forward(s[0][0], s, steps=self.T2)
+            rerun = chain.forward(s[0][0], s, steps=self.T2, feedback=self.feedback)
             if input_grads:
                 for xk, _, _ in rerun[1:]:
                     xk.retain_grad()

@@ -2,6 +2,7 @@
 stepper against autograd of Φ, a 1-block chain against Laborieux's P_CNN, TOL, the 33 README commands, and the run
 layer: a training mini-batch through the chain's design-card methods, Ctrl-C and resume, checkpoints of the earlier
 layout, bad Hydra keys, --help."""
+import dataclasses
 import os
 import shlex
 
@@ -239,6 +240,143 @@ def test_tol_stops_early_on_a_converged_state_and_gives_the_fixed_iteration_answ
         assert n == 200
 
 
+
+def test_tol_is_checked_after_every_iteration_by_default():
+    """model.config.tol_check_every is 1 in the schema, in every model config and in HopfieldChain: under TOL a
+    block stops at the first iteration whose change meets the criterion, as the original (not at the next multiple
+    of 10)."""
+    from papers.nest2024 import config
+    assert {f.name: f.default for f in config.dataclasses.fields(config.ModelParams)}['tol_check_every'] == 1
+    folder = os.path.join(nest2024.CONFIG_DIR, 'model')
+    for name in os.listdir(folder):
+        assert OmegaConf.load(os.path.join(folder, name)).config.tol_check_every == 1, name
+    run, _, _ = nest2024.resolve(['--config-name=splitting_small_TOL', 'model=splitting_small_3block'])
+    assert run.check_every == 1 and nest2024.build_chain(run, 'cpu').check_every == 1
+    chain, x, _ = tiny_chain(T=200)
+    chain.tol = 1e-3
+    _, iters = chain.free_phase(x)
+    expected = []
+    with torch.no_grad():
+        for block in chain.blocks:
+            d, s = block.drive(x), block.init_state(4)
+            for i in range(1, 201):
+                prev, s = s, block.stepper(s, d)
+                if nf.converged(prev, s, 1e-3):
+                    break
+            expected.append(i)
+            x = s[-1]
+    assert iters == expected and any(i % 10 for i in expected), (iters, expected)
+
+
+def _reference_id_grads(chain, states, label, T2, detach_feedback):
+    """ID by hand: every block re-run T2 asynchronous iterations (even layers, then odd) from its free state,
+    s_l ← σ(u_l) (the last layer linear unless clamp_last), u_l = bottom-up_l + ∂/∂s_l ⟨syn_{l+1}(s_l), s_{l+1}⟩ by
+    autograd (create_graph), with W_{l+1} in that top-down term detached when asked; L = mean CE of the readout."""
+    import torch.nn.functional as F
+    from papers.nest2024.nets import syn_out
+
+    def syn(m, a, w):
+        return F.linear(a.flatten(1), w) if isinstance(m, torch.nn.Linear) else \
+            m.pool(F.conv2d(a, w, None, m.stride, m.padding))[0]
+    x = states[0][0]
+    for k, block in enumerate(chain.blocks):
+        s, d, n = [si.detach() for si in states[k][2]], block.ff(x), len(states[k][2])
+        for _ in range(T2):
+            for group in (range(0, n, 2), range(1, n, 2)):
+                new = list(s)
+                for l in group:
+                    u = d if l == 0 else syn_out(block.synapses[l], s[l - 1]).view_as(s[l])
+                    if l + 1 < n:
+                        m = block.synapses[l + 1]
+                        w = m.weight.detach() if detach_feedback else m.weight
+                        a = s[l].detach().requires_grad_()          # (σ's argmax routing: no gradient in s_l)
+                        u = u + torch.autograd.grad((syn(m, a, w).view_as(s[l + 1]) * s[l + 1]).sum(), a,
+                                                    create_graph=True)[0]
+                    new[l] = u if (l == n - 1 and not block.clamp_last) else (0.5 * u).clamp(0, 1)
+                s = new
+        x = s[-1]
+    loss = F.cross_entropy(chain.blocks[-1].readout(x.flatten(1)), label)
+    return dict(zip([nm for nm, _ in chain.named_parameters()], torch.autograd.grad(loss, list(chain.parameters()))))
+
+
+def test_id_constant_feedback_drops_exactly_the_feedback_path():
+    """algorithm.config.feedback: full is autograd of the re-run, constant the same with the weights of the top-down
+    terms detached (both against a hand-built re-run). They agree on the first weight of every block, the biases and
+    the readout, and differ on every weight W_l, l ≥ 2 of a block (the ones in a top-down term)."""
+    chain, x, label = tiny_chain(T=40)
+    states, _ = chain.free_phase(x)
+    grads = {}
+    for feedback in ('full', 'constant'):
+        estimators.ChainID(6, feedback).gradients(chain, states, chain.target(label))
+        grads[feedback] = {n: p.grad.clone() for n, p in chain.named_parameters()}
+        ref = _reference_id_grads(chain, states, label, 6, feedback == 'constant')
+        for n in ref:
+            torch.testing.assert_close(grads[feedback][n], ref[n], rtol=1e-9, atol=1e-13, msg=(feedback, n))
+    assert all(not b.constant_feedback for b in chain.blocks)
+    differ = set()
+    for n, g in grads['full'].items():
+        if torch.allclose(g, grads['constant'][n], rtol=1e-10, atol=1e-14):
+            continue
+        differ.add(n)
+        assert (g - grads['constant'][n]).norm() > 1e-3 * g.norm(), n            # a real difference, not rounding
+    in_feedback = {f'blocks.{k}.synapses.{l}.weight' for k, b in enumerate(chain.blocks)
+                   for l in range(1, len(b.synapses))}
+    assert differ == in_feedback and len(in_feedback) == 3, differ
+
+
+def test_id_constant_feedback_is_the_bptt_key(tmp_path, capsys):
+    base = ['--config-name=splitting_small', 'model=splitting_small_3block', 'data=mnist5k']
+    run, _, _ = nest2024.resolve(base + ['algorithm=bptt'])
+    assert run.feedback == 'full' and nest2024.estimator(run).feedback == 'full'
+    run, _, _ = nest2024.resolve(base + ['algorithm=bptt', 'algorithm.config.feedback=constant'])
+    assert nest2024.estimator(run).feedback == 'constant'
+    for extra, msg in ((['algorithm.config.feedback=constant'], 'a key of algorithm=bptt'),
+                       (['+algorithm.config.feedback=constant'], 'a key of algorithm=bptt'),
+                       (['algorithm=bptt', 'algorithm.config.feedback=data'], 'choose one of full, constant'),
+                       (['algorithm=bptt', 'algorithm.config.feedback=constant', 'model.config.use_autograd=true'],
+                        'use_autograd=false')):
+        code, _ = run_main(base + extra + ['--results-dir', str(tmp_path)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and 'algorithm.config.feedback' in err and msg in err and '\n' not in err, err
+
+
+def _reference_feedforward_logits(chain, x):
+    """The feedforward twin by hand: per block, layer after layer, u = P(W ⋆ s + b) (or W flat(s) + b), BN (batch
+    statistics) after the first, s = clamp(0.5 u, 0, 1) except a last layer without clamp_last; then the readout."""
+    import torch.nn.functional as F
+    for block in chain.blocks:
+        n = len(block.synapses)
+        for l, m in enumerate(block.synapses):
+            if isinstance(m, torch.nn.Linear):
+                u = F.linear(x.flatten(1), m.weight, m.bias)
+            else:
+                u = F.conv2d(x, m.weight, m.bias, 1, 1)
+                u = F.max_pool2d(u, 2) if m.pool.kind == 'm' else u
+            if l == 0 and block.bn is not None:
+                u = F.batch_norm(u, None, None, training=True, eps=block.bn.eps)
+            x = u if (l == n - 1 and not block.clamp_last) else (0.5 * u).clamp(0, 1)
+    return chain.blocks[-1].readout(x.flatten(1))
+
+
+def test_bp_gradient_is_autograd_of_the_feedforward_net():
+    """algorithm=bp: estimators.Backprop on the chain's feedforward twin writes ∂L/∂θ of L = mean CE of the hand-built
+    feedforward net with the chain's weights, BN and pools, for every parameter; the twin's logits are that net's."""
+    import torch.nn.functional as F
+    from papers.nest2024.nets import FeedforwardChain
+    chain, x, label = tiny_chain()
+    net = FeedforwardChain(chain).train()
+    assert list(net.state_dict()) == ['module.' + k for k in chain.state_dict()]          # the chain's parameters
+    z = estimators.Backprop()(net, x, net.target(label))
+    ref = _reference_feedforward_logits(chain, x)
+    torch.testing.assert_close(z, ref.detach(), rtol=1e-12, atol=1e-12)
+    expected = torch.autograd.grad(F.cross_entropy(ref, label), list(chain.parameters()))
+    for (n, p), g in zip(chain.named_parameters(), expected):
+        assert p.grad is not None and g.abs().max() > 0, n
+        torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-14, msg=n)
+    net.eval()
+    with torch.no_grad():                                    # evaluation: BN's running statistics
+        assert not torch.allclose(net.infer(x), ref)
+
 def test_id_transients_end_at_the_id_gradient():
     chain, x, label = tiny_chain(T=20)
     states, _ = chain.free_phase(x)
@@ -420,7 +558,7 @@ def test_top_level_configs_match_the_spec_table(name):
 
 
 @pytest.mark.parametrize('extra', [['model.config.activation=hard_lab99'], ['gdd.plotter=detailed'],
-                                   ['algorithm=bp']])
+                                   ['algorithm=bpp']])
 def test_unknown_activation_name_plotter_or_algorithm_exit_2(extra, capsys):
     code, _ = run_main(['--config-name=gdd', 'data=mnist5k'] + extra)
     err = capsys.readouterr().err.strip()
@@ -535,6 +673,44 @@ def test_a_training_minibatch_goes_through_the_chain_methods(algorithm, small, c
     assert chain_calls == one + ['forward free'], chain_calls
 
 
+
+def test_bp_trains_through_the_same_loop_with_the_same_metrics(small, tmp_path, monkeypatch):
+    """algorithm=bp: a dry run, and one epoch on mnist5k, through trainer.train (estimators.Backprop: forward,
+    computeGradients, then updateWeights per mini-batch) and trainer.evaluate; metrics.csv has the columns of the
+    ep and bptt runs; the checkpoint holds the chain's weights."""
+    from netClasses import Feedforward
+    from papers.nest2024.nets import FeedforwardChain
+    log = []
+    for name in ('forward', 'computeGradients', 'updateWeights'):
+        cls = FeedforwardChain if name == 'forward' else Feedforward
+        orig = getattr(cls, name)
+
+        def spy(self, *a, _orig=orig, _name=name, **kw):
+            log.append(_name)
+            return _orig(self, *a, **kw)
+        monkeypatch.setattr(cls, name, spy)
+    real, nets = trainer.train, []
+
+    def train_spy(net, *a, **kw):
+        nets.append(net)
+        return real(net, *a, **kw)
+    monkeypatch.setattr(trainer, 'train', train_spy)
+    code, folder = run_main(RUN + ['algorithm=bp', '--dry-run', '--results-dir', str(tmp_path / 'dry')])
+    assert code == 0 and log == ['forward', 'computeGradients', 'updateWeights', 'forward'], log
+    assert isinstance(nets[0], FeedforwardChain)
+    columns = {}
+    for alg in ('bp', 'ep', 'bptt'):
+        code, folder = run_main(RUN + [f'algorithm={alg}', 'trainer.epochs=1', '--results-dir', str(tmp_path / alg)])
+        assert code == 0, alg
+        m = pd.read_csv(os.path.join(folder, 'metrics.csv'))
+        assert len(m) == 1 and m.notna().all().all(), (alg, m)
+        columns[alg] = list(m.columns)
+        if alg == 'bp':
+            ck = torch.load(os.path.join(folder, 'checkpoint.tar'), weights_only=False)
+            assert all(k.startswith('blocks.') for k in ck['model']) and ck['epoch'] == 1
+            assert OmegaConf.load(os.path.join(folder, 'config.yaml')).algorithm.name == 'bp'
+    assert columns['bp'] == columns['ep'] == columns['bptt'], columns
+
 def _weights_and_metrics(folder):
     ck = torch.load(os.path.join(folder, 'checkpoint.tar'), weights_only=False)
     m = pd.read_csv(os.path.join(folder, 'metrics.csv'))
@@ -618,3 +794,99 @@ def test_help_lists_the_groups_and_the_typed_keys(argv, capsys):
     resnet = 'model=resnet18' in argv
     assert ('model.config.depth' in lines) == resnet and ('model.config.blocks' in lines) != resnet
     assert ('gdd.batches' in lines) == resnet
+    assert lines['trainer.optimizer.lr'].split()[1:] == ['→', 'trainer.lr'] and 'model.blocks_config.<i>.<key>' in lines
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The original's configuration schema (trainer.optimizer, trainer.scheduler, model.config.normalization,
+# model.blocks_config, data.config.output_size, config.*): translated onto this one (config.from_original)
+
+ORIGINAL_TWINS = [
+    (['trainer.optimizer.lr=1e-3'], ['trainer.lr=1e-3']),
+    (['trainer.optimizer.name=adam', 'trainer.optimizer.config.weight_decay=0'], ['trainer.weight_decay=0']),
+    (['trainer.optimizer={name:Adam,lr:2e-4,config:{weight_decay:1e-4}}'],
+     ['trainer.lr=2e-4', 'trainer.weight_decay=1e-4']),
+    (['trainer.optimizer={name:adam}'], []),                                   # omitted keys: the config's values
+    (['trainer.scheduler.name=CosineAnnealingLR', 'trainer.scheduler.config.T_max=50',
+      'trainer.scheduler.config.eta_min=1e-7'], ['trainer.T_max=50', 'trainer.eta_min=1e-7']),
+    (['model.config.normalization.weights.name=goe', 'model.config.normalization.weights.config.V=1e-3'],
+     ['model.config.V=1e-3']),
+    (['model.config.normalization={neurons:{name:zeros},weights:{name:goe,config:{V:2e-4}}}'],
+     ['model.config.V=2e-4']),
+    (['model.blocks_config[0].norm=-', 'model.blocks_config.1.clamp_last=false'],
+     ['model.config.blocks.0.norm=-', 'model.config.blocks.1.clamp_last=false']),
+    (['model.blocks_config.2.fc=[128,10]'], ['model.config.blocks.2.fc=[128]']),   # the output layer: the readout
+    (['model.blocks_config.0.alphas=[1.0,2.0]'], []),                             # weighted_kaiming's, unused
+    (['model.blocks_config=[{channels:[3,32,64],pools:mm,alphas:[1,1]},{channels:[64,64],pools:"-",norm:"-",'
+      'fc:[32,10]}]'],
+     ['model.config.blocks=[{channels:[3,32,64],pools:mm,norm:bn,fc:[],clamp_last:false},{channels:[64,64],'
+      'pools:"-",norm:"-",fc:[32],clamp_last:false}]']),
+    (['data.name=CIFAR100', 'data.config.output_size=100'], ['data.name=cifar100', 'data.config.num_classes=100']),
+    (['config.seed=7', 'config.device=cpu'], ['trainer.seed=7', 'trainer.device=-1']),
+    (['config.device=cuda:1', 'config.logger=null', 'config.save=false'],
+     ['trainer.device=1', 'trainer.logger=null', 'trainer.save=false']),
+    (['config.seed=0'], ['trainer.seed=null']),                                  # the original: 0 is unseeded
+    (['+config={seed:3,device:0}'], ['trainer.seed=3', 'trainer.device=0']),
+]
+
+
+@pytest.mark.parametrize('original, suite', ORIGINAL_TWINS, ids=lambda v: ' '.join(v)[:60])
+def test_an_original_override_composes_the_run_of_its_suite_twin(original, suite):
+    """Each override of the original's schema gives the typed config and the Run of its suite-style twin; the
+    translation is noted for config.yaml (the override as given, the keys it sets)."""
+    from papers.nest2024 import config
+    base = ['--config-name=splitting_small', 'model=splitting_small_3block', 'data=mnist5k']
+    run_o, cfg_o, _ = nest2024.resolve(base + original)
+    run_s, cfg_s, _ = nest2024.resolve(base + suite)
+    assert config.typed(cfg_o) == config.typed(cfg_s)
+    assert dataclasses.replace(run_o, original=[]) == run_s and run_s.original == []
+    given = tuple(o.lstrip('+').split('=')[0].split('[')[0] for o in original)
+    assert run_o.original and all(line.lstrip('+').startswith(given) for line in run_o.original), run_o.original
+
+
+def test_gdd_keys_of_the_original():
+    run, _, _ = nest2024.resolve(['--config-name=gdd', 'config.plotter=paper', 'config.device=cpu', 'config.seed=5'])
+    assert (run.gdd['plotter'], run.device, run.seed) == ('paper', -1, 5)
+
+
+@pytest.mark.parametrize('override, message', [
+    ('trainer.criterion=mse', 'trainer.criterion=mse: not implemented here (supported: cross_entropy'),
+    ('trainer.optimizer.name=sgd', 'trainer.optimizer.name=sgd: not implemented here (supported: Adam'),
+    ('trainer.scheduler.name=step', 'trainer.scheduler.name=step: not implemented here (supported: CosineAnnealingLR'),
+    ('model.config.normalization.weights.name=weighted_kaiming',
+     'model.config.normalization.weights.name=weighted_kaiming: not implemented here (supported: goe'),
+    ('model.config.normalization.neurons.name=goe', 'neurons.name=goe: not implemented here (supported: zeros'),
+    ('config.plotter=detailed', 'config.plotter=detailed: not implemented here (supported: paper'),
+    ('data.name=SVHN', 'data.name=svhn: choose one of cifar10'),
+    ('trainer.optimizer.lrr=1', 'trainer.optimizer.lrr: no such key (did you mean trainer.optimizer.lr?)'),
+    ('model.blocks_config.0.chanels=[3,4]', 'did you mean model.blocks_config.0.channels?'),
+    ('model.blocks_config.3.norm=-', 'model.blocks_config.3.norm: no such block (the model has 3 in'),
+    ('config.seed=-1', 'config.seed=-1: must be at least 0'),
+    ('config.device=gpu', 'config.device=gpu: expected an int'),
+    ('trainer.optimizer.lr=nan', 'trainer.optimizer.lr=nan: must be a finite number'),
+    ('~trainer.optimizer', 'not supported'),
+    ('config.foo=1', "config.foo: no such key of the original's schema")])
+def test_an_original_value_without_an_implementation_exits_2_with_one_line(override, message, tmp_path, capsys):
+    code, _ = run_main(RUN + [override, '--results-dir', str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith('main.py: error: ') and message in err and '\n' not in err, err
+    assert not tmp_path.exists() or not os.listdir(tmp_path)
+
+
+def test_original_keys_are_recorded_in_config_yaml_and_resume_in_order(small, tmp_path):
+    """config.yaml gives the command line, then each original override as given with the keys it set; a resume's
+    trainer.lr replaces the saved trainer.optimizer.lr (the same key), and the other way round."""
+    argv = RUN + ['trainer.optimizer.lr=1e-3', 'config.seed=0', '--dry-run', '--results-dir', str(tmp_path)]
+    code, folder = run_main(argv)
+    text = open(os.path.join(folder, 'config.yaml')).read().splitlines()
+    assert code == 0 and text[0].startswith('# python main.py ') and 'trainer.optimizer.lr=1e-3' in text[0]
+    assert "# the original's trainer.optimizer.lr=1e-3 → trainer.lr=0.001" in text
+    assert "# the original's config.seed=0 → trainer.seed=null" in text
+    cfg = OmegaConf.load(os.path.join(folder, 'config.yaml'))
+    assert cfg.trainer.lr == 1e-3 and cfg.trainer.seed != 0                      # unseeded: a seed drawn, recorded
+    assert nest2024.merge_overrides(['trainer.optimizer.lr=1e-3', 'data=mnist5k'], ['trainer.lr=5e-4']) == \
+        ['data=mnist5k', 'trainer.lr=5e-4']
+    merged = nest2024.merge_overrides(['trainer.lr=5e-4'], ['trainer.optimizer={lr:1e-3}'])
+    assert nest2024.compose_config('splitting_small', merged)[0].trainer.lr == 1e-3
+    assert nest2024.merge_overrides(['model.config.blocks.2.fc=[1]'], ['model.blocks_config[2].fc=[2,10]']) == \
+        ['model.blocks_config[2].fc=[2,10]']

@@ -19,7 +19,9 @@ Quirks of the original code and what this suite does:
  4. config.yaml (the default) named a missing model, splitting_small*.yaml defaulted to the large model: there is
     no default config (--config-name is required; the bare command line belongs to the other papers) and
     splitting_small*.yaml default to splitting_small_1block.
- 5. algorithm/bp.yaml named an unregistered algorithm: not shipped (ep and bptt only; algorithm=bp exits 2).
+ 5. algorithm/bp.yaml named an unregistered algorithm: algorithm=bp is the backprop baseline, the chain's
+    feedforward twin (each block's fixed point replaced by its feedforward pass; nets.FeedforwardChain) trained by
+    backprop through the same loop.
  6. splitting_large_sota3's activation was a string ("hard_ern19", a crash): the string names Ernoult 2019's hard
     sigmoid, slope 1.0 (NAMED_SLOPES); its block layout is a reconstruction from the paper's outline.
  7. scaling_large's 258-channel layer: kept (it is what ran), said in its config.
@@ -57,7 +59,7 @@ from suite import checkpoints
 from suite import trainer
 from suite.cli import DTYPES, UsageError, dry_cap, pick_device, say, seed_everything
 from papers.nest2024 import config
-from papers.nest2024.nets import HopfieldChain, blocks_from_config, resnet_blocks
+from papers.nest2024.nets import FeedforwardChain, HopfieldChain, blocks_from_config, resnet_blocks
 
 NAME = 'nest2024'
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'configs')
@@ -126,18 +128,31 @@ def _int_flag(flags, key):
 
 
 def merge_overrides(*lists):
-    """Override lists in order, a later value of the same key replacing an earlier one (resume: saved, then new)."""
+    """Override lists in order, a later value of the same key replacing an earlier one (resume: saved, then new; a key
+    of the original's schema and the key of this one it sets are the same key)."""
     out = {}
     for lst in lists:
         for o in lst:
-            out[o.split('=', 1)[0].lstrip('+~')] = o
+            k = config.suite_key(o)
+            out.pop(k, None)                       # (the later one also comes later: the order of the line kept)
+            out[k] = o
     return list(out.values())
 
 
 def compose_config(name, overrides):
-    """Hydra's composition of configs/<name>.yaml with the overrides (untyped: config.typed checks it)."""
+    """Hydra's composition of configs/<name>.yaml with the overrides, the original's keys and values translated
+    first (config.from_original): (the composed config, untyped: config.typed checks it; the translation's lines)."""
     if name not in CONFIG_NAMES:
         raise UsageError(f'--config-name={name}: no such configuration (choose {", ".join(CONFIG_NAMES)})')
+
+    def n_blocks(rest):
+        blocks = _compose(name, config.from_original(rest)[0]).model.config.get('blocks')
+        return 0 if blocks is None else len(blocks)
+    suite, notes = config.from_original(overrides, n_blocks)
+    return _compose(name, suite), notes
+
+
+def _compose(name, overrides):
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base='1.3'):
             return compose(config_name=name, overrides=overrides)
@@ -165,6 +180,7 @@ class Run:
     use_autograd: bool
     algorithm: str
     beta: float
+    feedback: str
     dataset: str
     batch_size: int
     num_classes: int
@@ -183,6 +199,7 @@ class Run:
     results_dir: str = 'results'
     data_root: str = './data'
     load_path: str = ''
+    original: list = field(default_factory=list)     # the original's keys given, as config.from_original read them
 
 
 def check_blocks(blocks):
@@ -226,9 +243,10 @@ def to_run(cfg, name, flags):
     run = Run(config_name=name, exp_type=c.exp_type, blocks=model_blocks(c.model), T1=m.T1, T2=alg.T2,
               slope=float(config.NAMED_SLOPES.get(m.activation, m.activation)), tol=m.tol,
               check_every=m.tol_check_every, V=m.V, asynchronous=m.asynchronous, use_autograd=m.use_autograd,
-              algorithm=c.algorithm.name, beta=alg.beta, dataset=d.name, batch_size=d.config.batch_size,
-              num_classes=d.config.num_classes, epochs=t.epochs, lr=t.lr, weight_decay=t.weight_decay,
-              T_max=t.T_max, eta_min=t.eta_min, device=device if device is not None else t.device,
+              algorithm=c.algorithm.name, beta=alg.beta, feedback=alg.feedback, dataset=d.name,
+              batch_size=d.config.batch_size, num_classes=d.config.num_classes, epochs=t.epochs, lr=t.lr,
+              weight_decay=t.weight_decay, T_max=t.T_max, eta_min=t.eta_min,
+              device=device if device is not None else t.device,
               seed=seed if seed is not None else t.seed, limit_batches=t.limit_batches, dtype=t.dtype,
               download=d.download, gdd=dataclasses.asdict(c.gdd) if c.gdd is not None else {},
               dry_run=flags.get('dry_run', False), results_dir=flags.get('results_dir', 'results'),
@@ -262,8 +280,8 @@ def saved_command(folder):
 
 
 def composed(argv):
-    """(suite flags, config name, overrides, composed config) of a command line (with --load-path: the run's saved
-    overrides first)."""
+    """(suite flags, config name, overrides, composed config, lines of the original's keys translated) of a command
+    line (with --load-path: the run's saved overrides first)."""
     flags, overrides = split_argv(argv)
     name = flags.get('config_name')
     if flags.get('load_path'):
@@ -271,18 +289,20 @@ def composed(argv):
         if name not in (None, saved_name):
             raise UsageError(f'--config-name={name}: {flags["load_path"]} is a {saved_name} run')
         name, overrides = saved_name, merge_overrides(saved, overrides)
-    return flags, name, overrides, compose_config(name, overrides)
+    return (flags, name, overrides) + compose_config(name, overrides)
 
 
 def resolve(argv):
     """(Run, composed config, overrides) of a command line."""
-    flags, name, overrides, cfg = composed(argv)
-    return to_run(cfg, name, flags), cfg, overrides
+    flags, name, overrides, cfg, notes = composed(argv)
+    run = to_run(cfg, name, flags)
+    run.original = notes
+    return run, cfg, overrides
 
 
 def usage(argv):
     """--help: the config groups and every key of the named config (type, bounds, value with the overrides given)."""
-    _, name, _, cfg = composed([a for a in argv if a not in HELP])
+    _, name, _, cfg, _ = composed([a for a in argv if a not in HELP])
     print(config.describe(name, cfg, CONFIG_DIR, [f for f in SUITE_FLAGS if f != '--config-name'] + list(HELP)))
 
 
@@ -340,14 +360,24 @@ def batches(run, train, device, gen):
 # Training
 
 def estimator(run):
-    """The gradient estimator of algorithm.name: EP inside the blocks (ep), or ID (bptt)."""
-    return estimators.ChainEP(run.beta, run.T2) if run.algorithm == 'ep' else estimators.ChainID(run.T2)
+    """The gradient estimator of algorithm.name: EP inside the blocks (ep), ID (bptt), or backprop through the
+    feedforward twin (bp)."""
+    if run.algorithm == 'bp':
+        return estimators.Backprop()
+    return estimators.ChainEP(run.beta, run.T2) if run.algorithm == 'ep' else estimators.ChainID(run.T2, run.feedback)
+
+
+def trained_net(run, chain):
+    """What trainer.train and trainer.evaluate drive: the chain (ep, bptt), or its feedforward twin (bp), whose
+    parameters are the chain's."""
+    return FeedforwardChain(chain) if run.algorithm == 'bp' else chain
 
 
 def epoch_row(train, test, lr):
     """The metrics of an epoch from trainer.train / trainer.evaluate's error rates: top-1 / top-5 accuracies (%) and
     the mean cross-entropy of the training mini-batches (at the state the estimator returns: the free equilibrium for
-    EP, the re-run for ID) and of the test set (free equilibrium, BN running statistics)."""
+    EP, the re-run for ID, the feedforward pass for BP) and of the test set (free equilibrium, or BP's feedforward
+    pass; BN running statistics)."""
     row = {}
     for split, r in (('train', train), ('test', test)):
         row.update({f'{split}_top1': 100 - r['error'], f'{split}_top5': 100 - r['top5_error'],
@@ -362,12 +392,14 @@ def run_folder(run):
 
 
 def write_config(folder, argv, cfg, run):
-    """config.yaml (the command line first, then the resolved config with the seed used) and hyperparameters.txt."""
+    """config.yaml (the command line first, with the original's keys as given and the keys they set, then the
+    resolved config with the seed used) and hyperparameters.txt."""
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.trainer.seed = run.seed
+    given = ''.join(f'# the original\'s {line}\n' for line in run.original)
     rundir.write_text(os.path.join(folder, 'config.yaml'),
-                       f'# {rundir.command_line(argv)}\n{OmegaConf.to_yaml(cfg, resolve=True)}')
+                       f'# {rundir.command_line(argv)}\n{given}{OmegaConf.to_yaml(cfg, resolve=True)}')
     flat = pd.json_normalize(OmegaConf.to_container(cfg, resolve=True), sep='.').iloc[0].to_dict()
     rundir.write_hyperparameters(folder, argv, [(k, v) for k, v in flat.items()])
 
@@ -391,7 +423,7 @@ def train(run, cfg, argv):
     chain = build_chain(run, device)
     opt = torch.optim.Adam(chain.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, run.T_max, run.eta_min)
-    est = estimator(run)
+    est, net = estimator(run), trained_net(run, chain)
     history, best = [], -1.0
     if run.load_path:        # (a checkpoint of the earlier layout has the same keys, without `format`)
         ck = checkpoints.restore(os.path.join(run.load_path, 'checkpoint.tar'), chain, opt, sched, gen,
@@ -404,8 +436,8 @@ def train(run, cfg, argv):
     folder = trainer.open_run(lambda: new_folder(run, cfg, argv), run.load_path or None, argv)
 
     def run_epoch(epoch):
-        row = epoch_row(trainer.train(chain, opt, train_b, lambda x, y: est(chain, x, y), topk=5, loss=True),
-                        trainer.evaluate(chain, test_b, topk=5), opt.param_groups[0]['lr'])
+        row = epoch_row(trainer.train(net, opt, train_b, lambda x, y: est(net, x, y), topk=5, loss=True),
+                        trainer.evaluate(net, test_b, topk=5), opt.param_groups[0]['lr'])
         sched.step()
         say(f'epoch {epoch}: train top-1 {row["train_top1"]:.2f} %, test top-1 {row["test_top1"]:.2f} % '
             f'(top-5 {row["test_top5"]:.2f} %), loss {row["train_loss"]:.4f}')

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 import netFunctions as nf
 from ep import estimators
-from netClasses import Activation, ConvPool, CrossEntropy, EPNet, ErrorCurrent, conv_pool_sizes
+from netClasses import Activation, ConvPool, CrossEntropy, EPNet, ErrorCurrent, Feedforward, conv_pool_sizes
 
 POOLS = {'m': 'm', 's': 'i', '-': 'i'}          # 's' is MaxPool(1, 1), the identity; '-' no pool
 
@@ -72,11 +72,17 @@ class HopfieldBlock(EPNet):
     constant in a phase), dphi_ds_layers (∂Φ/∂s_l in closed form), ff_term (the terms of Φ that hold the drive, linear
     in s) and phi_rest (the others, with the nudge), features (what the readout reads of s_n) and features_adjoint."""
     input_first = True
+    constant_feedback = False    # set by HopfieldChain.rerun for ID's feedback=constant (feedback_weight)
 
     def __init__(self, slope, T1, T2, beta, n_classes, clamp_last, asynchronous, use_autograd):
         super().__init__(T1, T2, beta, hard_sigmoid(slope), CrossEntropy() if n_classes else ErrorCurrent())
         self.clamp_last, self.asynchronous = clamp_last, asynchronous
         self.use_autograd = use_autograd        # model.config.use_autograd: the oracle step in every phase
+
+    def feedback_weight(self, m):
+        """The weight W_{l+1} of a top-down term W_{l+1}ᵀ s_{l+1}: W_{l+1} itself, or, with constant_feedback, its
+        value as a constant (no gradient path to W_{l+1} through the feedback; the state Jacobian is unchanged)."""
+        return m.weight.detach() if self.constant_feedback else m.weight
 
     def logits(self, s):
         """The readout z = W_r features(s_n) + b_r (last block), else the last layer itself (what ⟨g, ·⟩ reads)."""
@@ -99,6 +105,16 @@ class HopfieldBlock(EPNet):
     def update_layer(self, l, s, u, y, beta):
         """σ(u), except the last layer, linear unless clamp_last (the nudge is in u)."""
         return u if (l == self.n_layers - 1 and not self.clamp_last) else self.act.rho(u)
+
+    def feedforward(self, x):
+        """The block's feedforward twin (algorithm=bp): its fixed point replaced by one pass from the input, layer
+        after layer, s_l = σ(bottom_up_l(s_{l−1})) with bottom_up_1 = F_k(x) (the same weights, BN and pools; the
+        last layer linear unless clamp_last), i.e. the free dynamics without their top-down terms, run once. With
+        graph; BN's running statistics are updated once (training mode)."""
+        d, s = self.drive(x), []
+        for l in range(self.n_layers):
+            s.append(self.update_layer(l, s, self.bottom_up(l, s, d), None, 0.0))
+        return s
 
     def stepper(self, s, drive, y=None, beta=0.0):
         """One iteration of the schedule (EPNet.schedule: even then odd, odd first when nudged), closed-form fields
@@ -201,7 +217,8 @@ class ConvPoolBlock(HopfieldBlock):
         z = self.synapses[0](x)[0]
         return z if self.bn is None else frozen_bn(self.bn, z, self.training, update_stats)
 
-    def _bottom_up(self, l, s, drive):
+    def bottom_up(self, l, s, drive):
+        """The field of s_l from the layer below: F_k(x) (l = 1), P_l(W_l ⋆ s_{l−1} + b_l), W_l flat(s_{l−1}) + b_l."""
         if l == 0:
             return drive
         if l < self.ncv:
@@ -214,14 +231,14 @@ class ConvPoolBlock(HopfieldBlock):
         m = self.synapses[l + 1]
         if l + 1 < self.ncv:
             ctx = m(s[l])[1] if m.pool.kind == 'm' else (s[l].shape, None, None)   # no pool: no forward needed
-            return m.adjoint(s[l + 1], ctx)
-        return (s[l + 1] @ m.weight).view_as(s[l])
+            return m.adjoint(s[l + 1], ctx, self.feedback_weight(m))
+        return (s[l + 1] @ self.feedback_weight(m)).view_as(s[l])
 
     def dphi_ds_layers(self, s, drive, y, beta, layers):
         """∂Φ/∂s_l in closed form for the given layers, all read from the same state s."""
         n, out = len(s), []
         for l in layers:
-            u = self._bottom_up(l, s, drive)
+            u = self.bottom_up(l, s, drive)
             if l + 1 < n:
                 u = u + self._top_down(l, s)
             elif y is not None:
@@ -295,14 +312,18 @@ class BasicBlock(HopfieldBlock):
         skip = h if self.down is None else bn(self.down_bn, self.down(h))
         return bn(self.bn1, self.conv1(h)[0]), skip
 
+    def bottom_up(self, l, s, drive):
+        """The field of s_l from below: BN(W_1 ⋆ h) (l = 1), W_2 ⋆ s_1 + b_2 + skip(h) (l = 2)."""
+        return drive[0] if l == 0 else self.conv2(s[0])[0] + drive[1]
+
     def dphi_ds_layers(self, s, drive, y, beta, layers):
         """∂Φ/∂s_l in closed form for the given layers (0: s_1, 1: s_2), all read from the same state s."""
         out = []
         for l in layers:
+            u = self.bottom_up(l, s, drive)
             if l == 0:
-                out.append(drive[0] + self.conv2.adjoint(s[1], (s[0].shape, None, None)))
+                out.append(u + self.conv2.adjoint(s[1], (s[0].shape, None, None), self.feedback_weight(self.conv2)))
             else:
-                u = self.conv2(s[0])[0] + drive[1]
                 out.append(u if y is None else u + self.nudge(s, y, beta))
         return out
 
@@ -355,7 +376,7 @@ class HopfieldChain(nn.Module):
     block by block; a block's ±β nudged phases; ID's re-run), `computeGradients` (a block's EP estimate and the error
     current it sends upstream), `updateWeights`, `infer`, `output`, `cost`, `target`."""
 
-    def __init__(self, blocks, tol=None, check_every=10):
+    def __init__(self, blocks, tol=None, check_every=1):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.tol, self.check_every = tol, check_every
@@ -375,7 +396,7 @@ class HopfieldChain(nn.Module):
                 x = s[-1]
         return out, iters
 
-    def forward(self, x, s=None, y=None, beta=0.0, steps=None, block=None):
+    def forward(self, x, s=None, y=None, beta=0.0, steps=None, block=None, feedback='full'):
         """The chain's relaxations, by what is given:
           free phase (s None): every block relaxed at β = 0 from zeros, x_{k+1} = s^k_n (T1 iterations per block,
             fewer under TOL, `steps` the maximum when given), without graph: the ChainState [(x_k, F_k(x_k), s^k)];
@@ -384,7 +405,7 @@ class HopfieldChain(nn.Module):
             one-hot target for the last block, else the error current g_k): one batched tensor, a state list per β;
           re-run (s a ChainState, β = 0): ID's truncated BPTT forward, every block re-run for `steps` iterations from
             its free state, block 1 fed by x_1 and block k > 1 by the re-run output of block k − 1, with graph when
-            grad is enabled: the ChainState of the re-run's final states."""
+            grad is enabled (`feedback`: see rerun): the ChainState of the re-run's final states."""
         if block is not None:
             _, d, sk = s[block]
             return self.blocks[block].forward(x, sk, y, beta, steps=steps, drive=d)
@@ -393,7 +414,7 @@ class HopfieldChain(nn.Module):
             with torch.no_grad():
                 out.z = self.blocks[-1].logits(out[-1][2])
         else:
-            out = ChainState((xk, d, traj[-1]) for xk, d, traj in self.rerun(s, steps))
+            out = ChainState((xk, d, traj[-1]) for xk, d, traj in self.rerun(s, steps, feedback))
             out.z = self.blocks[-1].logits(out[-1][2])
         return out
 
@@ -414,6 +435,14 @@ class HopfieldChain(nn.Module):
 
     def target(self, label):
         return self.blocks[-1].target(label)
+
+    def feedforward(self, x):
+        """The chain's feedforward twin (algorithm=bp): x_{k+1} = s^k_n of each block's feedforward pass
+        (HopfieldBlock.feedforward), with graph; returns the logits z = W_r s^K_n + b_r."""
+        for block in self.blocks:
+            s = block.feedforward(x)
+            x = s[-1]
+        return self.blocks[-1].logits(s)
 
     # -- EP inside the blocks, BP between them --------------------------------------------------------------------
     def computeGradients(self, x, s_a, s_b, beta_a, beta_b, y, block, x_grad=False):
@@ -438,16 +467,30 @@ class HopfieldChain(nn.Module):
         return estimators.ChainEP(beta, steps).gradients(self, states, self.target(label))
 
     # -- ID: truncated BPTT from the free equilibria --------------------------------------------------------------
-    def rerun(self, states, steps):
+    def rerun(self, states, steps, feedback='full'):
         """Every block re-run with graph for `steps` iterations (default its T2) from its free state, block 1 fed by
         the image and block k > 1 by the differentiable output of block k − 1's re-run. Returns
-        [(x_k, F_k(x_k), [s_0, …, s_T2])] per block."""
+        [(x_k, F_k(x_k), [s_0, …, s_T2])] per block.
+
+        feedback: 'full' differentiates every term of the step, so that ∂L/∂W_l collects both paths of W_l
+        (l ≥ 2 in a block), its bottom-up term P_l(W_l ⋆ s_{l−1}) in the field of s_l and its top-down term
+        W_lᵀ ⋆ P_lᵀ s_l in the field of s_{l−1}; 'constant' reads W_l in the top-down term as a constant (the
+        original's `.data`), so that ∂L/∂W_l keeps the bottom-up path only. The states' adjoints are the same in both
+        (the constant still multiplies s_l), hence so are the gradients of W_1 (inside F_k, in no top-down term), of
+        the biases, of BN and of the readout. The graph is built here, so the switch is on for the re-run only."""
         x, out = states[0][0], []
         for k, block in enumerate(self.blocks):
             traj = [[si.detach() for si in states[k][2]]]
             d = block.ff(x)
-            for _ in range(block.Kmax if steps is None else steps):
-                traj.append(block.stepper(traj[-1], d))
+            if feedback == 'constant' and block.use_autograd:
+                raise ValueError("feedback='constant' needs the closed-form stepper: autograd of Φ differentiates the "
+                                 "bottom-up and top-down terms of a coupling together")
+            block.constant_feedback = feedback == 'constant'
+            try:
+                for _ in range(block.Kmax if steps is None else steps):
+                    traj.append(block.stepper(traj[-1], d))
+            finally:
+                block.constant_feedback = False
             out.append((x, d, traj))
             x = traj[-1][-1]
         return out
@@ -533,6 +576,23 @@ class HopfieldChain(nn.Module):
                 trace.append({nm: gi for (nm, _), gi in zip(named, g)})
             out.append(trace)
         return out
+
+
+class FeedforwardChain(Feedforward):
+    """The backprop baseline (algorithm=bp): a HopfieldChain's feedforward twin (HopfieldChain.feedforward: each
+    block's fixed point replaced by its feedforward pass, same weights, BN and pools) trained end to end by backprop
+    through the suite's loop (trainer.train with estimators.Backprop: forward, computeGradients,
+    L = (1/B) Σ_b CE(z_b, y_b), then updateWeights). Its parameters are the chain's (`chain`, the wrapped module)."""
+
+    def __init__(self, chain):
+        super().__init__(chain, F.cross_entropy)
+
+    @property
+    def chain(self):
+        return self.module
+
+    def forward(self, x):
+        return self.chain.feedforward(x)
 
 
 # ---------------------------------------------------------------------------------------------------------------
