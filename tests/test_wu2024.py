@@ -455,3 +455,23 @@ def test_evaluate_and_extend_a_saved_run(tmp_path, capsys):
     ck = torch.load(os.path.join(folder, 'checkpoint.tar'), weights_only=False)
     assert ck['epoch'] == 3 and [r['epoch'] for r in ck['history']] == [1, 2, 3]
     assert len(pd.read_csv(os.path.join(folder, 'metrics.csv'))) == 3
+
+
+def test_plateau_bench_reads_scales_and_saturation(mnist5k):
+    """bench/wu_s41_plateau.py: the S4.1 model of each setting through trainer.train, the learned output scales where
+    the configuration has them, saturation only for analog weights; its table has a row per setting and step count."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('wu_s41_plateau', os.path.join(ROOT, 'bench', 'wu_s41_plateau.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = [r for s in bench.SETTINGS for r in bench.run(s, 0.6, 0, 3, mnist5k)]
+    by = {(r['setting'], r['steps']): r for r in rows}
+    assert sorted({r['steps'] for r in rows}) == [0, 3]
+    assert by['FP SGD', 3]['out_scales'] == '-' and by['FP SGD', 3]['pct_above_0_9'] is None
+    assert by['Analog SGD, no out scale', 3]['out_scales'] == '-'
+    assert by['Analog SGD', 0]['out_scales'] == '1.000/1.000/1.000'
+    assert len(by['TT-v1', 3]['out_scales'].split('/')) == 3
+    assert by['Analog SGD', 3]['out_scales'] != '1.000/1.000/1.000'          # the scales learn
+    assert 0 <= by['TT-v1', 3]['pct_above_0_9'] < 1
+    table = bench.table(rows, 3).splitlines()
+    assert len(table) == 2 + 2 * len(bench.SETTINGS)
