@@ -18,7 +18,20 @@ from suite.cli import UsageError, say
 
 
 class DataError(UsageError):
-    """Missing or unreadable dataset: main.py prints the message and exits with code 2."""
+    """A missing dataset: main.py prints the message and exits with code 2 (a dry run synthesises data instead)."""
+
+
+class BadFile(UsageError):
+    """A dataset file that is there but cannot be read (truncated, of another format): one line naming the file, exit
+    code 2. Not a DataError, so that a dry run refuses it rather than silently training on synthetic data."""
+
+
+def _bad(path, what, fix):
+    return BadFile(f'{path}: {what}; {fix}')
+
+
+MNIST_FIX = ('download the four MNIST idx files into --data-root again (or use the embedded digits with --dataset '
+             'mnist5k)')
 
 
 MNIST5K_SEED = 1234
@@ -27,11 +40,22 @@ MNIST_FILES = {True: ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
 
 
 def _read_idx(path):
+    """The uint8 array of an idx file; its header (zero, zero, 0x08 = unsigned bytes, ndim, then ndim big-endian
+    sizes) and the body's length are checked, so a truncated download is a BadFile rather than a reshape error."""
     opener = gzip.open if path.endswith('.gz') else open
-    with opener(path, 'rb') as f:
-        raw = f.read()
+    try:
+        with opener(path, 'rb') as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:                # gzip.BadGzipFile is an OSError; a cut .gz ends in EOFError
+        raise _bad(path, f'unreadable ({type(e).__name__}: {e})', MNIST_FIX)
+    if len(raw) < 4 or raw[:3] != b'\x00\x00\x08' or len(raw) < 4 + 4 * raw[3]:
+        raise _bad(path, 'not an idx file of unsigned bytes (bad header)', MNIST_FIX)
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], 'big') for i in range(ndim)]
+    body = len(raw) - 4 - 4 * ndim
+    if body != int(np.prod(dims)):
+        raise _bad(path, f'its header announces {" x ".join(map(str, dims))} = {int(np.prod(dims))} bytes, its body '
+                         f'holds {body} (truncated?)', MNIST_FIX)
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
@@ -50,6 +74,9 @@ def _mnist_raw(root, train):
     if None in paths:
         return None
     x, y = _read_idx(paths[0]), _read_idx(paths[1])
+    if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+        raise _bad(paths[0], f'{x.shape} images for {y.shape} labels in {paths[1]} (expected (N, 28, 28) and (N,))',
+                   MNIST_FIX)
     return torch.from_numpy(x.copy()), torch.from_numpy(y.astype(np.int64))
 
 
@@ -99,20 +126,16 @@ def load_mnist5k(train):
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 
 
+CIFAR10_FIX = 'extract the python version of CIFAR-10 (cifar-10-python.tar.gz) into --data-root again'
+
+
 def _cifar_pickles(root, train):
-    import pickle
     for folder in (os.path.join(root, 'cifar-10-batches-py'),
                    os.path.join(root, 'cifar10_pytorch', 'cifar-10-batches-py'), root):
         names = [f'data_batch_{i}' for i in range(1, 6)] if train else ['test_batch']
         paths = [os.path.join(folder, n) for n in names]
         if all(os.path.isfile(p) for p in paths):
-            xs, ys = [], []
-            for p in paths:
-                with open(p, 'rb') as f:
-                    d = pickle.load(f, encoding='latin1')
-                xs.append(np.asarray(d['data'], dtype=np.uint8).reshape(-1, 3, 32, 32))
-                ys.append(np.asarray(d['labels'], dtype=np.int64))
-            return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+            return _stack(paths, ('labels',), fix=CIFAR10_FIX)
     return None
 
 
@@ -220,18 +243,32 @@ class Batches:
 # ---------------------------------------------------------------------------------------------------------------
 # Nest & Ernoult 2024: CIFAR-10/100 and ImageNet32 as uint8 tensors (N, 3, 32, 32), normalised per mini-batch
 
-def _unpickle(path):
+def _unpickle(path, fix):
     import pickle
-    with open(path, 'rb') as f:
-        return pickle.load(f, encoding='latin1')
+    try:
+        with open(path, 'rb') as f:
+            return pickle.load(f, encoding='latin1')
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, ImportError,
+            IndexError, KeyError, UnicodeDecodeError) as e:     # what unpickling garbage or a cut file raises
+        raise _bad(path, f'not a readable pickled batch ({type(e).__name__}: {str(e)[:120]})', fix)
 
 
-def _stack(paths, label_keys=('labels', 'fine_labels'), one_based=False):
+def _stack(paths, label_keys=('labels', 'fine_labels'), one_based=False,
+           fix='extract the python version of the dataset into --data-root again'):
+    """(uint8 images (N, 3, 32, 32), int64 labels) of pickled batches {'data': N x 3072 bytes, <label key>: N};
+    each file checked, a bad one a BadFile naming it."""
     xs, ys = [], []
     for p in paths:
-        d = _unpickle(p)
-        xs.append(np.asarray(d['data'], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(next(d[k] for k in label_keys if k in d), dtype=np.int64) - int(one_based))
+        d = _unpickle(p, fix)
+        key = next((k for k in label_keys if isinstance(d, dict) and k in d), None)
+        if key is None or 'data' not in d:
+            raise _bad(p, f'not a pickled image batch (expected a dict with data and {" or ".join(label_keys)})', fix)
+        x, y = np.asarray(d['data']), np.asarray(d[key])
+        if x.dtype.kind not in 'ui' or x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or y.shape != (len(x),):
+            raise _bad(p, f'data {x.dtype} of shape {x.shape} and {key} of shape {y.shape} (expected integer '
+                          f'pixels (N, 3072) and (N,) labels)', fix)
+        xs.append(x.astype(np.uint8).reshape(-1, 3, 32, 32))
+        ys.append(y.astype(np.int64) - int(one_based))
     return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
 
 
@@ -240,7 +277,8 @@ def load_cifar100(root, train):
     name = 'train' if train else 'test'
     for folder in (os.path.join(root, 'cifar-100-python'), os.path.join(root, 'CIFAR100', 'cifar-100-python'), root):
         if os.path.isfile(os.path.join(folder, name)):
-            return _stack([os.path.join(folder, name)], ('fine_labels', 'labels'))
+            return _stack([os.path.join(folder, name)], ('fine_labels', 'labels'), fix='extract the python version '
+                          'of CIFAR-100 (cifar-100-python.tar.gz) into --data-root again')
     raise DataError(f'CIFAR-100 not found under --data-root {os.path.abspath(root)}: expected '
                     f'cifar-100-python/{name} (the python version of CIFAR-100, extracted there)')
 
@@ -275,7 +313,7 @@ def load_imagenet32(root, train):
     for tr, va in _imagenet32_layouts(root):
         paths = tr if train else va
         if all(os.path.isfile(p) for p in paths):
-            return _stack(paths, one_based=True)
+            return _stack(paths, one_based=True, fix=f'put intact files there: {IMAGENET32_EXPECTED}')
     raise DataError(f'ImageNet32 not found under --data-root {os.path.abspath(root)}: expected {IMAGENET32_EXPECTED}')
 
 

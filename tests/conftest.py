@@ -1,6 +1,9 @@
+import gzip
 import os
+import pickle
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,6 +23,62 @@ def _threads():
 def mnist5k():
     from suite import data
     return data.load_mnist5k(True), data.load_mnist5k(False)
+
+
+@pytest.fixture
+def cifar_root(tmp_path):
+    """A tiny CIFAR-10 in the python layout: cifar-10-batches-py/data_batch_1..5 and test_batch."""
+    root = tmp_path / 'cifar'
+    folder = root / 'cifar-10-batches-py'
+    folder.mkdir(parents=True)
+    rng = np.random.RandomState(0)
+    for name, n in [(f'data_batch_{i}', 12) for i in range(1, 6)] + [('test_batch', 20)]:
+        labels = rng.randint(0, 10, n)
+        imgs = rng.randint(0, 256, (n, 3, 32, 32)).astype(np.uint8)
+        imgs[:, 0] = (labels * 25)[:, None, None]           # a learnable cue in the red channel
+        with open(folder / name, 'wb') as f:
+            pickle.dump({'data': imgs.reshape(n, -1), 'labels': labels.tolist()}, f)
+    return str(root)
+
+
+@pytest.fixture
+def mnist_root(tmp_path):
+    """The four MNIST idx files (gzipped) written from the embedded digits."""
+    from suite import data
+    root = tmp_path / 'mnist'
+    (root / 'MNIST' / 'raw').mkdir(parents=True)
+    for train in (True, False):
+        x, y = data.load_mnist5k(train)
+        imgs = (x[:50, 0] * 255).round().to(torch.uint8).numpy()
+        names = data.MNIST_FILES[train]
+        with gzip.open(root / 'MNIST' / 'raw' / (names[0] + '.gz'), 'wb') as f:
+            f.write(bytes([0, 0, 8, 3]) + b''.join(int(d).to_bytes(4, 'big') for d in imgs.shape) + imgs.tobytes())
+        with gzip.open(root / 'MNIST' / 'raw' / (names[1] + '.gz'), 'wb') as f:
+            f.write(bytes([0, 0, 8, 1]) + (50).to_bytes(4, 'big') + y[:50].numpy().astype(np.uint8).tobytes())
+    return str(root)
+
+
+def cut(path, keep=0.5):
+    """Truncate a file to `keep` of its bytes (an interrupted download or copy); returns its path."""
+    path = str(path)
+    raw = open(path, 'rb').read()
+    open(path, 'wb').write(raw[:int(len(raw) * keep)])
+    return path
+
+
+def idx_bytes(dims, body):
+    """An idx file of unsigned bytes: its header announces `dims`, whatever `body` holds."""
+    return bytes([0, 0, 8, len(dims)]) + b''.join(int(d).to_bytes(4, 'big') for d in dims) + body
+
+
+def short_mnist(root, train=True, body=1000):
+    """Replace mnist_root's gzipped images of a split by an idx file announcing 50 x 28 x 28 bytes but holding `body`;
+    returns its path."""
+    from suite import data
+    path = os.path.join(root, 'MNIST', 'raw', data.MNIST_FILES[train][0] + '.gz')
+    with gzip.open(path, 'wb') as f:
+        f.write(idx_bytes((50, 28, 28), bytes(body)))
+    return path
 
 
 def redraw(folder):

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, run_main
+from conftest import ROOT, cut, run_main, short_mnist
 
 ERNOULT = ['--action', 'train', '--discrete', '--size_tab', '10', '64', '784', '--lr_tab', '0.04', '0.08',
            '--epochs', '1', '--T', '8', '--Kmax', '4', '--beta', '0.1', '--dataset', 'mnist5k']
@@ -281,3 +281,41 @@ def test_bad_command_line_from_the_shell(case, tmp_path):
     r = subprocess.run([sys.executable, 'main.py'] + argv + ['--results-dir', str(results)], cwd=ROOT,
                        capture_output=True, text=True, timeout=300)
     _assert_usage_error(r.returncode, r.stderr, flag, results)
+
+
+# ---- Dataset files under --data-root that are there but unreadable: one line naming the file, what is wrong and the
+# fix, before any folder is made; a dry run refuses them too (it synthesises data only where the files are absent).
+def _truncated_cifar(root, name='data_batch_2'):
+    return cut(os.path.join(root, 'cifar-10-batches-py', name))
+
+
+LAB_CIFAR = ['--model', 'CNN', '--task', 'CIFAR10', '--channels', '8', '--kernels', '3', '--pools', 'm', '--strides',
+             '1', '--paddings', '1', '--fc', '10', '--lrs', '0.01', '0.01', '--T1', '4', '--T2', '2', '--mbs', '10',
+             '--betas', '0.0', '0.5', '--epochs', '1']
+# id → function(cifar_root, mnist_root) giving (argv, the file, words the line must hold)
+DATA_CASES = {
+    'nest dry run truncated cifar10': lambda c, m: (
+        ['--config-name=splitting_small', 'data=cifar10', '--data-root', c, '--dry-run'], _truncated_cifar(c),
+        'pickle data was truncated'),
+    'nest truncated cifar10 test batch': lambda c, m: (
+        ['--config-name=splitting_small', 'data=cifar10', '--data-root', c], _truncated_cifar(c, 'test_batch'),
+        'pickle data was truncated'),
+    'laborieux truncated cifar10': lambda c, m: (LAB_CIFAR + ['--data-root', c], _truncated_cifar(c),
+                                                 'pickle data was truncated'),
+    'laborieux dry run truncated cifar10': lambda c, m: (LAB_CIFAR + ['--data-root', c, '--dry-run'],
+                                                         _truncated_cifar(c), 'pickle data was truncated'),
+    'laborieux short mnist': lambda c, m: (_set(SMALL_LAB, '--task', 'MNIST', '--data-root', m), short_mnist(m, body=700),
+                                           'its body holds 700'),
+    'ernoult short mnist test images': lambda c, m: (_set(SMALL_ERNOULT, '--dataset', 'mnist', '--data-root', m),
+                                                     short_mnist(m, train=False, body=700), 'its body holds 700'),
+}
+
+
+@pytest.mark.parametrize('case', list(DATA_CASES))
+def test_bad_dataset_file(case, tmp_path, cifar_root, mnist_root, capsys):
+    argv, path, words = DATA_CASES[case](cifar_root, mnist_root)
+    results = tmp_path / 'results'
+    code, _ = run_main(argv + ['--results-dir', str(results)])
+    err = capsys.readouterr().err
+    _assert_usage_error(code, err, f'main.py: error: {path}: ', results)
+    assert words in err and '; ' in err.split(path)[1], err

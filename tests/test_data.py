@@ -8,40 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from suite import data
-from conftest import run_main
-
-
-@pytest.fixture
-def cifar_root(tmp_path):
-    """A tiny CIFAR-10 in the python layout: cifar-10-batches-py/data_batch_1..5 and test_batch."""
-    root = tmp_path / 'cifar'
-    folder = root / 'cifar-10-batches-py'
-    folder.mkdir(parents=True)
-    rng = np.random.RandomState(0)
-    for name, n in [(f'data_batch_{i}', 12) for i in range(1, 6)] + [('test_batch', 20)]:
-        labels = rng.randint(0, 10, n)
-        imgs = rng.randint(0, 256, (n, 3, 32, 32)).astype(np.uint8)
-        imgs[:, 0] = (labels * 25)[:, None, None]           # a learnable cue in the red channel
-        with open(folder / name, 'wb') as f:
-            pickle.dump({'data': imgs.reshape(n, -1), 'labels': labels.tolist()}, f)
-    return str(root)
-
-
-@pytest.fixture
-def mnist_root(tmp_path):
-    """The four MNIST idx files (gzipped) written from the embedded digits."""
-    import gzip
-    root = tmp_path / 'mnist'
-    (root / 'MNIST' / 'raw').mkdir(parents=True)
-    for train in (True, False):
-        x, y = data.load_mnist5k(train)
-        imgs = (x[:50, 0] * 255).round().to(torch.uint8).numpy()
-        names = data.MNIST_FILES[train]
-        with gzip.open(root / 'MNIST' / 'raw' / (names[0] + '.gz'), 'wb') as f:
-            f.write(bytes([0, 0, 8, 3]) + b''.join(int(d).to_bytes(4, 'big') for d in imgs.shape) + imgs.tobytes())
-        with gzip.open(root / 'MNIST' / 'raw' / (names[1] + '.gz'), 'wb') as f:
-            f.write(bytes([0, 0, 8, 1]) + (50).to_bytes(4, 'big') + y[:50].numpy().astype(np.uint8).tobytes())
-    return str(root)
+from conftest import cut, idx_bytes, run_main
 
 
 def test_cifar_python_layout_and_normalisation(cifar_root):
@@ -99,3 +66,67 @@ def test_absent_cifar_is_a_clear_error(tmp_path, capsys):
                         str(tmp_path / 'none'), '--results-dir', str(tmp_path / 'r')])
     err = capsys.readouterr().err
     assert code == 2 and 'CIFAR-10 not found' in err and len(err.strip().splitlines()) == 1
+
+
+def _mnist_file(root, train=True, images=True):
+    return os.path.join(root, 'MNIST', 'raw', data.MNIST_FILES[train][1 - images] + '.gz')
+
+
+# id → (what to do to a file of the fixture, the words the message must hold)
+BAD_CIFAR = {
+    'truncated': (cut, 'pickle data was truncated'),
+    'empty': (lambda p: open(p, 'wb').close(), 'not a readable pickled batch'),
+    'not a dict': (lambda p: pickle.dump([1, 2, 3], open(p, 'wb')), 'not a pickled image batch'),
+    'no labels': (lambda p: pickle.dump({'data': np.zeros((2, 3072), np.uint8)}, open(p, 'wb')),
+                  'not a pickled image batch'),
+    'wrong image size': (lambda p: pickle.dump({'data': np.zeros((2, 784), np.uint8), 'labels': [0, 1]}, open(p, 'wb')),
+                         'expected integer pixels (N, 3072)'),
+    'labels of another count': (lambda p: pickle.dump({'data': np.zeros((2, 3072), np.uint8), 'labels': [0]},
+                                                      open(p, 'wb')), 'labels of shape (1,)'),
+}
+
+
+@pytest.mark.parametrize('case', list(BAD_CIFAR))
+def test_a_bad_cifar_batch_is_one_line_naming_it(cifar_root, case):
+    spoil, words = BAD_CIFAR[case]
+    path = os.path.join(cifar_root, 'cifar-10-batches-py', 'data_batch_3')
+    spoil(path)
+    with pytest.raises(data.BadFile) as e:
+        data.load('cifar10', cifar_root, True)
+    msg = str(e.value)
+    assert msg.startswith(f'{path}: ') and words in msg and '; extract the python version of CIFAR-10' in msg, msg
+    assert '\n' not in msg
+    with pytest.raises(data.BadFile):                  # the Nest 2024 reader too
+        data.load_images('cifar10', cifar_root, True)
+    with pytest.raises(data.BadFile):                  # a dry run refuses it rather than synthesising data
+        data.load_or_synthetic('cifar10', cifar_root, True, dry_run=True)
+
+
+BAD_IDX = {
+    'body shorter than the header says': (lambda: idx_bytes((50, 28, 28), bytes(1000)), 'body holds 1000'),
+    'body longer than the header says': (lambda: idx_bytes((50, 28, 28), bytes(50 * 784 + 3)), 'body holds 39203'),
+    'not an idx file': (lambda: b'<html>404</html>', 'bad header'),
+    'images of another count': (lambda: idx_bytes((49, 28, 28), bytes(49 * 784)), '(49, 28, 28) images for (50,)'),
+}
+
+
+@pytest.mark.parametrize('case', list(BAD_IDX))
+def test_a_bad_mnist_idx_file_is_one_line_naming_it(mnist_root, case):
+    import gzip
+    content, words = BAD_IDX[case]
+    path = _mnist_file(mnist_root)
+    with gzip.open(path, 'wb') as f:
+        f.write(content())
+    with pytest.raises(data.BadFile) as e:
+        data.load('mnist', mnist_root, True)
+    msg = str(e.value)
+    assert msg.startswith(f'{path}: ') and words in msg and '; download the four MNIST idx files' in msg, msg
+    data.load('mnist', mnist_root, False)              # the test split's files are intact
+
+
+def test_a_cut_gzip_is_one_line_naming_it(mnist_root):
+    path = _mnist_file(mnist_root, train=False, images=False)
+    cut(path, 0.7)
+    with pytest.raises(data.BadFile) as e:
+        data.load('mnist', mnist_root, False)
+    assert str(e.value).startswith(f'{path}: unreadable (EOFError'), str(e.value)

@@ -19,7 +19,7 @@ from papers.wu2024 import nets as wu_nets
 from papers import wu2024
 from papers.wu2024 import classify, cli, figures
 from papers.wu2024 import toy as wu_toy
-from conftest import ROOT, redraw
+from conftest import ROOT, cut, redraw, short_mnist
 from test_resume import _interrupt_in_epoch
 
 CHECK = os.path.join(ROOT, 'check', 'wu2024.sh')
@@ -151,6 +151,67 @@ def test_bad_input_is_one_line(case, tmp_path, capsys, monkeypatch):
     assert code == 2
     assert len(err) == 1 and err[0].startswith(f'{script}.py: error: ') and flag in err[0], err
     assert not os.path.exists(tmp_path / 'analog')
+
+
+def _metrics(tmp_path, text, folder='runs/a'):
+    (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / folder / 'metrics.csv').write_text(text)
+    return str(tmp_path / folder / 'metrics.csv')
+
+
+def _model_pt(tmp_path, obj):
+    torch.save(obj, tmp_path / 'model.pt')
+    return str(tmp_path / 'model.pt')
+
+
+def _fcn_arrays(setting):
+    return {'setting': setting, 'arrays': figures.arrays(analog.convert(wu_nets.FCN(),
+                                                                       analog.rpu_config(setting, 0.7, 'S4')))}
+
+
+def _looked_up_run(tmp_path):
+    """An S4.1 run folder with a model.pt and a metrics.csv of something else, where S6 looks for checkpoints."""
+    path = _metrics(tmp_path, 'step,loss\n1,0.5\n', 'analog/S4.1-mnist-FCN/2026-01-01/10-00-00')
+    torch.save(_fcn_arrays('Analog SGD'), os.path.join(os.path.dirname(path), 'model.pt'))
+    return path
+
+
+# Files that are there but wrong: id → function(tmp_path, cifar_root, mnist_root) giving (script, argv, the file
+# the line must name, words it must hold); each is refused before a result folder is claimed, also in a dry run.
+BAD_FILES = {
+    'S4.1-plot metrics without tau': lambda t, c, m: (
+        'S4.1-plot-FCN', ['--runs', str(t / 'runs')], _metrics(t, 'epoch,setting,test_acc\n1,FP SGD,10\n'),
+        'no tau column'),
+    'S4.2-plot empty metrics': lambda t, c, m: (
+        'S4.2-plot-CNN', ['--runs', str(t / 'runs')], _metrics(t, ''), 'not a readable CSV'),
+    'S4.1-plot metrics without epochs': lambda t, c, m: (
+        'S4.1-plot-FCN', ['--runs', str(t / 'runs')], _metrics(t, 'epoch,setting,tau,test_acc\n'), 'no epoch'),
+    'S6 arrays not a dict': lambda t, c, m: (
+        'S6-plot-distribution', ['--fp', _model_pt(t, {'arrays': [1, 2]})], str(t / 'model.pt'),
+        'not a dict of layers'),
+    'S6 Analog SGD model for TT-v1': lambda t, c, m: (
+        'S6-plot-distribution', ['--tt', _model_pt(t, _fcn_arrays('Analog SGD'))], str(t / 'model.pt'),
+        'no C array (saved by a --SETTING="Analog SGD" run)'),
+    'S6 looked-up run with foreign metrics': lambda t, c, m: (
+        'S6-plot-distribution', ['--tau', '0.7'], _looked_up_run(t), 'no epoch, setting, tau, test_acc column'),
+    'S4.1 short MNIST idx file': lambda t, c, m: (
+        'S4.1-mnist-FCN', ['--dataset', 'mnist', '--data-root', m], short_mnist(m), 'its body holds 1000'),
+    'A12 truncated CIFAR-10 batch': lambda t, c, m: (
+        'A12-resnet-finetune', ['--data-root', c, '--weights', 'none'], cut(os.path.join(c, 'cifar-10-batches-py', 'test_batch')),
+        'pickle data was truncated'),
+}
+
+
+@pytest.mark.parametrize('case,dry', [(c, d) for c in BAD_FILES for d in (False, True)
+                                      if d or not c.startswith('S6')])   # S6 needs all three checkpoints undry
+def test_a_bad_file_is_one_line_naming_it(case, dry, tmp_path, cifar_root, mnist_root, capsys):
+    script, argv, path, words = BAD_FILES[case](tmp_path, cifar_root, mnist_root)
+    before = sorted(tmp_path.rglob('*'))
+    code, _ = run(script, argv, tmp_path, dry=dry)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f'{script}.py: error: {path}: ') and words in err[0] and '; ' in err[0], err
+    assert sorted(tmp_path.rglob('*')) == before                     # no result folder, not even a half-made one
 
 
 def test_bad_input_from_the_shell(tmp_path):
@@ -394,3 +455,23 @@ def test_evaluate_and_extend_a_saved_run(tmp_path, capsys):
     ck = torch.load(os.path.join(folder, 'checkpoint.tar'), weights_only=False)
     assert ck['epoch'] == 3 and [r['epoch'] for r in ck['history']] == [1, 2, 3]
     assert len(pd.read_csv(os.path.join(folder, 'metrics.csv'))) == 3
+
+
+def test_plateau_bench_reads_scales_and_saturation(mnist5k):
+    """bench/wu_s41_plateau.py: the S4.1 model of each setting through trainer.train, the learned output scales where
+    the configuration has them, saturation only for analog weights; its table has a row per setting and step count."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('wu_s41_plateau', os.path.join(ROOT, 'bench', 'wu_s41_plateau.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = [r for s in bench.SETTINGS for r in bench.run(s, 0.6, 0, 3, mnist5k)]
+    by = {(r['setting'], r['steps']): r for r in rows}
+    assert sorted({r['steps'] for r in rows}) == [0, 3]
+    assert by['FP SGD', 3]['out_scales'] == '-' and by['FP SGD', 3]['pct_above_0_9'] is None
+    assert by['Analog SGD, no out scale', 3]['out_scales'] == '-'
+    assert by['Analog SGD', 0]['out_scales'] == '1.000/1.000/1.000'
+    assert len(by['TT-v1', 3]['out_scales'].split('/')) == 3
+    assert by['Analog SGD', 3]['out_scales'] != '1.000/1.000/1.000'          # the scales learn
+    assert 0 <= by['TT-v1', 3]['pct_above_0_9'] < 1
+    table = bench.table(rows, 3).splitlines()
+    assert len(table) == 2 + 2 * len(bench.SETTINGS)

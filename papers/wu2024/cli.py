@@ -7,7 +7,6 @@ import math
 import os
 import sys
 
-import pandas as pd
 import torch
 
 import analog
@@ -36,7 +35,7 @@ SCRIPTS = {
     'A12-resnet-finetune': ('resnet', 'Table 2: ResNet18/34/50 fine-tuned on CIFAR-10 with an analog last layer'),
     'S6-plot-distribution': ('distribution', 'Fig. 7: weight and saturation histograms of S4.1 checkpoints'),
 }
-PLOTTED = {'S4.1-plot-FCN': 'S4.1-mnist-FCN', 'S4.2-plot-CNN': 'S4.2-mnist-CNN'}
+PLOTTED = figures.PLOTTED
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -252,7 +251,7 @@ def find_checkpoint(setting, flag, given, args):
     for s in scripts:
         for path in sorted(glob.glob(os.path.join(args.results_root, 'analog', s, '*', '*', 'model.pt')),
                            reverse=True):                       # newest first: <date>/<time> folders sort in time
-            if run_matches(os.path.dirname(path), setting, args.tau):
+            if run_matches(os.path.dirname(path), setting, args.tau, flag):
                 return path
     tau = '' if setting == 'FP SGD' else f' --tau={args.tau:g}'
     if args.dry_run:
@@ -263,11 +262,11 @@ def find_checkpoint(setting, flag, given, args):
                      f'{args.results_root}/analog/; run it with --save-checkpoint first, or give {flag} PATH')
 
 
-def run_matches(folder, setting, tau):
+def run_matches(folder, setting, tau, flag):
     path = os.path.join(folder, 'metrics.csv')
     if not os.path.isfile(path):
         return False
-    row = pd.read_csv(path, nrows=1).iloc[0]
+    row = figures.read_metrics(path, f'repair or remove that run folder, or give {flag} PATH').iloc[0]
     return row['setting'] == setting and (setting == 'FP SGD' or math.isclose(row['tau'], tau, rel_tol=1e-9))
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -14,9 +14,10 @@ from papers.wu2024 import nets as wu_nets
 from suite import checkpoints
 from suite import rundir
 from suite import trainer
-from suite.cli import say
+from suite.cli import UsageError, say
 
 S6_FLAGS = {'FP SGD': '--fp', 'Analog SGD': '--analog', 'TT-v1': '--tt'}
+PLOTTED = {'S4.1-plot-FCN': 'S4.1-mnist-FCN', 'S4.2-plot-CNN': 'S4.2-mnist-CNN'}     # plot script → its runs' script
 
 
 def new_folder(cfg, argv, items, model=None):
@@ -64,6 +65,23 @@ def arrays(model):
 # S4.1-plot / S4.2-plot: test accuracy averaged over repeats
 
 FINAL_EPOCHS = 5
+METRICS_COLUMNS = ('epoch', 'setting', 'tau', 'test_acc')      # what the summaries and the S6 lookup read
+
+
+def read_metrics(path, fix):
+    """The metrics.csv of an S4 run, checked: readable, at least one row, the METRICS_COLUMNS present and test_acc
+    numeric. Anything else is a UsageError naming the file and `fix`, raised before a result folder is claimed."""
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:   # EmptyDataError: a ValueError
+        raise UsageError(f'{path}: not a readable CSV ({type(e).__name__}: {str(e).splitlines()[0][:120]}); {fix}')
+    missing = [c for c in METRICS_COLUMNS if c not in frame.columns]
+    if missing:
+        raise UsageError(f'{path}: not the metrics.csv of an S4 run (no {", ".join(missing)} column; it has '
+                         f'{", ".join(map(str, frame.columns)) or "none"}); {fix}')
+    if frame.empty or not pd.api.types.is_numeric_dtype(frame['test_acc']):
+        raise UsageError(f'{path}: {"no epoch in it" if frame.empty else "test_acc is not numeric"}; {fix}')
+    return frame
 
 
 def synthetic_runs(seed):
@@ -99,7 +117,8 @@ def summarise(frames):
 
 
 def plot_runs(cfg, argv):
-    frames = [pd.read_csv(p) for p in cfg.sources] or synthetic_runs(cfg.seed)
+    fix = f'move it out of the --runs folder, or give --runs a folder holding only {PLOTTED[cfg.script]}.py runs'
+    frames = [read_metrics(p, fix) for p in cfg.sources] or synthetic_runs(cfg.seed)
     folder = trainer.open_run(lambda: new_folder(cfg, argv, [('runs', len(frames)), ('metrics files', cfg.sources)]))
     curves, finals = summarise(frames)
     rundir.write_csv(os.path.join(folder, 'curves.csv'), curves)
@@ -126,14 +145,33 @@ def distribution_arrays(cfg, setting, path):
         rpu = analog.rpu_config(setting, cfg.tau, 'S4')
         layers = arrays(analog.convert(wu_nets.FCN(), rpu))
     else:
-        layers = checkpoints.load(path, ('arrays',), 'a model.pt written with --save-checkpoint', S6_FLAGS[setting])[
-            'arrays']
+        layers = saved_arrays(path, setting)
     key = 'C' if setting == 'TT-v1' else 'W'
     w = torch.cat([a[key].flatten() for a in layers.values()])
     if not all('b_max' in a for a in layers.values()):
         return w, None
     sat = torch.cat([saturation(a[key], a['b_min'], a['b_max']).flatten() for a in layers.values()])
     return w, sat
+
+
+def saved_arrays(path, setting):
+    """The `arrays` of a model.pt (see arrays()) given for `setting`, checked before a result folder is claimed: a
+    dict of layers, each holding a tensor W (C for TT-v1) and, for analog layers, bounds of the same shape."""
+    flag, what = S6_FLAGS[setting], 'a model.pt written with --save-checkpoint'
+    ck = checkpoints.load(path, ('arrays',), what, flag)
+    layers, key = ck['arrays'], 'C' if setting == 'TT-v1' else 'W'
+    fix = f'give {flag} the model.pt of a --SETTING="{setting}" run made with --save-checkpoint'
+    if not isinstance(layers, dict) or not layers or not all(isinstance(a, dict) for a in layers.values()):
+        raise UsageError(f'{path}: its arrays are not a dict of layers (not {what}); {fix}')
+    for name, a in layers.items():
+        if not isinstance(a.get(key), torch.Tensor):
+            saved = ck.get('setting')
+            other = f' (saved by a --SETTING="{saved}" run)' if isinstance(saved, str) and saved != setting else ''
+            raise UsageError(f'{path}: layer {name} has no {key} array{other}; {fix}')
+        if any(not isinstance(a.get(b, a[key]), torch.Tensor) or a.get(b, a[key]).shape != a[key].shape
+               for b in ('b_min', 'b_max')):
+            raise UsageError(f'{path}: layer {name}: its bounds do not match its {key} array; {fix}')
+    return layers
 
 
 def histogram(values, setting, lo, hi):
