@@ -49,7 +49,7 @@ def run(prog, argv, command, paper=None):
         status = 'interrupted'
         _end(prog, interrupted(runlog.folder()), 130)
     except OSError as e:
-        _end(prog, f'error: {write_failed(e, runlog.folder())}', 1)
+        _end(prog, f'error: {write_failed(e, runlog.folder(), prog)}', 1)
     except SystemExit as e:                         # (--help, --version)
         status = 'done' if e.code in (0, None) else 'failed'
         raise
@@ -77,11 +77,11 @@ def interrupted(folder):
                             if folder else '')
 
 
-def write_failed(error, folder):
+def write_failed(error, folder, prog='main.py'):
     """The line of an OSError: naming the run folder when there is one, and what in it is safe to resume from."""
     reason = error.strerror or str(error)
     if folder is None:
         return f'{reason}' + (f': {error.filename}' if error.filename else '')
     return (f'writing to {folder} failed ({reason}); every file there is whole (each is written to a temporary file, '
-            f'then renamed): free some space, then a training run resumes from its last complete checkpoint with '
-            f'--load-path {folder}')
+            f'then renamed): once the cause is fixed, a training run resumes from its last complete checkpoint with '
+            f'python {prog} --load-path {folder}')

@@ -19,7 +19,7 @@ runs.csv lists one row per run (per command line that opened a folder, so a resu
                 (Ctrl-C), stopped non-finite, failed (an error after the folder was made)
     epoch, method, test_acc, test_error, test_loss
                 the last row of the folder's metrics.csv (results.csv for binary EP): with several methods (EP and
-                its BPTT twin), the row of the first; test_acc is test_top1 for Nest & Ernoult 2024, test_error
+                its BPTT twin), EP's; test_acc is test_top1 for Nest & Ernoult 2024, test_error
                 Ave_Test_Error for binary EP; empty where the run has no such column
 
 It lives in the folder the run's results go to: <--results-dir>/runs.csv, and <--results-dir>/dry-run/runs.csv for
@@ -239,8 +239,8 @@ def _relative(folder, root):
 
 
 def final_metrics(folder):
-    """{epoch, method, test_acc, test_error, test_loss} of the last row of the folder's metrics (the first method's
-    row of the last epoch when it has several), the columns it has; {} without a readable metrics file."""
+    """{epoch, method, test_acc, test_error, test_loss} of the last row of the folder's metrics (EP's row of the last
+    epoch when it has several methods), the columns it has; {} without a readable metrics file."""
     for name in METRICS_FILES:
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
@@ -253,7 +253,9 @@ def final_metrics(folder):
             return {}
         if 'epoch' in df:
             df = df[df['epoch'] == df['epoch'].max()]
-        last = df.iloc[0] if 'method' in df else df.iloc[-1]
+        if 'method' in df and (df['method'] == 'EP').any():
+            df = df[df['method'] == 'EP']               # the run's subject, beside its BPTT twin
+        last = df.iloc[-1]
         out = {k: last[k] for k in ('epoch', 'method') if k in last}
         for col, sources in METRICS.items():
             hit = next((s for s in sources if s in last), None)
