@@ -45,7 +45,7 @@ def did_you_mean(name, options):
     """The option closest to `name` (the same but for case and -/_, else difflib's closest), or None."""
     def fold(s):
         return s.lstrip('-').lower().replace('_', '-')
-    same = [o for o in options if fold(o) == fold(name) and o.startswith('--') == name.startswith('--')]
+    same = [o for o in options if fold(o) == fold(name)]
     if same:
         return same[0]
     close = difflib.get_close_matches(name, [o for o in options if len(o) > 2], n=1, cutoff=0.75)
