@@ -167,16 +167,16 @@ def check_results_dir(path, given, flag='--results-dir'):
     here = os.path.abspath(path)
     while not os.path.lexists(here):
         here = os.path.dirname(here)
-    exists = here in (os.path.abspath(path), os.path.abspath(given))
+    itself = here in (os.path.abspath(path), os.path.abspath(given))      # (not one of its parents)
     if not os.path.isdir(here):
-        what = 'not a folder' if exists else f'cannot be created, {here} is not a folder'
+        what = 'not a folder' if itself else f'cannot be created, {here} is not a folder'
         raise UsageError(f'{flag} {given}: {what}; give a folder path (it is created when absent)')
     try:
         fd, probe = tempfile.mkstemp(dir=here, prefix='.write-test-')
         os.close(fd)
         os.remove(probe)
     except OSError as e:
-        what = 'not writable' if exists else f'cannot be created in {here}'
+        what = 'not writable' if itself else f'cannot be created in {here}'
         raise UsageError(f'{flag} {given}: {what} ({e.strerror or e}); give a folder you can write to')
 
 

@@ -214,6 +214,7 @@ def update_runs(record, status, end=''):
            'command': record.command, 'start': record.start, 'end': end, 'status': status,
            **(final_metrics(record.folder) if end else {})}
     try:
+        os.makedirs(record.results_dir, exist_ok=True)      # (a resumed folder may live elsewhere)
         with rundir.locked(record.results_dir):
             rows = pd.read_csv(path, dtype=str, keep_default_na=False) if os.path.isfile(path) else None
             rows = [] if rows is None else rows.to_dict('records')
