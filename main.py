@@ -5,11 +5,11 @@ the paper a command belongs to is inferred from the flags it uses, so the papers
 """
 import os
 import re
-import shlex
 import sys
 
 from suite import cli
-from suite import distributed
+from suite import entry
+from suite import runlog
 
 from papers import ernoult2019
 from papers import eplcanet
@@ -145,13 +145,8 @@ def saved_argv(folder, parser):
         raise cli.UsageError(f'--load-path {folder}: no hyperparameters.txt in that folder; give the folder of a run '
                              f'made by this suite')
     out = []
-    with open(path) as f:
-        for line in f:
-            if line.startswith(f'python {parser.prog} '):
-                try:
-                    out += normalise_argv(shlex.split(line)[2:], parser)
-                except ValueError as e:
-                    raise cli.UsageError(f'{path}: unreadable command line ({e})')
+    for line in trainer.command_lines(path, parser.prog):
+        out += normalise_argv(line, parser)
     return drop_action(out)
 
 
@@ -190,25 +185,24 @@ def resolve(argv, parser):
 
 
 def main(argv=None):
+    """Run a command line (sys.argv[1:] by default); returns the result folder. Every fault ends in one line and an
+    exit code (suite/entry.py)."""
     given = sys.argv[1:] if argv is None else list(argv)
-    distributed.setup()                             # torchrun: join the process group (nothing for one process)
-    try:
-        if nest2024.claims(given):                 # Hydra command lines (--config-name=…) of Nest & Ernoult 2024
-            return nest2024.main(given)
-        parser = build_parser()
-        args, argv = resolve(given, parser)
-        args.argv_given = given                     # what this command said (a resume appends it to its folder)
-        cli.finalise_suite_args(args)               # --threads; --dry-run writes under <--results-dir>/dry-run/
-        return paper_of(argv, parser).run(args, argv)
-    except cli.UsageError as e:                     # bad flags, absent data: one line, exit 2, no traceback
-        print(f'main.py: error: {e}', file=sys.stderr)
-        raise SystemExit(2)
-    except trainer.Stopped as e:                    # non-finite values, Ctrl-C during training
-        print(f'main.py: {e}', file=sys.stderr)
-        raise SystemExit(e.code)
-    except KeyboardInterrupt:
-        print('main.py: interrupted', file=sys.stderr)
-        raise SystemExit(130)
+    return entry.run('main.py', given, dispatch)
+
+
+def dispatch(given):
+    """The command line to its paper: a Hydra line (--config-name=…) to Nest & Ernoult 2024, the others parsed here
+    (with --load-path, after the run's saved command lines) and routed by their flags (paper_of)."""
+    if nest2024.claims(given):                     # Hydra command lines (--config-name=…) of Nest & Ernoult 2024
+        return nest2024.main(given)
+    parser = build_parser()
+    args, argv = resolve(given, parser)
+    args.argv_given = given                         # what this command said (a resume appends it to its folder)
+    cli.finalise_suite_args(args)                   # --threads, --results-dir checked; --dry-run under dry-run/
+    paper = paper_of(argv, parser)
+    runlog.note(paper=paper.NAME)
+    return paper.run(args, argv)
 
 
 if __name__ == '__main__':

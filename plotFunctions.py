@@ -6,7 +6,11 @@ neural_activity.pt, receipe_summary.csv; EPLCANet's dictionary.pt, dictlearn.csv
 corruptions.csv; in a binary-EP date folder, the S-*/results.csv of every run; Wu et al. 2024's folders (told apart by
 the script named on the first line of their hyperparameters.txt): final_loss.csv + curves.csv (S1-S3), metrics.csv
 (S4, A12), curves.csv + final_accuracy.csv (S4 plot scripts), weight_hist.csv + saturation_hist.csv (S6).
-Depends on matplotlib, pandas and torch only, so that the copy works outside the suite.
+
+`python plotFunctions.py --compare FOLDER [FOLDER …] [--out PNG]` overlays the per-epoch curves of several runs
+(metrics.csv, binary EP's results.csv; e.g. EP vs BPTT, Analog SGD vs TT-v1, two β): one panel per metric they
+share, each run labelled by its folder and the settings in which the runs differ.
+Depends on matplotlib, pandas, numpy and torch only, so that the copy works outside the suite.
 """
 import math
 import os
@@ -704,6 +708,162 @@ def plot_folder(folder='.', show=False):
     return paths
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Several runs in one figure: python plotFunctions.py --compare FOLDER [FOLDER …] [--out PNG]
+
+METRICS_FILES = ('metrics.csv', 'results.csv')          # per-epoch metrics (results.csv: binary EP)
+# settings that differ between runs without making them different runs
+NOT_SETTINGS = {'--results-dir', '--data-root', '--threads', '--device', '--load-path', 'results_dir', 'data_root',
+                'threads', 'device', 'world size'}
+
+
+class CompareError(Exception):
+    """A folder or a set of folders that --compare cannot draw: one line for the user (exit code 2)."""
+
+
+def compare_runs(folder):
+    """[(run folder, curve name, per-epoch table)] of a folder: its metrics.csv (one curve per method, e.g. EP and its
+    BPTT twin) or results.csv, or the S-*/results.csv of a binary-EP date folder."""
+    for name in METRICS_FILES:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            df = pd.read_csv(path)
+            if 'method' in df:
+                return [(folder, str(m), g) for m, g in df.groupby('method', sort=False)]
+            return [(folder, '', df)]
+    runs = binary_runs(folder) if os.path.isdir(folder) else {}
+    if runs:
+        return [(os.path.join(folder, name), '', df) for name, df in runs.items()]
+    raise CompareError(f'{folder}: no {" or ".join(METRICS_FILES)} there (the per-epoch metrics of a training run); '
+                       f'give run folders')
+
+
+def shared_metrics(tables):
+    """The numeric columns (but the epoch) of every table, less the settings: columns constant in every table that
+    has several rows."""
+    cols = [c for c in tables[0].columns if c != 'epoch'
+            and all(c in t and pd.api.types.is_numeric_dtype(t[c]) and t[c].notna().any() for t in tables)]
+    long = [t for t in tables if len(t) > 1]
+    return [c for c in cols if not long or any(t[c].nunique(dropna=True) > 1 for t in long)]
+
+
+def run_settings(folder):
+    """({flag or override: value} of the command line, {key: value} of the '- key: value' lines) of a run's
+    hyperparameter file (empty where there is none or it does not read)."""
+    path = next((os.path.join(folder, n) for n in ('hyperparameters.txt', 'Hyperparameters.txt')
+                 if os.path.isfile(os.path.join(folder, n))), None)
+    flags, items = {}, {}
+    if path is None:
+        return flags, items
+    import shlex
+    with open(path, errors='replace') as f:
+        lines = f.read().splitlines()
+    try:
+        words = shlex.split(lines[0])[2:] if lines and lines[0].startswith('python ') else []
+    except ValueError:
+        words = []
+    key = None
+    for w in words:
+        name, eq, value = w.partition('=')
+        if w.startswith('-') and not re.fullmatch(r'-[0-9.]+(e[-+]?\d+)?', w):      # a flag (not a negative value)
+            flags[name] = value
+            key = None if eq else name                  # --flag=value takes no more words
+        elif re.fullmatch(r'[+~]?[A-Za-z_][\w.]*', name) and eq:                 # a Hydra override key=value
+            flags[name] = value
+            key = None
+        elif key is not None:
+            flags[key] = (flags[key] + ' ' + w).strip()
+    for line in lines[1:]:
+        m = re.match(r'- ([^:]+): (.*)', line)
+        if m:
+            items[m.group(1)] = m.group(2)
+    return flags, items
+
+
+def _differing(dicts):
+    keys = list(dict.fromkeys(k for d in dicts for k in d if k not in NOT_SETTINGS))
+    return [k for k in keys if len({d.get(k) for d in dicts}) > 1]
+
+
+def short_names(folders):
+    """The shortest path endings that tell the folders apart (the whole paths when none does)."""
+    parts = [os.path.normpath(os.path.abspath(f)).split(os.sep) for f in folders]
+    for k in range(1, max(len(p) for p in parts) + 1):
+        names = [os.path.join(*p[-k:]) for p in parts]
+        if len(set(names)) == len(set(map(tuple, parts))):
+            return names
+    return list(folders)
+
+
+def run_labels(folders, limit=90):
+    """A legend label per run folder: its short name and the settings in which the runs differ (the command line's
+    flags and overrides; the hyperparameter file's '- key: value' lines when the command lines do not differ)."""
+    settings = [run_settings(f) for f in folders]
+    flags, items = [s[0] for s in settings], [s[1] for s in settings]
+    keys, source = _differing(flags), flags
+    if not keys:
+        keys, source = _differing(items), items
+    labels = []
+    for name, d in zip(short_names(folders), source):
+        what = ', '.join(f'{k} {d[k]}' if k.startswith('-') else f'{k}={d[k]}' for k in keys if k in d)
+        label = f'{name}: {what}' if what else name
+        labels.append(label if len(label) <= limit else label[:limit - 1] + '…')
+    return labels
+
+
+def compare(folders, out='compare.png', show=False):
+    """One panel per metric that the runs share (the per-epoch curves of every run of the folders), labelled by
+    folder and the settings in which they differ; written to `out`. Returns its path."""
+    runs = [r for f in folders for r in compare_runs(f)]
+    metrics = shared_metrics([t for _, _, t in runs])
+    if not metrics:
+        raise CompareError(f'{" ".join(folders)}: no per-epoch metric is shared by these runs (compare runs of one '
+                           f'paper, e.g. EP and BPTT, two β, Analog SGD and TT-v1)')
+    run_folders = list(dict.fromkeys(f for f, _, _ in runs))
+    labels = dict(zip(run_folders, run_labels(run_folders)))
+    cols = min(3, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.axis('off')
+    for ax, metric in zip(axes.flat, metrics):
+        for i, (folder, curve, t) in enumerate(runs):
+            x = t['epoch'] if 'epoch' in t else range(1, len(t) + 1)
+            ax.plot(x, t[metric], 'o-', ms=3, color=f'C{i % 10}',
+                    label=labels[folder] + (f' [{curve}]' if curve else ''))
+        ax.set_title(metric)
+        ax.set_xlabel('epoch')
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc='lower center', ncol=1, fontsize=8, bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout()
+    fig.savefig(out, dpi=110, bbox_inches='tight')
+    if show:
+        plt.show()
+    plt.close(fig)
+    return out
+
+
+def main(argv):
+    """No arguments: every figure of the folder this copy sits in (as it always did); --compare: several runs."""
+    if not argv:
+        for p in plot_folder('.', show=SHOW):
+            print('wrote', p)
+        return
+    import argparse
+    parser = argparse.ArgumentParser(prog='plotFunctions.py', description='Without arguments: redraw the figures of '
+                                     'this folder. With --compare: overlay the per-epoch curves of several runs.')
+    parser.add_argument('--compare', nargs='+', required=True, metavar='FOLDER',
+                        help='run folders (metrics.csv, results.csv) or binary-EP date folders')
+    parser.add_argument('--out', default='compare.png', help='the PNG to write (default compare.png)')
+    args = parser.parse_args(argv)
+    try:
+        print('wrote', compare(args.compare, args.out, show=SHOW))
+    except CompareError as e:
+        print(f'plotFunctions.py: error: {e}', file=sys.stderr)
+        raise SystemExit(2)
+
+
 if __name__ == '__main__':
-    for p in plot_folder('.', show=SHOW):
-        print('wrote', p)
+    main(sys.argv[1:])

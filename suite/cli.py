@@ -3,9 +3,11 @@ configuration a paper's validation builds (RunConfig), device choice, seeding an
 their own argument group; main.py assembles and dispatches."""
 import argparse
 import dataclasses
+import difflib
 import os
 import random
 import sys
+import tempfile
 import types
 import typing
 
@@ -13,6 +15,7 @@ import torch
 
 import analog
 from suite import distributed
+from suite import runlog
 
 
 class UsageError(Exception):
@@ -22,7 +25,31 @@ class UsageError(Exception):
 class SuiteParser(argparse.ArgumentParser):
     def error(self, message):
         # One line naming the flag, instead of argparse's multi-line usage dump of a very long parser.
-        raise UsageError(f'{message} (see python {self.prog} --help)')
+        raise UsageError(f'{message}{self.suggestions(message)} (see python {self.prog} --help)')
+
+    def suggestions(self, message):
+        """' (did you mean --size_tab?)' for the unrecognized flags of an argparse message that are close to one of
+        this parser's (a dash for an underscore, a typo), '' when none is."""
+        prefix = 'unrecognized arguments: '
+        if not message.startswith(prefix):
+            return ''
+        names = [a.split('=')[0] for a in message[len(prefix):].split() if a.startswith('-')]
+        hits = [(n, did_you_mean(n, self._option_string_actions)) for n in dict.fromkeys(names)]
+        hits = [(n, h) for n, h in hits if h]
+        if len(hits) == 1 and len(names) == 1:
+            return f' (did you mean {hits[0][1]}?)'
+        return f' (did you mean {", ".join(f"{h} for {n}" for n, h in hits)}?)' if hits else ''
+
+
+def did_you_mean(name, options):
+    """The option closest to `name` (the same but for case and -/_, else difflib's closest), or None."""
+    def fold(s):
+        return s.lstrip('-').lower().replace('_', '-')
+    same = [o for o in options if fold(o) == fold(name)]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(name, [o for o in options if len(o) > 2], n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 def int_or_none(v):
@@ -107,18 +134,50 @@ DRY_RUN_DIR = 'dry-run'
 
 
 def finalise_suite_args(args):
-    """What every paper's run needs from the suite-wide flags, applied once right after parsing (main.main):
-    --threads sets torch's CPU threads, and --dry-run moves the results under <--results-dir>/dry-run/ (the folder is
-    not created here; args.results_root keeps the given --results-dir, where real runs live)."""
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f'--threads {args.threads}: give at least 1 CPU thread')
-        torch.set_num_threads(args.threads)
-    if not hasattr(args, 'results_root'):            # idempotent: a second call does not nest dry-run/dry-run
-        args.results_root = args.results_dir
-        if args.dry_run:
-            args.results_dir = os.path.join(args.results_dir, DRY_RUN_DIR)
+    """apply_suite_flags on a parsed namespace (main.py's papers, Wu et al. 2024's scripts), right after parsing:
+    args.results_dir becomes the folder of this run's results (<--results-dir>/dry-run/ for a dry run) and
+    args.results_root keeps the given --results-dir, where real runs live. Idempotent."""
+    root = getattr(args, 'results_root', args.results_dir)     # (a second call does not nest dry-run/dry-run)
+    args.results_dir = apply_suite_flags(args.threads, root, args.dry_run)
+    args.results_root = root
     return args
+
+
+def apply_suite_flags(threads, results_dir, dry_run):
+    """The suite-wide flags that every entry applies in this one place (main.py's papers through finalise_suite_args,
+    the Nest & Ernoult 2024 Hydra lines, Wu et al. 2024's scripts), before anything is written: --threads N (at least
+    1) sets torch's CPU threads; --dry-run moves the results under <--results-dir>/dry-run/; that folder must exist or
+    be creatable, be a folder, and be writable (it is not created here). Its runs.csv is where this run is listed
+    (runlog). Returns the folder of this run's results."""
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f'--threads {threads}: give at least 1 CPU thread')
+        torch.set_num_threads(threads)
+    target = os.path.join(results_dir, DRY_RUN_DIR) if dry_run else results_dir
+    check_results_dir(target, results_dir)
+    runlog.note(results_dir=target)
+    return target
+
+
+def check_results_dir(path, given, flag='--results-dir'):
+    """`path` (the folder of the results, `given` the flag's value) exists or can be created, is a folder and is
+    writable, else a UsageError naming the flag and the fix. Writability is tried with a temporary file, removed at
+    once, in the nearest existing folder (permission bits alone do not stop root, nor say that /proc is not
+    writable)."""
+    here = os.path.abspath(path)
+    while not os.path.lexists(here):
+        here = os.path.dirname(here)
+    itself = here in (os.path.abspath(path), os.path.abspath(given))      # (not one of its parents)
+    if not os.path.isdir(here):
+        what = 'not a folder' if itself else f'cannot be created, {here} is not a folder'
+        raise UsageError(f'{flag} {given}: {what}; give a folder path (it is created when absent)')
+    try:
+        fd, probe = tempfile.mkstemp(dir=here, prefix='.write-test-')
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        what = 'not writable' if itself else f'cannot be created in {here}'
+        raise UsageError(f'{flag} {given}: {what} ({e.strerror or e}); give a folder you can write to')
 
 
 def apply_defaults(args, defaults):

@@ -54,13 +54,39 @@ def is_main():
     return rank() == 0
 
 
+_owned = [False]                   # whether setup() joined the group (a caller that joined it itself keeps it)
+
+
 def setup():
     """Join torchrun's process group (once, first thing of a command line, so that a seed drawn by rank 0 can be
     shared before anything uses it; nothing without torchrun): gloo for CPU tensors, NCCL for CUDA tensors."""
     if launched() == 1 or not dist.is_available() or dist.is_initialized():
         return
     dist.init_process_group('cpu:gloo,cuda:nccl' if torch.cuda.is_available() else 'gloo')
+    _owned[0] = True
     atexit.register(_teardown)
+
+
+def leave():
+    """Leave the process group that setup() joined, now: a rank that stops (a usage error, a failed write) closes its
+    connections before it exits, so that a peer waiting for it in a collective fails at once (peer_lost) instead of
+    waiting for the timeout. A group the caller joined itself (a test running several command lines in one process)
+    is left alone."""
+    if _owned[0]:
+        _owned[0] = False
+        _teardown()
+
+
+def peer_lost(error):
+    """Whether `error` is a collective that failed because another torchrun rank stopped (gloo: the peer closed its
+    connection), rather than a fault of this rank."""
+    if launched() == 1 or not isinstance(error, RuntimeError):
+        return False
+    text = str(error)
+    return isinstance(error, dist.DistError) or any(s in text for s in PEER_GONE)
+
+
+PEER_GONE = ('Connection closed by peer', 'Connection reset by peer', 'Broken pipe')
 
 
 def use_device(device):

@@ -5,7 +5,9 @@ claimed with an atomic mkdir. Every file is written to a temporary name in the s
 interrupted run never leaves a half-written CSV or checkpoint. Under torchrun, rank 0 alone writes: every write
 here is a no-op on the other ranks (they compute the same run; trainer.open_run gives them rank 0's folder name).
 """
+import contextlib
 import datetime
+import errno
 import os
 import re
 import shlex
@@ -89,6 +91,9 @@ def _plain_open_mode(path):
 
 
 def _atomic(path, write):
+    """write(tmp) to a temporary file beside `path`, then rename it to `path`: a failed or interrupted write leaves
+    the previous `path` whole (and no temporary file). A write that fails for lack of space or any other fault of the
+    file system is an OSError, also where torch.save reports it as a RuntimeError of its zip writer."""
     if not distributed.is_main():
         return
     folder = os.path.dirname(os.path.abspath(path))
@@ -98,10 +103,45 @@ def _atomic(path, write):
         write(tmp)
         os.chmod(tmp, _plain_open_mode(path))     # mkstemp makes 0600 files; the user's umask decides, as open()
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        try:
             os.remove(tmp)
+        except OSError:
+            pass
+        if isinstance(e, RuntimeError) and TORCH_WRITE_FAILED.search(str(e)):
+            raise OSError(errno.EIO, f'torch.save could not write {os.path.basename(path)} ({_refusal(folder)})',
+                          path) from e
         raise
+
+
+# how torch.save's zip writer reports a write that the file system refused (e.g. a full disk)
+TORCH_WRITE_FAILED = re.compile(r'inline_container|PytorchStreamWriter|file write failed')
+
+
+def _refusal(folder):
+    try:
+        st = os.statvfs(folder)
+        return 'no space left on the device' if st.f_bavail == 0 else 'the file system refused the write'
+    except (OSError, AttributeError):
+        return 'the file system refused the write'
+
+
+@contextlib.contextmanager
+def locked(folder):
+    """An exclusive lock on a folder (flock of the folder itself, no lock file) while the block runs: concurrent runs
+    that read, change and write back a file there (runs.csv) do so one after the other. No lock where the platform
+    has no flock."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)                                # (closing releases the lock)
 
 
 def write_text(path, text):
@@ -146,10 +186,20 @@ def write_hyperparameters(folder, argv, items, header=None, name='hyperparameter
 
 
 def append_hyperparameters(folder, lines, name='hyperparameters.txt'):
+    """Lines added at the end of a hyperparameter file, rewritten atomically (a full disk cannot cut it in half)."""
     if not distributed.is_main():
         return
-    with open(os.path.join(folder, name), 'a') as f:
-        f.write(''.join(line + '\n' for line in lines))
+    path = os.path.join(folder, name)
+    old = b''
+    if os.path.isfile(path):
+        with open(path, 'rb') as f:               # (bytes: whatever the file holds is kept as it is)
+            old = f.read()
+    new = ''.join(line + '\n' for line in lines).encode()
+
+    def w(tmp):
+        with open(tmp, 'wb') as f:
+            f.write(old + new)
+    _atomic(path, w)
 
 
 def copy_plot_script(folder, name='plotFunctions.py'):

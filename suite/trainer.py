@@ -28,6 +28,7 @@ or, resuming, lets rank 0 append to the folder once every rank has read it.
 import math
 import os
 import re
+import shlex
 import time
 
 import pandas as pd
@@ -36,15 +37,22 @@ from tqdm import tqdm
 
 from suite import distributed
 from suite import rundir
-from suite.cli import say
+from suite import runlog
+from suite.cli import UsageError, say
 
 
 class Stopped(Exception):
-    """A run that ended early: one line for the user and the exit code (1: non-finite values, 130: Ctrl-C)."""
+    """A run that ended early: one line for the user and the exit code (1: non-finite values, 130: Ctrl-C), and
+    its status in runs.csv."""
+    STATUS = {1: 'stopped non-finite', 130: 'interrupted'}
 
     def __init__(self, message, code):
         super().__init__(message)
         self.code = code
+
+    @property
+    def status(self):
+        return self.STATUS.get(self.code, 'failed')
 
 
 def _finite_row(row):
@@ -142,7 +150,8 @@ def _recorded_world_size(path):
 def open_run(make, resume=None, argv=None, hyper_file='hyperparameters.txt', prog='main.py'):
     """The folder of a run, said on stdout as `results: <folder>`: `resume` (a run picked up again; `argv`, the
     command line of `prog` as given, is appended to its hyperparameter file), else `make()`, which creates a new
-    folder and writes its hyperparameters (each paper has its own layout)."""
+    folder and writes its hyperparameters (each paper has its own layout). From here on the run's output also goes
+    to the folder's run.log, and the run has its row in runs.csv (runlog)."""
     if resume:
         # every rank has read the folder's command lines (main.resolve) and checkpoint (the paper's resume) before
         # rank 0 appends to it: else a late rank could merge the resume's line twice, or read it half written
@@ -151,6 +160,7 @@ def open_run(make, resume=None, argv=None, hyper_file='hyperparameters.txt', pro
         folder = resume
     else:
         folder = distributed.broadcast(make() if distributed.is_main() else None)   # rank 0 alone claims it
+    runlog.folder_known(folder)                     # run.log from here on (and what was printed so far), runs.csv
     say(f'results: {folder}')
     return folder
 
@@ -274,6 +284,23 @@ def evaluate(net, batches, T=None, observe=None, topk=1):
             if observe is not None:
                 observe(s, y, label)
     return _rates(counts or [0, 0, 0.0], seen, topk, True)
+
+
+def command_lines(path, prog='main.py'):
+    """The argv of every command line of a hyperparameter file (its first line, then the line of every resume), in
+    order; a file whose command lines do not read as shell words (a lost quote, bytes that are not text) is a
+    UsageError naming it."""
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(f'python {prog} '):
+                    out.append(shlex.split(line)[2:])
+    except ValueError as e:                         # shlex's unbalanced quotes, UnicodeDecodeError
+        why = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise UsageError(f'{path}: unreadable command line ({why}); restore the line that made the run '
+                         f'(python {prog} …), or give another run folder')
+    return out
 
 
 def hyper_file_of(folder):

@@ -39,7 +39,6 @@ import dataclasses
 import datetime
 import os
 import re
-import shlex
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -57,7 +56,8 @@ import plotFunctions
 from suite import rundir
 from suite import checkpoints
 from suite import trainer
-from suite.cli import DTYPES, UsageError, dry_cap, pick_device, say, seed_everything
+from suite import runlog
+from suite.cli import DTYPES, UsageError, apply_suite_flags, dry_cap, pick_device, say, seed_everything
 from papers.nest2024 import config
 from papers.nest2024.nets import FeedforwardChain, HopfieldChain, blocks_from_config, resnet_blocks
 
@@ -270,12 +270,14 @@ def saved_command(folder):
         raise UsageError(f'--load-path {folder}: no hyperparameters.txt in that folder; give a run folder of this '
                          f'suite')
     name, lists = None, []
-    with open(path) as f:
-        for line in f:
-            if line.startswith('python main.py '):
-                flags, ov = split_argv(shlex.split(line)[2:])
-                name = name or flags.get('config_name')
-                lists.append(ov)
+    for line in trainer.command_lines(path):
+        try:
+            flags, ov = split_argv(line)
+        except UsageError as e:
+            raise UsageError(f'{path}: unreadable command line ({e}); restore the line that made the run, or give '
+                             f'another run folder')
+        name = name or flags.get('config_name')
+        lists.append(ov)
     return name, merge_overrides(*lists)
 
 
@@ -538,15 +540,15 @@ def gdd(run, cfg, argv):
 # ---------------------------------------------------------------------------------------------------------------
 
 def main(argv):
-    """Entry point from main.py for a `--config-name=` command line; returns the result folder (None for --help)."""
+    """Entry point from main.py (suite/entry.run's dispatch) for a `--config-name=` command line; returns the result
+    folder (None for --help). --threads, --results-dir and --dry-run are applied as for every paper
+    (cli.apply_suite_flags)."""
     if any(a in HELP for a in argv):
         return usage(argv)
     flags, _ = split_argv(argv)
-    if flags.get('threads') is not None:
-        torch.set_num_threads(max(1, _int_flag(flags, 'threads')))
+    runlog.note(paper=NAME)
     run, cfg, _ = resolve(argv)
-    if run.dry_run:
-        run.results_dir = os.path.join(run.results_dir, 'dry-run')
+    run.results_dir = apply_suite_flags(_int_flag(flags, 'threads'), run.results_dir, run.dry_run)
     if run.exp_type == 'gdd':
         return gdd(run, cfg, argv)
     return train(run, cfg, argv)

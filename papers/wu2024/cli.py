@@ -18,6 +18,7 @@ from papers.wu2024 import toy
 from suite import checks
 from suite import distributed
 from suite import trainer
+from suite.entry import run as run_entry
 from suite.cli import (RunConfig, SuiteParser, UsageError, finalise_suite_args, int_or_none, run_config, say)
 
 NAME = 'wu2024'
@@ -273,24 +274,16 @@ def run_matches(folder, setting, tau, flag):
 # Entry point
 
 def main(script, argv=None):
-    """Run an entry script's command line (sys.argv[1:] by default); returns its result folder. Bad input: one line
-    on stderr and exit code 2."""
-    prog = script + '.py'
+    """Run an entry script's command line (sys.argv[1:] by default); returns its result folder. Every fault ends in
+    one line on stderr and an exit code (suite/entry.py; bad input: 2)."""
     given = sys.argv[1:] if argv is None else list(argv)
-    distributed.setup()                             # torchrun: join the process group (nothing for one process)
-    try:
-        args, argv = parse(script, given)
-        finalise_suite_args(args)
-        return RUN[SCRIPTS[script][0]](validate(script, args, given), argv)
-    except UsageError as e:
-        print(f'{prog}: error: {e}', file=sys.stderr)
-        raise SystemExit(2)
-    except trainer.Stopped as e:
-        print(f'{prog}: {e}', file=sys.stderr)
-        raise SystemExit(e.code)
-    except KeyboardInterrupt:
-        print(f'{prog}: interrupted', file=sys.stderr)
-        raise SystemExit(130)
+    return run_entry(script + '.py', given, lambda given: run_script(script, given), paper=NAME)
+
+
+def run_script(script, given):
+    args, argv = parse(script, given)
+    finalise_suite_args(args)
+    return RUN[SCRIPTS[script][0]](validate(script, args, given), argv)
 
 
 def parse(script, given):
