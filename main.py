@@ -3,11 +3,10 @@
 Every paper adds an argument group (its own flags, same names as its original code) and a `run(args, argv)`;
 the paper a command belongs to is inferred from the flags it uses, so the papers' commands run unchanged.
 """
-import os
-import re
 import sys
 
 from suite import cli
+from suite import commandline
 from suite import entry
 from suite import runlog
 
@@ -16,7 +15,6 @@ from papers import eplcanet
 from papers import laborieux2021
 from papers import laydevant2021
 from papers import nest2024
-from suite import trainer
 
 # Each paper module has FLAGS (the flags only it uses), add_args(parser) and run(args, argv).
 # The first paper is the default when a command uses no paper-specific flag.
@@ -31,26 +29,6 @@ def build_parser():
     for paper in PAPERS:
         paper.add_args(parser)
     return parser
-
-
-def normalise_argv(argv, parser):
-    """Understand two typos of the published commands instead of rejecting them:
-    '-- layersList' (a space after the dashes) and '8e-8--conv_threshold' (a value glued to the next flag)."""
-    known = set(parser._option_string_actions)
-    out, i = [], 0
-    while i < len(argv):
-        a = argv[i]
-        if a == '--' and i + 1 < len(argv) and '--' + argv[i + 1] in known:
-            out.append('--' + argv[i + 1])
-            i += 2
-            continue
-        m = re.fullmatch(r'([-+]?[0-9.]+(?:e[-+]?\d+)?)(--[A-Za-z_][\w-]*)', a)
-        if m and m.group(2) in known:
-            out += [m.group(1), m.group(2)]
-        else:
-            out.append(a)
-        i += 1
-    return out
 
 
 # The flags of each paper are its own; a command line uses the flags of one paper. EPLCANet extends Laborieux et al.
@@ -135,55 +113,6 @@ def paper_of(argv, parser=None):
     return paper
 
 
-def saved_argv(folder, parser):
-    """The command lines of a run folder (the first line of its hyperparameter file, then the line of every
-    resume), joined in order: with --load-path they come before the new command line, so that the run's own flags
-    are the defaults and a flag given again overrides them. The lines are those of the parser's program
-    (`python main.py …`, or a Wu 2024 script's `python S4.1-mnist-FCN.py …`)."""
-    path = trainer.hyper_file_of(folder)
-    if path is None:
-        raise cli.UsageError(f'--load-path {folder}: no hyperparameters.txt in that folder; give the folder of a run '
-                             f'made by this suite')
-    out = []
-    for line in trainer.command_lines(path, parser.prog):
-        out += normalise_argv(line, parser)
-    return drop_action(out)
-
-
-TRAINING_ACTIONS = ('advtrain', 'dictlearn')     # actions that a --load-path alone picks up again
-
-
-def drop_action(argv):
-    """argv without its --action/--todo (but advtrain and dictlearn, kinds of training): the saved run's action is
-    not the default of a command that loads it (`--load-path <run>` alone resumes training)."""
-    out, i = [], 0
-    while i < len(argv):
-        a = argv[i]
-        if a in ('--action', '--todo') and i + 1 < len(argv):
-            if argv[i + 1] in TRAINING_ACTIONS:
-                out += argv[i:i + 2]
-            i += 2
-            continue
-        if not a.startswith(('--action=', '--todo=')) or a.split('=', 1)[1] in TRAINING_ACTIONS:
-            out.append(a)
-        i += 1
-    return out
-
-
-def resolve(argv, parser):
-    """(args, argv) of a command line; with --load-path RUN, argv is the run's saved command lines + this one."""
-    argv = normalise_argv(argv, parser)
-    args = parser.parse_args(argv)
-    if args.load_path and os.path.isdir(args.load_path):
-        merged = saved_argv(args.load_path, parser) + argv
-        try:
-            args = parser.parse_args(merged)
-        except cli.UsageError as e:
-            raise cli.UsageError(f'--load-path {args.load_path}: its saved command line does not parse ({e})')
-        argv = merged
-    return args, argv
-
-
 def main(argv=None):
     """Run a command line (sys.argv[1:] by default); returns the result folder. Every fault ends in one line and an
     exit code (suite/entry.py)."""
@@ -197,7 +126,7 @@ def dispatch(given):
     if nest2024.claims(given):                     # Hydra command lines (--config-name=…) of Nest & Ernoult 2024
         return nest2024.main(given)
     parser = build_parser()
-    args, argv = resolve(given, parser)
+    args, argv = commandline.resolve(given, parser)
     args.argv_given = given                         # what this command said (a resume appends it to its folder)
     cli.finalise_suite_args(args)                   # --threads, --results-dir checked; --dry-run under dry-run/
     paper = paper_of(argv, parser)

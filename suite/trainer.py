@@ -126,7 +126,7 @@ def _stop_non_finite(folder, hyper_file, label, row, done, prog):
 
 def note_resume(folder, argv, hyper_file='hyperparameters.txt', prog='main.py'):
     """A resumed run appends its command line (`python <prog> …`) to the folder's hyperparameter file: its flags
-    override the saved ones the next time the folder is loaded (main.saved_argv reads every command line of that file,
+    override the saved ones the next time the folder is loaded (commandline.saved_argv reads every command line of that file,
     in order). A resume by another number of torchrun processes than the file's last `- world size: N` (none: 1)
     adds its own."""
     lines = [rundir.command_line(argv, prog)]
@@ -153,7 +153,7 @@ def open_run(make, resume=None, argv=None, hyper_file='hyperparameters.txt', pro
     folder and writes its hyperparameters (each paper has its own layout). From here on the run's output also goes
     to the folder's run.log, and the run has its row in runs.csv (runlog)."""
     if resume:
-        # every rank has read the folder's command lines (main.resolve) and checkpoint (the paper's resume) before
+        # every rank has read the folder's command lines (commandline.resolve) and checkpoint (the paper's resume) before
         # rank 0 appends to it: else a late rank could merge the resume's line twice, or read it half written
         distributed.barrier()
         note_resume(resume, argv, hyper_file, prog)

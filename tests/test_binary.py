@@ -139,9 +139,10 @@ def test_decay_lr_alpha_takes_effect_at_its_epoch(tmp_path):
 
 def test_typo_tolerant_command_line():
     import main
+    from suite import commandline
     p = main.build_parser()
-    argv = main.normalise_argv(['--archi', 'conv', '--', 'layersList', '700', '--classi_threshold',
-                                '8e-8--conv_threshold', '8e-8', '2e-7'], p)
+    argv = commandline.normalise_argv(['--archi', 'conv', '--', 'layersList', '700', '--classi_threshold',
+                                       '8e-8--conv_threshold', '8e-8', '2e-7'], p)
     args = p.parse_args(argv)
     assert args.layersList == [700] and args.classi_threshold == [8e-8] and args.conv_threshold == [8e-8, 2e-7]
     assert main.paper_of(argv).NAME == 'laydevant2021'

@@ -108,11 +108,11 @@ def _epochs(n, results_dir, load=None):
 def _resume_runs(rank):
     """Under 2 ranks (cwd: the test's folder): 2 epochs; 1 epoch resumed for 1 more; 1 epoch of one process resumed
     for 1 more. Rank 0 copies the 1-epoch folder first, for one process to resume. Returns (exit code, folder)s and
-    the saved command lines this rank merged (main.saved_argv) for each resume."""
-    import main
+    the saved command lines this rank merged (commandline.saved_argv) for each resume."""
+    from suite import commandline
     plotFunctions.plot_folder = lambda *a, **k: None          # (a forked rank) the figures take most of a run
-    saved_argv, read = main.saved_argv, []
-    main.saved_argv = lambda folder, parser: read.append(saved_argv(folder, parser)) or read[-1]
+    saved_argv, read = commandline.saved_argv, []
+    commandline.saved_argv = lambda folder, parser: read.append(saved_argv(folder, parser)) or read[-1]
     full = run_main(_epochs(2, 'two'))
     part = run_main(_epochs(1, 'two'))
     if rank == 0:

@@ -10,7 +10,6 @@ import sys
 import torch
 
 import analog
-import main as entry
 from papers.wu2024 import classify
 from papers.wu2024 import figures
 from papers.wu2024 import nets as wu_nets
@@ -18,6 +17,7 @@ from papers.wu2024 import toy
 from suite import checks
 from suite import distributed
 from suite import trainer
+from suite import commandline
 from suite.entry import run as run_entry
 from suite.cli import (RunConfig, SuiteParser, UsageError, finalise_suite_args, int_or_none, run_config, say)
 
@@ -288,10 +288,10 @@ def run_script(script, given):
 
 def parse(script, given):
     """(args, argv) of a command line; for S4 and A12 with --load-path RUN, argv is the run's saved command lines
-    followed by this one, so that the run's own flags are the defaults (main.resolve, as for main.py's papers)."""
+    followed by this one, so that the run's own flags are the defaults (suite.commandline.resolve, as for main.py's papers)."""
     parser = build_parser(script)
     if SCRIPTS[script][0] in ('mnist', 'resnet'):
-        return entry.resolve(given, parser)
+        return commandline.resolve(given, parser)
     return parser.parse_args(given), list(given)
 
 
