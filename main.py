@@ -3,6 +3,7 @@
 Every paper adds an argument group (its own flags, same names as its original code) and a `run(args, argv)`;
 the paper a command belongs to is inferred from the flags it uses, so the papers' commands run unchanged.
 """
+import os
 import sys
 
 from suite import cli
@@ -14,7 +15,6 @@ from papers import ernoult2019
 from papers import eplcanet
 from papers import laborieux2021
 from papers import laydevant2021
-from papers import nest2024
 
 # Each paper module has FLAGS (the flags only it uses), add_args(parser) and run(args, argv).
 # The first paper is the default when a command uses no paper-specific flag.
@@ -113,6 +113,19 @@ def paper_of(argv, parser=None):
     return paper
 
 
+def is_nest2024(argv):
+    """A command line of Nest & Ernoult 2024 (routed to papers.nest2024): it names a Hydra config, or resumes
+    (--load-path) a folder holding a config.yaml of that paper's runs."""
+    if any(a == '--config-name' or a.startswith('--config-name=') for a in argv):
+        return True
+    for i, a in enumerate(argv):
+        path = a.split('=', 1)[1] if a.startswith('--load-path=') else (
+            argv[i + 1] if a == '--load-path' and i + 1 < len(argv) else None)
+        if path and os.path.isfile(os.path.join(path, 'config.yaml')):
+            return True
+    return False
+
+
 def main(argv=None):
     """Run a command line (sys.argv[1:] by default); returns the result folder. Every fault ends in one line and an
     exit code (suite/entry.py)."""
@@ -123,7 +136,8 @@ def main(argv=None):
 def dispatch(given):
     """The command line to its paper: a Hydra line (--config-name=…) to Nest & Ernoult 2024, the others parsed here
     (with --load-path, after the run's saved command lines) and routed by their flags (paper_of)."""
-    if nest2024.claims(given):                     # Hydra command lines (--config-name=…) of Nest & Ernoult 2024
+    if is_nest2024(given):                         # Hydra command lines (--config-name=…) of Nest & Ernoult 2024
+        from papers import nest2024                # (imported here: Hydra costs start-up time to the other papers)
         return nest2024.main(given)
     parser = build_parser()
     args, argv = commandline.resolve(given, parser)

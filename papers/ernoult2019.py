@@ -9,13 +9,11 @@ import copy
 import dataclasses
 import os
 
-import pandas as pd
 import torch
 
 from suite import data
 from ep import estimators
 import netFunctions as nf
-import plotFunctions
 import analog
 from suite import checks
 from suite import rundir
@@ -290,8 +288,8 @@ def train_action(cfg, argv, device, seed):
                         **m.pop_steps())
         trainer.fit(folder, cfg.epochs, rows[method], run_epoch, saves[method], m.parameters(), label=f' ({method})',
                     metrics='metrics.csv', table=lambda: [r for v in rows.values() for r in v],
-                    plot=lambda f: plotFunctions.plot_folder(f, show=False))
-    plotFunctions.plot_folder(folder, show=False)
+                    plot=lambda f: rundir.plot_folder(f, show=False))
+    rundir.plot_folder(folder, show=False)
     return folder
 
 
@@ -344,6 +342,8 @@ def gdu_sampler(cfg, device, gen):
 
 
 def gdu_action(cfg, argv, device, seed, gen):
+    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
+    import plotFunctions                # (imported here: matplotlib costs start-up time to every command)
     draw = gdu_sampler(cfg, device, gen)                  # fails on absent data before the folder exists
     net = build_net(cfg).to(device, cfg.float_dtype).set_relaxation(cfg.tol, cfg.tol_every,
                                                                     SCHEDULES[cfg.schedule])
@@ -360,7 +360,7 @@ def gdu_action(cfg, argv, device, seed, gen):
     rundir.save(tr if cfg.save_all_traces else sample_traces(tr), os.path.join(folder, 'gdu.pt'))
     rundir.write_csv(os.path.join(folder, 'gdu_stats.csv'), table)
     say(table.to_string(index=False, float_format=lambda v: f'{v:.4f}'))
-    plotFunctions.plot_folder(folder, show=False)
+    rundir.plot_folder(folder, show=False)
     return folder
 
 
@@ -371,6 +371,7 @@ def sample_traces(tr, n_keep=TRACE_UNITS, seed=TRACE_SEED):
     """The traces of at most n_keep units per layer and per parameter tensor (the full ones grow with K, the batch
     and the layer widths: 65 MB at T 150 / K 10, batch 20, 784-512-10): a fixed seeded random subset that contains the
     units the figures draw, so that they are unchanged. Layout in plotFunctions.py (tr['units'], tr['shapes'])."""
+    import plotFunctions                # (imported here: matplotlib costs start-up time to every command)
     gen = torch.Generator().manual_seed(seed)
     s_sizes, t_sizes = plotFunctions.trace_sizes(tr)
     drawn_S, drawn_T = plotFunctions.units_S(s_sizes), plotFunctions.units_T(t_sizes)
@@ -397,6 +398,7 @@ def sample_traces(tr, n_keep=TRACE_UNITS, seed=TRACE_SEED):
 
 
 def receipe_action(cfg, net, folder, draw):
+    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
     n_trials = 1 if cfg.dry_run else 20
     stats = nf.receipe(net, draw, n_trials)
     rows, summary = [], []
@@ -412,5 +414,5 @@ def receipe_action(cfg, net, folder, draw):
             f'{s["sign_mean"]:.2f} ± {s["sign_std"]:.2f} %, both zero {s["zero_mean"]:.2f} ± {s["zero_std"]:.2f} %')
     rundir.write_csv(os.path.join(folder, 'receipe.csv'), pd.DataFrame(rows))
     rundir.write_csv(os.path.join(folder, 'receipe_summary.csv'), pd.DataFrame(summary))
-    plotFunctions.plot_folder(folder, show=False)                          # receipe.png
+    rundir.plot_folder(folder, show=False)                          # receipe.png
     return folder

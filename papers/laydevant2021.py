@@ -12,8 +12,8 @@ import torch
 
 from suite import checks
 from suite import data
-import plotFunctions
 from suite import checkpoints
+from suite import rundir
 from suite import trainer
 import Tools_conv
 import Tools_fc
@@ -330,6 +330,6 @@ def run(args, argv):
                 f' test error {r["Ave_Test_Error"]:.2f} % (single {r["Single_Test_Error"]:.2f}), {r["seconds"]:.1f} s')
 
     trainer.fit(folder, cfg.epochs, rows, run_epoch, save, net.parameters(), HYPER_FILE, metrics='results.csv',
-                plot=lambda f: plotFunctions.plot_folder(os.path.dirname(f)))
-    plotFunctions.plot_folder(os.path.dirname(folder))
+                plot=lambda f: rundir.plot_folder(os.path.dirname(f)))
+    rundir.plot_folder(os.path.dirname(folder))
     return folder

@@ -206,3 +206,11 @@ def copy_plot_script(folder, name='plotFunctions.py'):
     if not distributed.is_main():
         return
     shutil.copy(os.path.join(ROOT, name), os.path.join(folder, name))
+
+
+def plot_folder(folder, **kw):
+    """Draw the figures of a run folder (plotFunctions.plot_folder). plotFunctions is imported here, on first use:
+    matplotlib and pandas cost about a second of start-up that a command drawing nothing (--help, a usage error, the
+    first printed line of a run) should not pay."""
+    import plotFunctions
+    return plotFunctions.plot_folder(folder, **kw)

@@ -35,7 +35,6 @@ import os
 import re
 import sys
 
-import pandas as pd
 
 from suite import distributed
 from suite import rundir
@@ -207,6 +206,7 @@ def finish(status, extra=''):
 
 def update_runs(record, status, end=''):
     """Write the record's row of runs.csv (see the module's docstring); a failure is one warning line."""
+    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
     if record.results_dir is None or not distributed.is_main():
         return
     path = os.path.join(record.results_dir, 'runs.csv')
@@ -242,6 +242,7 @@ def _relative(folder, root):
 def final_metrics(folder):
     """{epoch, method, test_acc, test_error, test_loss} of the last row of the folder's metrics (EP's row of the last
     epoch when it has several methods), the columns it has; {} without a readable metrics file."""
+    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
     for name in METRICS_FILES:
         path = os.path.join(folder, name)
         if not os.path.isfile(path):

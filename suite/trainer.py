@@ -31,7 +31,6 @@ import re
 import shlex
 import time
 
-import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -76,6 +75,7 @@ def fit(folder, epochs, history, run_epoch, save, params, hyper_file='hyperparam
     end each row, its save(folder) runs after every good epoch. `plot(folder)`, if given, redraws the run's figures
     after every epoch but the last (the paper draws them once more when its run ends). `prog`: the command that
     resumes the run (main.py, or a Wu 2024 script). Returns history."""
+    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
     params = list(params)                                  # (a generator would be spent after the first check)
     start = history[-1]['epoch'] if history else 0
     done = start

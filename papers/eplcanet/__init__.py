@@ -20,7 +20,6 @@ import math
 import os
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
@@ -29,7 +28,6 @@ from suite import checks
 from suite import data
 from suite import distributed
 from papers import laborieux2021 as lab
-import plotFunctions
 from suite import rundir
 from suite import checkpoints
 from suite import trainer
@@ -474,6 +472,7 @@ def batched(x, y, bs):
 
 
 def attack_action(cfg, argv, model, clf, xte, yte, device, seed):
+    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
     model.eval()
     norm_name = 'inf' if cfg.norm == math.inf else '2'
     tag = f'Norm_{norm_name}_'
@@ -518,7 +517,7 @@ def attack_action(cfg, argv, model, clf, xte, yte, device, seed):
         rundir.write_text(os.path.join(folder, f'{prefix}{tag}Adversarial_Accuracy_Attack_T_{cfg.attack_step}_'
                                                 f'Predict_T_{cfg.predict_step}.txt'),
                            table[['eps', 'clean_acc', 'adv_acc']].to_string(index=False) + '\n')
-    plotFunctions.plot_folder(folder)
+    rundir.plot_folder(folder)
     return folder
 
 
@@ -538,12 +537,13 @@ def image_print(cfg, clf, x, label, folder):
     preds = [clf.logits(a).argmax(1).item() for a in [img] + advs]
     np.savez(os.path.join(folder, 'image_print.npz'), eps=np.array([0.0] + eps), label=lbl.item(),
              images=torch.cat([img] + advs).cpu().numpy(), predictions=np.array(preds))
-    plotFunctions.plot_folder(folder)
+    rundir.plot_folder(folder)
     return folder
 
 
 def corruptions(cfg, clf, folder, device, bs):
     """CIFAR-10-C: accuracy per corruption and severity (each file holds 5 severities × N images, uint8 NHWC)."""
+    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
     root = os.path.join(cfg.data_root, 'CIFAR-10-C')
     labels = torch.from_numpy(np.load(os.path.join(root, 'labels.npy'))).long()
     rows = []
@@ -560,7 +560,7 @@ def corruptions(cfg, clf, folder, device, bs):
         rundir.write_csv(os.path.join(folder, 'corruptions.csv'), pd.DataFrame(rows))
     table = pd.DataFrame(rows)
     rundir.write_text(os.path.join(folder, 'Corruption_Accuracy.txt'), table.to_string(index=False) + '\n')
-    plotFunctions.plot_folder(folder)
+    rundir.plot_folder(folder)
     return folder
 
 
@@ -672,6 +672,6 @@ def dictlearn_action(cfg, argv, device, seed):
                          os.path.join(folder, 'dictionary.pt'))
 
     trainer.fit(folder, cfg.epochs, history, run_epoch, save, learner.parameters(), metrics='dictlearn.csv',
-                plot=plotFunctions.plot_folder)
-    plotFunctions.plot_folder(folder)
+                plot=rundir.plot_folder)
+    rundir.plot_folder(folder)
     return folder

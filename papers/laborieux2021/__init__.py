@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import os
 
-import pandas as pd
 import torch
 
 import analog
@@ -18,7 +17,6 @@ from suite import checks
 from suite import data
 from ep import estimators
 import netFunctions as nf
-import plotFunctions
 from suite import rundir
 from suite import checkpoints
 from suite import trainer
@@ -468,10 +466,10 @@ def train_action(cfg, argv, model, xtr, ytr, xte, yte, device, seed, ext=None):
             f'test loss {last["test_loss"]:.4f}, {last["seconds"]:.1f} s')
 
     trainer.fit(folder, cfg.epochs, history, run_epoch, save, model.parameters(), metrics='metrics.csv',
-                extension=ext, plot=plotFunctions.plot_folder)
+                extension=ext, plot=rundir.plot_folder)
     save_neural_activity(model, train_b, folder, cfg.T1)
     rundir.save({'model': model.state_dict(), 'arch': arch_of(cfg)}, os.path.join(folder, 'final_model.pt'))
-    plotFunctions.plot_folder(folder)
+    rundir.plot_folder(folder)
     return folder
 
 
@@ -524,6 +522,7 @@ def gdu_dict(tr, side):
 
 
 def gducheck_action(cfg, argv, model, xtr, ytr, device, seed):
+    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
     if cfg.model_from:                                     # the check gets a folder of its own
         load_model(cfg.model_from, model)
     folder = trainer.open_run(lambda: new_run_folder(cfg, argv, device, seed, model))
@@ -545,5 +544,5 @@ def gducheck_action(cfg, argv, model, xtr, ytr, device, seed):
     table = pd.DataFrame(nf.gdu_table(traces['right']))
     rundir.write_csv(os.path.join(folder, 'gdu_stats.csv'), table)
     say(table.to_string(index=False, float_format=lambda v: f'{v:.4f}'))
-    plotFunctions.plot_folder(folder)
+    rundir.plot_folder(folder)
     return folder

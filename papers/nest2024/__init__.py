@@ -41,7 +41,6 @@ import os
 import re
 from dataclasses import dataclass, field
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
@@ -52,7 +51,6 @@ from omegaconf.errors import OmegaConfBaseException
 from suite import checks
 from suite import data
 from ep import estimators
-import plotFunctions
 from suite import rundir
 from suite import checkpoints
 from suite import trainer
@@ -75,19 +73,6 @@ NORMALISE = {'cifar10': ((0.4914, 0.4822, 0.4465), tuple(3 * s for s in (0.2023,
              # MNIST by analogy with CIFAR (its mean, 3× its std)
              'mnist5k': ((0.1307,) * 3, (3 * 0.3081,) * 3)}
 DRY_BATCH = 2
-
-
-def claims(argv):
-    """A command line of this paper: it names a Hydra config, or resumes (--load-path) a folder holding a
-    config.yaml of this paper's runs."""
-    if any(a == '--config-name' or a.startswith('--config-name=') for a in argv):
-        return True
-    for i, a in enumerate(argv):
-        path = a.split('=', 1)[1] if a.startswith('--load-path=') else (
-            argv[i + 1] if a == '--load-path' and i + 1 < len(argv) else None)
-        if path and os.path.isfile(os.path.join(path, 'config.yaml')):
-            return True
-    return False
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -396,6 +381,7 @@ def run_folder(run):
 def write_config(folder, argv, cfg, run):
     """config.yaml (the command line first, with the original's keys as given and the keys they set, then the
     resolved config with the seed used) and hyperparameters.txt."""
+    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.trainer.seed = run.seed
@@ -456,8 +442,8 @@ def train(run, cfg, argv):
         checkpoints.save(os.path.join(folder, 'checkpoint.tar'), **ck)
 
     trainer.fit(folder, run.epochs, history, run_epoch, save, chain.parameters(), metrics='metrics.csv',
-                plot=plotFunctions.plot_folder)
-    plotFunctions.plot_folder(folder)
+                plot=rundir.plot_folder)
+    rundir.plot_folder(folder)
     return folder
 
 
@@ -509,6 +495,7 @@ def gdd_curves(chain, x, label, run, gen):
 
 
 def gdd(run, cfg, argv):
+    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
     device = pick_device(run.device)
     run.seed = seed_everything(run.seed)
     folder = trainer.open_run(lambda: new_folder(run, cfg, argv))
@@ -533,7 +520,7 @@ def gdd(run, cfg, argv):
     for r in rows:
         say(f'layer {r["layer"]:2d} (block {r["block"]}): cos(EP, ID) = {r["cosine"]:.5f}'
             + (f' ± {r["cosine_std"]:.5f} over {r["n"]}' if r['n'] > 1 else ''))
-    plotFunctions.plot_folder(folder)
+    rundir.plot_folder(folder)
     return folder
 
 

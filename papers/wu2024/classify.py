@@ -7,7 +7,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import analog
-import plotFunctions
 from ep import estimators
 from netClasses import Feedforward
 from papers.wu2024 import nets as wu_nets
@@ -95,13 +94,13 @@ def fit_classifier(cfg, argv, net, opt, train_b, test_b, gen, step, items, arch)
                          history, scheduler=sched, generator=gen, config=cfg)
 
     trainer.fit(folder, cfg.epochs, history, run_epoch, save, model.parameters(), metrics='metrics.csv',
-                prog=cfg.script + '.py', plot=plotFunctions.plot_folder)
+                prog=cfg.script + '.py', plot=rundir.plot_folder)
     if writer is not None:
         writer.close()
     if cfg.save_checkpoint:
         rundir.save({'model': model.state_dict(), 'arch': arch, 'setting': cfg.setting, 'tau': cfg.tau,
                      'arrays': arrays(model)}, os.path.join(folder, 'model.pt'))
-    plotFunctions.plot_folder(folder)
+    rundir.plot_folder(folder)
     return folder
 
 

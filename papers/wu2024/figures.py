@@ -4,12 +4,10 @@ histograms."""
 import os
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn as nn
 
 import analog
-import plotFunctions
 from papers.wu2024 import nets as wu_nets
 from suite import checkpoints
 from suite import rundir
@@ -33,6 +31,7 @@ def new_folder(cfg, argv, items, model=None):
 
 def write_saturation(folder, rows):
     """saturation.csv: for each (labels, saturations) the max and mean |W|/bound and the fraction above 0.9, printed."""
+    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
     table = pd.DataFrame([{**labels, 'max_saturation': s.max().item(), 'mean_saturation': s.mean().item(),
                            'fraction_above_0.9': (s > 0.9).double().mean().item()} for labels, s in rows])
     rundir.write_csv(os.path.join(folder, 'saturation.csv'), table)
@@ -71,6 +70,7 @@ METRICS_COLUMNS = ('epoch', 'setting', 'tau', 'test_acc')      # what the summar
 def read_metrics(path, fix):
     """The metrics.csv of an S4 run, checked: readable, at least one row, the METRICS_COLUMNS present and test_acc
     numeric. Anything else is a UsageError naming the file and `fix`, raised before a result folder is claimed."""
+    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
     try:
         frame = pd.read_csv(path)
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:   # EmptyDataError: a ValueError
@@ -86,6 +86,7 @@ def read_metrics(path, fix):
 
 def synthetic_runs(seed):
     """Dry run without S4 runs: two made-up 6-epoch runs per setting (said on stdout)."""
+    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
     g = torch.Generator().manual_seed(seed)
     frames = []
     for setting, tau, top in (('FP SGD', None, 97.5), ('Analog SGD', 0.6, 95.0), ('TT-v1', 0.6, 97.0)):
@@ -99,6 +100,7 @@ def synthetic_runs(seed):
 def summarise(frames):
     """Per (setting, τ): the mean and std across repeats of test accuracy per epoch (runs cut to the shortest), and
     the final accuracy = mean over the last 5 epochs of the mean curve ± mean over them of the std across repeats."""
+    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
     curves, finals = [], []
     groups = {}
     for f in frames:
@@ -117,6 +119,7 @@ def summarise(frames):
 
 
 def plot_runs(cfg, argv):
+    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
     fix = f'move it out of the --runs folder, or give --runs a folder holding only {PLOTTED[cfg.script]}.py runs'
     frames = [read_metrics(p, fix) for p in cfg.sources] or synthetic_runs(cfg.seed)
     folder = trainer.open_run(lambda: new_folder(cfg, argv, [('runs', len(frames)), ('metrics files', cfg.sources)]))
@@ -127,7 +130,7 @@ def plot_runs(cfg, argv):
         tau = '' if pd.isna(r.tau) else f' τ={r.tau:g}'
         say(f'{r.setting}{tau}: final accuracy {r.final_acc:.2f} ± {r.final_std:.2f} % (mean of the last '
             f'{min(FINAL_EPOCHS, r.epochs)} epochs, {r.repeats} run(s))')
-    plotFunctions.plot_folder(folder)
+    rundir.plot_folder(folder)
     return folder
 
 
@@ -175,6 +178,7 @@ def saved_arrays(path, setting):
 
 
 def histogram(values, setting, lo, hi):
+    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
     counts = torch.histc(values.double(), HIST_BINS, lo, hi)
     edges = torch.linspace(lo, hi, HIST_BINS + 1)
     return pd.DataFrame({'setting': setting, 'left': edges[:-1].numpy(), 'right': edges[1:].numpy(),
@@ -184,6 +188,7 @@ def histogram(values, setting, lo, hi):
 def distribution(cfg, argv):
     """weight_hist.csv, saturation_hist.csv (setting, left, right, count), saturation.csv (mean, max, fraction above
     0.9 per setting) and the figure."""
+    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
     got = {s: distribution_arrays(cfg, s, p) for s, p in cfg.checkpoints.items()}
     folder = trainer.open_run(lambda: new_folder(cfg, argv, [('tau', cfg.tau), ('checkpoints', cfg.checkpoints),
                                                              ('bins', HIST_BINS)]))
@@ -193,5 +198,5 @@ def distribution(cfg, argv):
     rundir.write_csv(os.path.join(folder, 'saturation_hist.csv'), pd.concat([histogram(v, s, 0.0, 1.0)
                                                                               for s, v in sats]))
     write_saturation(folder, [({'setting': s}, v) for s, v in sats])
-    plotFunctions.plot_folder(folder)
+    rundir.plot_folder(folder)
     return folder

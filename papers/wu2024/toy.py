@@ -8,13 +8,11 @@ import dataclasses
 import math
 import os
 
-import pandas as pd
 import torch
 import torch.nn as nn
 
 import analog
 from netClasses import Feedforward
-import plotFunctions
 from papers.wu2024.figures import new_folder, saturation, write_saturation
 from suite import rundir
 from suite import trainer
@@ -178,6 +176,7 @@ TOY_RUNS = {'S1-SGD-diff-lr': s1_runs, 'S2-dynamic-verification': tau_runs, 'S3.
 def run(cfg, argv):
     """S1-S3: final_loss.csv (<key>, curve, final_loss), curves.csv (<key>, curve, iteration, loss), saturation.csv
     (S2, S3.1), the figure."""
+    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
     spec = TOYS[cfg.script]
     seed = seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(seed)
@@ -197,5 +196,5 @@ def run(cfg, argv):
         say(f'{key} {r[0]}: {r.curve:12s} final loss {r.final_loss:.4e}')
     if sat:
         write_saturation(folder, [({key: v, 'curve': c}, s) for v, c, s in sat])
-    plotFunctions.plot_folder(folder)
+    rundir.plot_folder(folder)
     return folder
