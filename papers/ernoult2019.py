@@ -19,6 +19,7 @@ from suite import checks
 from suite import rundir
 from suite import checkpoints
 from suite import trainer
+from suite.cli import default_threads
 from suite.cli import (SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say,
                  seed_everything)
 from netClasses import ACTIVATION_NAMES, build_net, conv_pool_sizes
@@ -239,6 +240,7 @@ def new_run_dir(cfg, argv, seed, device, header):
 
 def run(args, argv):
     cfg = check_args(args)
+    default_threads(cfg.threads, bool(cfg.C_tab), cfg.batch_size)
     device = pick_device(cfg.device)
     seed = seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(seed)

@@ -17,6 +17,7 @@ from suite import rundir
 from suite import trainer
 import Tools_conv
 import Tools_fc
+from suite.cli import default_threads
 from suite.cli import RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say, seed_everything
 from Network_conv import Network_conv_bin_W, Network_conv_bin_W_N
 from netClasses import conv_pool_sizes
@@ -290,6 +291,7 @@ def resume(cfg, net, opt, gen):
 
 def run(args, argv):
     cfg = check_args(args, argv)
+    default_threads(cfg.threads, cfg.archi == 'conv', cfg.batchSize)
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -92,8 +92,9 @@ def add_suite_args(parser):
                    help='floating-point precision of the net, its states and the data: float32 (default) or float64 '
                         '(what the original codes could also run; recorded in hyperparameters.txt)')
     g.add_argument('--threads', type=int, default=None,
-                   help='CPU threads of torch (torch.set_num_threads; default: what torch chooses); e.g. 1 or 2 on a '
-                        'shared machine; recorded in hyperparameters.txt')
+                   help='CPU threads of torch (default: 1 for fully connected nets and small mini-batches, whose '
+                        'steps a second thread only slows; for a conv net\'s mini-batch of 32 or more, the CPUs this '
+                        'process may use that are not busy); recorded in hyperparameters.txt')
     a = parser.add_argument_group('analog devices (Wu et al. 2024 beyond the original: Ernoult 2019, Laborieux 2021, '
                                   'EPLCANet): the weights live on soft-bounds resistive devices, written by pulses')
     a.add_argument('--analog', default=None, choices=analog.SETTINGS,
@@ -149,14 +150,37 @@ def apply_suite_flags(threads, results_dir, dry_run):
     1) sets torch's CPU threads; --dry-run moves the results under <--results-dir>/dry-run/; that folder must exist or
     be creatable, be a folder, and be writable (it is not created here). Its runs.csv is where this run is listed
     (runlog). Returns the folder of this run's results."""
-    if threads is not None:
-        if threads < 1:
-            raise UsageError(f'--threads {threads}: give at least 1 CPU thread')
-        torch.set_num_threads(threads)
+    if threads is not None and threads < 1:
+        raise UsageError(f'--threads {threads}: give at least 1 CPU thread')
+    torch.set_num_threads(1 if threads is None else threads)    # the default until the paper knows its work
     target = os.path.join(results_dir, DRY_RUN_DIR) if dry_run else results_dir
     check_results_dir(target, results_dir)
     runlog.note(results_dir=target)
     return target
+
+
+# A conv net's mini-batch from which the default uses the idle CPUs (bench/README.md, threads: smaller work is a
+# handful of small products per step, where a second thread only waits, and costs time on a loaded machine)
+CONV_BATCH = 32
+
+
+def threads_for(conv, batch):
+    """The default number of torch threads (no --threads) for a run's per-step work: 1 for a fully connected net
+    or a conv net's mini-batch under CONV_BATCH; else the CPUs this process may use (os.sched_getaffinity) that
+    are not busy (minus the 1-minute load average), at least 1."""
+    if not conv or batch < CONV_BATCH:
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    busy = os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.0
+    return max(1, min(cpus, round(cpus - busy)))
+
+
+def default_threads(given, conv, batch):
+    """Set torch's threads to threads_for(conv, batch) when --threads was not given (hyperparameters.txt then records
+    the count used); returns it."""
+    if given is None:
+        torch.set_num_threads(threads_for(conv, batch))
+    return torch.get_num_threads()
 
 
 def check_results_dir(path, given, flag='--results-dir'):

@@ -31,6 +31,7 @@ from papers import laborieux2021 as lab
 from suite import rundir
 from suite import checkpoints
 from suite import trainer
+from suite.cli import default_threads
 from suite.cli import (DRY_RUN_DIR, SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config,
                  say, seed_everything)
 from papers.eplcanet.lca import LCAConv2D
@@ -413,6 +414,7 @@ class LCAExtension(trainer.Extension):
 
 def run(args, argv):
     cfg = check_args(args)
+    default_threads(cfg.threads, True, cfg.mbs)
     device = pick_device(cfg.device)
     seed = seed_everything(cfg.seed)
     if cfg.action == 'dictlearn':

@@ -20,6 +20,7 @@ import netFunctions as nf
 from suite import rundir
 from suite import checkpoints
 from suite import trainer
+from suite.cli import default_threads
 from suite.cli import (SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say,
                  seed_everything)
 from netClasses import conv_pool_sizes
@@ -355,6 +356,7 @@ def batches(cfg, x, y, bs, train, device, gen):
 
 def run(args, argv):
     cfg = check_args(args)
+    default_threads(cfg.threads, 'CNN' in cfg.model, cfg.mbs)
     device = pick_device(cfg.device)
     seed = seed_everything(cfg.seed)
     xtr, ytr = load_split(cfg, True)

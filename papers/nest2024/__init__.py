@@ -55,6 +55,7 @@ from suite import rundir
 from suite import checkpoints
 from suite import trainer
 from suite import runlog
+from suite.cli import default_threads
 from suite.cli import DTYPES, UsageError, apply_suite_flags, dry_cap, pick_device, say, seed_everything
 from papers.nest2024 import config
 from papers.nest2024.nets import FeedforwardChain, HopfieldChain, blocks_from_config, resnet_blocks
@@ -536,6 +537,7 @@ def main(argv):
     runlog.note(paper=NAME)
     run, cfg, _ = resolve(argv)
     run.results_dir = apply_suite_flags(_int_flag(flags, 'threads'), run.results_dir, run.dry_run)
+    default_threads(_int_flag(flags, 'threads'), True, run.batch_size)
     if run.exp_type == 'gdd':
         return gdd(run, cfg, argv)
     return train(run, cfg, argv)

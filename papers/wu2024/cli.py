@@ -18,6 +18,7 @@ from suite import checks
 from suite import distributed
 from suite import trainer
 from suite import commandline
+from suite.cli import default_threads
 from suite.entry import run as run_entry
 from suite.cli import (RunConfig, SuiteParser, UsageError, finalise_suite_args, int_or_none, run_config, say)
 
@@ -50,7 +51,8 @@ def build_parser(script):
                    help='a few steps / mini-batches on tiny or synthetic data, under <--results-dir>/dry-run/')
     g.add_argument('--seed', type=int_or_none, default=None, help='random seed (default: drawn and recorded)')
     g.add_argument('--results-dir', default='results', help='where result folders are created (default results/)')
-    g.add_argument('--threads', type=int, default=None, help='CPU threads of torch')
+    g.add_argument('--threads', type=int, default=None, help='CPU threads of torch (default: 1 for the FCN and the toy problems, the idle CPUs for '
+                        'the CNN and ResNets)')
     if kind in ('toy', 'mnist', 'resnet'):
         g.add_argument('--CUDA', type=int_or_none, default=None,
                        help='CUDA device index (default: GPU 0 when present, the CPU for S1-S3; an absent GPU runs on '
@@ -283,7 +285,9 @@ def main(script, argv=None):
 def run_script(script, given):
     args, argv = parse(script, given)
     finalise_suite_args(args)
-    return RUN[SCRIPTS[script][0]](validate(script, args, given), argv)
+    cfg = validate(script, args, given)
+    default_threads(cfg.threads, SCRIPTS[script][0] in CONV_RUNS and script != 'S4.1-mnist-FCN', cfg.batch_size)
+    return RUN[SCRIPTS[script][0]](cfg, argv)
 
 
 def parse(script, given):
@@ -295,5 +299,6 @@ def parse(script, given):
     return parser.parse_args(given), list(given)
 
 
+CONV_RUNS = ('mnist', 'resnet')                 # (S4.1's FCN is fully connected)
 RUN = {'toy': toy.run, 'mnist': classify.mnist, 'resnet': classify.resnet, 'plot': figures.plot_runs,
        'distribution': figures.distribution}
