@@ -51,8 +51,9 @@ def build_parser(script):
                    help='a few steps / mini-batches on tiny or synthetic data, under <--results-dir>/dry-run/')
     g.add_argument('--seed', type=int_or_none, default=None, help='random seed (default: drawn and recorded)')
     g.add_argument('--results-dir', default='results', help='where result folders are created (default results/)')
-    g.add_argument('--threads', type=int, default=None, help='CPU threads of torch (default: 1 for the FCN and the toy problems, the idle CPUs for '
-                        'the CNN and ResNets)')
+    g.add_argument('--threads', type=int, default=None,
+                   help='CPU threads of torch (default: 1 for the FCN and the toy problems, the idle CPUs for the CNN '
+                        'and ResNets)')
     if kind in ('toy', 'mnist', 'resnet'):
         g.add_argument('--CUDA', type=int_or_none, default=None,
                        help='CUDA device index (default: GPU 0 when present, the CPU for S1-S3; an absent GPU runs on '
