@@ -6,7 +6,7 @@ torch.equal against a file saved by another version of the code.
     python bench/check_default_mode.py --save before.pt          # on the old code
     python bench/check_default_mode.py --compare before.pt       # on the new code: 'identical' or the differences
 
-The S4 runs pass max_input_size=0 (one tile per layer, where the code knows the field) and max_bm_res=0 (iterative
+The S4 runs pass max_input_size=0 (one tile per layer, where the code knows the field) and max_bm_res=inf (iterative
 bound management up to factor 1024, the old stop rule), so that they run the old default on the new code too.
 """
 import argparse
@@ -31,7 +31,7 @@ def _fields(cls):
 def old_default(setting, tau, preset='S4', **kw):
     """rpu_config with the new fields that restore the old default, where this version of the code has them."""
     known = _fields(A.RPU) | _fields(A.IO) | _fields(A.Update) | _fields(A.Device)
-    extra = {k: v for k, v in dict(max_input_size=0, max_bm_res=0.0).items() if k in known}
+    extra = {k: v for k, v in dict(max_input_size=0, max_bm_res=float('inf')).items() if k in known}
     return A.rpu_config(setting, tau, preset, **kw, **extra)
 
 
