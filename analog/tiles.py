@@ -182,8 +182,8 @@ def _device_args(dev):
 def pulse_vectors(w, dev, x, d, lr, update):
     """W ← W − lr Σ_b d_b x_bᵀ by pulse trains (w: (out, in)), vector by vector (update.sequential, the toolkit's
     order: devices.apply_trains, each element's train of one sign with its per-pulse noise) or with the vectors'
-    counts summed (apply_pulses). `dev`: b_min, b_max, s_up, s_dn, the response constants, dw_min
-    and c2c_std of the array. Returns the new weights."""
+    counts summed (apply_pulses). `dev`: b_min, b_max, s_up, s_dn, the response constants, dw_min and c2c_std of the
+    array. Returns the new weights."""
     consts = _device_args(dev)
     if update.sequential:
         n_up, n_dn = pulse_counts(x, d, lr, dev['dw_min'], update, per_vector=True)
