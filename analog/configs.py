@@ -45,7 +45,10 @@ class Device:
 @dataclass(frozen=True)
 class IO:
     """Forward/backward MVM non-idealities (aihwkit IOParameters); is_perfect=True switches all off. inp_res and
-    out_res are fractions of the full range 2·bound (1/126: 7 bits), a value > 1 a number of steps, 0 none."""
+    out_res are fractions of the full range 2·bound (1/126: 7 bits), a value > 1 a number of steps, 0 none.
+    Iterative bound management recomputes a saturated output with the input reduced by f = 2, 4, 8, … and stops
+    after the round at f > max_bm_factor or f > max_bm_res / (2·inp_bound·inp_res) (the toolkit's rule: 10 halvings
+    without input quantisation, 4 at the default 7-bit input)."""
     is_perfect: bool = False
     inp_bound: float = 1.0
     inp_res: float = 1 / 126
@@ -55,6 +58,8 @@ class IO:
     w_noise: float = 0.0             # Gaussian noise on every weight per MVM (ADDITIVE_CONSTANT)
     noise_management: str = 'abs_max'   # or 'none'
     bound_management: str = 'iterative'  # or 'none'
+    max_bm_factor: float = 1000.0       # iterative bound management stops once the input is reduced by more…
+    max_bm_res: float = 0.25            # …or once the reduced input's effective resolution is coarser (inf: off)
 
     def __post_init__(self):
         _check(self.noise_management in ('abs_max', 'none'),
@@ -66,13 +71,16 @@ class IO:
         for name in ('inp_res', 'out_res', 'out_noise', 'w_noise'):
             v = getattr(self, name)
             _check(math.isfinite(v) and v >= 0, f'{name} {v}: give a finite value >= 0')
+        _finite_positive('max_bm_factor', self.max_bm_factor)
+        _check(isinstance(self.max_bm_res, (int, float)) and self.max_bm_res >= 0,
+               f'max_bm_res {self.max_bm_res}: give a value >= 0 (inf: no resolution limit)')
 
 
 @dataclass(frozen=True)
 class Update:
     """Pulse-train update (aihwkit UpdateParameters, STOCHASTIC_COMPRESSED). `sequential` applies the vectors of a
-    mini-batch one after the other (exact toolkit order, a Python loop); the default sums their counts (see the
-    module docstring)."""
+    mini-batch one after the other as the toolkit does (devices.apply_trains), each pulse with its own
+    cycle-to-cycle noise; the default sums their counts and draws the noise of the sum (tiles' module docstring)."""
     desired_bl: int = 31
     update_management: bool = True
     update_bl_management: bool = True
@@ -100,7 +108,9 @@ class RPU:
     n_reads_per_transfer: int = 1    # columns of A read per transfer
     transfer_lr: float = 1.0         # times the current SGD lr
     transfer_io: IO = IO(noise_management='none', bound_management='none')
-    learn_out_scaling: bool = False  # a digital scalar gain per layer, trained by plain SGD (aihwkit mapping)
+    learn_out_scaling: bool = False  # a digital scalar gain per tile, trained by plain SGD (aihwkit mapping)
+    max_input_size: int = 0          # a layer's columns per tile (aihwkit mapping; 0: one tile whatever the size)
+    max_output_size: int = 0         # a layer's rows per tile (0: no limit)
 
     def __post_init__(self):
         _check(self.algorithm in ALGORITHMS, f'algorithm {self.algorithm!r}: give one of {", ".join(ALGORITHMS)}')
@@ -110,6 +120,9 @@ class RPU:
         for name in ('transfer_every', 'n_reads_per_transfer'):
             v = getattr(self, name)
             _check(isinstance(v, int) and v >= 1, f'{name} {v}: give an integer >= 1')
+        for name in ('max_input_size', 'max_output_size'):
+            v = getattr(self, name)
+            _check(isinstance(v, int) and v >= 0, f'{name} {v}: give an integer >= 0 (0: no split)')
 
 
 SETTINGS = ('FP SGD', 'Analog SGD', 'TT-v1')
@@ -135,7 +148,8 @@ def _preset(preset, tau, tt):
         return dict(dw_min=1e-4, **_ZERO_VARIATION), io, Update(desired_bl=400), dict(transfer_io=_TOY_IO)
     seed = dict(construction_seed=123) if tt else {}      # build_config('ttv1', ..., construction_seed=123)
     dw = dict(dw_min=tau / 600) if preset == 'S5' else {}
-    return {**dw, **seed}, IO(), Update(), dict(learn_out_scaling=True)
+    # the scripts keep aihwkit's mapping defaults: at most 512 × 512 weights per tile (the FCN's 784 inputs: 392 + 392)
+    return {**dw, **seed}, IO(), Update(), dict(learn_out_scaling=True, max_input_size=512, max_output_size=512)
 
 
 def rpu_config(setting, tau, preset='S4', **overrides):

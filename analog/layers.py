@@ -1,19 +1,32 @@
 """Analog layers (aihwkit's AnalogLinear / AnalogConv2d): nn.Linear and nn.Conv2d whose weight matrix lives on
-tiles, W (Analog SGD) or A and C (TT-v1), with a digital bias and, with learn_out_scaling, a digital output gain.
+tiles, W (Analog SGD) or A and C (TT-v1), with a digital bias and, with learn_out_scaling, a digital output gain per
+tile.
 
-Forward: y = W̄ x + b through the forward IO (`tiles.mvm`), W̄ = W or C + γA. Backward: ∂L/∂x = W̄ᵀ ∂L/∂y through the
-backward IO; the pair (x, d = ∂L/∂y) is recorded, and AnalogSGD.step writes W ← W − lr Σ_b d_b x_bᵀ (or A at
-fast_lr, then the transfer to C) by pulse trains: the weights get no autograd gradient. `convert` swaps every
-nn.Linear / nn.Conv2d of a digital model for its analog twin.
+Forward: y = Σ_t α_t W̄_t x_t + b over the tiles t (one unless the weight exceeds the rpu's max_input_size columns
+or max_output_size rows: then split as the toolkit's TileModuleArray, `tiles.tile_blocks`), each through the forward
+IO (`tiles.mvm`) on its slice x_t of the input, W̄ = W or C + γA, α_t the tile's learned gain (1 without
+learn_out_scaling). Backward: ∂L/∂x_t = W̄_tᵀ d_t through the backward IO, d_t = α_t ∂L/∂y on the tile's rows; the
+pair (x_t, d_t) is recorded, and AnalogSGD.step writes W_t ← W_t − lr Σ_b d_tb x_tbᵀ (or A at fast_lr, then the
+transfer to C, each tile with its own column pointer) by pulse trains: the weights get no autograd gradient.
+`convert` swaps every nn.Linear / nn.Conv2d of a digital model for its analog twin.
+
+The arrays are stored as the whole (out, in) matrices, whatever the tiling, so a state dict saved by a layer on one
+tile loads into the same layer on several (its gain copied to every tile, each TT-v1 pointer at the column a tiled
+run would have reached); one saved on several tiles loads into a layer with the same tiling only.
 """
 import copy
+import functools
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .configs import _check
-from .tiles import Tile, array_names, initial_weight, mvm, seen_array, tt_v1_transfer, visible
+from .devices import device_state
+from .tiles import Tile, array_names, initial_weight, mvm, seen_array, tile_blocks, tt_v1_transfer, visible
+
+
+_SAME_TILING = ': build it with the max_input_size / max_output_size of the run that saved it'
 
 
 class AnalogContext(nn.Parameter):
@@ -28,37 +41,59 @@ class AnalogContext(nn.Parameter):
 
 
 class _AnalogMVM(torch.autograd.Function):
-    """Forward y = W x through the forward IO; backward ∂L/∂x = Wᵀ ∂L/∂y through the backward IO, and hands the pair
-    (x, d = ∂L/∂y) to the layer for its pulsed update (the weights get no autograd gradient: the optimiser pulses)."""
+    """Forward y = W x through the forward IO (W: one tile's weights); backward ∂L/∂x = Wᵀ ∂L/∂y through the backward
+    IO, and hands the pair (x, d = ∂L/∂y) to the layer for the pulsed update of that tile (the weights get no autograd
+    gradient: the optimiser pulses)."""
 
     @staticmethod
-    def forward(ctx, x, handle, W, layer):
+    def forward(ctx, x, handle, W, layer, tile):
         ctx.save_for_backward(x, W)
-        ctx.layer = layer
+        ctx.layer, ctx.tile = layer, tile
         return mvm(x, W, layer.rpu.forward)
 
     @staticmethod
     def backward(ctx, d):
         x, W = ctx.saved_tensors
-        ctx.layer._pairs.append((x, d))
+        ctx.layer._pairs.append((ctx.tile, x, d))
         grad_x = mvm(d, W.T, ctx.layer.rpu.backward, bound_management=False) if ctx.needs_input_grad[0] else None
-        return grad_x, torch.zeros_like(ctx.layer.analog_ctx), None, None
+        return grad_x, torch.zeros_like(ctx.layer.analog_ctx), None, None, None
 
 
 class _AnalogLayer(nn.Module):
-    """Shared by AnalogLinear and AnalogConv2d: the tiles (W, or A and C), the digital bias and out scale, the MVM,
-    the recorded (x, d) pairs and the pulsed update that AnalogSGD calls."""
+    """Shared by AnalogLinear and AnalogConv2d: the arrays (W, or A and C) and their tiles, the digital bias and out
+    scales, the MVM, the recorded (tile, x, d) triples and the pulsed update that AnalogSGD calls."""
 
     def _build(self, weight, rpu):
         self.rpu = rpu
-        gen = torch.Generator().manual_seed(rpu.device.construction_seed)
-        for name in array_names(rpu):                 # W, or A (fast, starts at 0) and C (holds the weights)
-            setattr(self, name, Tile(initial_weight(name, weight), rpu.device, gen))
+        self.blocks = tile_blocks(*weight.shape, rpu)     # (rows, cols) of each tile
+        n = len(self.blocks)
+        self._n_row_tiles = len({rows.start for rows, _ in self.blocks})
+        # each tile draws its devices from construction_seed (A, then C), as each of the toolkit's tiles does
+        drawn = {name: [] for name in array_names(rpu)}  # W, or A (fast, starts at 0) and C (holds the weights)
+        for rows, cols in self.blocks:
+            gen = torch.Generator().manual_seed(rpu.device.construction_seed)
+            for name in drawn:
+                drawn[name].append(device_state(rpu.device, initial_weight(name, weight[rows, cols]), gen))
+        for name, parts in drawn.items():
+            w, consts = parts[0] if n == 1 else self._assemble(parts, weight)
+            setattr(self, name, Tile(w, rpu.device, consts=consts))
         self.analog_ctx = AnalogContext(weight.new_zeros(0))
         self.analog_ctx.analog_layer = self
-        self.out_scale = nn.Parameter(weight.new_ones(())) if rpu.learn_out_scaling else None
+        # the learned gain α_t of each tile (a scalar when there is one, as before tiling)
+        self.out_scale = nn.Parameter(weight.new_ones(() if n == 1 else (n,))) if rpu.learn_out_scaling else None
         self._pairs = []
-        self._batches, self._column = 0, 0          # TT-v1 counters (mini-batches updated, next column of A)
+        # TT-v1 counters: mini-batches updated, next column of A (one per tile when there are several)
+        self._batches, self._column = 0, 0 if n == 1 else [0] * n
+
+    def _assemble(self, parts, weight):
+        """The whole (out, in) arrays from the tiles' (weight, constants)."""
+        w = torch.empty_like(weight)
+        consts = {k: torch.empty_like(weight) for k in parts[0][1]}
+        for (rows, cols), (tw, tc) in zip(self.blocks, parts):
+            w[rows, cols] = tw
+            for k, v in tc.items():
+                consts[k][rows, cols] = v
+        return w, consts
 
     @property
     def tiles(self):
@@ -81,25 +116,37 @@ class _AnalogLayer(nn.Module):
         return t.b_min, t.b_max
 
     def _mvm(self, rows):
-        y = _AnalogMVM.apply(rows, self.analog_ctx, self.visible_weight(), self)
-        return y * self.out_scale if self.out_scale is not None else y
+        W = self.visible_weight()
+        if len(self.blocks) == 1:
+            y = _AnalogMVM.apply(rows, self.analog_ctx, W, self, 0)
+            return y * self.out_scale if self.out_scale is not None else y
+        ys = []
+        for t, (r, c) in enumerate(self.blocks):
+            y = _AnalogMVM.apply(rows[:, c], self.analog_ctx, W[r, c], self, t)
+            ys.append(y * self.out_scale[t] if self.out_scale is not None else y)
+        # the tiles of one input split stack along the outputs; the input splits add up (TileModuleArray.forward)
+        k = self._n_row_tiles
+        return functools.reduce(torch.add, [torch.cat(ys[i:i + k], 1) for i in range(0, len(ys), k)])
 
     def pulsed_update(self, lr):
-        """The analog step of the vectors (x_b, d_b) recorded since the last one (AnalogSGD.step): by pulse trains,
-        W ← W − lr Σ_b d_b x_bᵀ (Analog SGD), or A ← A − fast_lr Σ_b d_b x_bᵀ and then TT-v1's transfer to C at
-        lr·transfer_lr (tiles.tt_v1_transfer)."""
+        """The analog step of the vectors (x_b, d_b) recorded since the last one (AnalogSGD.step), tile by tile: by
+        pulse trains, W_t ← W_t − lr Σ_b d_tb x_tbᵀ (Analog SGD), or A_t ← A_t − fast_lr Σ_b d_tb x_tbᵀ and then
+        TT-v1's transfer to C at lr·transfer_lr, each tile from its own next column (tiles.tt_v1_transfer)."""
         if not self._pairs:
             return
-        x = torch.cat([p[0] for p in self._pairs])
-        d = torch.cat([p[1] for p in self._pairs])
-        self._pairs = []
+        pairs, self._pairs = self._pairs, []
         rpu = self.rpu
-        if rpu.algorithm == 'analog sgd':
-            self.W.pulse(x, d, lr, rpu.update)
+        tt = rpu.algorithm == 'tt-v1'
+        one = len(self.blocks) == 1
+        for t, block in enumerate(self.blocks):
+            mine = [(x, d) for tile, x, d in pairs if tile == t]
+            if mine:
+                x, d = torch.cat([p[0] for p in mine]), torch.cat([p[1] for p in mine])
+                (self.A if tt else self.W).pulse(x, d, rpu.fast_lr if tt else lr, rpu.update, None if one else block)
+        if not tt:
             return
-        self.A.pulse(x, d, rpu.fast_lr, rpu.update)
         c, self._batches, self._column = tt_v1_transfer(self.A.weight, self.C.weight, self.C.dev, self._batches,
-                                                        self._column, lr, rpu)
+                                                        self._column, lr, rpu, None if one else self.blocks)
         if c is not self.C.weight:
             self.C.weight.copy_(c)
 
@@ -107,7 +154,29 @@ class _AnalogLayer(nn.Module):
         return {'batches': self._batches, 'column': self._column}
 
     def set_extra_state(self, state):
-        self._batches, self._column = state['batches'], state['column']
+        """The TT-v1 counters; a one-tile layer's single pointer becomes, for each tile, the column a tiled run would
+        have reached: (transfers · n_reads_per_transfer) mod the tile's columns."""
+        column, n = state['column'], len(self.blocks)
+        if n > 1 and isinstance(column, int):
+            transfers = state['batches'] // self.rpu.transfer_every
+            column = [transfers * self.rpu.n_reads_per_transfer % (c.stop - c.start) for _, c in self.blocks]
+        _check(isinstance(column, int) if n == 1 else len(column) == n,
+               f'the checkpoint maps this TT-v1 layer on {1 if isinstance(column, int) else len(column)} tile(s), this '
+               f'network on {n}{_SAME_TILING}')
+        self._batches, self._column = state['batches'], column
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """A one-tile layer's gain goes to every tile (the function is the same: α Σ_t y_t = Σ_t α y_t); another
+        mismatch of the number of tiles is one line."""
+        key = prefix + 'out_scale'
+        if self.out_scale is not None and key in state_dict:
+            saved = state_dict[key]
+            if saved.dim() == 0 and self.out_scale.dim() == 1:
+                state_dict[key] = saved.expand_as(self.out_scale).clone()
+            _check(state_dict[key].shape == self.out_scale.shape,
+                   f'{key}: the checkpoint maps this layer on {saved.numel()} tile(s), this network on '
+                   f'{self.out_scale.numel()}{_SAME_TILING}')
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class AnalogLinear(_AnalogLayer):
@@ -128,7 +197,8 @@ class AnalogLinear(_AnalogLayer):
         return y + self.bias if self.bias is not None else y
 
     def extra_repr(self):
-        return f'{self.in_features}, {self.out_features}, bias={self.bias is not None}, {self.rpu.algorithm}'
+        return (f'{self.in_features}, {self.out_features}, bias={self.bias is not None}, {self.rpu.algorithm}'
+                + (f', tiles={len(self.blocks)}' if len(self.blocks) > 1 else ''))
 
 
 class AnalogConv2d(_AnalogLayer):
@@ -166,7 +236,8 @@ class AnalogConv2d(_AnalogLayer):
 
     def extra_repr(self):
         return (f'{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, '
-                f'padding={self.padding}, {self.rpu.algorithm}')
+                f'padding={self.padding}, {self.rpu.algorithm}'
+                + (f', tiles={len(self.blocks)}' if len(self.blocks) > 1 else ''))
 
 
 def convert(model, rpu):

@@ -9,11 +9,19 @@ or, where that would draw more random numbers than the array has elements × vec
 the toy problems), from a per-element binomial draw; both have the per-element law Binomial(BL_b, p_x_j p_d_i).
 
 Per-sample drift: the toolkit applies the vectors one after the other, so the ALD's drift is Σ_b |ΔW_b| ⊙ W/τ, not
-|Σ_b ΔW_b| ⊙ W/τ (20–100× larger on the S2 problem). `Update(sequential=True)` does exactly that (a loop over the
-vectors); the default sums each element's up and down counts over the vectors and applies them with the closed form
-of an interleaved pulse sequence (`devices.apply_pulses`): the drift of every pulse is kept, only the order of up
-and down pulses within one mini-batch is averaged (an O(Δw_min²) effect per pulse pair). tests/test_analog.py checks
-that both give the same loss on the S2 problem.
+|Σ_b ΔW_b| ⊙ W/τ (20–100× larger on the S2 problem). `Update(sequential=True)` does what the toolkit does: the
+vectors' pulse trains in turn (each an affine map of the weights, composed at once by `devices.apply_trains`), each
+element's train of one sign with the exact law of its per-pulse cycle-to-cycle noise. The default sums each
+element's up and down counts over the vectors and applies them with the closed form of an interleaved pulse
+sequence (`devices.apply_pulses`) and one Gaussian of the summed noise variance: the drift of every pulse is kept,
+only the order of up and down pulses within one mini-batch is averaged (an O(Δw_min²) effect per pulse pair).
+Both clip to the bounds once per mini-batch, the toolkit after every pulse. bench/bench_pulse_modes.py compares the
+two modes on S1, S2, S4.1 and S4.2.
+
+Tiles (aihwkit's mapping): a layer whose weight has more than max_input_size columns or max_output_size rows is
+split over tiles as the toolkit's TileModuleArray splits it (`split_sizes`: 784 columns under 512 → 392 + 392);
+each tile has its own IO (noise and bound management of its slice of the input), learned output gain, pulse trains
+(update management on its slice) and TT-v1 column pointer, and the layer's output is the sum of its tiles' outputs.
 
 Tiki-Taka (TT-v1, aihwkit 0.9.0 semantics), in Wu et al. 2024's notation with the fast array A = P and the slow
 array C = W:
@@ -31,15 +39,16 @@ noise, output clipping and quantisation, iterative bound management (forward onl
 Randomness (pulses, IO noise) uses torch's global generator on the weights' device, so a run resumed from a
 checkpoint that restores the RNG states continues exactly.
 """
+import itertools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .configs import _check
-from .devices import RESPONSE, TINY, apply_pulses, device_state, response_constants
+from .devices import RESPONSE, TINY, apply_pulses, apply_trains, device_state, response_constants
 
 COUNT_METHOD = 'auto'           # pulse_counts' default: 'auto' | 'coincidence' | 'binomial' (bench_analog.py compares)
-MAX_BM_ROUNDS = 10              # iterative bound management halves the input at most 10 times (factor 1024)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -130,20 +139,32 @@ def _noisy_mvm(x, W, io):
     return _quantise(y.clamp(-io.out_bound, io.out_bound), io.out_bound, io.out_res), saturated
 
 
+def bm_limit(io):
+    """The toolkit's stop of iterative bound management: after the round at input reduction f (1, 2, 4, …) no more
+    rounds once f > max_bm_factor or, with input quantisation of step r = 2·inp_bound·inp_res, f > max_bm_res / r.
+    Returns the largest f after which another round runs (1000: up to f = 1024; 7-bit input: 15.75, up to 16)."""
+    step = 1 / io.inp_res if io.inp_res > 1 else io.inp_res
+    step *= 2 * io.inp_bound
+    return min(io.max_bm_factor, io.max_bm_res / step) if step > 0 else io.max_bm_factor
+
+
 def mvm(x, W, io, bound_management=True):
     """y = W x for the rows of x (N, in), W (out, in), through the IO: abs-max noise management scales each input
     vector by α = max|x| (and the output back), then input clipping ±inp_bound and quantisation, weight noise,
     output noise, clipping ±out_bound and quantisation. Iterative bound management (forward only): a vector whose
-    output saturates is recomputed with its input halved, up to 10 times (one host check per round)."""
+    output saturates is recomputed with its input halved, until the toolkit's stop (`bm_limit`; one host check per
+    round)."""
     if io.is_perfect:
         return x @ W.T
     scale = (x.abs().amax(1, keepdim=True).clamp(min=TINY) if io.noise_management == 'abs_max'
              else torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device))
     y, saturated = _noisy_mvm(x / scale, W, io)
     if bound_management and io.bound_management == 'iterative':
-        for _ in range(MAX_BM_ROUNDS):
+        f, limit = 1.0, bm_limit(io)
+        while f <= limit:
             if not bool(saturated.any()):
                 break
+            f *= 2
             scale = torch.where(saturated, 2 * scale, scale)
             y_new, sat_new = _noisy_mvm(x / scale, W, io)
             y, saturated = torch.where(saturated, y_new, y), saturated & sat_new
@@ -160,14 +181,13 @@ def _device_args(dev):
 
 def pulse_vectors(w, dev, x, d, lr, update):
     """W ← W − lr Σ_b d_b x_bᵀ by pulse trains (w: (out, in)), vector by vector (update.sequential, the toolkit's
-    order) or with the vectors' counts summed (apply_pulses). `dev`: b_min, b_max, s_up, s_dn, the response
-    constants, dw_min and c2c_std of the array. Returns the new weights."""
+    order: devices.apply_trains, each element's train of one sign with its per-pulse noise) or with the vectors'
+    counts summed (apply_pulses). `dev`: b_min, b_max, s_up, s_dn, the response constants, dw_min and c2c_std of the
+    array. Returns the new weights."""
     consts = _device_args(dev)
     if update.sequential:
         n_up, n_dn = pulse_counts(x, d, lr, dev['dw_min'], update, per_vector=True)
-        for b in range(x.shape[0]):
-            w = apply_pulses(w, n_up[b], n_dn[b], *consts)
-        return w
+        return apply_trains(w, n_up, n_dn, *consts)
     n_up, n_dn = pulse_counts(x, d, lr, dev['dw_min'], update)
     return apply_pulses(w, n_up, n_dn, *consts)
 
@@ -181,7 +201,7 @@ def pulse_elementwise(w, dev, delta, update):
     m = (delta.abs() / dev['dw_min']).clamp_(max=update.desired_bl)
     n = m.floor()
     n += torch.rand_like(m) < m - n
-    return apply_pulses(w, n * (delta > 0), n * (delta < 0), *_device_args(dev))
+    return apply_pulses(w, n * (delta > 0), n * (delta < 0), *_device_args(dev), per_pulse=update.sequential)
 
 
 def transfer_columns(A, C, dev_C, column, lr, rpu):
@@ -198,8 +218,9 @@ def transfer_columns(A, C, dev_C, column, lr, rpu):
     if n <= n_in:                                      # distinct columns: update those alone
         on_cols = {k: v[:, cols] if torch.is_tensor(v) else v for k, v in dev_C.items()}
         C = C.clone()
-        C[:, cols] = apply_pulses(C[:, cols], n_up[:, :, 0].T, n_dn[:, :, 0].T, *_device_args(on_cols))
-    else:                                              # a column read twice: its counts add up
+        C[:, cols] = apply_pulses(C[:, cols], n_up[:, :, 0].T, n_dn[:, :, 0].T, *_device_args(on_cols),
+                                  per_pulse=rpu.update.sequential)
+    else:                                              # a column read twice: its counts add up (in either mode)
         n_up = torch.zeros_like(C).index_add_(1, cols, n_up[:, :, 0].T)
         n_dn = torch.zeros_like(C).index_add_(1, cols, n_dn[:, :, 0].T)
         C = apply_pulses(C, n_up, n_dn, *_device_args(dev_C))
@@ -232,24 +253,62 @@ def visible(rpu, weights):
     return weights['W']
 
 
-def tt_v1_transfer(A, C, dev_C, batches, column, lr, rpu):
+def tt_v1_transfer(A, C, dev_C, batches, column, lr, rpu, blocks=None):
     """TT-v1's slow update, after A's pulsed update of a mini-batch (the one place both analog layers and DeviceSGD
     run it): the mini-batch counter grows by one, and when transfer_every divides it the next n_reads_per_transfer
     columns of A go to C (transfer_columns) at rate β = lr·transfer_lr, W_{k+1} = W_k + β P_{k+1} − (β/τ) |P_{k+1}| ⊙
-    W_k on those columns (C = W, A = P). `batches`, `column`: the counters before. Returns (C, batches, column) after
-    (C itself when nothing was transferred)."""
+    W_k on those columns (C = W, A = P). `batches`, `column`: the counters before. A layer on several tiles gives
+    their `blocks` (tile_blocks) and one column pointer per tile: each tile transfers its own next columns. Returns
+    (C, batches, column) after (C itself when nothing was transferred)."""
     batches += 1
-    if batches % rpu.transfer_every == 0:
+    if batches % rpu.transfer_every:
+        return C, batches, column
+    if blocks is None:
         C, column = transfer_columns(A, C, dev_C, column, lr * rpu.transfer_lr, rpu)
+        return C, batches, column
+    C, column = C.clone(), list(column)
+    for k, (rows, cols) in enumerate(blocks):
+        C[rows, cols], column[k] = transfer_columns(A[rows, cols], C[rows, cols], block_dev(dev_C, rows, cols),
+                                                    column[k], lr * rpu.transfer_lr, rpu)
     return C, batches, column
 
 
-class Tile(nn.Module):
-    """One crossbar array: its weights `weight` (out, in) and the per-element device constants (buffers)."""
+# ---------------------------------------------------------------------------------------------------------------
+# Tiles of a layer (aihwkit's mapping onto several crossbars)
 
-    def __init__(self, weight, device, generator):
+def split_sizes(size, max_size):
+    """The toolkit's split of a logical dimension over tiles: n = ⌈size / max_size⌉ tiles of ⌊size/n⌋ elements, the
+    first size mod n of them one more (784 under 512: 392 + 392); [size] when max_size ≤ 0."""
+    if max_size <= 0:
+        return [size]
+    n = -(-size // max_size)
+    base, extra = divmod(size, n)
+    return [base + (i < extra) for i in range(n)]
+
+
+def tile_blocks(out_size, in_size, rpu):
+    """(rows, cols) slices of the tiles of an (out, in) weight in the toolkit's order: input splits outer, output
+    splits inner (its TileModuleArray.array[i][j])."""
+    def slices(sizes):
+        return [slice(e - n, e) for n, e in zip(sizes, itertools.accumulate(sizes))]
+    return [(rows, cols) for cols in slices(split_sizes(in_size, rpu.max_input_size))
+            for rows in slices(split_sizes(out_size, rpu.max_output_size))]
+
+
+def block_dev(dev, rows, cols):
+    """A device dict (Tile.dev) restricted to one tile's rows and columns (views)."""
+    return {k: v[rows, cols] if torch.is_tensor(v) else v for k, v in dev.items()}
+
+
+class Tile(nn.Module):
+    """One array of a layer (W, A or C): its weights `weight` (out, in) and the per-element device constants
+    (buffers), drawn from `generator` or given as `consts` (a layer on several tiles assembles its tiles' draws; the
+    weight is then taken as it is)."""
+
+    def __init__(self, weight, device, generator=None, consts=None):
         super().__init__()
-        weight, consts = device_state(device, weight, generator)
+        if consts is None:
+            weight, consts = device_state(device, weight, generator)
         for name, v in consts.items():
             self.register_buffer(name, v)
         self.register_buffer('weight', weight)
@@ -267,6 +326,11 @@ class Tile(nn.Module):
         """The device dict that pulse_vectors, pulse_elementwise and transfer_columns take."""
         return {k: getattr(self, k) for k in ('b_min', 'b_max', 's_up', 's_dn', 'dw_min', 'c2c_std') + RESPONSE}
 
-    def pulse(self, x, d, lr, update):
-        """W ← W − lr Σ_b d_b x_bᵀ by pulse trains (pulse_vectors)."""
-        self.weight.copy_(pulse_vectors(self.weight, self.dev, x, d, lr, update))
+    def pulse(self, x, d, lr, update, block=None):
+        """W ← W − lr Σ_b d_b x_bᵀ by pulse trains (pulse_vectors), on the (rows, cols) `block` of one tile if given."""
+        if block is None:
+            self.weight.copy_(pulse_vectors(self.weight, self.dev, x, d, lr, update))
+            return
+        rows, cols = block
+        self.weight[rows, cols] = pulse_vectors(self.weight[rows, cols], block_dev(self.dev, rows, cols), x, d, lr,
+                                                update)

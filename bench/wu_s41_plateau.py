@@ -10,7 +10,8 @@ estimators.Backprop, trainer.evaluate) on mnist5k's 4,000 training digits (400 s
 'Analog SGD, no out scale' is the S4 preset with RPU.learn_out_scaling off (rpu_config's override).
 
 Per row: test accuracy; the mean |W| of the last layer (the array the network sees: W, or C for TT-v1); the learned
-output scale of each layer (1 → 3); the fraction of the analog weights beyond 0.9 of their bound |w|/bound.
+output scale of each layer (1 → 3; the first layer's two tiles under the S4 preset: the mean of their gains); the
+fraction of the analog weights beyond 0.9 of their bound |w|/bound.
 
     python bench/wu_s41_plateau.py [--steps 2000] [--seeds 0] [--tau 0.6] [--settings ...] [--threads 1]
                                    [--csv FILE]
@@ -55,7 +56,7 @@ def state(net):
     scales = [m.out_scale for m in net.module if getattr(m, 'out_scale', None) is not None]
     sat = [figures.saturation(w, a['b_min'], a['b_max']).flatten() for w, a in zip(seen, layers) if 'b_max' in a]
     return dict(last_mean_abs_w=seen[-1].abs().mean().item(),
-                out_scales='/'.join(f'{s.item():.3f}' for s in scales) or '-',
+                out_scales='/'.join(f'{s.mean().item():.3f}' for s in scales) or '-',    # a layer's tiles: their mean
                 pct_above_0_9=100 * (torch.cat(sat) > 0.9).double().mean().item() if sat else None)
 
 

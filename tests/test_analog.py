@@ -128,6 +128,62 @@ def test_summed_counts_equal_sequential_vectors():
     assert (means[False] - batch).abs().max() > 3 * (means[False] - per_sample).abs().max()
 
 
+def test_sequential_trains_have_the_per_pulse_noise_law():
+    """Sequential mode, trains of exactly n = 20 down pulses per element (k = lr/Δw_min = n: BL = n, p_x = p_d = 1),
+    c2c σ = 0.3, over R replicate rows from w0 = (−0.3, 0, 0.2): one train gives the closed-form mean
+    b_min + (w0 − b_min) ρⁿ and the per-pulse noise variance σ² Δw² (1 − ρ^{2n})/(1 − ρ²); two vectors in one
+    mini-batch give those of 2n pulses; a literal pulse-by-pulse loop (w ← w − Δw(1 + w/τ + σξ), clipped) has the
+    same mean and variance."""
+    torch.manual_seed(14)
+    tau, dw, n, R, sigma = 0.6, 0.01, 20, 40000, 0.3
+    rho = 1 - dw / tau
+    w0 = torch.tensor([-0.3, 0.0, 0.2])
+    for trains in (1, 2):
+        tile = _ideal_tile(w0.repeat(R, 1), tau, dw, dw_min_std=sigma)
+        tile.pulse(torch.ones(trains, 3), torch.ones(trains, R), n * dw, A.Update(desired_bl=31, sequential=True))
+        m = n * trains
+        mean = -tau + (w0 + tau) * rho ** m
+        var = sigma ** 2 * dw ** 2 * (1 - rho ** (2 * m)) / (1 - rho ** 2)
+        se = math.sqrt(var / R)
+        assert ((tile.weight.mean(0) - mean).abs() < 4 * se).all(), (tile.weight.mean(0), mean)
+        assert torch.allclose(tile.weight.var(0), torch.full((3,), var), rtol=0.04), (tile.weight.var(0), var)
+    w = w0.repeat(R, 1)
+    for _ in range(2 * n):
+        w = (w - dw * (1 + w / tau + sigma * torch.randn_like(w))).clamp(-tau, tau)
+    assert ((w.mean(0) - mean).abs() < 4 * se).all() and torch.allclose(w.var(0), torch.full((3,), var), rtol=0.04)
+
+
+def test_sequential_mode_applies_the_vectors_in_turn():
+    """Sequential mode (no c2c noise): the weights are those of apply_pulses applied vector after vector to the
+    per-vector counts, in the mini-batch's order (apply_trains composes the trains' affine maps)."""
+    torch.manual_seed(15)
+    W = torch.rand(4, 5) - 0.5
+    x, d = torch.randn(6, 5), torch.randn(6, 4) * 0.3
+    lr, dw, upd = 0.05, 1e-3, A.Update(desired_bl=31, sequential=True)
+    tile = _ideal_tile(W, 0.6, dw)
+    torch.manual_seed(16)
+    tile.pulse(x, d, lr, upd)
+    torch.manual_seed(16)
+    n_up, n_dn = A.pulse_counts(x, d, lr, dw, upd, per_vector=True)
+    ref = W.clone()
+    for b in range(6):
+        ref = A.apply_pulses(ref, n_up[b], n_dn[b], tile.b_min, tile.b_max, tile.s_up, tile.s_dn)
+    assert torch.allclose(tile.weight, ref, atol=1e-6) and (tile.weight - W).abs().max() > 1e-3
+
+
+def test_bound_management_stops_as_the_toolkit():
+    """Iterative bound management on an output that saturates at every reduction: the last round is the first
+    reduction f > max_bm_factor (1024 without input quantisation) or f > max_bm_res / (2 inp_bound inp_res)
+    (16 at the default 7-bit input), and the output is out_bound · f · max|x|. Without the resolution stop a 7-bit
+    input is quantised to 0 at f = 128, and the output with it."""
+    x, W = torch.full((2, 8), 0.5), torch.full((3, 8), 1e4)
+    clean = dict(out_res=0.0, out_noise=0.0)
+    for io, f in ((A.IO(inp_res=0.0, **clean), 1024), (A.IO(**clean), 16), (A.IO(max_bm_factor=100, **clean), 16),
+                  (A.IO(inp_res=0.0, max_bm_factor=100, **clean), 128), (A.IO(max_bm_res=float('inf'), **clean), 0)):
+        assert torch.allclose(A.mvm(x, W, io), torch.full((2, 3), 12.0 * f * 0.5)), (io, f)
+    assert A.tiles.bm_limit(A.IO()) == pytest.approx(0.25 * 126 / 2) and A.tiles.bm_limit(A.IO(inp_res=0)) == 1000
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Device bounds
 
@@ -187,8 +243,8 @@ def test_backward_goes_through_the_backward_io_and_records_pairs():
     layer(x).pow(2).sum().backward()
     lin(x2).pow(2).sum().backward()
     assert torch.allclose(x.grad, x2.grad, atol=1e-5)
-    (xr, dr), = layer._pairs
-    assert torch.equal(xr, x.detach()) and torch.allclose(dr, 2 * lin(x2).detach(), atol=1e-5)
+    (tile, xr, dr), = layer._pairs
+    assert tile == 0 and torch.equal(xr, x.detach()) and torch.allclose(dr, 2 * lin(x2).detach(), atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -240,6 +296,151 @@ def test_tt_fast_lr_is_absolute_and_network_sees_c_plus_gamma_a():
     assert (results[1.0][0] < 0.2).all()                                          # A moved down (d x > 0)
     dc_big, dc_small = (results[1.0][1] - 0.1).abs().sum(), (results[1e-3][1] - 0.1).abs().sum()
     assert dc_big > 10 * dc_small
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tiles of a layer (the toolkit's mapping)
+
+def test_tile_split_shapes_and_per_tile_scales():
+    """The toolkit's split (⌈size/max⌉ tiles, sizes differing by at most one): the S4 FCN's 784 inputs under
+    max_input_size 512 go to two tiles of 392 columns, each with its gain; 256 inputs stay on one tile (a scalar
+    gain, as before tiling); a preset without max_input_size keeps one tile; rows split by max_output_size."""
+    split = A.tiles.split_sizes
+    assert split(784, 512) == [392, 392] and split(256, 512) == [256] and split(1025, 512) == [342, 342, 341]
+    assert split(784, 0) == [784] and split(512, 512) == [512]
+    rpu = A.rpu_config('Analog SGD', 0.6)
+    assert rpu.max_input_size == rpu.max_output_size == 512 == A.rpu_config('TT-v1', 0.8, 'S5').max_input_size
+    fcn = A.convert(nn.Sequential(nn.Linear(784, 256), nn.Linear(256, 128)), rpu)
+    assert [(r.stop - r.start, c.stop - c.start) for r, c in fcn[0].blocks] == [(256, 392), (256, 392)]
+    assert fcn[0].out_scale.shape == (2,) and len(fcn[1].blocks) == 1 and fcn[1].out_scale.shape == ()
+    assert fcn[0].W.weight.shape == (256, 784)                            # the arrays stay whole
+    assert len(A.convert(nn.Linear(784, 10), A.rpu_config('Analog SGD', 0.6, 'S2')).blocks) == 1
+    tall = A.AnalogLinear(6, 10, rpu=A.rpu_config('Analog SGD', 0.6, max_input_size=4, max_output_size=4))
+    assert [(r.start, r.stop, c.start, c.stop) for r, c in tall.blocks] == [
+        (0, 4, 0, 3), (4, 7, 0, 3), (7, 10, 0, 3), (0, 4, 3, 6), (4, 7, 3, 6), (7, 10, 3, 6)]
+
+
+def test_tiles_draw_their_devices_from_the_construction_seed():
+    """Each tile draws its device constants from construction_seed, as the toolkit's tiles: the two halves of a
+    784-input layer have the same constants, and a one-tile layer draws those of before tiling."""
+    layer = A.AnalogLinear(784, 8, rpu=A.rpu_config('TT-v1', 0.6))
+    one = A.AnalogLinear(392, 8, rpu=A.rpu_config('TT-v1', 0.6), weight=layer.C.weight[:, :392].clone())
+    for name in ('b_min', 'b_max', 's_up', 's_dn'):
+        for arr in ('A', 'C'):
+            full = getattr(getattr(layer, arr), name)
+            assert torch.equal(full[:, :392], full[:, 392:]) and torch.equal(full[:, :392], getattr(getattr(one, arr),
+                                                                                                    name))
+
+
+@pytest.mark.parametrize('io', [dict(is_perfect=True), {}])
+def test_layer_output_is_the_sum_of_its_tiles(io):
+    """y = Σ_t α_t mvm(x_t, W_t) + b, each tile through its own IO (noise and bound management of its slice of the
+    input, its output noise), the tiles of an input split stacked along the outputs; backward: each tile records
+    (x_t, α_t ∂L/∂y on its rows) and ∂L/∂x is the concatenation of the tiles' backward MVMs."""
+    torch.manual_seed(16)
+    rpu = A.rpu_config('Analog SGD', 0.6, max_input_size=4, max_output_size=4, **io)
+    layer = A.AnalogLinear(6, 10, rpu=rpu)
+    with torch.no_grad():
+        layer.out_scale.copy_(torch.linspace(0.5, 1.5, 6))
+        layer.bias.normal_()
+    x = torch.randn(5, 6)
+    x[:, 3:] *= 20                                                        # the second input split is much larger
+    x.requires_grad_(True)
+    torch.manual_seed(17)
+    y = layer(x)
+    torch.manual_seed(17)
+    W, parts = layer.W.weight, []
+    for t, (r, c) in enumerate(layer.blocks):
+        parts.append((r, A.mvm(x.detach()[:, c], W[r, c], rpu.forward) * layer.out_scale[t].detach()))
+    manual = layer.bias.detach().repeat(5, 1)
+    for r, part in parts:
+        manual[:, r] += part
+    assert torch.allclose(y, manual, atol=1e-5)
+    g = torch.randn(5, 10)
+    y.backward(g)
+    assert sorted(p[0] for p in layer._pairs) == list(range(6))
+    grad = torch.zeros(5, 6)
+    for t, xt, dt in layer._pairs:
+        r, c = layer.blocks[t]
+        assert torch.equal(xt, x.detach()[:, c]) and torch.allclose(dt, g[:, r] * layer.out_scale[t].detach())
+        grad[:, c] += dt @ W[r, c]
+    if io:                                                                # perfect IO: the exact chain rule
+        assert torch.allclose(x.grad, grad, atol=1e-5)
+
+
+def _tt_tiled(max_input_size, fast_lr=0.0):
+    rpu = A.rpu_config('TT-v1', 1.0, fast_lr=fast_lr, transfer_io=A.IO(is_perfect=True), max_input_size=max_input_size,
+                       **IDEAL)
+    layer = A.AnalogLinear(6, 3, rpu=rpu, weight=torch.zeros(3, 6))
+    layer.A.weight.copy_(torch.linspace(0.1, 0.6, 6).repeat(3, 1))
+    return layer, A.AnalogSGD(layer.parameters(), lr=0.5)
+
+
+def test_tt_column_pointer_per_tile():
+    """TT-v1 on two tiles of 3 columns (6 inputs, max_input_size 4): each transfer writes the next column of each
+    tile, so every column reaches C once every 3 mini-batches (not 6); the pointers are saved per tile."""
+    torch.manual_seed(18)
+    layer, opt = _tt_tiled(4)
+    visited = []
+    for _ in range(4):
+        before = layer.C.weight.clone()
+        layer(torch.randn(4, 6)).sum().backward()
+        opt.step()
+        visited.append(((layer.C.weight - before).abs() > 0).any(0).nonzero().flatten().tolist())
+    assert visited == [[0, 3], [1, 4], [2, 5], [0, 3]]
+    assert layer._column == [1, 1] and layer.get_extra_state() == {'batches': 4, 'column': [1, 1]}
+
+
+def test_one_tile_checkpoints_load_into_tiled_layers():
+    """A state dict of a layer on one tile loads into the same layer on several: the whole arrays, the gain on every
+    tile (the same function), each TT-v1 pointer at (transfers · n_reads) mod its columns; a tiled state dict into a
+    layer on another number of tiles is one line (ValueError)."""
+    torch.manual_seed(19)
+    one, opt = _tt_tiled(0, fast_lr=0.01)
+    for _ in range(4):
+        one(torch.randn(4, 6)).sum().backward()
+        opt.step()
+    assert one._column == 4
+    tiled, _ = _tt_tiled(4)
+    tiled.load_state_dict(one.state_dict())
+    assert torch.equal(tiled.A.weight, one.A.weight) and torch.equal(tiled.C.b_max, one.C.b_max)
+    assert tiled._column == [1, 1] and tiled._batches == 4
+    scaled = A.rpu_config('Analog SGD', 0.6, max_input_size=0)
+    src = A.AnalogLinear(784, 8, rpu=scaled)
+    with torch.no_grad():
+        src.out_scale.fill_(0.7)
+    dst = A.AnalogLinear(784, 8, rpu=dataclasses.replace(scaled, max_input_size=512))
+    dst.load_state_dict(src.state_dict())
+    assert torch.equal(dst.out_scale, torch.full((2,), 0.7)) and torch.equal(dst.W.weight, src.W.weight)
+    x = torch.rand(3, 784)
+    perfect = dataclasses.replace(scaled, forward=A.IO(is_perfect=True))
+    src.rpu, dst.rpu = perfect, dataclasses.replace(perfect, max_input_size=512)
+    assert torch.allclose(src(x), dst(x), atol=1e-5)
+    for bad_dst, bad_src in ((src, dst), (one, tiled)):
+        with pytest.raises(ValueError) as e:
+            bad_dst.load_state_dict(bad_src.state_dict())
+        assert '\n' not in str(e.value) and 'max_input_size' in str(e.value)
+
+
+def test_one_tile_default_is_unchanged():
+    """The S4 FCN with max_input_size 0 and max_bm_res inf (one tile per layer, bound management up to factor 1024):
+    Σ|W| of each layer after 3 mini-batches equals, bit for bit, what the simulator gave before tiling, per-pulse
+    noise and the toolkit's bound-management stop (commit fe845ec)."""
+    before = {'Analog SGD': [3579.472662069247, 1024.2979256263752, 55.47976216660027],
+              'TT-v1': [3580.9023712254857, 1026.46224751489, 56.40636144246673]}
+    for setting, sums in before.items():
+        torch.manual_seed(0)
+        model = A.convert(nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.Sigmoid(), nn.Linear(256, 128),
+                                        nn.Sigmoid(), nn.Linear(128, 10), nn.LogSoftmax(dim=1)),
+                          A.rpu_config(setting, 0.6, max_input_size=0, max_bm_res=float('inf')))
+        opt = A.AnalogSGD(model.parameters(), lr=0.05)
+        g = torch.Generator().manual_seed(1)
+        for _ in range(3):
+            x, y = torch.rand(10, 1, 28, 28, generator=g), torch.randint(0, 10, (10,), generator=g)
+            opt.zero_grad()
+            nn.functional.nll_loss(model(x), y).backward()
+            opt.step()
+        assert [float(model[i].weight.double().abs().sum()) for i in (1, 3, 5)] == sums, setting
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from papers import wu2024
 from papers.wu2024 import classify, cli, figures
 from papers.wu2024 import toy as wu_toy
 from conftest import ROOT, cut, redraw, short_mnist
+from suite import data
 from test_resume import _interrupt_in_epoch
 
 CHECK = os.path.join(ROOT, 'check', 'wu2024.sh')
@@ -264,6 +265,25 @@ def test_s4_runs_summary_and_s6_histograms(tmp_path, capsys):
     assert before == after == ['weight-distribution.png']
 
 
+def test_s4_test_loss_is_the_originals(tmp_path):
+    """metrics.csv's test_loss is the original's: the test mini-batches' mean NLL times their sizes, summed, divided
+    by the number of images (aihwkit's LeNet example, which S4.2 copies: total_loss += loss.item() · images.size(0),
+    / len(dataset)), i.e. the mean per-sample NLL of trainer.evaluate; recomputed from the saved FP SGD model."""
+    code, folder = run('S4.1-mnist-FCN', ['--SETTING=FP SGD', '--dataset', 'mnist5k', '--save-checkpoint'], tmp_path)
+    assert code == 0
+    model = wu_nets.FCN()
+    model.load_state_dict(torch.load(os.path.join(folder, 'model.pt'), weights_only=False)['model'])
+    x, y = data.load_or_synthetic('mnist5k', './data', False, True)
+    total, images = 0.0, 0
+    with torch.no_grad():
+        for xb, yb in data.Batches(x, y, classify.MNIST['S4.1-mnist-FCN']['batch_size'],
+                                   max_batches=classify.DRY_BATCHES):
+            total += torch.nn.functional.nll_loss(model(xb), yb).item() * len(yb)
+            images += len(yb)
+    logged = pd.read_csv(os.path.join(folder, 'metrics.csv'))['test_loss'].iloc[-1]
+    assert logged == pytest.approx(total / images, rel=1e-6)
+
+
 def test_s6_finds_the_newest_checkpoints(tmp_path):
     """Without flags S6 picks, per setting, the newest S4.1 run saved at --tau (FP SGD: any τ)."""
     # folders as S4.1 writes them (the lookup reads their metrics.csv and the presence of model.pt only)
@@ -433,7 +453,7 @@ def test_ctrl_c_leaves_a_folder_that_resumes(setting, tmp_path, monkeypatch, cap
     for k, v in a['model'].items():
         assert torch.equal(v, b['model'][k]) if torch.is_tensor(v) else v == b['model'][k], k
     if setting == 'TT-v1':
-        assert a['model']['1._extra_state'] == {'batches': 6, 'column': 6}
+        assert a['model']['1._extra_state'] == {'batches': 6, 'column': [6, 6]}      # 784 inputs: two tiles
     pd.testing.assert_frame_equal(ma, mb)
     lines = open(os.path.join(folder, 'hyperparameters.txt')).read().splitlines()
     assert lines[0].startswith('python S4.1-mnist-FCN.py ') and lines[-1] == f'python S4.1-mnist-FCN.py --load-path {folder}'

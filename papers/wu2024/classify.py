@@ -62,7 +62,8 @@ def fit_classifier(cfg, argv, net, opt, train_b, test_b, gen, step, items, arch)
     """The epochs of S4 / A12 through the suite's trainer, one mini-batch by estimators.Backprop: StepLR(step, 0.1)
     per epoch, metrics.csv (epoch, setting, tau, train and test loss and accuracy, lr, seconds), TensorBoard scalars,
     checkpoint.tar after every epoch (a --load-path run resumes from it), model.pt with --save-checkpoint, the
-    figure."""
+    figure. The test loss is the original's, (1/N) Σ_batches B_b ℓ̄_b (the mini-batches' mean losses times their
+    sizes over the N test images), which is trainer.evaluate's mean per-sample loss (1/N) Σ_i ℓ_i."""
     model = net.module
     sched = torch.optim.lr_scheduler.StepLR(opt, step, GAMMA)
     items = [('SETTING', cfg.setting), ('tau', cfg.tau), ('rpu', cfg.rpu), ('epochs', cfg.epochs),
