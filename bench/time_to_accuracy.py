@@ -14,8 +14,15 @@ test passes) without the start-up; the wall seconds are metrics.csv's cumulative
 counts are read from metrics.csv. A setting's time to target is the mean over its seeds of the clock at the first
 epoch whose test accuracy reaches the target; its ratio is the paper setting's mean over its mean; its final
 accuracy is the test accuracy after the last epoch (every run of a model trains the same epochs), compared with the
-paper setting's on the seeds both ran (mean difference). A setting more than one point below the paper's final accuracy, or one that misses the target,
-says so in the table.
+paper setting's on the seeds both ran (mean difference). A setting more than one point below the paper's final
+accuracy, or one that misses the target, says so in the table. The settings:
+
+    paper        the check/ line: fixed T1 / T2, synchronous
+    tol          --tol 1e-4 --schedule async-free (free phase to tolerance, asynchronous; nudged phase synchronous)
+    tol5-T2-5    tol + --tol-every 5 --T2 5
+    T1-20-T2-5   --schedule async-free --T1 20 --T2 5 (fixed; the test passes run 20 steps too)
+    T1-10-T2-5   --schedule async-free --T1 10 --T2 5
+    sym-delta    tol + --thirdphase --carry-delta (the symmetric estimate: another estimator than the paper's)
 
     python bench/time_to_accuracy.py [--models MLP CNN] [--seeds 0 1 2] [--cnn-paper-seeds 0]
         [--settings paper tol …] [--target-mlp 92] [--target-cnn 24] [--max-epochs N | --max-epochs-mlp 5
