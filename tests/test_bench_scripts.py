@@ -1,0 +1,55 @@
+"""bench/time_to_accuracy.py: its command lines are check/'s, its --quick smoke run prints the table, and the
+table's reading of the runs (time to target, ratios, accuracy notes)."""
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, 'bench'))
+import time_to_accuracy as tta                      # noqa: E402
+
+
+def test_paper_argv_is_the_check_line_on_mnist5k():
+    assert tta.paper_argv('MLP') == [
+        '--model', 'MLP', '--task', 'mnist5k', '--archi', '784', '512', '10', '--optim', 'adam', '--lrs', '5e-4',
+        '5e-4', '--act', 'mysig', '--betas', '0.0', '0.1', '--T1', '30', '--T2', '10', '--mbs', '50']
+    cnn = tta.paper_argv('CNN')
+    assert cnn[:4] == ['--model', 'CNN', '--task', 'mnist5k']
+    assert tta.flag(cnn, '--T1') == '200' and tta.flag(cnn, '--T2') == '10' and tta.flag(cnn, '--mbs') == '100'
+    assert not {'--device', '--todo', '--epochs', '--save', '--check-thm'} & set(cnn)
+    argv = tta.command('CNN', 'tol5-T2-5', 2, 3)
+    assert tta.flag(argv, '--T2') == '5' and tta.flag(argv, '--seed') == '2' and tta.flag(argv, '--threads') == '1'
+
+
+def record(seed, accs, cpu, T2='10', free=None):
+    argv = ['--T1', '30', '--T2', T2, '--seed', str(seed)]
+    return dict(argv=argv, epochs=[dict(epoch=i + 1, test_acc=a, cpu_s=c, wall_s=2 * c, free_steps=free)
+                                   for i, (a, c) in enumerate(zip(accs, cpu))])
+
+
+def test_summary_time_to_target_ratio_and_notes():
+    paper = tta.summary('MLP', 'paper', [record(0, [80, 90, 93], [10, 20, 30]),
+                                          record(1, [90, 91, 93], [10, 20, 30])], 90)
+    assert paper['epochs to target'] == '1.5 ± 0.7' and paper['_cpu'] == 15 and paper['_final'] == {'0': 93, '1': 93}
+    assert paper['free + nudged steps per mini-batch'] == '40.0'
+    fast = tta.summary('MLP', 'tol', [record(0, [80, 90, 91.5], [2, 4, 6], free=10.0),
+                                      record(1, [80, 85, 89.5], [2, 4, 6], free=10.0)], 90, paper)
+    assert fast['× less CPU than paper'] == '3.75×' and fast['× less wall than paper'] == '3.75×'
+    assert fast['Δ final vs paper (points)'] == '-2.50' and fast['free + nudged steps per mini-batch'] == '20.0'
+    assert 'target not reached by 1 of 2 seeds' in fast['note'] and 'trades accuracy' in fast['note']
+
+
+def test_quick_prints_the_table():
+    r = subprocess.run([sys.executable, 'bench/time_to_accuracy.py', '--quick'], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    head = next(i for i, s in enumerate(lines) if s.startswith('| model | setting |'))
+    assert [c.strip() for c in lines[head].strip('|').split('|')] == tta.COLUMNS
+    rows = [[c.strip() for c in s.strip('|').split('|')] for s in lines[head + 2:head + 6]]
+    assert [(r[0], r[1]) for r in rows] == [('MLP', 'paper (fixed steps)'),
+                                            ('MLP', '--tol 1e-4 --schedule async-free'),
+                                            ('CNN', 'paper (fixed steps)'),
+                                            ('CNN', '--tol 1e-4 --schedule async-free')]
+    assert all(r[3] == '1.0' and r[4] != '–' and r[6].endswith('×') for r in rows)
+    assert 'load average' in r.stdout and 'Per run' in r.stdout
