@@ -48,8 +48,9 @@ from papers import ernoult2019                                  # noqa: E402
 from ep import estimators                                   # noqa: E402
 from papers import laborieux2021                                # noqa: E402
 from papers import laydevant2021                                # noqa: E402
-import main as suite                                # noqa: E402
+import main as entry                                # noqa: E402  (the parser and the paper routing)
 from papers import nest2024                                     # noqa: E402
+from suite import commandline                                  # noqa: E402
 from suite.cli import SCHEDULES, UsageError                # noqa: E402
 
 TOL = ['--tol', '1e-4']
@@ -65,9 +66,9 @@ VARIANTS = [('fixed', []), ('--tol 1e-4', TOL), ('--schedule async', ['--schedul
 def parse(argv):
     """The paper module and its validated Config of a command line (main.py's parser and routing, the paper's
     check_args); a refused flag raises cli.UsageError with the suite's own message."""
-    parser = suite.build_parser()
-    args, argv = suite.resolve(argv, parser)
-    paper = suite.paper_of(argv, parser)
+    parser = entry.build_parser()
+    args, argv = commandline.resolve(argv, parser)
+    paper = entry.paper_of(argv, parser)
     cfg = paper.check_args(args, argv) if paper is laydevant2021 else paper.check_args(args)
     return paper, cfg
 
