@@ -23,7 +23,7 @@ runs.csv lists one row per run (per command line that opened a folder, so a resu
                 Ave_Test_Error for binary EP; empty where the run has no such column
 
 It lives in the folder the run's results go to: <--results-dir>/runs.csv, and <--results-dir>/dry-run/runs.csv for
-dry runs, so that checks never mix with real runs. The row is written when the folder is known (running) and
+dry runs, so that checks never mix with real runs. The row is added when the folder is known (running) and
 rewritten when the entry ends, each time by reading the file, replacing or adding the row and writing it back
 atomically (rundir.write_csv) while holding an exclusive lock on the results folder, so that concurrent runs do not
 lose each other's rows. Only rank 0 writes. A runs.csv that cannot be read or written is reported in one line and
@@ -218,9 +218,13 @@ def update_runs(record, status, end=''):
         with rundir.locked(record.results_dir):
             rows = pd.read_csv(path, dtype=str, keep_default_na=False) if os.path.isfile(path) else None
             rows = [] if rows is None else rows.to_dict('records')
-            same = [i for i, r in enumerate(rows) if (r.get('folder'), r.get('start')) == (row['folder'], row['start'])]
+            # A run's first write adds its row; its last replaces it. A resume started within the same second as
+            # the run it resumes has the same folder and start: the command line and 'running' tell them apart.
+            same = [i for i, r in enumerate(rows) if end and r.get('status') == 'running'
+                    and (r.get('folder'), r.get('start'), r.get('command')) == (row['folder'], row['start'],
+                                                                                  row['command'])]
             if same:
-                rows[same[0]] = row
+                rows[same[-1]] = row
             else:
                 rows.append(row)
             rundir.write_csv(path, pd.DataFrame(rows, columns=_columns(rows)))

@@ -240,6 +240,21 @@ def test_dry_runs_are_listed_apart(tmp_path):
     assert lines[0].startswith('# ') and f'results: {folder}' in lines
 
 
+def test_a_resume_within_the_same_second_gets_its_own_row(tmp_path):
+    """A run and its resume share the folder and, on a fast machine, the start second: each keeps its row (also two
+    identical resume commands)."""
+    from suite import runlog
+    folder = str(tmp_path / 'run')
+    argvs = [['--epochs', '1'], ['--load-path', folder, '--epochs', '2'], ['--load-path', folder, '--epochs', '2']]
+    for argv in argvs:
+        record = runlog.Record('main.py', argv, 'laborieux2021', str(tmp_path), folder, start='2026-12-07 16:18:07')
+        runlog.update_runs(record, 'running')
+        runlog.update_runs(record, 'done', end='2026-12-07 16:18:07')
+    runs = pd.read_csv(tmp_path / 'runs.csv', keep_default_na=False)
+    assert list(runs['status']) == ['done'] * 3 and list(runs['folder']) == ['run'] * 3
+    assert list(runs['command']) == [runlog.rundir.command_line(a, 'main.py') for a in argvs]
+
+
 def test_runs_csv_keeps_the_rows_of_concurrent_runs(tmp_path):
     """Rows are read, changed and written back under a lock: runs that update runs.csv at the same time (threads
     here, each with its own lock) keep each other's rows."""
