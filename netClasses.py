@@ -37,11 +37,23 @@ import netFunctions as nf
 class Activation:
     """ρ and ρ' as a pair, so that closed-form dynamics never need autograd for ρ'.
 
-    `rhop_r(s, r)` gives ρ'(s) reusing r = ρ(s) when that is cheaper (sigm, sigmoid, tanh)."""
+    `rhop_r(s, r)` gives ρ'(s) reusing r = ρ(s) when that is cheaper (sigm, sigmoid, tanh).
+    `affine` = (a, c, f_): ρ(x) = f(a x + c) with f applied in place by f_ (None: no such form), so that a fused step
+    can fold a and c into its products (`rho_` applies ρ in place)."""
 
-    def __init__(self, name, rho, rhop, rhop_r=None):
+    def __init__(self, name, rho, rhop, rhop_r=None, affine=None):
         self.name, self.rho, self.rhop = name, rho, rhop
         self.rhop_r = rhop_r or (lambda s, r: rhop(s))
+        self.affine = affine
+
+    def rho_(self, t):
+        """t ← ρ(t) in place: f_(a t + c), the scaling and shift skipped where they are the identity."""
+        a, c, f_ = self.affine
+        if a != 1:
+            t.mul_(a)
+        if c != 0:
+            t.add_(c)
+        return f_(t)
 
     def __repr__(self):
         return self.name
@@ -75,16 +87,25 @@ def heaviside(x):
     return (x >= 0).to(x.dtype)
 
 
-SIGM = Activation('sigm', _sigm, _sigm_p, lambda s, r: 4 * r * (1 - r))           # 1/(1 + e^{−4(x − ½)})
-HARDSIGM = Activation('hardsigm', lambda x: x.clamp(0, 1), lambda x: _box(x, 0, 1))
+def _clamp_(lo, hi):
+    return lambda t: t.clamp_(lo, hi)
+
+
+# σ(4(x − ½)) = σ(4x − 2) to the bit: a power-of-two scale commutes with rounding
+SIGM = Activation('sigm', _sigm, _sigm_p, lambda s, r: 4 * r * (1 - r),
+                  (4.0, -2.0, torch.sigmoid_))                     # 1/(1 + e^{−4(x − ½)})
+HARDSIGM = Activation('hardsigm', lambda x: x.clamp(0, 1), lambda x: _box(x, 0, 1), affine=(1.0, 0.0, _clamp_(0, 1)))
 
 ACTIVATIONS = {
     'sigm': SIGM, 'mysig': SIGM,                                   # Ernoult's and Laborieux's names of one ρ
     'hardsigm': HARDSIGM, 'hard_sigmoid': HARDSIGM,
-    'tanh': Activation('tanh', torch.tanh, _tanh_p, lambda s, r: 1 - r * r),
-    'sigmoid': Activation('sigmoid', torch.sigmoid, _sigmoid_p, lambda s, r: r * (1 - r)),
-    'my_hard_sig': Activation('my_hard_sig', lambda x: (0.5 * x).clamp(0, 1), lambda x: 0.5 * _box(x, 0, 2)),
-    'ctrd_hard_sig': Activation('ctrd_hard_sig', lambda x: x.clamp(-0.5, 0.5), lambda x: _box(x, -0.5, 0.5)),
+    'tanh': Activation('tanh', torch.tanh, _tanh_p, lambda s, r: 1 - r * r, (1.0, 0.0, torch.tanh_)),
+    'sigmoid': Activation('sigmoid', torch.sigmoid, _sigmoid_p, lambda s, r: r * (1 - r),
+                          (1.0, 0.0, torch.sigmoid_)),
+    'my_hard_sig': Activation('my_hard_sig', lambda x: (0.5 * x).clamp(0, 1), lambda x: 0.5 * _box(x, 0, 2),
+                              affine=(0.5, 0.0, _clamp_(0, 1))),
+    'ctrd_hard_sig': Activation('ctrd_hard_sig', lambda x: x.clamp(-0.5, 0.5), lambda x: _box(x, -0.5, 0.5),
+                                affine=(1.0, 0.0, _clamp_(-0.5, 0.5))),
     # ρ' of H is the boxcar pseudo-derivative 1 on [−½, ½] (Laydevant 2021), H having no useful derivative
     'heaviside': Activation('heaviside', heaviside, lambda x: _box(x, -0.5, 0.5)),
 }
@@ -247,6 +268,12 @@ class EPNet(nn.Module):
         if not self.asynchronous:
             return self.update(s, self.dphi_ds(s, drive, y, beta), y, beta)
         return self.step_groups(s, lambda s_, layers: self.dphi_ds_layers(s_, drive, y, beta, layers), y, beta)
+
+    def phase_step(self, drive, y=None, beta=0.0):
+        """The step s ↦ s_{t+1} of one phase, whose drive, y, β and weights stay constant (netFunctions.relax asks
+        for it once per phase): `stepper`. A net overrides it with a fused step that prepares what is constant during
+        the phase (transposes, scaled biases) once, where that is faster."""
+        return lambda s: self.stepper(s, drive, y, beta)
 
     def stepper_autograd(self, x, s, y=None, beta=0.0):
         """Oracle step: ∂Φ/∂s by autograd of the per-sample primitive Φ, same schedule (never used in the hot loop)."""
