@@ -128,17 +128,31 @@ class P_MLP(LabNet):
         if nudged and self.readout is None and isinstance(self.criterion, SquaredError):
             base, pull = base + (a * beta) * y, torch.as_tensor(-a * beta, dtype=drive.dtype)
 
+        first, rest = self._first_product(k, base, terms, a), terms[1:]
+        f_ = f_ or (lambda h: h)
+
         def layer(s):
-            (j, m), *rest = terms or [(None, None)]
-            h = base.expand_as(s[k]).clone() if j is None else torch.addmm(base, s[j], m, alpha=a)
+            h = first(s)
             for j, m in rest:
                 h.addmm_(s[j], m, alpha=a)
             if pull is not None:
                 h.addcmul_(s[k], pull)
             elif nudged:
                 h.add_(self.nudge(s, y, beta), alpha=a)
-            return h if f_ is None else f_(h)
+            return f_(h)
         return layer
+
+    def _first_product(self, k, base, terms, a):
+        """s ↦ base + a s_j M_j for the first product of layer k (base alone if it has none). A layer of fewer than 16
+        units (the output layer) takes W_k s_{k−1} as (W_k s_{k−1}ᵀ)ᵀ, its state then a transposed view: the CPU's
+        BLAS computes that product about 1.4× faster at batch 50 with 10 units (and slower for wider layers)."""
+        if not terms:
+            return lambda s: base.expand_as(s[k]).clone()
+        j, m = terms[0]
+        if k > 0 and m.shape[1] < 16:
+            w, base_t = m.t(), (base.t() if base.dim() == 2 else base[:, None])
+            return lambda s: torch.addmm(base_t, w, s[j].t(), alpha=a).t()
+        return lambda s: torch.addmm(base, s[j], m, alpha=a)
 
     def ep_param_grads(self, x, s_a, s_b, beta_a, beta_b, y=None, s_free=None, phi_betas=None):
         """Closed form of the EP rule for Φ = Σ_k ⟨W_k p_k + b_k, s_k⟩ − βℓ (ℓ free of θ), p_0 = x, p_k = s_{k−1}:
@@ -150,11 +164,12 @@ class P_MLP(LabNet):
         x = x.flatten(1)
         grads = []
         for k, (sa, sb) in enumerate(zip(s_a, s_b)):
+            d = (sb - sa).mul_(c)
             if k == 0:
-                gw = (sb - sa).t() @ x
+                gw = d.t() @ x                                  # (the same input in both phases)
             else:
-                gw = torch.addmm(sb.t() @ s_b[k - 1], sa.t(), s_a[k - 1], alpha=-1)
-            grads += [gw.mul_(c), (sb - sa).sum(0).mul_(c)]
+                gw = torch.addmm(sb.t() @ s_b[k - 1], sa.t(), s_a[k - 1], alpha=-1).mul_(c)
+            grads += [gw, d.sum(0)]
         return grads
 
 
@@ -232,7 +247,7 @@ class P_CNN(LabNet):
 
 
 def _channels_last(t):
-    """A 4-d map in the channels-last memory layout (the same tensor if it is one already); other tensors as they are."""
+    """A 4-d map in the channels-last memory layout (the same tensor if it is one already); others as they are."""
     return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
 
 
