@@ -39,21 +39,12 @@ class Activation:
 
     `rhop_r(s, r)` gives ρ'(s) reusing r = ρ(s) when that is cheaper (sigm, sigmoid, tanh).
     `affine` = (a, c, f_): ρ(x) = f(a x + c) with f applied in place by f_ (None: no such form), so that a fused step
-    can fold a and c into its products (`rho_` applies ρ in place)."""
+    can fold a and c into its products."""
 
     def __init__(self, name, rho, rhop, rhop_r=None, affine=None):
         self.name, self.rho, self.rhop = name, rho, rhop
         self.rhop_r = rhop_r or (lambda s, r: rhop(s))
         self.affine = affine
-
-    def rho_(self, t):
-        """t ← ρ(t) in place: f_(a t + c), the scaling and shift skipped where they are the identity."""
-        a, c, f_ = self.affine
-        if a != 1:
-            t.mul_(a)
-        if c != 0:
-            t.add_(c)
-        return f_(t)
 
     def __repr__(self):
         return self.name
