@@ -724,10 +724,10 @@ class ConvPool(nn.Conv2d):
         back the rows and columns that the convolution's floor dropped (faster on the CPU than conv2d_input, the
         convolution's input gradient, which gives the same values)."""
         a_shape, z_shape, idx = ctx
+        u = self.pool.adjoint(g, idx, z_shape)                         # Pᵀ g, of the shape of W ⋆ a
         out_pad = [a - ((z - 1) * st - 2 * p + d * (k - 1) + 1) for a, z, st, p, d, k in
-                   zip(a_shape[-2:], z_shape[-2:], self.stride, self.padding, self.dilation, self.kernel_size)]
-        return F.conv_transpose2d(self.pool.adjoint(g, idx, z_shape), self.weight, None, self.stride, self.padding,
-                                  out_pad, 1, self.dilation)
+                   zip(a_shape[-2:], u.shape[-2:], self.stride, self.padding, self.dilation, self.kernel_size)]
+        return F.conv_transpose2d(u, self.weight, None, self.stride, self.padding, out_pad, 1, self.dilation)
 
 
 # ---------------------------------------------------------------------------------------------------------------
