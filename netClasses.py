@@ -26,7 +26,6 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.grad import conv2d_input
 
 from suite import distributed
 import netFunctions as nf
@@ -38,11 +37,14 @@ import netFunctions as nf
 class Activation:
     """ρ and ρ' as a pair, so that closed-form dynamics never need autograd for ρ'.
 
-    `rhop_r(s, r)` gives ρ'(s) reusing r = ρ(s) when that is cheaper (sigm, sigmoid, tanh)."""
+    `rhop_r(s, r)` gives ρ'(s) reusing r = ρ(s) when that is cheaper (sigm, sigmoid, tanh).
+    `affine` = (a, c, f_): ρ(x) = f(a x + c) with f applied in place by f_ (None: no such form), so that a fused step
+    can fold a and c into its products."""
 
-    def __init__(self, name, rho, rhop, rhop_r=None):
+    def __init__(self, name, rho, rhop, rhop_r=None, affine=None):
         self.name, self.rho, self.rhop = name, rho, rhop
         self.rhop_r = rhop_r or (lambda s, r: rhop(s))
+        self.affine = affine
 
     def __repr__(self):
         return self.name
@@ -76,16 +78,25 @@ def heaviside(x):
     return (x >= 0).to(x.dtype)
 
 
-SIGM = Activation('sigm', _sigm, _sigm_p, lambda s, r: 4 * r * (1 - r))           # 1/(1 + e^{−4(x − ½)})
-HARDSIGM = Activation('hardsigm', lambda x: x.clamp(0, 1), lambda x: _box(x, 0, 1))
+def _clamp_(lo, hi):
+    return lambda t: t.clamp_(lo, hi)
+
+
+# σ(4(x − ½)) = σ(4x − 2) to the bit: a power-of-two scale commutes with rounding
+SIGM = Activation('sigm', _sigm, _sigm_p, lambda s, r: 4 * r * (1 - r),
+                  (4.0, -2.0, torch.sigmoid_))                     # 1/(1 + e^{−4(x − ½)})
+HARDSIGM = Activation('hardsigm', lambda x: x.clamp(0, 1), lambda x: _box(x, 0, 1), affine=(1.0, 0.0, _clamp_(0, 1)))
 
 ACTIVATIONS = {
     'sigm': SIGM, 'mysig': SIGM,                                   # Ernoult's and Laborieux's names of one ρ
     'hardsigm': HARDSIGM, 'hard_sigmoid': HARDSIGM,
-    'tanh': Activation('tanh', torch.tanh, _tanh_p, lambda s, r: 1 - r * r),
-    'sigmoid': Activation('sigmoid', torch.sigmoid, _sigmoid_p, lambda s, r: r * (1 - r)),
-    'my_hard_sig': Activation('my_hard_sig', lambda x: (0.5 * x).clamp(0, 1), lambda x: 0.5 * _box(x, 0, 2)),
-    'ctrd_hard_sig': Activation('ctrd_hard_sig', lambda x: x.clamp(-0.5, 0.5), lambda x: _box(x, -0.5, 0.5)),
+    'tanh': Activation('tanh', torch.tanh, _tanh_p, lambda s, r: 1 - r * r, (1.0, 0.0, torch.tanh_)),
+    'sigmoid': Activation('sigmoid', torch.sigmoid, _sigmoid_p, lambda s, r: r * (1 - r),
+                          (1.0, 0.0, torch.sigmoid_)),
+    'my_hard_sig': Activation('my_hard_sig', lambda x: (0.5 * x).clamp(0, 1), lambda x: 0.5 * _box(x, 0, 2),
+                              affine=(0.5, 0.0, _clamp_(0, 1))),
+    'ctrd_hard_sig': Activation('ctrd_hard_sig', lambda x: x.clamp(-0.5, 0.5), lambda x: _box(x, -0.5, 0.5),
+                                affine=(1.0, 0.0, _clamp_(-0.5, 0.5))),
     # ρ' of H is the boxcar pseudo-derivative 1 on [−½, ½] (Laydevant 2021), H having no useful derivative
     'heaviside': Activation('heaviside', heaviside, lambda x: _box(x, -0.5, 0.5)),
 }
@@ -248,6 +259,12 @@ class EPNet(nn.Module):
         if not self.asynchronous:
             return self.update(s, self.dphi_ds(s, drive, y, beta), y, beta)
         return self.step_groups(s, lambda s_, layers: self.dphi_ds_layers(s_, drive, y, beta, layers), y, beta)
+
+    def phase_step(self, drive, y=None, beta=0.0):
+        """The step s ↦ s_{t+1} of one phase, whose drive, y, β and weights stay constant (netFunctions.relax asks
+        for it once per phase): `stepper`. A net overrides it with a fused step that prepares what is constant during
+        the phase (transposes, scaled biases) once, where that is faster."""
+        return lambda s: self.stepper(s, drive, y, beta)
 
     def stepper_autograd(self, x, s, y=None, beta=0.0):
         """Oracle step: ∂Φ/∂s by autograd of the per-sample primitive Φ, same schedule (never used in the hot loop)."""
@@ -703,12 +720,16 @@ class ConvPool(nn.Conv2d):
         return p, (a.shape, z.shape, idx)
 
     def adjoint(self, g, ctx, weight=None):
-        """Wᵀ ⋆ (Pᵀ g) at the input of `ctx` (conv2d_input, the convolution's input gradient, takes the input shape:
-        no output padding to work out for a stride above 1, unlike conv_transpose2d; same kernel, same speed).
-        `weight`: W itself by default, or a stand-in for it (W.detach(): feedback read as a constant)."""
+        """Wᵀ ⋆ (Pᵀ g) at the input of `ctx`: the transposed convolution of the unpooled g, whose output padding gives
+        back the rows and columns that the convolution's floor dropped (faster on the CPU than conv2d_input, the
+        convolution's input gradient, which gives the same values). `weight`: W itself by default, or a stand-in for
+        it (W.detach(): feedback read as a constant)."""
         a_shape, z_shape, idx = ctx
         w = self.weight if weight is None else weight
-        return conv2d_input(a_shape, w, self.pool.adjoint(g, idx, z_shape), self.stride, self.padding)
+        u = self.pool.adjoint(g, idx, z_shape)                         # Pᵀ g, of the shape of W ⋆ a
+        out_pad = [a - ((z - 1) * st - 2 * p + d * (k - 1) + 1) for a, z, st, p, d, k in
+                   zip(a_shape[-2:], u.shape[-2:], self.stride, self.padding, self.dilation, self.kernel_size)]
+        return F.conv_transpose2d(u, w, None, self.stride, self.padding, out_pad, 1, self.dilation)
 
 
 # ---------------------------------------------------------------------------------------------------------------

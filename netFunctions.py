@@ -24,11 +24,13 @@ from ep import estimators
 # Relaxation
 
 def relax(net, x, s, y, beta, steps, drive=None):
-    """`steps` closed-form steps; the input drive is computed once (it is constant during a phase)."""
+    """`steps` closed-form steps; the input drive is computed once (it is constant during a phase), and so is the
+    step function (net.phase_step)."""
     if drive is None:
         drive = net.drive(x)
+    step = net.phase_step(drive, y, beta)
     for _ in range(steps):
-        s = net.stepper(s, drive, y, beta)
+        s = step(s)
     return s
 
 
@@ -40,9 +42,9 @@ def relax_autograd(net, x, s, y, beta, steps):
 
 
 def _repeat(obj, n):
-    """Stack n copies along the batch dimension (tensors, or tuples/lists of tensors)."""
-    if obj is None:
-        return None
+    """Stack n copies along the batch dimension (tensors, or tuples/lists of tensors; n = 1: obj itself)."""
+    if obj is None or n == 1:
+        return obj
     if isinstance(obj, (tuple, list)):
         return type(obj)(_repeat(o, n) for o in obj)
     return obj.repeat(n, *([1] * (obj.dim() - 1)))
@@ -321,12 +323,12 @@ def relax_tol(net, s, drive, steps, tol=None, every=10, y=None, beta=0.0):
     every step. Returns (state, steps run)."""
     if tol is None:
         return relax(net, None, s, y, beta, steps, drive), steps
-    done = 0
+    done, step = 0, net.phase_step(drive, y, beta)
     while done < steps:
         k = min(every, steps - done)
         for _ in range(k - 1):
-            s = net.stepper(s, drive, y, beta)
-        prev, s = s, net.stepper(s, drive, y, beta)
+            s = step(s)
+        prev, s = s, step(s)
         done += k
         if converged(prev, s, tol):
             break

@@ -5,9 +5,13 @@ One mini-batch = free phase (T steps from zeros) + nudged phase (Kmax steps) + E
   oracle: the same update, every relaxation step through stepper_autograd (relax_autograd), then the EP rule by
           autograd of Φ (phi_param_grads)
 Both paths are first run on identical weights and their gradients compared, then timed in the same run
-(warm-up, then interleaved repetitions, median).
+(warm-up, then interleaved repetitions, median). The load average is printed before and after.
 
-    python bench/bench_engine.py [--config P-1h EB-1h] [--quick] [--reps 5] [--device cpu]
+    python bench/bench_engine.py [--config P-1h EB-1h] [--quick] [--reps 5] [--threads 1] [--clock cpu] [--device cpu]
+
+The two Laborieux 2021 settings of the engine table (MLP of check/train_mnist.sh, CNN of check/train_mnist_cnn.sh):
+
+    python bench/bench_engine.py --config L-MLP L-CNN --threads 1 --reps 7
 
 To benchmark another paper's network, append a Config to CONFIGS.
 """
@@ -53,7 +57,7 @@ CONFIGS = [
            batch=50),
     Config('L-CNN', lambda T=200, K=10: P_CNN(28, 1, [32, 64], [5, 5], [1, 1], [0, 0], 'mm', [10], T, K, 0.4,
                                               'hard_sigmoid'),
-           (1, 28, 28), [5e-5, 1e-5, 8e-6], batch=16, quick={'T': 20, 'K': 5}),
+           (1, 28, 28), [5e-5, 1e-5, 8e-6], batch=100, quick={'T': 20, 'K': 5}),
     Config('L-CIFAR', lambda T=250, K=30: P_CNN(32, 3, [128, 256, 512, 512], [3, 3, 3, 3], [1, 1, 1, 1], [1, 1, 1, 0],
                                                 'mmmm', [10], T, K, 0.5, 'my_hard_sig'),
            (3, 32, 32), [0.25, 0.15, 0.1, 0.08, 0.05], batch=4, quick={'T': 10, 'K': 4}),
@@ -112,15 +116,17 @@ def bench(cfg, args):
         n = copy.deepcopy(net)
         paths[name] = (fn, n, torch.optim.SGD(n.lr_groups(cfg.lr_tab)))
 
+    clock = time.process_time if args.clock == 'cpu' else time.perf_counter
+
     def timed(name):
         fn, n, opt = paths[name]
         if dev.type == 'cuda':
             torch.cuda.synchronize()
-        t0 = time.perf_counter()
+        t0 = clock()
         train_step(fn, n, opt, x, y)
         if dev.type == 'cuda':
             torch.cuda.synchronize()
-        return 1e3 * (time.perf_counter() - t0)
+        return 1e3 * (clock() - t0)
 
     for _ in range(args.warmup):
         for name in paths:
@@ -140,11 +146,16 @@ def main():
     ap.add_argument('--quick', action='store_true', help='shrink the slow configurations (conv nets: short T, K)')
     ap.add_argument('--reps', type=int, default=5, help='timed repetitions per path (median reported)')
     ap.add_argument('--warmup', type=int, default=2, help='untimed repetitions per path')
+    ap.add_argument('--threads', type=int, help='torch threads (default: torch\'s)')
+    ap.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
+                    help='wall clock, or this process\'s CPU time (steadier on a shared machine, with --threads 1)')
     ap.add_argument('--device', default='cpu')
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
-    print(f'torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, '
-          f'median of {args.reps} after {args.warmup} warm-up')
+    print(f'torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, {args.clock} clock, '
+          f'median of {args.reps} after {args.warmup} warm-up; load average {_load()}')
     head = f"{'config':<8} {'T':>4} {'K':>3} {'B':>3} {'engine ms':>10} {'oracle ms':>10} {'oracle/engine':>14}" \
            f" {'max|Δgrad|':>11} {'max|grad|':>10}"
     print(head + '\n' + '-' * len(head))
@@ -154,6 +165,12 @@ def main():
         r = bench(cfg, args)
         print(f"{r['config']:<8} {r['T']:>4} {r['K']:>3} {r['B']:>3} {r['engine']:>10.2f} {r['oracle']:>10.2f} "
               f"{r['ratio']:>13.2f}x {r['diff']:>11.2e} {r['gmax']:>10.2e}", flush=True)
+    print(f'load average {_load()}')
+
+
+def _load():
+    """The 1 / 5 / 15 min load average (os.getloadavg, as uptime prints it)."""
+    return ' / '.join(f'{v:.2f}' for v in os.getloadavg())
 
 
 if __name__ == '__main__':

@@ -40,8 +40,37 @@ def test_closed_form_equals_autograd_of_phi(name):
     s = [torch.rand(si.shape, generator=gen).double() for si in net.init_state(B)]
     col = torch.tensor([[0.3], [0.3], [-0.3], [-0.3]], dtype=torch.float64)
     for yy, bb in ((None, 0.0), (y, 0.5), (y, col)):
-        for a, o in zip(net.stepper(s, net.drive(x), yy, bb), net.stepper_autograd(x, s, yy, bb)):
-            torch.testing.assert_close(a, o, rtol=1e-10, atol=1e-12)
+        _assert_steps_equal_oracle(net, x, s, yy, bb)
+    with torch.no_grad():                                   # a whole relaxation of the engine (fused steps)
+        a = nf.relax(net, x, net.init_state(B), y, col, 12)
+    for ai, oi in zip(a, nf.relax_autograd(net, x, net.init_state(B), y, col, 12)):
+        torch.testing.assert_close(ai, oi, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize('name', ['mlp-mse', 'mlp-cel'])
+def test_mlp_closed_form_ep_rule_equals_autograd_of_phi(name):
+    """P_MLP's closed-form EP update is the autograd-of-Φ rule (netFunctions.phi_param_grads, the oracle)."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    net = NETS[name]().double()
+    x = _x(net, 5, gen)
+    y = nf.one_hot(torch.randint(0, 10, (5,), generator=gen), 10).double()
+    with torch.no_grad():
+        s0 = net.free_phase(x)
+        pos, neg = net.forward(x, s0, y, (0.2, -0.2))
+    for a, b, ba, bb in ((s0, pos, 0.0, 0.2), (neg, pos, -0.2, 0.2)):
+        for c, o in zip(net.ep_param_grads(x, a, b, ba, bb, y), nf.phi_param_grads(net, x, a, b, ba, bb, y)):
+            torch.testing.assert_close(c, o, rtol=1e-10, atol=1e-12)
+
+
+def _assert_steps_equal_oracle(net, x, s, yy, bb):
+    """stepper and the step that relaxations run without a graph (phase_step: the MLP's fused step, the CNN's
+    channels-last maps) equal the autograd-of-Φ step."""
+    with torch.no_grad():
+        fused = net.phase_step(net.drive(x), yy, bb)(s)
+    for a, f, o in zip(net.stepper(s, net.drive(x), yy, bb), fused, net.stepper_autograd(x, s, yy, bb)):
+        torch.testing.assert_close(a, o, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(f, o, rtol=1e-10, atol=1e-12)
 
 
 def _mnist(mnist5k, n):
@@ -212,8 +241,7 @@ def test_vf_field_equals_autograd_of_layerwise_phi(name):
     y = nf.one_hot(torch.tensor([1, 2, 3]), 10).double()
     s = [torch.rand(si.shape, generator=gen).double() for si in net.init_state(3)]
     for yy, bb in ((None, 0.0), (y, 0.4)):
-        for a, o in zip(net.stepper(s, net.drive(x), yy, bb), net.stepper_autograd(x, s, yy, bb)):
-            torch.testing.assert_close(a, o, rtol=1e-10, atol=1e-12)
+        _assert_steps_equal_oracle(net, x, s, yy, bb)
 
 
 def test_vf_mixed_rule_is_hebbian_with_free_presynaptic_states(mnist5k):

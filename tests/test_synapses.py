@@ -16,6 +16,15 @@ def test_rhop_is_the_derivative_of_rho(name):
     torch.testing.assert_close(act.rhop_r(x, act.rho(x)), g)
 
 
+@pytest.mark.parametrize('name', sorted(n for n, a in ACTIVATIONS.items() if a.affine))
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_affine_form_is_rho(name, dtype):
+    """ρ(x) = f(a x + c), the form the fused steps fold into their products (Activation.affine), to the bit."""
+    a, c, f_ = ACTIVATIONS[name].affine
+    x = torch.linspace(-3, 3, 6001, dtype=dtype)
+    assert torch.equal(f_(a * x + c), ACTIVATIONS[name].rho(x))
+
+
 def test_heaviside_pseudo_derivative_is_the_boxcar():
     act = ACTIVATIONS['heaviside']
     x = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0])
