@@ -91,7 +91,7 @@ def s2_final(tau, seed, sequential, iters=1500, lr=0.03):
 
 
 def sequential_check(seeds):
-    print('S2 problem (spec §4 setting: lr 0.03, 1500 full-batch steps, Δw_min = τ/300, ideal IO): final f(W)')
+    print('S2 problem (the Wu 2024 spec's setting: lr 0.03, 1500 full-batch steps, Δw_min = τ/300, ideal IO): final f(W)')
     for tau in (2.0, 1.0):
         for sequential in (False, True):
             f = [s2_final(tau, s, sequential) for s in range(seeds)]

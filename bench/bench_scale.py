@@ -1,4 +1,4 @@
-"""Issue 13 §4: one table per paper of what --tol, --schedule async and --dtype float64 do to one training
+"""One table per paper of what --tol, --schedule async and --dtype float64 do to one training
 mini-batch: free-phase steps and milliseconds, as ratios to the fixed-step, synchronous, float32 baseline.
 
 Each paper runs one small configuration of its own commands through its own code: the command line is parsed and

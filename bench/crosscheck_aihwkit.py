@@ -2,10 +2,10 @@
 toolkit (aihwkit, what the paper's scripts ran): test accuracy after every epoch, one CSV row per (simulator, epoch).
 
 Both get the same digital FCN 784-256-128-10 (sigmoid, log-softmax, NLL; the seed fixes its initial weights and the
-shuffling), batch 10, AnalogSGD at lr 0.05, and the S4.1 configuration of spec §3: SoftBoundsReferenceDevice with
-bounds ±τ and the toolkit's defaults (construction seed 10), default IO and update, the learned digital output
+shuffling), batch 10, AnalogSGD at lr 0.05, and the S4.1 configuration of ../shared/specs/wu2024_analog_training.md:
+SoftBoundsReferenceDevice with bounds ±τ and the toolkit's defaults (construction seed 10), default IO and update, the learned digital output
 scale; TT-v1 = build_config('ttv1') with construction seed 123, fast_lr 0.01 (absolute: scale_fast_lr False in
-aihwkit ≥ 1.0, as 0.9.0), one column read per transfer. aihwkit is not a dependency: build it aside (spec §7,
+aihwkit ≥ 1.0, as 0.9.0), one column read per transfer. aihwkit is not a dependency: build it aside (see that spec,
 README "The simulator"); without it the script says so and runs the native simulator alone.
 
     python bench/crosscheck_aihwkit.py [--setting "Analog SGD"|"TT-v1"|"FP SGD"] [--tau 0.6] [--epochs 12]
@@ -27,7 +27,7 @@ from papers.wu2024 import nets as wu_nets                                       
 
 
 def kit_model(net, setting, tau, out_scaling):
-    """The digital net converted by aihwkit with the S4.1 configuration (spec §3), and its AnalogSGD."""
+    """The digital net converted by aihwkit with the S4.1 configuration (the spec's S4.1 tile), and its AnalogSGD."""
     from aihwkit.nn.conversion import convert_to_analog
     from aihwkit.optim import AnalogSGD
     from aihwkit.simulator.configs import FloatingPointRPUConfig, SingleRPUConfig, build_config

@@ -1,4 +1,4 @@
-"""Precision of the EP estimate (issue 13 §3): per parameter tensor, the relative error ‖ĝ32 − ĝ64‖ / ‖ĝ64‖ of the
+"""Precision of the EP estimate: per parameter tensor, the relative error ‖ĝ32 − ĝ64‖ / ‖ĝ64‖ of the
 float32 symmetric EP estimate against the float64 one (same weights, same mini-batch of mnist5k), at the β of the
 Laborieux et al. 2021 MNIST commands (check/train_mnist.sh, check/train_mnist_cnn.sh):
 

@@ -506,7 +506,7 @@ def _s2():
 
 
 def test_s2_per_sample_drift_dominates_the_batch_closed_form():
-    """Spec §4 table (S2 problem, τ 1, lr 0.03, 1500 full-batch steps, Δw_min = τ/300, ideal IO, no noise): the
+    """The Wu 2024 spec's S2 table (S2 problem, τ 1, lr 0.03, 1500 full-batch steps, Δw_min = τ/300, ideal IO, no noise): the
     pulsed simulation (per-sample drift Σ_b |Δ_b|) ends far above the batch closed form (A-ALD with the batch
     gradient), near the per-sample closed form, and the batch closed form above digital GD."""
     tau, lr, iters = 1.0, 0.03, 1500
