@@ -257,12 +257,16 @@ def train_action(cfg, argv, device, seed):
     nets = {cfg.method: net}
     if cfg.benchmark:                                     # BPTT twin from the same initial weights, trained first
         nets = {'BPTT': copy.deepcopy(net), 'EP': net}
-    opts = {m: make_optimizer(cfg, n) for m, n in nets.items()}
     gens = {m: torch.Generator().manual_seed(seed) for m in nets}   # EP and its twin see the same mini-batches
-    rows = resume(cfg, nets, opts, gens) if cfg.resume else {m: [] for m in nets}
+    opts, rows = {}, {m: [] for m in nets}
+    if cfg.resume:                      # the checkpoints, read before anything is appended to the folder
+        opts = {m: make_optimizer(cfg, n) for m, n in nets.items()}
+        rows = resume(cfg, nets, opts, gens)
     header = f' TRAINING: list of hyperparameters ({model_name(cfg)}, {rundir.today()})'
     folder = trainer.open_run(lambda: new_run_dir(cfg, argv, seed, device, header), cfg.resume,
                               cfg.argv_given or argv)
+    # after the first line: a first optimiser imports torch._dynamo (~1 s)
+    opts = opts or {m: make_optimizer(cfg, n) for m, n in nets.items()}
 
     def saver(method):
         def save(history):

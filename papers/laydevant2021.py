@@ -298,10 +298,12 @@ def run(args, argv):
     xtr, ytr = load_split(cfg, True)
     xte, yte = load_split(cfg, False)
     net = build_net(cfg, xtr.shape[-1]).to(device, cfg.float_dtype).set_relaxation(cfg.tol, cfg.tol_every)
-    opt = make_optimizer(net, cfg)
     tools = Tools_fc if cfg.archi == 'fc' else Tools_conv
     row_fn = Tools_fc.results_row if cfg.archi == 'fc' else Tools_conv.results_row_conv
-    rows = resume(cfg, net, opt, gen) if cfg.resume else []
+    opt, rows = None, []
+    if cfg.resume:                      # the checkpoint, read before anything is appended to the folder
+        opt = make_optimizer(net, cfg)
+        rows = resume(cfg, net, opt, gen)
     keys = HP_ALL + (HP_FC if cfg.archi == 'fc' else HP_CONV) + (HP_BIN_N if cfg.binary_settings == 'bin_W_N' else ())
     keys += ('tol', 'tol_every') if cfg.tol is not None else ()
 
@@ -310,6 +312,8 @@ def run(args, argv):
         tools.save_hyperparameters(folder, cfg, argv, keys)
         return folder
     folder = trainer.open_run(new_folder, cfg.resume, cfg.argv_given or argv, HYPER_FILE)
+    if opt is None:                     # after the first line: a first optimiser imports torch._dynamo (~1 s)
+        opt = make_optimizer(net, cfg)
     flat = cfg.archi == 'fc'
     aug = data.augment if cfg.dataset == 'cifar10' else None
     max_b = 1 if cfg.dry_run else None

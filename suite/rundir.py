@@ -90,7 +90,7 @@ def _plain_open_mode(path):
         return 0o666 & ~current_umask()
 
 
-def _atomic(path, write):
+def atomic(path, write):
     """write(tmp) to a temporary file beside `path`, then rename it to `path`: a failed or interrupted write leaves
     the previous `path` whole (and no temporary file). A write that fails for lack of space or any other fault of the
     file system is an OSError, also where torch.save reports it as a RuntimeError of its zip writer."""
@@ -148,17 +148,17 @@ def write_text(path, text):
     def w(tmp):
         with open(tmp, 'w') as f:
             f.write(text)
-    _atomic(path, w)
+    atomic(path, w)
 
 
 def write_csv(path, frame):
     """pandas DataFrame → CSV, atomically (the whole table is rewritten each epoch)."""
-    _atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+    atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def save(obj, path):
     """torch.save, atomically (checkpoints are state dicts, never pickled modules)."""
-    _atomic(path, lambda tmp: torch.save(obj, tmp))
+    atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_npy(path, array):
@@ -168,7 +168,7 @@ def save_npy(path, array):
     def w(tmp):
         with open(tmp, 'wb') as f:
             np.save(f, array)
-    _atomic(path, w)
+    atomic(path, w)
 
 
 def write_hyperparameters(folder, argv, items, header=None, name='hyperparameters.txt', prog='main.py'):
@@ -199,7 +199,7 @@ def append_hyperparameters(folder, lines, name='hyperparameters.txt'):
     def w(tmp):
         with open(tmp, 'wb') as f:
             f.write(old + new)
-    _atomic(path, w)
+    atomic(path, w)
 
 
 def copy_plot_script(folder, name='plotFunctions.py'):

@@ -29,6 +29,7 @@ atomically (rundir.write_csv) while holding an exclusive lock on the results fol
 lose each other's rows. Only rank 0 writes. A runs.csv that cannot be read or written is reported in one line and
 left as it is; the run goes on.
 """
+import csv
 import dataclasses
 import datetime
 import os
@@ -205,8 +206,8 @@ def finish(status, extra=''):
 
 
 def update_runs(record, status, end=''):
-    """Write the record's row of runs.csv (see the module's docstring); a failure is one warning line."""
-    import pandas as pd                 # (imported here: it costs start-up time to commands that write no table)
+    """Write the record's row of runs.csv (see the module's docstring); a failure is one warning line. The csv module,
+    not pandas: the first write comes before a run's first line, and pandas costs a quarter of a second to import."""
     if record.results_dir is None or not distributed.is_main():
         return
     path = os.path.join(record.results_dir, 'runs.csv')
@@ -216,8 +217,7 @@ def update_runs(record, status, end=''):
     try:
         os.makedirs(record.results_dir, exist_ok=True)      # (a resumed folder may live elsewhere)
         with rundir.locked(record.results_dir):
-            rows = pd.read_csv(path, dtype=str, keep_default_na=False) if os.path.isfile(path) else None
-            rows = [] if rows is None else rows.to_dict('records')
+            rows = _read_rows(path)
             # A run's first write adds its row; its last replaces it. A resume started within the same second as
             # the run it resumes has the same folder and start: the command line and 'running' tell them apart.
             same = [i for i, r in enumerate(rows) if end and r.get('status') == 'running'
@@ -227,9 +227,29 @@ def update_runs(record, status, end=''):
                 rows[same[-1]] = row
             else:
                 rows.append(row)
-            rundir.write_csv(path, pd.DataFrame(rows, columns=_columns(rows)))
-    except (OSError, ValueError, pd.errors.ParserError) as e:
+            _write_rows(path, rows)
+    except (OSError, ValueError, csv.Error) as e:
         print(f'{record.prog}: warning: {path} not updated ({e}); the run itself is unaffected', file=sys.stderr)
+
+
+def _read_rows(path):
+    """The rows of runs.csv as dicts of strings ([] without the file); a row longer than the header is an error."""
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline='', encoding='utf-8') as f:
+        rows = list(csv.DictReader(f))
+    if any(None in r for r in rows):
+        raise ValueError('a row has more fields than the header')
+    return rows
+
+
+def _write_rows(path, rows):
+    def write(tmp):
+        with open(tmp, 'w', newline='', encoding='utf-8') as f:
+            out = csv.DictWriter(f, fieldnames=_columns(rows), restval='')
+            out.writeheader()
+            out.writerows({k: '' if v is None else v for k, v in r.items()} for r in rows)
+    rundir.atomic(path, write)
 
 
 def _columns(rows):

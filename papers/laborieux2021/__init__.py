@@ -431,13 +431,15 @@ def check_theorem(cfg, model, x, y, frac):
 
 def train_action(cfg, argv, model, xtr, ytr, xte, yte, device, seed, ext=None):
     ext = ext or trainer.Extension()
-    opt, sched = make_optimizer(cfg, model)
     gen = torch.Generator().manual_seed(seed)
     history, best = [], -1.0
-    if cfg.resume:                                         # from the LAST checkpoint
+    if cfg.resume:                      # from the LAST checkpoint, read before anything is appended to the folder
+        opt, sched = make_optimizer(cfg, model)
         history, best = resume(cfg, model, opt, sched, gen)
     folder = trainer.open_run(lambda: new_run_folder(cfg, argv, device, seed, model, ext.items), cfg.resume,
                               cfg.argv_given or argv)
+    if not cfg.resume:                  # after the first line: a first optimiser imports torch._dynamo (~1 s)
+        opt, sched = make_optimizer(cfg, model)
     train_b = batches(cfg, xtr, ytr, cfg.mbs, True, device, gen)
     test_b = batches(cfg, xte, yte, 16 if cfg.dry_run else 200, False, device, gen)
 

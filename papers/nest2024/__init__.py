@@ -410,11 +410,14 @@ def train(run, cfg, argv):
     gen = torch.Generator().manual_seed(run.seed)
     train_b, test_b = batches(run, True, device, gen), batches(run, False, device, gen)
     chain = build_chain(run, device)
-    opt = torch.optim.Adam(chain.parameters(), lr=run.lr, weight_decay=run.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, run.T_max, run.eta_min)
     est, net = estimator(run), trained_net(run, chain)
     history, best = [], -1.0
+
+    def optimiser():
+        opt = torch.optim.Adam(chain.parameters(), lr=run.lr, weight_decay=run.weight_decay)
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, run.T_max, run.eta_min)
     if run.load_path:        # (a checkpoint of the earlier layout has the same keys, without `format`)
+        opt, sched = optimiser()
         ck = checkpoints.restore(os.path.join(run.load_path, 'checkpoint.tar'), chain, opt, sched, gen,
                                  'a checkpoint.tar of a Nest & Ernoult 2024 training run')
         # the learning rate, weight decay and schedule are this command's (checkpoints.load_optimizer: the same
@@ -423,6 +426,8 @@ def train(run, cfg, argv):
         sched.T_max, sched.eta_min = run.T_max, run.eta_min
         history, best = ck['history'], ck.get('best_top1', -1.0)
     folder = trainer.open_run(lambda: new_folder(run, cfg, argv), run.load_path or None, argv)
+    if not run.load_path:               # after the first line: a first optimiser imports torch._dynamo (~1 s)
+        opt, sched = optimiser()
 
     def run_epoch(epoch):
         row = epoch_row(trainer.train(net, opt, train_b, lambda x, y: est(net, x, y), topk=5, loss=True),
