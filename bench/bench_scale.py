@@ -51,7 +51,7 @@ from papers import laydevant2021                                # noqa: E402
 import main as entry                                # noqa: E402  (the parser and the paper routing)
 from papers import nest2024                                     # noqa: E402
 from suite import commandline                                  # noqa: E402
-from suite.cli import SCHEDULES, UsageError                # noqa: E402
+from suite.cli import SCHEDULES, UsageError, adam               # noqa: E402
 
 TOL = ['--tol', '1e-4']
 VARIANTS = [('fixed', []), ('--tol 1e-4', TOL), ('--schedule async', ['--schedule', 'async']),
@@ -155,7 +155,7 @@ class ChainCase:
 
     def __init__(self, run, n):
         self.chain = nest2024.build_chain(run, 'cpu').train()
-        self.opt = torch.optim.Adam(self.chain.parameters(), lr=run.lr, weight_decay=run.weight_decay)
+        self.opt = adam(self.chain.parameters(), lr=run.lr, weight_decay=run.weight_decay)
         self.est = estimators.ChainEP(run.beta, run.T2)
         self.batches = first_batches(nest2024.batches(run, True, 'cpu', torch.Generator().manual_seed(0)), n)
         self.T, self.K, self.iters = run.T1, run.T2, []

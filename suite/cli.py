@@ -291,6 +291,19 @@ def run_config(cls, ns, **values):
     return cls(**kw)
 
 
+def adam(params, **kw):
+    """torch.optim.Adam with its fused kernel where the parameters' device has one (CPU and CUDA): one kernel for all
+    tensors instead of a chain of small operations per tensor. On one CPU thread (2-core development machine, load
+    ~2) a step of the 784-512-10 MLP's Adam took 0.23 ms fused against 0.6–3.2 ms unfused, and a whole P_MLP
+    mini-batch of bench/bench_scale.py 3.6–4.1 ms against 4.8–4.9 ms; the updates are the same to float rounding
+    (2e-7 after 200 steps in float32)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, fused=True, **kw)
+    except RuntimeError:                            # (a device without the fused kernel)
+        return torch.optim.Adam(params, **kw)
+
+
 def pick_device(index, flag='--device', prog='main.py'):
     """cuda:<index>; None: GPU 0 when present, else the CPU; negative: the CPU; an absent GPU: the CPU with a one-line
     warning naming the flag (`flag`, of the program `prog`). Under torchrun, rank r of a node takes cuda:<index +

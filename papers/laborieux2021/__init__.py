@@ -20,7 +20,7 @@ import netFunctions as nf
 from suite import rundir
 from suite import checkpoints
 from suite import trainer
-from suite.cli import default_threads
+from suite.cli import adam, default_threads
 from suite.cli import (SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say,
                  seed_everything)
 from netClasses import conv_pool_sizes
@@ -328,7 +328,7 @@ def make_optimizer(cfg, model):
     elif cfg.optim == 'sgd':
         opt = torch.optim.SGD(groups, lr=cfg.lrs[0], momentum=cfg.mmt)
     else:
-        opt = torch.optim.Adam(groups, lr=cfg.lrs[0])
+        opt = adam(groups, lr=cfg.lrs[0])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 100, eta_min=1e-5) if cfg.lr_decay else None
     return opt, sched
 

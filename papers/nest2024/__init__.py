@@ -55,7 +55,7 @@ from suite import rundir
 from suite import checkpoints
 from suite import trainer
 from suite import runlog
-from suite.cli import default_threads
+from suite.cli import adam, default_threads
 from suite.cli import DTYPES, UsageError, apply_suite_flags, dry_cap, pick_device, say, seed_everything
 from papers.nest2024 import config
 from papers.nest2024.nets import FeedforwardChain, HopfieldChain, blocks_from_config, resnet_blocks
@@ -414,7 +414,7 @@ def train(run, cfg, argv):
     history, best = [], -1.0
 
     def optimiser():
-        opt = torch.optim.Adam(chain.parameters(), lr=run.lr, weight_decay=run.weight_decay)
+        opt = adam(chain.parameters(), lr=run.lr, weight_decay=run.weight_decay)
         return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, run.T_max, run.eta_min)
     if run.load_path:        # (a checkpoint of the earlier layout has the same keys, without `format`)
         opt, sched = optimiser()
