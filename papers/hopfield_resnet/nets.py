@@ -52,7 +52,7 @@ def _biases(shapes, generator):
     return out
 
 
-def hopfield_resnet13(in_channels=3, n_classes=10, width=1.0, act='relu6', in_size=32, generator=None):
+def hopfield_resnet13(in_channels=3, n_classes=10, width=1.0, act='relu6', in_size=32, generator=None, gains=None):
     """(layers, couplings, biases) of Hopfield-ResNet13."""
     w1, w2, w3, w4 = widths(width)
     n = in_size
@@ -67,12 +67,12 @@ def hopfield_resnet13(in_channels=3, n_classes=10, width=1.0, act='relu6', in_si
         # the spec's order: block 1 lists 1→2 before the skip, the later blocks the skip first
         couplings += [main, skip] if a == 0 else [skip, main]
     couplings.append(graph.Dense(8, 9, C[8] * shapes[8][1] * shapes[8][2], n_classes))
-    for e, g in zip(couplings, GAINS['hopfieldresnet13']):
+    for e, g in zip(couplings, gains or GAINS['hopfieldresnet13']):
         e.init_gain(g, generator)
     return _layers(shapes, act, generator), couplings, _biases(shapes, generator)
 
 
-def vgg5(in_channels=3, n_classes=10, width=1.0, act='relu6', in_size=32, generator=None):
+def vgg5(in_channels=3, n_classes=10, width=1.0, act='relu6', in_size=32, generator=None, gains=None):
     """(layers, couplings, biases) of VGG5: conv 3×3 padding 1 then 2×2 max-pool, four times, then dense."""
     ws = widths(width)
     shapes = [(in_channels, in_size, in_size)]
@@ -81,7 +81,7 @@ def vgg5(in_channels=3, n_classes=10, width=1.0, act='relu6', in_size=32, genera
     shapes.append((n_classes,))
     couplings = [graph.ConvPool(k, k + 1, shapes[k][0], shapes[k + 1][0], 3, 1, 1) for k in range(4)]
     couplings.append(graph.Dense(4, 5, math.prod(shapes[4]), n_classes))
-    for e, g in zip(couplings, GAINS['vgg5']):
+    for e, g in zip(couplings, gains or GAINS['vgg5']):
         e.init_gain(g, generator)
     return _layers(shapes, act, generator), couplings, _biases(shapes, generator)
 
@@ -90,8 +90,9 @@ BUILDERS = {'hopfieldresnet13': hopfield_resnet13, 'vgg5': vgg5}
 
 
 def build(network, in_channels=3, n_classes=10, width=1.0, act='relu6', lossfn='MSE', T=120, K=50, beta=0.1,
-          in_size=32, generator=None):
-    """The EnergyGraph of a network name (free phase T steps, nudged phases K steps, cost MSE or CE)."""
-    layers, couplings, biases = BUILDERS[network](in_channels, n_classes, width, act, in_size, generator)
+          in_size=32, generator=None, gains=None):
+    """The EnergyGraph of a network name (free phase T steps, nudged phases K steps, cost MSE or CE; `gains` of the
+    weight tensors, default the paper's)."""
+    layers, couplings, biases = BUILDERS[network](in_channels, n_classes, width, act, in_size, generator, gains)
     cost = SquaredError() if lossfn == 'MSE' else CrossEntropy()
     return graph.EnergyGraph(layers, couplings, biases, T, K, beta, cost)
