@@ -18,8 +18,8 @@ def _one_thread():
 
 
 def base(network):
-    return ['--network', network, '--dataset', 'mnist5k', '--width', '0.03125', '--activation', 'hard-sigmoid',
-            '--num_iterations_inference', '4', '--num_iterations_training', '2', '--batch_size', '500',
+    return ['--network', network, '--dataset', 'mnist5k', '--width', '0.015625', '--activation', 'hard-sigmoid',
+            '--num_iterations_inference', '4', '--num_iterations_training', '2', '--batch_size', '1000',
             '--learning_rates_weights', '0.05', '--learning_rates_biases', '0.05', '--beta', '0.2', '--seed', '1',
             '--threads', '1']
 
