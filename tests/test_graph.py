@@ -140,31 +140,10 @@ def test_centered_ep_matches_bptt(network):
         assert cos >= 0.99, (name, cos)
 
 
-def pcnn_as_graph(net):
-    """Laborieux's P_CNN (max-pool convs, then dense layers, mse: every layer through σ) as an EnergyGraph with
-    its weights: the bias of a conv before a max-pool is a per-channel bias of the pooled layer."""
-    shapes = [(net.ch[0], 28, 28)] + net.state_shapes()
-    layers = [graph.Layer('x', shapes[0])] + [graph.Layer(f's{k}', sh, net.act) for k, sh in enumerate(shapes[1:], 1)]
-    couplings, biases = [], []
-    for k, syn in enumerate(net.synapses):
-        if k < net.ncv:
-            e = graph.ConvPool(k, k + 1, syn.in_channels, syn.out_channels, syn.kernel_size[0], syn.stride[0],
-                               syn.padding[0])
-        else:
-            e = graph.Dense(k, k + 1, syn.in_features, syn.out_features)
-        b = graph.Bias(k + 1, syn.bias.shape)
-        with torch.no_grad():
-            e.weight.copy_(syn.weight)
-            b.bias.copy_(syn.bias)
-        couplings.append(e)
-        biases.append(b)
-    return graph.EnergyGraph(layers, couplings, biases, net.T, net.Kmax, net.beta).to(net.synapses[0].weight)
-
-
 def test_pcnn_as_a_graph_has_the_same_states():
     torch.manual_seed(0)
     net = P_CNN(28, 1, [8, 6], [5, 3], [1, 1], [0, 1], 'mm', [10], 30, 10, 0.1, 'hard_sigmoid').double()
-    g = pcnn_as_graph(net)
+    g = nets.pcnn_graph(net, 28)
     gen = torch.Generator().manual_seed(6)
     x = torch.rand(5, 1, 28, 28, generator=gen, dtype=torch.float64)
     y = nf.one_hot(torch.tensor([0, 1, 2, 3, 4]), 10).double()

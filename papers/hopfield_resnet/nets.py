@@ -96,3 +96,26 @@ def build(network, in_channels=3, n_classes=10, width=1.0, act='relu6', lossfn='
     layers, couplings, biases = BUILDERS[network](in_channels, n_classes, width, act, in_size, generator, gains)
     cost = SquaredError() if lossfn == 'MSE' else CrossEntropy()
     return graph.EnergyGraph(layers, couplings, biases, T, K, beta, cost)
+
+
+def pcnn_graph(net, in_size):
+    """Laborieux's P_CNN (conv + max-pool synapses, then dense ones; mse, every layer through σ) as an EnergyGraph
+    with its weights: the bias of a convolution before a max-pool is a per-channel bias of the pooled layer, since
+    P(W ⋆ a + b) = P(W ⋆ a) + b (in_size: the side of its input). The same states and EP estimate (tests/test_graph.py); bench/bench_graph.py times
+    both forms."""
+    shapes = [(net.ch[0], in_size, in_size)] + net.state_shapes()
+    layers = [graph.Layer('x', shapes[0])] + [graph.Layer(f's{k}', sh, net.act) for k, sh in enumerate(shapes[1:], 1)]
+    couplings, biases = [], []
+    for k, syn in enumerate(net.synapses):
+        if k < net.ncv:
+            e = graph.ConvPool(k, k + 1, syn.in_channels, syn.out_channels, syn.kernel_size[0], syn.stride[0],
+                               syn.padding[0])
+        else:
+            e = graph.Dense(k, k + 1, syn.in_features, syn.out_features)
+        b = graph.Bias(k + 1, syn.bias.shape)
+        with torch.no_grad():
+            e.weight.copy_(syn.weight)
+            b.bias.copy_(syn.bias)
+        couplings.append(e)
+        biases.append(b)
+    return graph.EnergyGraph(layers, couplings, biases, net.T, net.Kmax, net.beta).to(net.synapses[0].weight)
