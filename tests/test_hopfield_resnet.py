@@ -79,3 +79,29 @@ def test_bptt_trains_the_same_graph(tmp_path):
     ck = torch.load(os.path.join(folder, 'checkpoint.tar'), weights_only=False)
     cs = [v.item() for k, v in ck['model'].items() if k.endswith('rho.hi')]
     assert len(cs) == 8 and all(1 <= c <= 10 for c in cs)
+
+
+def test_fashion_mnist_is_read_from_idx_files_and_padded(tmp_path):
+    """Fashion-MNIST in MNIST's idx layout under --data-root/fashion-mnist/: a run reads it, 28×28 padded to 32×32."""
+    import gzip
+    from conftest import idx_bytes
+    from papers import hopfield_resnet
+    from suite import data
+    folder = tmp_path / 'fashion-mnist'
+    folder.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for train, n in ((True, 12), (False, 8)):
+        imgs = torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8)
+        labels = torch.arange(n, dtype=torch.uint8) % 10
+        names = data.MNIST_FILES[train]
+        (folder / names[0]).write_bytes(idx_bytes((n, 28, 28), imgs.numpy().tobytes()))
+        with gzip.open(folder / (names[1] + '.gz'), 'wb') as f:
+            f.write(idx_bytes((n,), labels.numpy().tobytes()))
+    x, y = data.load_fashion_mnist(str(tmp_path), True)
+    assert x.shape == (12, 1, 28, 28) and 0 <= x.min() and x.max() <= 1 and y.tolist()[:3] == [0, 1, 2]
+    code, folder = run_main(base('vgg5') + ['--dataset', 'FashionMNIST', '--data-root', str(tmp_path), '--epochs',
+                                            '1', '--results-dir', str(tmp_path / 'r')])
+    assert code == 0 and 'FashionMNIST' in open(os.path.join(folder, 'hyperparameters.txt')).read()
+    with pytest.raises(data.DataError):
+        data.load_fashion_mnist(str(tmp_path / 'none'), False)
+    assert hopfield_resnet.SETTINGS['FashionMNIST'][2] == 0.15
