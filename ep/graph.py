@@ -285,17 +285,10 @@ class EnergyGraph(EPNet):
     def state_shapes(self):
         return [lay.shape for lay in self.layers[1:]]
 
-    def interactions(self):
-        """Every interaction, in the order of net.parameters()."""
-        return list(self.couplings) + list(self.biases)
-
     def schedule(self, n, nudged):
         if not self.asynchronous or (nudged and self.asynchronous == 'free'):
             return [range(n)]
         return self.groups
-
-    def stepper(self, s, drive, y=None, beta=0.0):
-        return self.step_groups(s, lambda s_, layers: self.dphi_ds_layers(s_, drive, y, beta, layers), y, beta)
 
     # -- Φ and its gradients --------------------------------------------------------------------------------------
     def drive(self, x):
