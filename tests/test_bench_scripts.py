@@ -53,3 +53,27 @@ def test_quick_prints_the_table():
                                             ('CNN', '--tol 1e-4 --schedule async-free')]
     assert all(r[3] == '1.0' and r[4] != '–' and r[6].endswith('×') for r in rows)
     assert 'load average' in r.stdout and 'Per run' in r.stdout
+
+
+def test_hopfield_resnet_compare_quick_prints_the_table(tmp_path):
+    """bench/hopfield_resnet_compare.py --quick: three dry-run trainings, the table, runs.csv, summary.csv and
+    the figure."""
+    r = subprocess.run([sys.executable, 'bench/hopfield_resnet_compare.py', '--quick', '--threads', '1', '--out',
+                        str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    head = next(i for i, s in enumerate(lines) if s.startswith('| setting |'))
+    rows = [[c.strip() for c in s.strip('|').split('|')] for s in lines[head + 2:head + 5]]
+    assert [row[0] for row in rows] == ['Hopfield-ResNet13 (EP)', 'VGG5 (EP)', 'Hopfield-ResNet13 (BPTT)']
+    for name in ('runs.csv', 'summary.csv', 'accuracy.png'):
+        assert (tmp_path / name).is_file(), name
+
+
+def test_bench_graph_quick_times_both_forms():
+    """bench/bench_graph.py --quick: P_CNN and its energy-graph form, both schedules, equal float64 estimates."""
+    r = subprocess.run([sys.executable, 'bench/bench_graph.py', '--quick'], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [s for s in r.stdout.splitlines() if s.startswith('L-CNN')]
+    assert len(lines) == 2 and all('graph / P_CNN' in s for s in lines)
+    assert all(float(s.split('differ by ')[1].split()[0]) < 1e-8 for s in lines)

@@ -56,6 +56,7 @@ PAPERS = {
                  'imm', '--betas', '0.0', '0.2', '--softmax', '--loss', 'cel', '--lca_iters', '2', '--thirdphase'],
     'laydevant2021': ['--archi', 'fc', '--layersList', '784', '16', '10', '--gamma', '1e-5', '1e-4',
                       '--gradThreshold', '5e-7', '5e-7', '--lrBias', '0.025', '0.05', '--dataset', 'mnist5k'],
+    'hopfield_resnet': ['--network', 'hopfieldresnet13', '--width', '0.03125', '--dataset', 'mnist5k'],
 }
 
 
