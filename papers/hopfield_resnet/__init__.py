@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ep import estimators
 from suite import checkpoints, checks, data, rundir, trainer
-from suite.cli import RunConfig, UsageError, default_threads, dry_cap, pick_device, run_config, say, seed_everything
+from suite.cli import RunConfig, UsageError, adam, default_threads, dry_cap, pick_device, run_config, say, seed_everything
 from papers.hopfield_resnet import nets
 
 NAME = 'hopfield_resnet'
@@ -239,7 +239,7 @@ def make_optimizer(cfg, model):
     groups = model.lr_groups(cfg.lrs_weights, cfg.lrs_biases, cfg.weight_decay)
     if cfg.optimizer == 'sgd':
         return torch.optim.SGD(groups, lr=cfg.lrs_weights[0], momentum=cfg.momentum, nesterov=cfg.momentum > 0)
-    return torch.optim.Adam(groups, lr=cfg.lrs_weights[0])
+    return adam(groups, lr=cfg.lrs_weights[0])
 
 
 def learning_rate(cfg, base, epoch):
@@ -281,15 +281,20 @@ def run(args, argv):
     xtr, ytr = load_split(cfg, True)
     xte, yte = load_split(cfg, False)
     model = build_model(cfg, gen).to(device, cfg.float_dtype)
-    opt = make_optimizer(cfg, model)
-    bases = [g['lr'] for g in opt.param_groups]
     history, best = [], -1.0
-    if cfg.resume:
+
+    def optimiser():
+        opt = make_optimizer(cfg, model)
+        return opt, [g['lr'] for g in opt.param_groups]     # the base rates (a checkpoint holds scheduled ones)
+    if cfg.resume:                      # the checkpoint, read before anything is appended to the folder
+        opt, bases = optimiser()
         ck = checkpoints.restore(os.path.join(cfg.resume, 'checkpoint.tar'), model, opt, None, gen,
                                  'a checkpoint.tar of a Hopfield-ResNet training run', ('best',))
         history, best = ck['history'], ck['best']
     folder = trainer.open_run(lambda: new_run_folder(cfg, argv, device, seed, model), cfg.resume,
                               cfg.argv_given or argv)
+    if not cfg.resume:                  # after the first line: a first optimiser imports torch._dynamo (~1 s)
+        opt, bases = optimiser()
     train_b = batches(cfg, xtr, ytr, cfg.batch_size, True, device, gen)
     test_b = batches(cfg, xte, yte, min(cfg.batch_size, 200) if not cfg.dry_run else DRY_BATCH, False, device, gen)
     estimate = make_estimator(cfg)
