@@ -9,7 +9,8 @@ test accuracy (mean ± std over seeds) and the mean seconds per epoch; written u
 and epoch), summary.csv (the table) and accuracy.png (test accuracy per epoch, mean ± std over seeds).
 
     python bench/hopfield_resnet_compare.py [--seeds 0 1 2] [--epochs 5] [--width 0.0625] [--T 60] [--K 20]
-        [--batch 64] [--activation relu6] [--beta 0.1] [--lr 0.03] [--threads 2] [--out DIR] [--quick]
+        [--batch 64] [--activation relu6] [--beta 0.1] [--lr 0.03] [--threads 2] [--settings …] [--out DIR] [--quick]
+    python bench/hopfield_resnet_compare.py --from-runs A/runs.csv B/runs.csv --out DIR   (merge, table, figure)
 
 --quick: one seed, --dry-run runs (one mini-batch, the relaxation capped to a few steps) at width 1/32: a smoke test
 of seconds; its numbers mean nothing.
@@ -29,19 +30,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import main as suite                                # noqa: E402
 
+# each setting's own flags come last, so they override the common ones (e.g. --activation)
 SETTINGS = {'Hopfield-ResNet13 (EP)': ['--network', 'hopfieldresnet13', '--algorithm', 'EP'],
             'VGG5 (EP)': ['--network', 'vgg5', '--algorithm', 'EP'],
+            # VGG5 with bounded states and its gains read as a standard deviation (√3 times the uniform bound):
+            # at the defaults its activity shrinks layer by layer and it stays at chance on mnist5k
+            'VGG5 (EP, hard-sigmoid, gains ×√3)': ['--network', 'vgg5', '--algorithm', 'EP', '--activation',
+                                                   'hard-sigmoid', '--weight_gains', '0.69,1.21,1.04,0.52,1.04'],
             'Hopfield-ResNet13 (BPTT)': ['--network', 'hopfieldresnet13', '--algorithm', 'BPTT']}
 COLUMNS = ['setting', 'seeds', 'epochs', 'final test acc (%)', 'best test acc (%)', 's / epoch']
 
 
 def command(setting, seed, a, results_dir):
-    argv = SETTINGS[setting] + ['--dataset', 'mnist5k', '--width', str(a.width), '--num_iterations_inference',
-                                str(a.T), '--num_iterations_training', str(a.K), '--batch_size', str(a.batch),
-                                '--epochs', str(a.epochs), '--activation', a.activation, '--beta', str(a.beta),
-                                '--learning_rates_weights', str(a.lr), '--learning_rates_biases', str(a.lr),
-                                '--threads', str(a.threads), '--seed', str(seed), '--results-dir', results_dir]
-    return argv + (['--dry-run'] if a.quick else [])
+    argv = ['--dataset', 'mnist5k', '--width', str(a.width), '--num_iterations_inference', str(a.T),
+            '--num_iterations_training', str(a.K), '--batch_size', str(a.batch), '--epochs', str(a.epochs),
+            '--activation', a.activation, '--beta', str(a.beta), '--learning_rates_weights', str(a.lr),
+            '--learning_rates_biases', str(a.lr), '--threads', str(a.threads), '--seed', str(seed), '--results-dir',
+            results_dir]
+    return argv + SETTINGS[setting] + (['--dry-run'] if a.quick else [])
 
 
 def run_one(argv):
@@ -121,6 +127,9 @@ def parse(argv=None):
     p.add_argument('--out', default=None, help='folder of runs.csv, summary.csv, accuracy.png and the run folders '
                                                '(default results/hopfield_resnet_compare; --quick: a temporary one)')
     p.add_argument('--quick', action='store_true', help='smoke test: one seed, dry runs')
+    p.add_argument('--from-runs', nargs='+', default=None, metavar='CSV',
+                   help='train nothing: the table and figure of the runs.csv of earlier invocations (e.g. settings '
+                        'run in two processes), written under --out')
     a = p.parse_args(argv)
     if a.seeds is None:
         a.seeds = [0] if a.quick else [0, 1, 2]
@@ -135,8 +144,8 @@ def main(argv=None):
         out = a.out or (stack.enter_context(tempfile.TemporaryDirectory()) if a.quick else
                         os.path.join(ROOT, 'results', 'hopfield_resnet_compare'))
         os.makedirs(out, exist_ok=True)
-        rows = []
-        for setting in a.settings:
+        rows = [pd.read_csv(f) for f in a.from_runs or []]
+        for setting in a.settings if a.from_runs is None else []:
             for seed in a.seeds:
                 t0 = time.time()
                 m, folder = run_one(command(setting, seed, a, os.path.join(out, 'runs')))

@@ -354,8 +354,12 @@ class EnergyGraph(EPNet):
         return grads
 
     def lr_groups(self, lrs_weights, lrs_biases, weight_decay=0.0):
-        """One optimiser group per weight tensor and per bias, each with its learning rate."""
+        """One optimiser group per weight tensor and per bias, each with its learning rate (one rate per tensor:
+        a shorter list would leave tensors out of the optimiser)."""
         weighted = [e for e in self.couplings if any(True for _ in e.parameters())]
+        if len(lrs_weights) != len(weighted) or len(lrs_biases) != len(self.biases):
+            raise ValueError(f'{len(lrs_weights)} weight and {len(lrs_biases)} bias learning rates for '
+                             f'{len(weighted)} weight tensors and {len(self.biases)} biases')
         return ([{'params': list(e.parameters()), 'lr': lr, 'weight_decay': weight_decay}
                  for e, lr in zip(weighted, lrs_weights)]
                 + [{'params': list(b.parameters()), 'lr': lr, 'weight_decay': weight_decay}

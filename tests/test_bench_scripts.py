@@ -56,17 +56,22 @@ def test_quick_prints_the_table():
 
 
 def test_hopfield_resnet_compare_quick_prints_the_table(tmp_path):
-    """bench/hopfield_resnet_compare.py --quick: three dry-run trainings, the table, runs.csv, summary.csv and
-    the figure."""
+    """bench/hopfield_resnet_compare.py --quick: four dry-run trainings, the table, runs.csv, summary.csv and
+    the figure; --from-runs rebuilds the table from that runs.csv."""
     r = subprocess.run([sys.executable, 'bench/hopfield_resnet_compare.py', '--quick', '--threads', '1', '--out',
                         str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     lines = r.stdout.splitlines()
     head = next(i for i, s in enumerate(lines) if s.startswith('| setting |'))
-    rows = [[c.strip() for c in s.strip('|').split('|')] for s in lines[head + 2:head + 5]]
-    assert [row[0] for row in rows] == ['Hopfield-ResNet13 (EP)', 'VGG5 (EP)', 'Hopfield-ResNet13 (BPTT)']
+    rows = [[c.strip() for c in s.strip('|').split('|')] for s in lines[head + 2:head + 6]]
+    assert [row[0] for row in rows] == ['Hopfield-ResNet13 (EP)', 'VGG5 (EP)', 'VGG5 (EP, hard-sigmoid, gains ×√3)',
+                                        'Hopfield-ResNet13 (BPTT)']
     for name in ('runs.csv', 'summary.csv', 'accuracy.png'):
         assert (tmp_path / name).is_file(), name
+    again = subprocess.run([sys.executable, 'bench/hopfield_resnet_compare.py', '--from-runs', str(tmp_path / 'runs.csv'),
+                            '--out', str(tmp_path / 'merged')], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (tmp_path / 'merged' / 'summary.csv').read_text() == (tmp_path / 'summary.csv').read_text()
 
 
 def test_bench_graph_quick_times_both_forms():
