@@ -63,6 +63,16 @@ def save(path, model, optimizer, epoch, history, **kw):
     rundir.save(state(model, optimizer, epoch, history, **kw), path)
 
 
+def save_epoch(folder, ck, history, best):
+    """A run's checkpoints after an epoch (and before the first, `history` empty): the state `ck` to checkpoint.tar,
+    and to best_checkpoint.tar when the last epoch's test accuracy beats `best`. Returns (best, improved)."""
+    rundir.save(ck, os.path.join(folder, 'checkpoint.tar'))
+    if history and history[-1]['test_acc'] > best:
+        rundir.save(ck, os.path.join(folder, 'best_checkpoint.tar'))
+        return history[-1]['test_acc'], True
+    return best, False
+
+
 def restore(path, model, optimizer=None, scheduler=None, generator=None, what='a checkpoint of this suite',
             keys=()):
     """Load the checkpoint at `path` into a resumed run: the model's weights, the optimiser's state (under this

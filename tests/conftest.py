@@ -19,6 +19,15 @@ def _threads():
     yield
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread, also in a serial run (a module of small arrays: `pytestmark = pytest.mark.usefixtures(
+    'one_thread')`): a second thread only waits for the first on products this small, far longer on a loaded
+    machine."""
+    torch.set_num_threads(1)
+    yield
+
+
 @pytest.fixture(scope='session')
 def mnist5k():
     from suite import data

@@ -14,12 +14,7 @@ import torch.nn as nn
 import analog as A
 from conftest import assert_resume_equals_uninterrupted, run_main
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The arrays here are small: one thread is faster, and far faster on a loaded machine (conftest's 2 threads
-    wait for each other there)."""
-    torch.set_num_threads(1)
-    yield
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 IDEAL = dict(dw_min_dtod=0.0, dw_min_std=0.0, w_bound_dtod=0.0, up_down=0.0, up_down_dtod=0.0)

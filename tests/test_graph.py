@@ -11,13 +11,7 @@ from papers.laborieux2021.nets import P_CNN
 B = 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # these products are small: a second thread only waits on a loaded machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def _rand(*shape, gen):

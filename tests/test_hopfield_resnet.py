@@ -9,12 +9,7 @@ import torch
 from conftest import assert_resume_equals_uninterrupted, run_main
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def base(network):

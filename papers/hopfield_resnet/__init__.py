@@ -311,14 +311,10 @@ def run(args, argv):
         nonlocal best
         last = history[-1] if history else dict(epoch=0, test_acc=-1.0)
         ck = checkpoints.state(model, opt, last['epoch'], history, None, gen, cfg, best=max(best, last['test_acc']))
-        rundir.save(ck, os.path.join(folder, 'checkpoint.tar'))
-        if not history:
-            return
-        if last['test_acc'] > best:
-            best = last['test_acc']
-            rundir.save(ck, os.path.join(folder, 'best_checkpoint.tar'))
-        say(f'epoch {last["epoch"]}: train acc {last["train_acc"]:.2f} %, test acc {last["test_acc"]:.2f} %, '
-            f'test loss {last["test_loss"]:.4f}, {last["epoch_seconds"]:.1f} s')
+        best, _ = checkpoints.save_epoch(folder, ck, history, best)
+        if history:
+            say(f'epoch {last["epoch"]}: train acc {last["train_acc"]:.2f} %, test acc {last["test_acc"]:.2f} %, '
+                f'test loss {last["test_loss"]:.4f}, {last["epoch_seconds"]:.1f} s')
 
     trainer.fit(folder, cfg.epochs, history, run_epoch, save, model.parameters(), metrics='metrics.csv',
                 plot=rundir.plot_folder)

@@ -459,15 +459,12 @@ def train_action(cfg, argv, model, xtr, ytr, xte, yte, device, seed, ext=None):
         nonlocal best
         last = history[-1] if history else dict(epoch=0, test_acc=-1.0)
         ck = checkpoints.state(model, opt, last['epoch'], history, sched, gen, cfg, best=max(best, last['test_acc']))
-        rundir.save(ck, os.path.join(folder, 'checkpoint.tar'))
-        if not history:
-            return
-        if last['test_acc'] > best:
-            best = last['test_acc']
-            rundir.save(ck, os.path.join(folder, 'best_checkpoint.tar'))
+        best, improved = checkpoints.save_epoch(folder, ck, history, best)
+        if improved:
             rundir.save({'model': model.state_dict(), 'arch': arch_of(cfg)}, os.path.join(folder, 'model.pt'))
-        say(f'epoch {last["epoch"]}: train acc {last["train_acc"]:.2f} %, test acc {last["test_acc"]:.2f} %, '
-            f'test loss {last["test_loss"]:.4f}, {last["seconds"]:.1f} s')
+        if history:
+            say(f'epoch {last["epoch"]}: train acc {last["train_acc"]:.2f} %, test acc {last["test_acc"]:.2f} %, '
+                f'test loss {last["test_loss"]:.4f}, {last["seconds"]:.1f} s')
 
     trainer.fit(folder, cfg.epochs, history, run_epoch, save, model.parameters(), metrics='metrics.csv',
                 extension=ext, plot=rundir.plot_folder)
