@@ -51,11 +51,17 @@ def command(setting, seed, a, results_dir):
 
 
 def run_one(argv):
-    """One training run in this process; its metrics.csv as a DataFrame (the run's printing kept out of the
-    table's)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        folder = suite.main(argv)
+    """One training run in this process: (its metrics.csv as a DataFrame, its folder), the run's printing kept out of
+    the table's; a run the suite stops (non-finite values: exit 1 with one line) gives (None, that line)."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            folder = suite.main(argv)
+    except SystemExit as e:
+        if e.code in (0, None):
+            raise
+        lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
+        return None, lines[-1] if lines else f'exit {e.code}'
     return pd.read_csv(os.path.join(folder, 'metrics.csv')), folder
 
 
@@ -149,10 +155,15 @@ def main(argv=None):
             for seed in a.seeds:
                 t0 = time.time()
                 m, folder = run_one(command(setting, seed, a, os.path.join(out, 'runs')))
+                if m is None:                       # (left out of the table: the printed line says so)
+                    print(f'{setting}, seed {seed}: stopped, not in the table: {folder}', flush=True)
+                    continue
                 m = m.assign(setting=setting, seed=seed)
                 rows.append(m)
                 print(f'{setting}, seed {seed}: test acc {m["test_acc"].iloc[-1]:.2f} % after {len(m)} epochs, '
                       f'{time.time() - t0:.0f} s ({folder})', flush=True)
+        if not rows:
+            raise SystemExit('hopfield_resnet_compare.py: every run stopped (see the lines above); no table')
         runs = pd.concat(rows, ignore_index=True)
         runs = runs[['setting', 'seed', 'epoch', 'train_acc', 'test_acc', 'test_loss', 'epoch_seconds', 'lr']]
         table = summary(runs)

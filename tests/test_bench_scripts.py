@@ -82,3 +82,13 @@ def test_bench_graph_quick_times_both_forms():
     lines = [s for s in r.stdout.splitlines() if s.startswith('L-CNN')]
     assert len(lines) == 2 and all('graph / P_CNN' in s for s in lines)
     assert all(float(s.split('differ by ')[1].split()[0]) < 1e-8 for s in lines)
+
+
+def test_hopfield_resnet_compare_goes_on_past_a_stopped_run(tmp_path):
+    """A run the suite stops (non-finite values, here from a learning rate of 1e30) is said in one line and left
+    out of the table (the script goes on with the next run); with no run left, one line and exit 1."""
+    r = subprocess.run([sys.executable, 'bench/hopfield_resnet_compare.py', '--quick', '--threads', '1', '--lr', '1e30',
+                        '--out', str(tmp_path), '--settings', 'VGG5 (EP)'], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1 and 'VGG5 (EP), seed 0: stopped, not in the table: main.py: non-finite' in r.stdout
+    assert r.stderr.strip().endswith('every run stopped (see the lines above); no table')
