@@ -8,6 +8,7 @@ import os
 import random
 import sys
 import tempfile
+import time
 import types
 import typing
 
@@ -164,14 +165,33 @@ def apply_suite_flags(threads, results_dir, dry_run):
 CONV_BATCH = 32
 
 
+def runnable_others(samples=5, gap=0.01):
+    """How many other tasks are runnable right now: /proc/loadavg's count of running tasks minus this process, the
+    median of `samples` reads `gap` seconds apart (None where the file is absent). Unlike the 1-minute load average
+    it does not count a process that ended a moment ago (the previous command of a script, a finished test)."""
+    counts = []
+    try:
+        for i in range(samples):
+            with open('/proc/loadavg') as f:
+                counts.append(int(f.read().split()[3].split('/')[0]) - 1)
+            if i < samples - 1:
+                time.sleep(gap)
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, sorted(counts)[len(counts) // 2])
+
+
 def threads_for(conv, batch):
     """The default number of torch threads (no --threads) for a run's per-step work: 1 for a fully connected net
     or a conv net's mini-batch under CONV_BATCH; else the CPUs this process may use (os.sched_getaffinity) that
-    are not busy (minus the 1-minute load average), at least 1."""
+    are not busy: minus the tasks runnable now (runnable_others), or minus the 1-minute load average where that count
+    cannot be read; at least 1."""
     if not conv or batch < CONV_BATCH:
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
-    busy = os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.0
+    busy = runnable_others()
+    if busy is None:
+        busy = os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.0
     return max(1, min(cpus, round(cpus - busy)))
 
 

@@ -52,3 +52,38 @@ def test_help_is_readable():
     import main
     text = main.build_parser().format_help()
     assert '--size_tab' in text and '--lr_tab' in text and '--dry-run' in text
+
+
+def test_default_threads_follow_the_work_and_the_tasks_runnable_now(monkeypatch):
+    """One thread for fully connected nets and small conv batches; a conv batch of 32 or more gets the CPUs that no
+    other task is running on now (the 1-minute load average only where /proc/loadavg cannot be read): a process that
+    ended a moment ago, still in the average, does not cost the next command its second thread."""
+    from suite import cli
+    monkeypatch.setattr(cli.os, 'sched_getaffinity', lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(cli.os, 'getloadavg', lambda: (1.2, 1.0, 1.0))
+    for others, expected in ((0, 2), (1, 1), (3, 1)):
+        monkeypatch.setattr(cli, 'runnable_others', lambda others=others: others)
+        assert cli.threads_for(True, 100) == expected
+        assert cli.threads_for(False, 100) == 1 and cli.threads_for(True, 16) == 1
+    monkeypatch.setattr(cli, 'runnable_others', lambda: None)
+    assert cli.threads_for(True, 100) == 1                    # round(2 − 1.2) = 1
+    monkeypatch.setattr(cli.os, 'getloadavg', lambda: (0.1, 0.1, 0.1))
+    assert cli.threads_for(True, 100) == 2
+
+
+def test_runnable_others_reads_proc_loadavg(monkeypatch, tmp_path):
+    """The running count of /proc/loadavg minus this process, the median of the samples; None without the file."""
+    from suite import cli
+    reads = iter(['0.5 0.4 0.3 3/200 1\n', '0.5 0.4 0.3 1/200 1\n', '0.5 0.4 0.3 2/200 1\n'])
+    real_open = open
+
+    def fake_open(path, *a, **kw):
+        if path == '/proc/loadavg':
+            f = tmp_path / 'loadavg'
+            f.write_text(next(reads))
+            return real_open(f, *a, **kw)
+        return real_open(path, *a, **kw)
+    monkeypatch.setattr('builtins.open', fake_open)
+    assert cli.runnable_others(samples=3, gap=0) == 1          # counts 2, 0, 1 → median 1
+    monkeypatch.setattr('builtins.open', lambda *a, **kw: (_ for _ in ()).throw(FileNotFoundError('no /proc')))
+    assert cli.runnable_others(samples=2, gap=0) is None
