@@ -196,9 +196,10 @@ def threads_for(conv, batch):
 
 
 def default_threads(given, conv, batch):
-    """Set torch's threads to threads_for(conv, batch) when --threads was not given (hyperparameters.txt then records
+    """Set torch's threads to threads_for(conv, batch) when neither --threads nor the environment's OMP_NUM_THREADS
+    (read by torch itself at import: the user's or the scheduler's choice) sets them (hyperparameters.txt then records
     the count used); returns it."""
-    if given is None:
+    if given is None and not os.environ.get('OMP_NUM_THREADS'):
         torch.set_num_threads(threads_for(conv, batch))
     return torch.get_num_threads()
 

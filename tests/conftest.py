@@ -5,7 +5,12 @@ import sys
 
 import numpy as np
 import pytest
-import torch
+
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    # one thread per worker, also for the runs' default (suite.cli.default_threads honours it) and subprocesses: the
+    # default would otherwise follow what the other worker happens to run, and a run and its resume could differ
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
+import torch                                            # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import ROOT, run_main
 
@@ -87,3 +88,14 @@ def test_runnable_others_reads_proc_loadavg(monkeypatch, tmp_path):
     assert cli.runnable_others(samples=3, gap=0) == 1          # counts 2, 0, 1 → median 1
     monkeypatch.setattr('builtins.open', lambda *a, **kw: (_ for _ in ()).throw(FileNotFoundError('no /proc')))
     assert cli.runnable_others(samples=2, gap=0) is None
+
+
+def test_omp_num_threads_in_the_environment_wins_over_the_default(monkeypatch):
+    from suite import cli
+    monkeypatch.setattr(cli, 'threads_for', lambda conv, batch: 2)
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    torch.set_num_threads(1)
+    assert cli.default_threads(None, True, 100) == 1
+    monkeypatch.delenv('OMP_NUM_THREADS')
+    assert cli.default_threads(None, True, 100) == 2
+    assert cli.default_threads(3, True, 100) == 2           # --threads given: applied elsewhere, not changed here
