@@ -45,13 +45,17 @@ def busy():
         pass
 
 
+# the suite's own default is measured: an OMP_NUM_THREADS of the caller's shell would override it
+ENV = {k: v for k, v in os.environ.items() if k != 'OMP_NUM_THREADS'}
+
+
 def main_job(threads, tmp):
     """(wall seconds, the thread count its hyperparameters.txt records) of one run in a folder of its own."""
     flag = [] if threads is None else ['--threads', str(threads)]
     out = tempfile.mkdtemp(dir=tmp)
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable] + MAIN_JOB + flag + ['--results-dir', out], cwd=ROOT, capture_output=True,
-                       text=True)
+                       text=True, env=ENV)
     if r.returncode:
         raise SystemExit(f'bench_threads.py: error: the main job failed: {r.stderr[-300:]}')
     hyper = next(os.path.join(f, 'hyperparameters.txt') for f, _, names in os.walk(out)
@@ -62,7 +66,7 @@ def main_job(threads, tmp):
 
 def cnn_batch(threads):
     r = subprocess.run([sys.executable, '-c', CNN_BATCH.format(root=ROOT, threads=threads)], capture_output=True,
-                       text=True)
+                       text=True, env=ENV)
     if r.returncode:
         raise SystemExit(f'bench_threads.py: error: the CNN mini-batch failed: {r.stderr[-300:]}')
     seconds, chosen = r.stdout.split()
