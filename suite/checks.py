@@ -1,10 +1,11 @@
 """Value checks of the papers' flags (their check_args): each failure is a cli.UsageError, i.e. one line
 'main.py: error: <flag> <value>: <what is wrong and the fix>' and exit code 2, raised before any folder is made."""
 import math
+import os
 
 import analog as analog_sim
 from suite import distributed
-from suite.cli import UsageError
+from suite.cli import UsageError, say
 
 FLOAT32_MAX = 3.4028234663852886e38          # the weights are float32: a larger value overflows in the update
 
@@ -66,6 +67,18 @@ def switch(flag, value):
     """A 0/1 integer flag."""
     if value not in (0, 1):
         raise UsageError(f'{flag} {value}: give 0 (off) or 1 (on)')
+
+
+def load_path(args, fresh='a fresh network'):
+    """The run folder of --load-path (None without one): a folder that does not exist is a usage error, except in a
+    dry run, which says so and goes on with `fresh`."""
+    folder = args.load_path or None
+    if folder and not os.path.isdir(folder):
+        if not args.dry_run:
+            raise UsageError(f'--load-path {folder}: no such run folder')
+        say(f'dry run: --load-path {folder} does not exist; using {fresh}')
+        folder = None
+    return folder
 
 
 def analog(args):

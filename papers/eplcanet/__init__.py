@@ -275,12 +275,7 @@ def check_dictlearn(args):
     args.data_name = lab.TASKS[task]
     checks.count('--mbs', args.mbs, 1, 'the mini-batch size')
     checks.count('--epochs', args.epochs, 1, 'the number of epochs')
-    args.resume = args.load_path or None                   # a dictlearn run picked up again
-    if args.resume and not os.path.isdir(args.resume):
-        if not args.dry_run:
-            raise UsageError(f'--load-path {args.resume}: no such run folder')
-        say(f'dry run: --load-path {args.resume} does not exist; learning a fresh dictionary')
-        args.resume = None
+    args.resume = checks.load_path(args, 'a fresh dictionary')      # a dictlearn run picked up again
     if args.dry_run:
         args.epochs, args.mbs, args.lca_iters = 1, min(args.mbs, 16), min(args.lca_iters, 5)
 

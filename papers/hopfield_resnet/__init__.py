@@ -163,12 +163,7 @@ def check_args(args):
     if args.hr_K > args.hr_T and args.hr_algorithm == 'BPTT':
         raise UsageError(f'--num_iterations_training {args.hr_K} is more than --num_iterations_inference '
                          f'{args.hr_T}: BPTT backpropagates through the last steps of the relaxation')
-    folder = args.load_path or None
-    if folder and not os.path.isdir(folder):
-        if not args.dry_run:
-            raise UsageError(f'--load-path {folder}: no such run folder')
-        say(f'dry run: --load-path {folder} does not exist; using a fresh network')
-        folder = None
+    folder = checks.load_path(args)
     T, K, batch = args.hr_T, args.hr_K, args.hr_batch
     if args.dry_run:
         T, K = dry_cap(T, K)

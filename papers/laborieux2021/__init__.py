@@ -196,12 +196,7 @@ def validate(args, actions=ACTIONS):
     if args.rpu is not None and (args.optim != 'sgd' or args.mmt):
         raise UsageError(f'--analog {args.analog}: the devices are written by plain pulsed SGD; drop '
                          f'{"--mmt" if args.mmt else "--optim adam"} (or --analog)')
-    folder = args.load_path or None
-    if folder and not os.path.isdir(folder):
-        if not args.dry_run:
-            raise UsageError(f'--load-path {folder}: no such run folder')
-        say(f'dry run: --load-path {folder} does not exist; using a fresh network')
-        folder = None
+    folder = checks.load_path(args)
     # train picks the run up again; every other action (EPLCANet's advtrain too) starts from its model
     args.resume, args.model_from = (folder, None) if args.action == 'train' else (None, folder)
     if args.model_from:
