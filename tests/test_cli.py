@@ -86,7 +86,11 @@ def test_runnable_others_reads_proc_loadavg(monkeypatch, tmp_path):
         return real_open(path, *a, **kw)
     monkeypatch.setattr('builtins.open', fake_open)
     assert cli.runnable_others(samples=3, gap=0) == 1          # counts 2, 0, 1 → median 1
-    monkeypatch.setattr('builtins.open', lambda *a, **kw: (_ for _ in ()).throw(FileNotFoundError('no /proc')))
+    def no_proc(path, *a, **kw):
+        if path == '/proc/loadavg':
+            raise FileNotFoundError(path)
+        return real_open(path, *a, **kw)
+    monkeypatch.setattr('builtins.open', no_proc)
     assert cli.runnable_others(samples=2, gap=0) is None
 
 
