@@ -659,6 +659,16 @@ class toyEPcont(EPNet):
 # ---------------------------------------------------------------------------------------------------------------
 # The conv-pool synapse P(W ⋆ a + b) and its adjoint (convEP, the binary conv nets, P_CNN, VF_CNN, LCANet)
 
+def conv_adjoint(g, w, in_shape, stride, padding, dilation=(1, 1)):
+    """Wᵀ ⋆ g, of the spatial size of the convolution's input `in_shape`: the transposed convolution with the output
+    padding that gives back the rows and columns the convolution's floor dropped (the same values as conv2d_input,
+    the convolution's input gradient, and faster on the CPU). stride, padding, dilation: pairs."""
+    k = w.shape[-2:]
+    out_pad = [a - ((z - 1) * st - 2 * p + d * (kk - 1) + 1) for a, z, st, p, d, kk in
+               zip(in_shape[-2:], g.shape[-2:], stride, padding, dilation, k)]
+    return F.conv_transpose2d(g, w, None, stride, padding, out_pad, 1, dilation)
+
+
 def conv_pool_sizes(in_size, kernels, strides, paddings, pools, pool_size=2):
     """Side of the maps from the input upwards, [in_size, n_1, …], through conv-pool layers: the convolution
     (kernel F, stride S, padding P) gives n' = ⌊(n + 2P − F)/S⌋ + 1, the pooling ('m', 'a': kernel and stride
@@ -720,16 +730,11 @@ class ConvPool(nn.Conv2d):
         return p, (a.shape, z.shape, idx)
 
     def adjoint(self, g, ctx, weight=None):
-        """Wᵀ ⋆ (Pᵀ g) at the input of `ctx`: the transposed convolution of the unpooled g, whose output padding gives
-        back the rows and columns that the convolution's floor dropped (faster on the CPU than conv2d_input, the
-        convolution's input gradient, which gives the same values). `weight`: W itself by default, or a stand-in for
-        it (W.detach(): feedback read as a constant)."""
+        """Wᵀ ⋆ (Pᵀ g) at the input of `ctx`: the transposed convolution (conv_adjoint) of the unpooled g. `weight`: W
+        itself by default, or a stand-in for it (W.detach(): feedback read as a constant)."""
         a_shape, z_shape, idx = ctx
         w = self.weight if weight is None else weight
-        u = self.pool.adjoint(g, idx, z_shape)                         # Pᵀ g, of the shape of W ⋆ a
-        out_pad = [a - ((z - 1) * st - 2 * p + d * (k - 1) + 1) for a, z, st, p, d, k in
-                   zip(a_shape[-2:], u.shape[-2:], self.stride, self.padding, self.dilation, self.kernel_size)]
-        return F.conv_transpose2d(u, w, None, self.stride, self.padding, out_pad, 1, self.dilation)
+        return conv_adjoint(self.pool.adjoint(g, idx, z_shape), w, a_shape, self.stride, self.padding, self.dilation)
 
 
 # ---------------------------------------------------------------------------------------------------------------

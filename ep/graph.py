@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.grad import conv2d_weight
 
-from netClasses import EPNet, Memo, Pool
+from netClasses import EPNet, Memo, Pool, conv_adjoint
 import netFunctions as nf
 
 
@@ -165,9 +165,22 @@ class Conv(Coupling):
         if s == 1 and p <= k - 1:
             # the same map as a plain convolution with the flipped, transposed kernel: CPU libraries run it several
             # times faster than a transposed convolution when the channels are few
-            return F.conv2d(g, self.weight.flip(2, 3).transpose(0, 1), None, 1, k - 1 - p)
-        pad = [ctx[d] - ((g.shape[d] - 1) * s - 2 * p + k) for d in (-2, -1)]
-        return F.conv_transpose2d(g, self.weight, None, s, p, pad)
+            return F.conv2d(g, self._flipped(), None, 1, k - 1 - p)
+        return conv_adjoint(g, self.weight, ctx, (s, s), (p, p))
+
+    def _flipped(self):
+        """W flipped in space and transposed in channels, made once per value of W: a phase reads it at every step
+        (under autograd it is recomputed, so that the graph is the caller's). The cache keeps a view of the W it was
+        made from, so that no other tensor can take that address while it is held: address and version counter
+        (bumped by every in-place write: an optimiser step, a loaded state) then identify the value."""
+        w = self.weight
+        if torch.is_grad_enabled():
+            return w.flip(2, 3).transpose(0, 1)
+        hit = self.__dict__.get('_flip')
+        if hit is None or hit[0].data_ptr() != w.data_ptr() or hit[1] != w._version:
+            src = w.detach()
+            hit = self.__dict__['_flip'] = (src, w._version, src.flip(2, 3).transpose(0, 1))
+        return hit[2]
 
     def param_grads(self, a, b, c):
         return [conv2d_weight(a, self.weight.shape, c.view(-1, 1, 1, 1) * b, self.stride, self.padding)]

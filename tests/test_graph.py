@@ -30,6 +30,28 @@ COUPLINGS = {
 }
 
 
+def test_stride_one_adjoint_follows_every_new_value_of_the_weight():
+    """The flipped kernel of a stride-1 adjoint is made once per value of W (a phase reuses it): after an in-place
+    update (an optimiser step), a loaded state and a change of dtype the adjoint is still the transposed convolution
+    of the current W."""
+    torch.manual_seed(0)
+    e = graph.Conv(0, 1, 3, 5, 3, 1, 1)
+    g = torch.randn(B, 5, 8, 8)
+
+    def reference():
+        return torch.nn.functional.conv_transpose2d(g.to(e.weight.dtype), e.weight.detach(), None, 1, 1)
+
+    with torch.no_grad():
+        assert torch.allclose(e.adjoint(g, g.shape), reference(), atol=1e-5)
+        e.weight.add_(1.0)                                          # in place, as an optimiser step
+        assert torch.allclose(e.adjoint(g, g.shape), reference(), atol=1e-5)
+        e.load_state_dict({'weight': torch.randn_like(e.weight)})
+        assert torch.allclose(e.adjoint(g, g.shape), reference(), atol=1e-5)
+        e.double()
+        out = e.adjoint(g.double(), g.shape)
+        assert out.dtype == torch.float64 and torch.allclose(out, reference(), atol=1e-12)
+
+
 @pytest.mark.parametrize('name', list(COUPLINGS))
 def test_coupling_closed_forms_equal_autograd(name):
     make, sa, sb = COUPLINGS[name]
