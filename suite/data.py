@@ -213,15 +213,20 @@ def normalize(x, mean, std):
 
 
 def load(name, root, train):
-    """(x, y) tensors on the CPU: x float (N, C, H, W), y int64 labels."""
+    """(x, y) tensors on the CPU: x float in [0, 1] (N, C, H, W), y int64 labels."""
     name = name.lower()
     if name == 'mnist5k':
         return load_mnist5k(train)
     if name == 'mnist':
         return load_mnist(root, train)
+    if name == 'fashionmnist':
+        return load_fashion_mnist(root, train)
     if name == 'cifar10':
         return load_cifar10(root, train)
-    raise DataError(f'--dataset {name}: unknown dataset (choose mnist, mnist5k or cifar10)')
+    if name == 'cifar100':
+        x, y = load_cifar100(root, train)
+        return x.float() / 255, y
+    raise DataError(f'--dataset {name}: unknown dataset (choose {", ".join(SHAPES)})')
 
 
 def augment(x, generator=None):
@@ -240,7 +245,9 @@ def augment(x, generator=None):
     return xp.gather(3, cols)
 
 
-SHAPES = {'mnist': (1, 28, 28), 'mnist5k': (1, 28, 28), 'cifar10': (3, 32, 32)}
+SHAPES = {'mnist': (1, 28, 28), 'mnist5k': (1, 28, 28), 'fashionmnist': (1, 28, 28), 'cifar10': (3, 32, 32),
+          'cifar100': (3, 32, 32)}
+CLASSES = {'cifar100': 100}                             # (10 for the others)
 
 
 def load_or_synthetic(name, root, train, dry_run, n=64, dtype=torch.float32):
@@ -251,9 +258,10 @@ def load_or_synthetic(name, root, train, dry_run, n=64, dtype=torch.float32):
     except DataError:
         if not dry_run:
             raise
-        x, y = synthetic(SHAPES[name.lower()], n, seed=int(train))
+        k = CLASSES.get(name.lower(), 10)
+        x, y = synthetic(SHAPES[name.lower()], n, k, seed=int(train))
         say(f'dry run: no {name} data under {root}; synthesised {"train" if train else "test"} data: random images '
-            f'x {tuple(x.shape)} uniform in [0, 1], random labels y {tuple(y.shape)} in 0..9')
+            f'x {tuple(x.shape)} uniform in [0, 1], random labels y {tuple(y.shape)} in 0..{k - 1}')
     return x.to(dtype), y
 
 

@@ -179,33 +179,15 @@ def check_args(args):
 # ---------------------------------------------------------------------------------------------------------------
 # Data: 32×32 inputs (the 28×28 digits and clothes padded by 2 pixels), CIFAR normalised per channel
 
-def _read(name, root, train):
-    if name == 'mnist5k':
-        x, y = data.load_mnist5k(train)
-    elif name == 'FashionMNIST':
-        x, y = data.load_fashion_mnist(root, train)
-    elif name == 'CIFAR10':
-        x, y = data.load_cifar10(root, train)
-    else:
-        x, y = data.load_cifar100(root, train)
-        x = x.float() / 255
-    return (F.pad(x, (2, 2, 2, 2)) if x.shape[-1] == 28 else x), y
-
-
 def load_split(cfg, train):
-    """(x, y) of a split in --dtype; a dry run synthesises images of the right shape when the files are absent."""
-    channels, classes = SETTINGS[cfg.data_name][:2]
-    try:
-        x, y = _read(cfg.data_name, cfg.data_root, train)
-    except data.DataError:
-        if not cfg.dry_run:
-            raise
-        x, y = data.synthetic((channels, 32, 32), 4 * DRY_BATCH, classes, seed=int(train))
-        say(f'dry run: no {cfg.data_name} data under {cfg.data_root}; synthesised {"train" if train else "test"} '
-            f'data: random images x {tuple(x.shape)}, random labels')
+    """(x, y) of a split in --dtype, 32×32 (the 28×28 digits and clothes padded by 2 pixels), CIFAR normalised per
+    channel; a dry run synthesises images of the data set's shape when the files are absent (data.load_or_synthetic)."""
+    x, y = data.load_or_synthetic(cfg.data_name, cfg.data_root, train, cfg.dry_run, 4 * DRY_BATCH, cfg.float_dtype)
+    if x.shape[-1] == 28:
+        x = F.pad(x, (2, 2, 2, 2))
     if cfg.data_name.startswith('CIFAR'):
         x = data.normalize(x, data.CIFAR_MEAN, CIFAR_STD)
-    return x.to(cfg.float_dtype), y
+    return x, y
 
 
 def batches(cfg, x, y, bs, train, device, gen):
