@@ -64,6 +64,7 @@ SETTINGS = {
     'tol5-T2-5': TOL + ['--tol-every', '5', '--T2', '5'],      # tolerance read every 5 steps, 5 nudged steps
     'sym-delta': TOL + ['--thirdphase', '--carry-delta'],     # the symmetric estimate, nudged states as s* + Δ
     'T1-20-T2-5': ['--schedule', 'async-free', '--T1', '20', '--T2', '5'],   # fixed, fewer steps (test passes too)
+    'T1-15-T2-5': ['--schedule', 'async-free', '--T1', '15', '--T2', '5'],
     'T1-10-T2-5': ['--schedule', 'async-free', '--T1', '10', '--T2', '5'],
 }
 DEFAULT_SETTINGS = {'MLP': ['paper', 'tol', 'tol5-T2-5', 'T1-20-T2-5', 'T1-10-T2-5', 'sym-delta'],
