@@ -135,6 +135,7 @@ class EPNet(nn.Module):
     bptt_extra_steps = 0        # see bptt_window
     asynchronous = False        # see schedule
     tol, tol_every = None, 10   # see free_phase
+    gpu = (False, False)        # (bf16 autocast, CUDA graphs) of the graph-free relaxations on a GPU: set_gpu
 
     def __init__(self, T, Kmax, beta, activation, criterion=None):
         super().__init__()
@@ -148,6 +149,13 @@ class EPNet(nn.Module):
         the schedule (`schedule`): asynchronous True (--schedule async), 'free' (--schedule async-free: the free
         phase only) or False. Returns the net."""
         self.tol, self.tol_every, self.asynchronous = tol, every, asynchronous
+        return self
+
+    def set_gpu(self, bf16=False, graphs=False):
+        """--precision bf16 (the steps' products in bfloat16 autocast) and --cuda-graphs (a fixed-step relaxation
+        replayed as one captured CUDA graph) for the relaxations without a graph on a CUDA device
+        (netFunctions.relax; suite.cli.gpu_options refuses them elsewhere). Returns the net."""
+        self.gpu = (bool(bf16), bool(graphs))
         return self
 
     # -- state ----------------------------------------------------------------------------------------------------
@@ -243,7 +251,7 @@ class EPNet(nn.Module):
         always recomputed under autograd, where the graph must be the caller's. Lets an asynchronous step reuse the
         conv evaluated at a layer's fresh value by the group before (see `schedule`), at the cost of one reference
         kept per synapse; a synchronous step never reads the same state twice across calls."""
-        if torch.is_grad_enabled() or a.is_inference():
+        if torch.is_grad_enabled() or a.is_inference() or capturing(a):
             return syn(a)
         key = (a._version,) + tuple((p.data_ptr(), p._version) for p in syn.parameters())
         cache = self.__dict__.setdefault('_carried', {})
@@ -464,6 +472,13 @@ class ErrorCurrent(Cost):
 
     def grad(self, z, delta):
         return delta
+
+
+def capturing(t):
+    """Whether a CUDA graph is being captured on t's device (--cuda-graphs, netFunctions.GraphedRelax): the caches
+    of values computed from the weights are bypassed then, so that every replay recomputes them from the weights of
+    its time instead of reading the value of the capture's."""
+    return t.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
 class Memo(dict):

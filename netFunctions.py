@@ -25,13 +25,78 @@ from ep import estimators
 
 def relax(net, x, s, y, beta, steps, drive=None):
     """`steps` closed-form steps; the input drive is computed once (it is constant during a phase), and so is the
-    step function (net.phase_step)."""
+    step function (net.phase_step). Without a graph on a CUDA device, --precision bf16 runs the steps under bfloat16
+    autocast (the states come back in the drive's dtype) and --cuda-graphs replays them as one captured CUDA graph
+    (net.gpu, `GraphedRelax`)."""
     if drive is None:
         drive = net.drive(x)
+    bf16, graphs = getattr(net, 'gpu', (False, False))
+    if (bf16 or graphs) and drive.is_cuda and not torch.is_grad_enabled():
+        if graphs:
+            return GraphedRelax.of(net, s, y, beta, steps, drive)(s, y, beta, drive)
+        return _relax_bf16(net, s, y, beta, steps, drive)
+    return _relax(net, s, y, beta, steps, drive)
+
+
+def _relax(net, s, y, beta, steps, drive):
     step = net.phase_step(drive, y, beta)
     for _ in range(steps):
         s = step(s)
     return s
+
+
+def _relax_bf16(net, s, y, beta, steps, drive):
+    """The steps with the products in bfloat16 (torch.autocast): the states are cast back to the drive's dtype after
+    each step, so that the in-place parts of a fused step never mix two dtypes and the EP rule reads float states."""
+    with torch.autocast(drive.device.type, dtype=torch.bfloat16):
+        step = net.phase_step(drive, y, beta)
+        for _ in range(steps):
+            s = [si.to(drive.dtype) for si in step(s)]
+    return s
+
+
+class GraphedRelax:
+    """A fixed-step relaxation captured once as a CUDA graph and replayed (--cuda-graphs): the graph reads static
+    copies of the initial state, the drive, y and β, and the parameters in place (every optimiser of the suite updates
+    them in place, so a replay sees the current weights). One graph per net and phase signature (the shapes and
+    dtypes, the steps, β when it is a number, nudged or not); the capture costs one eager relaxation plus three
+    warm-up ones on a side stream. Under --precision bf16 the captured steps are `_relax_bf16`'s."""
+
+    def __init__(self, net, s, y, beta, steps, drive):
+        self.static = [t.clone() for t in s], (None if y is None else y.clone()), \
+            (beta.clone() if torch.is_tensor(beta) else beta), drive.clone()
+        relax_fn = _relax_bf16 if net.gpu[0] else _relax
+        ss, yy, bb, dd = self.static
+        side = torch.cuda.Stream(device=drive.device)
+        side.wait_stream(torch.cuda.current_stream(drive.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                relax_fn(net, ss, yy, bb, steps, dd)
+        torch.cuda.current_stream(drive.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.out = relax_fn(net, ss, yy, bb, steps, dd)
+
+    @staticmethod
+    def of(net, s, y, beta, steps, drive):
+        key = (tuple((t.shape, t.dtype, t.stride()) for t in s), drive.shape, drive.dtype, steps, y is None,
+               ('tensor', tuple(beta.shape)) if torch.is_tensor(beta) else ('number', beta))
+        cache = net.__dict__.setdefault('_graphed_relax', {})
+        if key not in cache:
+            cache[key] = GraphedRelax(net, s, y, beta, steps, drive)
+        return cache[key]
+
+    def __call__(self, s, y, beta, drive):
+        ss, yy, bb, dd = self.static
+        for a, b in zip(ss, s):
+            a.copy_(b)
+        if y is not None:
+            yy.copy_(y)
+        if torch.is_tensor(beta):
+            bb.copy_(beta)
+        dd.copy_(drive)
+        self.graph.replay()
+        return [t.clone() for t in self.out]
 
 
 def relax_autograd(net, x, s, y, beta, steps):

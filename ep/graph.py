@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.grad import conv2d_weight
 
-from netClasses import EPNet, Memo, Pool, conv_adjoint
+from netClasses import EPNet, Memo, Pool, capturing, conv_adjoint
 import netFunctions as nf
 
 
@@ -174,7 +174,7 @@ class Conv(Coupling):
         made from, so that no other tensor can take that address while it is held: address and version counter
         (bumped by every in-place write: an optimiser step, a loaded state) then identify the value."""
         w = self.weight
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or capturing(w):
             return w.flip(2, 3).transpose(0, 1)
         hit = self.__dict__.get('_flip')
         if hit is None or hit[0].data_ptr() != w.data_ptr() or hit[1] != w._version:

@@ -20,7 +20,7 @@ from suite import rundir
 from suite import checkpoints
 from suite import trainer
 from suite.cli import default_threads
-from suite.cli import (SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say,
+from suite.cli import (SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, run_config, run_device, say,
                  seed_everything)
 from netClasses import ACTIVATION_NAMES, build_net, conv_pool_sizes
 
@@ -241,7 +241,7 @@ def new_run_dir(cfg, argv, seed, device, header):
 def run(args, argv):
     cfg = check_args(args)
     default_threads(cfg.threads, bool(cfg.C_tab), cfg.batch_size)
-    device = pick_device(cfg.device)
+    device = run_device(cfg)
     seed = seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(seed)
     if cfg.action == 'train':
@@ -253,7 +253,7 @@ def train_action(cfg, argv, device, seed):
     xtr, ytr = load_data(cfg, True)
     xte, yte = load_data(cfg, False)
     net = build_net(cfg).to(device, cfg.float_dtype).set_relaxation(cfg.tol, cfg.tol_every,
-                                                                    SCHEDULES[cfg.schedule])
+                                                                    SCHEDULES[cfg.schedule]).set_gpu(*cfg.gpu)
     nets = {cfg.method: net}
     if cfg.benchmark:                                     # BPTT twin from the same initial weights, trained first
         nets = {'BPTT': copy.deepcopy(net), 'EP': net}
@@ -352,7 +352,7 @@ def gdu_action(cfg, argv, device, seed, gen):
     import plotFunctions                # (imported here: matplotlib costs start-up time to every command)
     draw = gdu_sampler(cfg, device, gen)                  # fails on absent data before the folder exists
     net = build_net(cfg).to(device, cfg.float_dtype).set_relaxation(cfg.tol, cfg.tol_every,
-                                                                    SCHEDULES[cfg.schedule])
+                                                                    SCHEDULES[cfg.schedule]).set_gpu(*cfg.gpu)
     header = f' NABLA-DELTA CURVES ({cfg.action}): list of hyperparameters ({model_name(cfg)}, {rundir.today()})'
     folder = trainer.open_run(lambda: new_run_dir(cfg, argv, seed, device, header))
     if cfg.action == 'receipe':

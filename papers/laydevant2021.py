@@ -18,7 +18,7 @@ from suite import trainer
 import Tools_conv
 import Tools_fc
 from suite.cli import default_threads
-from suite.cli import RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say, seed_everything
+from suite.cli import RunConfig, UsageError, apply_defaults, dry_cap, run_config, run_device, say, seed_everything
 from Network_conv import Network_conv_bin_W, Network_conv_bin_W_N
 from netClasses import conv_pool_sizes
 from Network_fc import ACTIVATION_NAMES, BinaryOptimizer, Network_fc_bin_W, Network_fc_bin_W_N
@@ -292,12 +292,12 @@ def resume(cfg, net, opt, gen):
 def run(args, argv):
     cfg = check_args(args, argv)
     default_threads(cfg.threads, cfg.archi == 'conv', cfg.batchSize)
-    device = pick_device(cfg.device)
+    device = run_device(cfg)
     seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     xtr, ytr = load_split(cfg, True)
     xte, yte = load_split(cfg, False)
-    net = build_net(cfg, xtr.shape[-1]).to(device, cfg.float_dtype).set_relaxation(cfg.tol, cfg.tol_every)
+    net = build_net(cfg, xtr.shape[-1]).to(device, cfg.float_dtype).set_relaxation(cfg.tol, cfg.tol_every).set_gpu(*cfg.gpu)
     tools = Tools_fc if cfg.archi == 'fc' else Tools_conv
     row_fn = Tools_fc.results_row if cfg.archi == 'fc' else Tools_conv.results_row_conv
     opt, rows = None, []

@@ -62,6 +62,11 @@ def int_or_none(v):
 DTYPES = {'float32': torch.float32, 'float64': torch.float64}
 
 
+# --precision: whether TF32 tensor cores may serve float32 products and convolutions (torch.backends flags), and
+# whether the relaxation runs under bfloat16 autocast (EPNet.set_gpu)
+PRECISIONS = {'float32': (False, False), 'tf32': (True, False), 'bf16': (False, True)}   # (TF32, bf16)
+
+
 # --schedule: the `asynchronous` of EPNet.set_relaxation (netClasses.EPNet.schedule)
 SCHEDULES = {'sync': False, 'async': True, 'async-free': 'free'}
 
@@ -96,6 +101,13 @@ def add_suite_args(parser):
                    help='CPU threads of torch (default: 1 for fully connected nets and small mini-batches, whose '
                         'steps a second thread only slows; for a conv net\'s mini-batch of 32 or more, the CPUs this '
                         'process may use that are not busy); recorded in hyperparameters.txt')
+    gpu = parser.add_argument_group('GPU (CUDA devices only; refused on the CPU)')
+    gpu.add_argument('--precision', default=None, choices=list(PRECISIONS),
+                     help='float32: IEEE float32 products and convolutions (TF32 off); tf32: TF32 tensor cores for '
+                          'both; bf16: the relaxation steps\' products in bfloat16 autocast, the states kept in '
+                          'float32 (default: torch\'s, TF32 convolutions and float32 matrix products)')
+    gpu.add_argument('--cuda-graphs', action='store_true',
+                     help='replay each fixed-step relaxation as one captured CUDA graph (not with --tol)')
     a = parser.add_argument_group('analog devices (Wu et al. 2024 beyond the original: Ernoult 2019, Laborieux 2021, '
                                   'EPLCANet): the weights live on soft-bounds resistive devices, written by pulses')
     a.add_argument('--analog', default=None, choices=analog.SETTINGS,
@@ -262,8 +274,15 @@ class RunConfig:
     tol: float | None = None            # --tol ε of the free phase (checks.relaxation), None: fixed steps
     tol_every: int = 10                 # --tol-every
     schedule: str = 'sync'              # --schedule sync | async | async-free
+    precision: str | None = None        # --precision float32 | tf32 | bf16 (GPU; gpu_options)
+    cuda_graphs: bool = False           # --cuda-graphs (GPU; gpu_options)
     resume: str | None = None
     model_from: str | None = None
+
+    @property
+    def gpu(self):
+        """(bf16 autocast, CUDA graphs) of --precision / --cuda-graphs, for EPNet.set_gpu."""
+        return self.precision == 'bf16', self.cuda_graphs
 
     @property
     def float_dtype(self):
@@ -341,6 +360,32 @@ def pick_device(index, flag='--device', prog='main.py'):
         print(f'{prog}: warning: {flag} {index}: no such CUDA device here; running on the CPU', file=sys.stderr)
         return torch.device('cpu')
     return torch.device(f'cuda:{index}')
+
+
+def run_device(cfg):
+    """The device of a run (pick_device of --device), with its --precision and --cuda-graphs checked and applied
+    (gpu_options)."""
+    device = pick_device(cfg.device)
+    gpu_options(device, cfg.precision, cfg.cuda_graphs, cfg.tol)
+    return device
+
+
+def gpu_options(device, precision=None, cuda_graphs=False, tol=None):
+    """Check and apply --precision and --cuda-graphs for a run on `device`, before anything is written: on the CPU
+    tf32, bf16 and --cuda-graphs are usage errors (float32 is the CPU's arithmetic anyway), --cuda-graphs with --tol
+    too (a graph replays a fixed number of steps). On a GPU, float32 / tf32 set torch's TF32 switches for products
+    and convolutions, bf16 turns TF32 off (the net's part is RunConfig.gpu, for EPNet.set_gpu)."""
+    if device.type != 'cuda':
+        for given, flag in ((precision in ('tf32', 'bf16'), f'--precision {precision}'), (cuda_graphs, '--cuda-graphs')):
+            if given:
+                raise UsageError(f'{flag} needs a CUDA device: run on a machine with a GPU (--device N) or leave '
+                                 f'{flag.split()[0]} out')
+    if cuda_graphs and tol is not None:
+        raise UsageError('--cuda-graphs replays a fixed number of steps: leave out --tol, or --cuda-graphs')
+    if precision is not None and device.type == 'cuda':
+        tf32 = PRECISIONS[precision][0]
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
 
 
 def _rank_device(index, flag):

@@ -169,6 +169,15 @@ CASES = {
     'binary + laborieux flag': (_set(BIN, '--mbs', '20'), '--mbs'),
     'binary + ernoult flag': (_set(BIN, '--lr_tab', '0.1', '0.1'), '--lr_tab'),
     'binary analog': (_set(BIN, '--analog', 'Analog SGD', '--analog-tau', '0.6'), '--analog'),
+    # ---- the GPU options on a machine without one (every paper of main.py, after the flags' own checks)
+    'ernoult tf32 on the cpu': (_set(ERNOULT, '--precision', 'tf32'), '--precision'),
+    'ernoult conv cuda graphs on the cpu': (_set(ERNOULT_CONV, '--cuda-graphs'), '--cuda-graphs'),
+    'laborieux bf16 on the cpu': (_set(LAB, '--precision', 'bf16'), '--precision'),
+    'laborieux cnn cuda graphs on the cpu': (_set(LAB_CNN, '--cuda-graphs', '--device', '-1'), '--cuda-graphs'),
+    'eplcanet tf32 on the cpu': (_set(LCA, '--precision', 'tf32'), '--precision'),
+    'binary bf16 on the cpu': (_set(BIN, '--precision', 'bf16'), '--precision'),
+    'binary conv cuda graphs on the cpu': (_set(BIN_CONV, '--cuda-graphs'), '--cuda-graphs'),
+    'precision unknown': (_set(LAB, '--precision', 'fp16'), '--precision'),
 }
 
 # ---- Files given to --load-path / --dictionary (garbage, truncated, foreign or absent checkpoints, a folder without

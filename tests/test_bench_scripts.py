@@ -1,4 +1,4 @@
-"""bench/time_to_accuracy.py: its command lines are check/'s, its --quick smoke run prints the table, and the
+"""bench/ scripts: time_to_accuracy.py (its command lines are check/'s, its --quick smoke run prints the table, and the
 table's reading of the runs (time to target, ratios, accuracy notes)."""
 import os
 import subprocess
@@ -92,3 +92,21 @@ def test_hopfield_resnet_compare_goes_on_past_a_stopped_run(tmp_path):
                        timeout=300)
     assert r.returncode == 1 and 'VGG5 (EP), seed 0: stopped, not in the table: main.py: non-finite' in r.stdout
     assert r.stderr.strip().endswith('every run stopped (see the lines above); no table')
+
+
+def test_gpu_precision_bench_refuses_a_machine_without_cuda_and_runs_small_on_one():
+    """bench/gpu_precision.py (float32 / TF32 / bf16 × CUDA graphs on the CIFAR-10 P_CNN): without a CUDA device one
+    line and exit 2; with one, a tiny run prints its six rows."""
+    import torch
+    cmd = [sys.executable, os.path.join(ROOT, 'bench', 'gpu_precision.py')]
+    if torch.cuda.is_available():
+        cmd += ['--batch', '2', '--T1', '3', '--T2', '2', '--reps', '1', '--warmup', '0']
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    if torch.cuda.is_available():
+        assert out.returncode == 0, out.stderr
+        assert sum(line.startswith('| bf16') or line.startswith('| tf32') or line.startswith('| float32')
+                   for line in out.stdout.splitlines()) == 6
+    else:
+        assert out.returncode == 2 and out.stdout == ''
+        assert out.stderr.strip().splitlines() == [
+            'gpu_precision.py: error: needs a CUDA device (none here); run it on a machine with a GPU']

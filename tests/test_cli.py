@@ -103,3 +103,25 @@ def test_omp_num_threads_in_the_environment_wins_over_the_default(monkeypatch):
     monkeypatch.delenv('OMP_NUM_THREADS')
     assert cli.default_threads(None, True, 100) == 2
     assert cli.default_threads(3, True, 100) == 2           # --threads given: applied elsewhere, not changed here
+
+
+def test_gpu_options_check_the_device_and_set_the_tf32_switches():
+    """suite.cli.gpu_options: tf32, bf16 and --cuda-graphs are usage errors on the CPU, float32 is accepted there;
+    on a CUDA device (a torch.device: nothing runs on it) --cuda-graphs with --tol is refused, and --precision sets
+    torch's TF32 switches of products and convolutions (float32 and bf16 off, tf32 on)."""
+    from suite.cli import UsageError, gpu_options
+    cpu, cuda = torch.device('cpu'), torch.device('cuda')
+    for precision, graphs, flag in (('tf32', False, '--precision tf32'), ('bf16', False, '--precision bf16'),
+                                    (None, True, '--cuda-graphs')):
+        with pytest.raises(UsageError, match=flag):
+            gpu_options(cpu, precision, graphs)
+    gpu_options(cpu, 'float32')
+    with pytest.raises(UsageError, match='--tol'):
+        gpu_options(cuda, None, True, tol=1e-4)
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        for precision, tf32 in (('tf32', True), ('float32', False), ('bf16', False)):
+            gpu_options(cuda, precision)
+            assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (tf32, tf32)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

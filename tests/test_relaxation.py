@@ -214,3 +214,43 @@ def test_async_free_is_async_in_the_free_phase_and_sync_when_nudged():
         for a, b in zip(step['free'](yy, bb), step[False](yy, bb)):
             assert torch.equal(a, b)
         assert max((a - b).abs().max() for a, b in zip(step['free'](yy, bb), step[True](yy, bb))) > 1e-3
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# --precision bf16 and --cuda-graphs (GPU options): the relaxation they select, run on the CPU where it can be
+
+@pytest.mark.parametrize('name', ['P_MLP mse', 'P_CNN max, readout', 'EPdisc', 'convEP'])
+def test_bf16_relaxation_keeps_float_states_near_the_float32_ones(name):
+    """--precision bf16 runs the steps under bfloat16 autocast (netFunctions._relax_bf16; on a GPU through relax):
+    on the CPU's autocast the states come back in float32, within bfloat16's rounding of the float32 relaxation, the
+    nudged phase included (mean difference within 0.02), and the caller's initial state is left as it was."""
+    gen = torch.Generator().manual_seed(5)
+    torch.manual_seed(0)
+    net = NETS[name]().float()
+    x, y = (t.float() for t in _batch(net, 6, gen))
+    with torch.no_grad():
+        drive = net.drive(x)
+        s0 = net.init_state(6)
+        ref = nf._relax(net, s0, None, 0.0, 5, drive)
+        out = nf._relax_bf16(net, s0, None, 0.0, 5, drive)
+        nudged_ref = nf._relax(net, ref, y, 0.1, 3, drive)
+        nudged = nf._relax_bf16(net, ref, y, 0.1, 3, drive)
+    for a, b in zip(out + nudged, ref + nudged_ref):
+        assert a.dtype == torch.float32 and a.shape == b.shape
+        assert (a - b).abs().mean() < 0.02          # (a max-pool's argmax may switch: the mean, not the max)
+    assert any((a - b).abs().max() > 0 for a, b in zip(out, ref))        # (bfloat16 products: not the same numbers)
+    assert all(not t.any() for t in s0)
+
+
+def test_gpu_options_are_inert_on_the_cpu():
+    """A net set for bf16 and CUDA graphs relaxes on the CPU exactly as without them (relax takes the GPU paths for
+    CUDA tensors only; the flags themselves are refused on the CPU, test_bad_input.py)."""
+    gen = torch.Generator().manual_seed(6)
+    net = NETS['P_MLP mse']().double()
+    x, y = _batch(net, 4, gen)
+    with torch.no_grad():
+        ref = net.forward(x, y=None)
+        net.set_gpu(bf16=True, graphs=True)
+        out = net.forward(x, y=None)
+    assert net.gpu == (True, True)
+    assert all(torch.equal(a, b) for a, b in zip(out, ref))

@@ -32,7 +32,7 @@ from suite import rundir
 from suite import checkpoints
 from suite import trainer
 from suite.cli import default_threads
-from suite.cli import (DRY_RUN_DIR, SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config,
+from suite.cli import (DRY_RUN_DIR, SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, run_config, run_device,
                  say, seed_everything)
 from papers.eplcanet.lca import LCAConv2D
 from papers.eplcanet.nets import LCANet
@@ -410,7 +410,7 @@ class LCAExtension(trainer.Extension):
 def run(args, argv):
     cfg = check_args(args)
     default_threads(cfg.threads, True, cfg.mbs)
-    device = pick_device(cfg.device)
+    device = run_device(cfg)
     seed = seed_everything(cfg.seed)
     if cfg.action == 'dictlearn':
         return dictlearn_action(cfg, argv, device, seed)
@@ -419,7 +419,7 @@ def run(args, argv):
     xte, yte = lab.load_split(cfg, False) if cfg.action != 'gducheck' else (None, None)
     shape = tuple((xtr if xtr is not None else xte).shape[1:])
     model = build(cfg, shape).to(device, cfg.float_dtype).set_relaxation(cfg.tol, cfg.tol_every,
-                                                                         SCHEDULES[cfg.schedule])
+                                                                         SCHEDULES[cfg.schedule]).set_gpu(*cfg.gpu)
     if cfg.scale is not None:                              # the dictionary keeps unit-norm features
         lab.rescale(model.synapses if isinstance(model, LCANet) else model, cfg.scale)
     if cfg.action == 'gducheck':

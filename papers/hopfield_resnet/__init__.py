@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ep import estimators
 from suite import checkpoints, checks, data, rundir, trainer
-from suite.cli import RunConfig, UsageError, adam, default_threads, dry_cap, pick_device, run_config, say, seed_everything
+from suite.cli import RunConfig, UsageError, adam, default_threads, dry_cap, run_config, run_device, say, seed_everything
 from papers.hopfield_resnet import nets
 
 NAME = 'hopfield_resnet'
@@ -252,12 +252,12 @@ def new_run_folder(cfg, argv, device, seed, model):
 def run(args, argv):
     cfg = check_args(args)
     default_threads(cfg.threads, True, cfg.batch_size)
-    device = pick_device(cfg.device)
+    device = run_device(cfg)
     seed = seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(seed)
     xtr, ytr = load_split(cfg, True)
     xte, yte = load_split(cfg, False)
-    model = build_model(cfg, gen).to(device, cfg.float_dtype)
+    model = build_model(cfg, gen).to(device, cfg.float_dtype).set_gpu(*cfg.gpu)
     history, best = [], -1.0
 
     def optimiser():

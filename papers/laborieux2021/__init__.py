@@ -21,7 +21,7 @@ from suite import rundir
 from suite import checkpoints
 from suite import trainer
 from suite.cli import adam, default_threads
-from suite.cli import (SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, pick_device, run_config, say,
+from suite.cli import (SCHEDULES, RunConfig, UsageError, apply_defaults, dry_cap, run_config, run_device, say,
                  seed_everything)
 from netClasses import conv_pool_sizes
 from papers.laborieux2021.nets import ACTIVATION_NAMES, P_CNN, P_MLP, VF_CNN, VF_MLP
@@ -352,12 +352,12 @@ def batches(cfg, x, y, bs, train, device, gen):
 def run(args, argv):
     cfg = check_args(args)
     default_threads(cfg.threads, 'CNN' in cfg.model, cfg.mbs)
-    device = pick_device(cfg.device)
+    device = run_device(cfg)
     seed = seed_everything(cfg.seed)
     xtr, ytr = load_split(cfg, True)
     xte, yte = (load_split(cfg, False) if cfg.action != 'gducheck' else (None, None))
     model = build_model(cfg, tuple(xtr.shape[1:])).to(device, cfg.float_dtype)
-    model.set_relaxation(cfg.tol, cfg.tol_every, SCHEDULES[cfg.schedule])
+    model.set_relaxation(cfg.tol, cfg.tol_every, SCHEDULES[cfg.schedule]).set_gpu(*cfg.gpu)
     if cfg.scale is not None:
         rescale(model, cfg.scale)
     if cfg.action == 'gducheck':

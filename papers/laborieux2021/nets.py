@@ -108,9 +108,11 @@ class P_MLP(LabNet):
 
         (a W_0 x + a b_0 + c for k = 0, from the drive): what is constant during the phase (the bracket, the
         transposes) is prepared once, each product is one addmm, f is applied in place. The step of `stepper` where a
-        graph is wanted, under the asynchronous schedule or for an activation without that form."""
+        graph is wanted, under the asynchronous schedule, under autocast (--precision bf16) or for an activation without
+        that form."""
         L = len(self.archi) - 1
-        if torch.is_grad_enabled() or self.act.affine is None or len(self.schedule(L, y is not None)) > 1:
+        if torch.is_grad_enabled() or self.act.affine is None or len(self.schedule(L, y is not None)) > 1 \
+                or torch.is_autocast_enabled(drive.device.type):      # (its in-place sums would mix two dtypes)
             return super().phase_step(drive, y, beta)
         layers = [self._fused_layer(k, drive, y, beta) for k in range(L)]
         return lambda s: [layer(s) for layer in layers]
