@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from suite import distributed
 import netFunctions as nf
+from ep import estimators
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -353,7 +354,7 @@ class EPNet(nn.Module):
         grads = self.ep_param_grads(x, s_a, s_b, beta_a, beta_b, y, s_free)
         for p, g in zip(self.parameters(), grads):
             if p.requires_grad:
-                p.grad = g + p.grad if accumulate and p.grad is not None else g
+                estimators.set_grad(p, g, accumulate)
         if x_graph is not None:
             gx = nf.phi_param_grads(self, x, s_a, s_b, beta_a, beta_b, y, x_grad=True)[-1]
             x_graph.backward(gx)

@@ -40,6 +40,18 @@ class Estimator:
         raise NotImplementedError
 
 
+def set_grad(p, g, accumulate=False):
+    """p.grad = g (g + p.grad with accumulate), laid out as p. A closed-form estimate may come out in another memory
+    layout than its parameter (a conv weight's, from channels-last states, is channels-last); torch's fused Adam on
+    the CPU reads a gradient as if it had its parameter's strides, so such a gradient must be copied into p's layout
+    first (without it, fused Adam scrambled the CNN's second conv update)."""
+    if accumulate and p.grad is not None:
+        g = g + p.grad
+    if g.stride() != p.stride():
+        g = torch.empty_like(p).copy_(g)
+    p.grad = g
+
+
 def _front(net, x):
     """(x_graph, x): the input of the dynamics, and its graph when a front block learns through it."""
     x = net.front(x)
@@ -123,7 +135,7 @@ class SymmetricDelta(Symmetric):
             grads = form.param_grads(d, -self.beta, self.beta)
         for p, g in zip(net.parameters(), grads):
             if p.requires_grad:
-                p.grad = g
+                set_grad(p, g)
         return s_free
 
 

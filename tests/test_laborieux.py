@@ -282,3 +282,30 @@ def test_vfmlp_trains_and_logs_angles(tmp_path):
     assert code == 0 and _acc(folder) > 88.0
     df = pd.read_csv(os.path.join(folder, 'metrics.csv'))
     assert 'angle_0' in df and df['angle_0'].iloc[-1] < 90
+
+
+@pytest.mark.parametrize('estimator', ['one-sided', 'symmetric'])
+def test_ep_gradients_are_laid_out_as_their_parameters_and_fused_adam_equals_adam(estimator):
+    """The CNN relaxes on channels-last maps, so its closed-form conv gradients come out channels-last; .grad must be
+    laid out as the parameter (torch's fused CPU Adam, suite.cli.adam, reads it with the parameter's strides: a
+    channels-last gradient scrambled the second conv's update, 2e-3 off at lr 1e-3, and cost 5 points of test accuracy
+    after one mnist5k epoch of check/train_mnist_cnn.sh's net). One Adam step, fused and not, then agrees to float
+    rounding."""
+    import copy
+    from suite.cli import adam
+    torch.manual_seed(0)
+    net = P_CNN(28, 1, [8, 16], [5, 5], [1, 1], [0, 0], 'mm', [10], 6, 3, 0.4, 'hard_sigmoid')
+    assert net.channels_last_wins(40)
+    x, y = torch.rand(40, 1, 28, 28), nf.one_hot(torch.randint(0, 10, (40,)), 10)
+    nf.ep_step(net, x, y, net.beta, estimator=estimator)
+    assert all(p.grad.stride() == p.stride() for p in net.parameters())
+    a, b = copy.deepcopy(net), copy.deepcopy(net)
+    for m in (a, b):
+        for p, p0 in zip(m.parameters(), net.parameters()):
+            p.grad = p0.grad.clone(memory_format=torch.preserve_format)
+    opts = torch.optim.Adam(a.parameters(), lr=1e-3), adam(b.parameters(), lr=1e-3)
+    for o in opts:
+        o.step()
+    for p, q, p0 in zip(a.parameters(), b.parameters(), net.parameters()):
+        assert (p - p0).abs().max() > 5e-4                     # (every tensor moved by about lr)
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-7)

@@ -454,7 +454,7 @@ class HopfieldChain(nn.Module):
         grads = blk.ep_param_grads(x, s_a, s_b, beta_a, beta_b, y, x_grad=x_grad)
         gx = grads.pop() * x.shape[0] if x_grad else None
         for p, g in zip(blk.parameters(), grads):
-            p.grad = g
+            estimators.set_grad(p, g)
         return gx
 
     # θ ← θ − lr ĝ_θ after averaging ĝ over the torchrun ranks, then .grad cleared: the same update as every EP net
