@@ -13,6 +13,8 @@ All estimates are stored with *gradient* sign (positive = increases the loss), s
 and the GDU property says dS(t) ≈ nS(t) = ∂L/∂s_{T−t}, dT(t) ≈ nT(t) = contribution of step T−t to ∂L/∂θ.
 """
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -55,12 +57,16 @@ def _relax_bf16(net, s, y, beta, steps, drive):
     return s
 
 
+_GRAPHS = weakref.WeakKeyDictionary()        # net -> {phase signature: GraphedRelax}
+
+
 class GraphedRelax:
     """A fixed-step relaxation captured once as a CUDA graph and replayed (--cuda-graphs): the graph reads static
     copies of the initial state, the drive, y and β, and the parameters in place (every optimiser of the suite updates
-    them in place, so a replay sees the current weights). One graph per net and phase signature (the shapes and
-    dtypes, the steps, β when it is a number, nudged or not); the capture costs one eager relaxation plus three
-    warm-up ones on a side stream. Under --precision bf16 the captured steps are `_relax_bf16`'s."""
+    them in place, so a replay sees the current weights). One graph per net and phase signature (the shapes, strides
+    and dtypes, the steps, β when it is a number, nudged or not), kept beside the net (not in it: a copy of the net
+    starts without graphs); making one costs three eager warm-up relaxations on a side stream, then the capture.
+    Under --precision bf16 the captured steps are `_relax_bf16`'s."""
 
     def __init__(self, net, s, y, beta, steps, drive):
         self.static = [t.clone() for t in s], (None if y is None else y.clone()), \
@@ -79,9 +85,9 @@ class GraphedRelax:
 
     @staticmethod
     def of(net, s, y, beta, steps, drive):
-        key = (tuple((t.shape, t.dtype, t.stride()) for t in s), drive.shape, drive.dtype, steps, y is None,
-               ('tensor', tuple(beta.shape)) if torch.is_tensor(beta) else ('number', beta))
-        cache = net.__dict__.setdefault('_graphed_relax', {})
+        key = (tuple((t.shape, t.dtype, t.stride()) for t in s), drive.shape, drive.dtype, drive.stride(), steps,
+               y is None, ('tensor', tuple(beta.shape)) if torch.is_tensor(beta) else ('number', beta))
+        cache = _GRAPHS.setdefault(net, {})
         if key not in cache:
             cache[key] = GraphedRelax(net, s, y, beta, steps, drive)
         return cache[key]
