@@ -132,12 +132,14 @@ def free_phase(net, x, steps=None, s=None, drive=None):
 def nudged_phases(net, x, y, s_free, betas, steps, drive=None, relax_fn=None):
     """Nudged phases for several β at once, as one batched tensor (the ±β phases cost one pass).
 
-    Returns one state list per β, each started from s_free.
+    Returns one state list per β, each started from s_free. (One β stays a number, as the free phase's 0: a (B, 1)
+    tensor of β per row costs three small operations and a host-to-device copy per mini-batch.)
     """
     n, B = len(betas), x.shape[0]
     with torch.no_grad():
         s = _repeat(s_free, n)
-        beta = torch.tensor(betas, dtype=s_free[0].dtype, device=x.device).repeat_interleave(B).view(-1, 1)
+        beta = float(betas[0]) if n == 1 else \
+            torch.tensor(betas, dtype=s_free[0].dtype, device=x.device).repeat_interleave(B).view(-1, 1)
         yy = _repeat(y, n)
         if relax_fn is None:
             s = relax(net, None, s, yy, beta, steps, _repeat(net.drive(x) if drive is None else drive, n))
