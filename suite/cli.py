@@ -106,8 +106,9 @@ def add_suite_args(parser):
                      help='float32: IEEE float32 products and convolutions (TF32 off); tf32: TF32 tensor cores for '
                           'both; bf16: the relaxation steps\' products in bfloat16 autocast, the states kept in '
                           'float32 (default: torch\'s, TF32 convolutions and float32 matrix products)')
-    gpu.add_argument('--cuda-graphs', action='store_true',
-                     help='replay each fixed-step relaxation as one captured CUDA graph (not with --tol)')
+    gpu.add_argument('--cuda-graphs', action=argparse.BooleanOptionalAction, default=False,
+                     help='replay each fixed-step relaxation as one captured CUDA graph (not with --tol; '
+                          '--no-cuda-graphs turns it off for a run resumed with --load-path)')
     a = parser.add_argument_group('analog devices (Wu et al. 2024 beyond the original: Ernoult 2019, Laborieux 2021, '
                                   'EPLCANet): the weights live on soft-bounds resistive devices, written by pulses')
     a.add_argument('--analog', default=None, choices=analog.SETTINGS,
