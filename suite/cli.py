@@ -283,7 +283,7 @@ class RunConfig:
     @property
     def gpu(self):
         """(bf16 autocast, CUDA graphs) of --precision / --cuda-graphs, for EPNet.set_gpu."""
-        return self.precision == 'bf16', self.cuda_graphs
+        return PRECISIONS.get(self.precision, (False, False))[1], self.cuda_graphs
 
     @property
     def float_dtype(self):
