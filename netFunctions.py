@@ -60,6 +60,12 @@ def _relax_bf16(net, s, y, beta, steps, drive):
 _GRAPHS = weakref.WeakKeyDictionary()        # net -> {phase signature: GraphedRelax}
 
 
+def _capture(graph, fn):
+    """fn() recorded into `graph` (its result: the graph's output tensors, rewritten by every replay)."""
+    with torch.cuda.graph(graph):
+        return fn()
+
+
 class GraphedRelax:
     """A fixed-step relaxation captured once as a CUDA graph and replayed (--cuda-graphs): the graph reads static
     copies of the initial state, the drive, y and β, and the parameters in place (every optimiser of the suite updates
@@ -80,8 +86,7 @@ class GraphedRelax:
                 relax_fn(net, ss, yy, bb, steps, dd)
         torch.cuda.current_stream(drive.device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.out = relax_fn(net, ss, yy, bb, steps, dd)
+        self.out = _capture(self.graph, lambda: relax_fn(net, ss, yy, bb, steps, dd))
 
     @staticmethod
     def of(net, s, y, beta, steps, drive):

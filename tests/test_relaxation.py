@@ -254,3 +254,55 @@ def test_gpu_options_are_inert_on_the_cpu():
         out = net.forward(x, y=None)
     assert net.gpu == (True, True)
     assert all(torch.equal(a, b) for a, b in zip(out, ref))
+
+
+def test_graphed_relaxation_plumbing_with_a_stand_in_for_cuda(monkeypatch):
+    """netFunctions.GraphedRelax without a GPU: CUDA's streams and graphs replaced by stand-ins whose replay runs the
+    captured relaxation again into the same output tensors (what a CUDA graph's replay does to its outputs). Checks the
+    plumbing that a GPU run relies on: each call copies its own state, y, β and drive into the static inputs, returns
+    tensors of its own (later replays leave them) equal to an eager relaxation, sees weights changed in place by an optimiser, and one graph serves
+    one phase signature (a new β or shape makes another). (Whether the real capture records every kernel is left to
+    bench/gpu_precision.py on a GPU.)"""
+    import contextlib
+
+    class Graph:
+        def replay(self):
+            for o, v in zip(self.out, self.fn()):
+                o.copy_(v)
+
+    def capture(graph, fn):
+        graph.fn, graph.out = fn, fn()
+        return graph.out
+
+    class Stream:
+        def __init__(self, device=None):
+            pass
+
+        def wait_stream(self, other):
+            pass
+
+    for name, value in (('Stream', Stream), ('current_stream', Stream), ('CUDAGraph', Graph),
+                        ('stream', lambda s: contextlib.nullcontext())):
+        monkeypatch.setattr(torch.cuda, name, value)
+    monkeypatch.setattr(nf, '_capture', capture)
+    gen = torch.Generator().manual_seed(7)
+    torch.manual_seed(0)
+    net = NETS['P_CNN avg']().double()
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    kept = []
+    with torch.no_grad():
+        for batch, beta in ((6, 0.0), (6, 0.0), (6, 0.3), (4, 0.0), (6, 0.3)):
+            x, y = _batch(net, batch, gen)
+            drive, s0 = net.drive(x), [torch.rand(batch, *sh, generator=gen, dtype=torch.double)
+                                       for sh in net.state_shapes()]
+            yy = None if beta == 0.0 else y
+            out = nf.GraphedRelax.of(net, s0, yy, beta, 4, drive)(s0, yy, beta, drive)
+            ref = nf._relax(net, s0, yy, beta, 4, drive)
+            for a, b in zip(out, ref):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
+            kept.append((out, [t.clone() for t in out]))
+            for p in net.parameters():                         # an optimiser's in-place step between mini-batches
+                p.grad = torch.rand(p.shape, generator=gen, dtype=torch.double)
+            opt.step()
+    assert len(nf._GRAPHS[net]) == 3                         # (6, β 0), (6, β 0.3), (4, β 0)
+    assert all(torch.equal(a, b) for out, copy in kept for a, b in zip(out, copy))   # (later replays left them)
