@@ -337,7 +337,8 @@ def adam(params, **kw):
     tensors instead of a chain of small operations per tensor. On one CPU thread (2-core development machine, load
     ~2) a step of the 784-512-10 MLP's Adam took 0.23 ms fused against 0.6–3.2 ms unfused, and a whole P_MLP
     mini-batch of bench/bench_scale.py 3.6–4.1 ms against 4.8–4.9 ms; the updates are the same to float rounding
-    (2e-7 after 200 steps in float32)."""
+    (2e-7 after 200 steps in float32) when every .grad has its parameter's strides, which the fused CPU kernel
+    assumes: the estimators write them so (ep.estimators.set_grad)."""
     params = list(params)
     try:
         return torch.optim.Adam(params, fused=True, **kw)
