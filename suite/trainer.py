@@ -196,6 +196,12 @@ class Extension:
 # ---------------------------------------------------------------------------------------------------------------
 # Mini-batch loops (one epoch of training, one pass of testing), shared by every paper
 
+def say_epoch(row, clock='seconds'):
+    """The line of a finished epoch of a classifier: its train / test accuracy, test loss and row[clock] seconds."""
+    say(f'epoch {row["epoch"]}: train acc {row["train_acc"]:.2f} %, test acc {row["test_acc"]:.2f} %, '
+        f'test loss {row["test_loss"]:.4f}, {row[clock]:.1f} s')
+
+
 def progress(iterable, desc):
     """A tqdm bar (rank 0's only under torchrun)."""
     return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True, disable=not distributed.is_main())

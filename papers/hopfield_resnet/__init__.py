@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ep import estimators
 from suite import checkpoints, checks, data, rundir, trainer
-from suite.cli import RunConfig, UsageError, adam, default_threads, dry_cap, run_config, run_device, say, seed_everything
+from suite.cli import RunConfig, UsageError, adam, default_threads, dry_cap, run_config, run_device, seed_everything
 from papers.hopfield_resnet import nets
 
 NAME = 'hopfield_resnet'
@@ -290,8 +290,7 @@ def run(args, argv):
         ck = checkpoints.state(model, opt, last['epoch'], history, None, gen, cfg, best=max(best, last['test_acc']))
         best, _ = checkpoints.save_epoch(folder, ck, history, best)
         if history:
-            say(f'epoch {last["epoch"]}: train acc {last["train_acc"]:.2f} %, test acc {last["test_acc"]:.2f} %, '
-                f'test loss {last["test_loss"]:.4f}, {last["epoch_seconds"]:.1f} s')
+            trainer.say_epoch(last, 'epoch_seconds')
 
     trainer.fit(folder, cfg.epochs, history, run_epoch, save, model.parameters(), metrics='metrics.csv',
                 plot=rundir.plot_folder)

@@ -458,8 +458,7 @@ def train_action(cfg, argv, model, xtr, ytr, xte, yte, device, seed, ext=None):
         if improved:
             rundir.save({'model': model.state_dict(), 'arch': arch_of(cfg)}, os.path.join(folder, 'model.pt'))
         if history:
-            say(f'epoch {last["epoch"]}: train acc {last["train_acc"]:.2f} %, test acc {last["test_acc"]:.2f} %, '
-                f'test loss {last["test_loss"]:.4f}, {last["seconds"]:.1f} s')
+            trainer.say_epoch(last)
 
     trainer.fit(folder, cfg.epochs, history, run_epoch, save, model.parameters(), metrics='metrics.csv',
                 extension=ext, plot=rundir.plot_folder)
