@@ -22,6 +22,11 @@ accuracy, or one that misses the target, says so in the table. The settings:
     tol5-T2-5    tol + --tol-every 5 --T2 5
     T1-20-T2-5   --schedule async-free --T1 20 --T2 5 (fixed; the test passes run 20 steps too)
     T1-10-T2-5   --schedule async-free --T1 10 --T2 5
+    paper-lr2.5  the paper's steps with every learning rate × 2.5 (the reference of the next)
+    T1-20-T2-5-lr2.5   T1-20-T2-5 with every learning rate × 2.5 (the CNN at the paper's rates needs its 2 epochs to
+                 reach the target; × 2 left one seed of three short of it after 1, × 3 and × 4 fell back 17–22
+                 points in the second epoch on one seed); its note gives the ratio against paper-lr2.5, so that the
+                 table separates what the steps give from what the rates give
     sym-delta    tol + --thirdphase --carry-delta (the symmetric estimate: another estimator than the paper's)
 
     python bench/time_to_accuracy.py [--models MLP CNN] [--seeds 0 1 2] [--cnn-paper-seeds 0]
@@ -66,7 +71,13 @@ SETTINGS = {
     'T1-20-T2-5': ['--schedule', 'async-free', '--T1', '20', '--T2', '5'],   # fixed, fewer steps (test passes too)
     'T1-15-T2-5': ['--schedule', 'async-free', '--T1', '15', '--T2', '5'],
     'T1-10-T2-5': ['--schedule', 'async-free', '--T1', '10', '--T2', '5'],
+    'paper-lr2.5': [],                                         # the paper's steps, learning rates × 2.5
+    'T1-20-T2-5-lr2.5': ['--schedule', 'async-free', '--T1', '20', '--T2', '5'],
 }
+# settings that also scale the paper's --lrs, and the setting each is compared with besides the paper's (the same
+# learning rates, the paper's steps): the ratio against the paper then splits into what the steps and the rates give
+LR_FACTOR = {'paper-lr2.5': 2.5, 'T1-20-T2-5-lr2.5': 2.5}
+SAME_RATES = {'T1-20-T2-5-lr2.5': 'paper-lr2.5'}
 DEFAULT_SETTINGS = {'MLP': ['paper', 'tol', 'tol5-T2-5', 'T1-20-T2-5', 'T1-10-T2-5', 'sym-delta'],
                     'CNN': ['paper', 'tol', 'tol5-T2-5', 'T1-20-T2-5', 'T1-10-T2-5']}
 # targets: MLP, what the paper setting reaches in 3 of 5 epochs; CNN, the lowest accuracy of the paper setting's
@@ -104,8 +115,24 @@ def flag(argv, name):
 
 def command(model, setting, seed, epochs, dry_run=False):
     """The argv of one run, without its --results-dir."""
-    return (paper_argv(model) + SETTINGS[setting] + ['--epochs', str(epochs), '--seed', str(seed), '--threads', '1']
-            + (['--dry-run'] if dry_run else []))
+    return (paper_argv(model) + SETTINGS[setting] + scaled_lrs(model, setting)
+            + ['--epochs', str(epochs), '--seed', str(seed), '--threads', '1'] + (['--dry-run'] if dry_run else []))
+
+
+def scaled_lrs(model, setting):
+    """['--lrs', …] with the paper's learning rates times the setting's LR_FACTOR ([] without one)."""
+    if setting not in LR_FACTOR:
+        return []
+    argv = paper_argv(model)
+    i = argv.index('--lrs') + 1
+    lrs = [float(v) for v in argv[i:next((j for j in range(i, len(argv)) if argv[j].startswith('--')), len(argv))]]
+    return ['--lrs'] + [f'{LR_FACTOR[setting] * v:g}' for v in lrs]
+
+
+def label(setting):
+    """The table's name of a setting: its flags, and the learning-rate factor."""
+    flags = ' '.join(SETTINGS[setting]) or ('paper (fixed steps)' if setting == 'paper' else 'paper steps')
+    return flags + (f', learning rates × {LR_FACTOR[setting]:g}' if setting in LR_FACTOR else '')
 
 
 class Stamps(io.TextIOBase):
@@ -193,15 +220,16 @@ def steps_per_batch(rec):
     return statistics.mean(free) + T2
 
 
-def summary(model, setting, recs, target, paper=None):
-    """One table row (a dict of COLUMNS) of a setting's runs; `paper`: the paper setting's row, for the ratios."""
+def summary(model, setting, recs, target, paper=None, same_rates=None):
+    """One table row (a dict of COLUMNS) of a setting's runs; `paper`: the paper setting's row, for the ratios;
+    `same_rates`: the row of the paper's steps at this setting's learning rates (SAME_RATES), for the note."""
     hits = [reached(r, target) for r in recs]
     ok = [h for h in hits if h is not None]
     cpu = [h['cpu_s'] for h in ok if h['cpu_s'] is not None]
     wall = [h['wall_s'] for h in ok]
     final = [r['epochs'][-1]['test_acc'] for r in recs]
     n_epochs = max(len(r['epochs']) for r in recs)
-    row = {'model': model, 'setting': 'paper (fixed steps)' if setting == 'paper' else ' '.join(SETTINGS[setting]),
+    row = {'model': model, 'setting': label(setting),
            'seeds': ' '.join(flag(r['argv'], '--seed') for r in recs),
            'epochs to target': mean_sd([h['epoch'] for h in ok]),
            'CPU s to target': mean_sd(cpu), 'wall s to target': mean_sd(wall),
@@ -224,6 +252,9 @@ def summary(model, setting, recs, target, paper=None):
         row['Δ final vs paper (points)'] = f'{delta:+.2f}' + ('' if same else ' (no common seed)')
         if delta < -1.0:
             notes.append(f'trades accuracy for speed: {-delta:.1f} points below the paper setting')
+    if same_rates is not None and same_rates['_cpu'] and row['_cpu']:
+        notes.append(f"{same_rates['_cpu'] / row['_cpu']:.2f}× less CPU than the paper's steps at the same "
+                     'learning rates')
     row['note'] = '; '.join(notes)
     return row
 
@@ -297,7 +328,10 @@ def main(argv=None):
         target = getattr(a, f'target_{m.lower()}')
         paper = summary(m, 'paper', runs[(m, 'paper')], target) if (m, 'paper') in runs else None
         rows += [paper] if paper else []
-        rows += [summary(m, s, recs, target, paper) for (mm, s), recs in runs.items() if mm == m and s != 'paper']
+        rows += [summary(m, s, recs, target, paper,
+                         summary(m, SAME_RATES[s], runs[(m, SAME_RATES[s])], target) if (m, SAME_RATES.get(s)) in runs
+                         else None)
+                 for (mm, s), recs in runs.items() if mm == m and s != 'paper']
     print('\nTargets: ' + ', '.join(f'{m} {getattr(a, f"target_{m.lower()}"):g} %' for m in a.models)
           + '. Time to target: mean (± sd) over the seeds that reached it; CPU s: this process, one thread, from the '
             'run folder to the epoch line (training and test passes); wall s: metrics.csv. Final: after the last '

@@ -39,6 +39,20 @@ def test_summary_time_to_target_ratio_and_notes():
     assert 'target not reached by 1 of 2 seeds' in fast['note'] and 'trades accuracy' in fast['note']
 
 
+def test_a_learning_rate_factor_scales_the_paper_rates_and_is_compared_at_the_same_rates():
+    argv = tta.command('CNN', 'T1-20-T2-5-lr2.5', 0, 2)
+    assert tta.flag(argv, '--T1') == '20'
+    last = len(argv) - 1 - argv[::-1].index('--lrs')                   # argparse keeps the last --lrs
+    assert [float(v) for v in argv[last + 1:last + 4]] == [1.25e-4, 2.5e-5, 2e-5] and argv[last + 4] == '--epochs'
+    assert tta.command('CNN', 'T1-20-T2-5', 0, 2).count('--lrs') == 1
+    paper = tta.summary('CNN', 'paper', [record(0, [20, 27], [170, 340])], 24)
+    same = tta.summary('CNN', 'paper-lr2.5', [record(0, [30, 35], [170, 340])], 24, paper)
+    fast = tta.summary('CNN', 'T1-20-T2-5-lr2.5', [record(0, [30, 34], [20, 40])], 24, paper, same)
+    assert fast['× less CPU than paper'] == '17.00×' and same['× less CPU than paper'] == '2.00×'
+    assert '8.50× less CPU than the paper\'s steps at the same learning rates' in fast['note']
+    assert fast['setting'].endswith('learning rates × 2.5') and same['setting'] == 'paper steps, learning rates × 2.5'
+
+
 def test_quick_prints_the_table():
     r = subprocess.run([sys.executable, 'bench/time_to_accuracy.py', '--quick'], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
@@ -110,3 +124,17 @@ def test_gpu_precision_bench_refuses_a_machine_without_cuda_and_runs_small_on_on
         assert out.returncode == 2 and out.stdout == ''
         assert out.stderr.strip().splitlines() == [
             'gpu_precision.py: error: needs a CUDA device (none here); run it on a machine with a GPU']
+
+
+def test_bench_engine_in_blocks_times_both_paths_and_refuses_a_block_of_zero():
+    """bench/bench_engine.py --block N: both paths timed (a ratio line, the gradients compared), and a block below 1
+    is one argparse line, exit 2."""
+    cmd = [sys.executable, 'bench/bench_engine.py', '--config', 'P-1h', '--quick', '--reps', '3', '--warmup', '0',
+           '--threads', '1']
+    r = subprocess.run(cmd + ['--block', '2'], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'alternating every 2 mini-batch(es)' in r.stdout
+    row = next(s.split() for s in r.stdout.splitlines() if s.startswith('P-1h'))
+    assert row[6].endswith("x") and float(row[6][:-1]) > 0 and float(row[7]) < 1e-4     # ratio; max |Δgrad|
+    bad = subprocess.run(cmd + ['--block', '0'], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and '--block 0' in bad.stderr and 'Traceback' not in bad.stderr
