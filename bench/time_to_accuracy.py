@@ -246,17 +246,22 @@ def summary(model, setting, recs, target, paper=None, same_rates=None):
     else:
         for col, key in (('× less CPU than paper', '_cpu'), ('× less wall than paper', '_wall')):
             row[col] = f'{paper[key] / row[key]:.2f}×' if paper[key] and row[key] else '–'
-        same = [k for k in row['_final'] if k in paper['_final']]       # paired: the seeds both settings ran
-        mine, theirs = ([d[k] for k in same] if same else list(d.values()) for d in (row['_final'], paper['_final']))
-        delta = statistics.mean(mine) - statistics.mean(theirs)
+        delta, same = final_delta(row, paper), set(row['_final']) & set(paper['_final'])
         row['Δ final vs paper (points)'] = f'{delta:+.2f}' + ('' if same else ' (no common seed)')
         if delta < -1.0:
             notes.append(f'trades accuracy for speed: {-delta:.1f} points below the paper setting')
     if same_rates is not None and same_rates['_cpu'] and row['_cpu']:
-        notes.append(f"{same_rates['_cpu'] / row['_cpu']:.2f}× less CPU than the paper's steps at the same "
-                     'learning rates')
+        notes.append(f"against the paper's steps at the same learning rates: {same_rates['_cpu'] / row['_cpu']:.2f}× "
+                     f"less CPU, final {final_delta(row, same_rates):+.2f} points")
     row['note'] = '; '.join(notes)
     return row
+
+
+def final_delta(row, ref):
+    """Mean final accuracy of `row` minus `ref`'s, paired over the seeds both ran (all seeds if none is common)."""
+    same = [k for k in row['_final'] if k in ref['_final']]
+    mine, theirs = ([d[k] for k in same] if same else list(d.values()) for d in (row['_final'], ref['_final']))
+    return statistics.mean(mine) - statistics.mean(theirs)
 
 
 def markdown(rows, columns):

@@ -49,7 +49,7 @@ def test_a_learning_rate_factor_scales_the_paper_rates_and_is_compared_at_the_sa
     same = tta.summary('CNN', 'paper-lr2.5', [record(0, [30, 35], [170, 340])], 24, paper)
     fast = tta.summary('CNN', 'T1-20-T2-5-lr2.5', [record(0, [30, 34], [20, 40])], 24, paper, same)
     assert fast['× less CPU than paper'] == '17.00×' and same['× less CPU than paper'] == '2.00×'
-    assert '8.50× less CPU than the paper\'s steps at the same learning rates' in fast['note']
+    assert "against the paper's steps at the same learning rates: 8.50× less CPU, final -1.00 points" in fast['note']
     assert fast['setting'].endswith('learning rates × 2.5') and same['setting'] == 'paper steps, learning rates × 2.5'
 
 
