@@ -333,9 +333,8 @@ def main(argv=None):
         target = getattr(a, f'target_{m.lower()}')
         paper = summary(m, 'paper', runs[(m, 'paper')], target) if (m, 'paper') in runs else None
         rows += [paper] if paper else []
-        rows += [summary(m, s, recs, target, paper,
-                         summary(m, SAME_RATES[s], runs[(m, SAME_RATES[s])], target) if (m, SAME_RATES.get(s)) in runs
-                         else None)
+        alone = {s: summary(m, s, recs, target) for (mm, s), recs in runs.items() if mm == m}  # for SAME_RATES
+        rows += [summary(m, s, recs, target, paper, alone.get(SAME_RATES.get(s)))
                  for (mm, s), recs in runs.items() if mm == m and s != 'paper']
     print('\nTargets: ' + ', '.join(f'{m} {getattr(a, f"target_{m.lower()}"):g} %' for m in a.models)
           + '. Time to target: mean (± sd) over the seeds that reached it; CPU s: this process, one thread, from the '
