@@ -10,8 +10,8 @@ Both paths are first run on identical weights and their gradients compared, then
 Interleaving: by default the paths alternate every mini-batch (`--block 1`), so background load hits both alike; but
 then each engine mini-batch starts after an oracle one, whose autograd buffers (tens of MB) have most likely pushed
 the engine's weights out of the caches: 0.35 ms more per L-MLP mini-batch (3.4 against 3.1 ms), a cost that training
-(mini-batch after mini-batch of one path) never pays. `--block N`
-alternates blocks of N consecutive mini-batches per path instead (the median is still over single mini-batches).
+(mini-batch after mini-batch of one path) never pays. `--block N` alternates blocks of N consecutive mini-batches per
+path instead (the median is still over single mini-batches).
 
     python bench/bench_engine.py [--config P-1h EB-1h] [--quick] [--reps 5] [--block 1] [--threads 1] [--clock cpu]
         [--device cpu]

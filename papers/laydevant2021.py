@@ -297,7 +297,8 @@ def run(args, argv):
     gen = torch.Generator().manual_seed(cfg.seed)
     xtr, ytr = load_split(cfg, True)
     xte, yte = load_split(cfg, False)
-    net = build_net(cfg, xtr.shape[-1]).to(device, cfg.float_dtype).set_relaxation(cfg.tol, cfg.tol_every).set_gpu(*cfg.gpu)
+    net = build_net(cfg, xtr.shape[-1]).to(device, cfg.float_dtype)
+    net.set_relaxation(cfg.tol, cfg.tol_every).set_gpu(*cfg.gpu)
     tools = Tools_fc if cfg.archi == 'fc' else Tools_conv
     row_fn = Tools_fc.results_row if cfg.archi == 'fc' else Tools_conv.results_row_conv
     opt, rows = None, []

@@ -378,7 +378,8 @@ def gpu_options(device, precision=None, cuda_graphs=False, tol=None):
     too (a graph replays a fixed number of steps). On a GPU, float32 / tf32 set torch's TF32 switches for products
     and convolutions, bf16 turns TF32 off (the net's part is RunConfig.gpu, for EPNet.set_gpu)."""
     if device.type != 'cuda':
-        for given, flag in ((precision in ('tf32', 'bf16'), f'--precision {precision}'), (cuda_graphs, '--cuda-graphs')):
+        for given, flag in ((precision in ('tf32', 'bf16'), f'--precision {precision}'),
+                            (cuda_graphs, '--cuda-graphs')):
             if given:
                 raise UsageError(f'{flag} needs a CUDA device: run on a machine with a GPU (--device N) or leave '
                                  f'{flag.split()[0]} out')

@@ -260,9 +260,9 @@ def test_graphed_relaxation_plumbing_with_a_stand_in_for_cuda(monkeypatch):
     """netFunctions.GraphedRelax without a GPU: CUDA's streams and graphs replaced by stand-ins whose replay runs the
     captured relaxation again into the same output tensors (what a CUDA graph's replay does to its outputs). Checks the
     plumbing that a GPU run relies on: each call copies its own state, y, β and drive into the static inputs, returns
-    tensors of its own (later replays leave them) equal to an eager relaxation, sees weights changed in place by an optimiser, and one graph serves
-    one phase signature (a new β or shape makes another). (Whether the real capture records every kernel is left to
-    bench/gpu_precision.py on a GPU.)"""
+    tensors of its own (later replays leave them) equal to an eager relaxation, sees weights changed in place by an
+    optimiser, and one graph serves one phase signature (a new β or shape makes another). (Whether the real capture
+    records every kernel is left to bench/gpu_precision.py on a GPU.)"""
     import contextlib
 
     class Graph:
